@@ -1,0 +1,217 @@
+//! IP and CIDR parsing as upstream's legacy ("sloppy") fields do it, and the special-address
+//! checks shared by Endpoints, EndpointSlices and `externalIPs`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::field::{FieldError, FieldPath, FieldValue};
+
+/// Detail of an unparseable IP in a legacy field.
+pub const INVALID_IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+/// Detail of an unparseable CIDR in a legacy field.
+pub const INVALID_CIDR_MSG: &str =
+    "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
+
+// Go's pre-1.17 net.ParseIP: decimal IPv4 octets may carry leading zeros.
+fn parse_ipv4_sloppy(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = part.trim_start_matches('0');
+        if digits.len() > 3 {
+            return None;
+        }
+        let n: u32 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().ok()?
+        };
+        *octet = u8::try_from(n).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
+}
+
+/// `netutils.ParseIPSloppy`: IPv4 octets may have leading zeros; IPv4-mapped IPv6 is kept as
+/// IPv6 here (callers that care about Go's `To4()` use [`to_ipv4`]).
+pub fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
+    if !s.contains(':') {
+        return parse_ipv4_sloppy(s).map(IpAddr::V4);
+    }
+    if let Some(pos) = s.rfind(':') {
+        let tail = &s[pos + 1..];
+        if tail.contains('.') {
+            let v4 = parse_ipv4_sloppy(tail)?;
+            let rebuilt = format!("{}{}", &s[..=pos], v4);
+            return rebuilt.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+        }
+    }
+    s.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
+/// Go's `ip.To4()`: the IPv4 form of an IPv4 or IPv4-mapped IPv6 address.
+pub fn to_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    }
+}
+
+/// Whether Go would treat the address as IPv6 (`netutils.IsIPv6`).
+pub fn is_ipv6(ip: IpAddr) -> bool {
+    to_ipv4(ip).is_none()
+}
+
+/// `netutils.ParseCIDRSloppy`: a sloppy IP, `/`, and a decimal prefix length.
+pub fn parse_cidr_sloppy(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip_part, len_part) = s.split_once('/')?;
+    let ip = parse_ip_sloppy(ip_part)?;
+    if len_part.is_empty() || !len_part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = len_part.trim_start_matches('0');
+    let len: u32 = if digits.is_empty() {
+        0
+    } else if digits.len() > 3 {
+        return None;
+    } else {
+        digits.parse().ok()?
+    };
+    // Go measures the prefix against the written form: dotted quads are 32 bits wide.
+    let width = if ip_part.contains(':') { 128 } else { 32 };
+    if len > width {
+        return None;
+    }
+    u8::try_from(len).ok().map(|l| (ip, l))
+}
+
+/// `validation.IsValidIP` for legacy fields.
+pub fn validate_ip(value: &str, path: &FieldPath) -> Vec<FieldError> {
+    if parse_ip_sloppy(value).is_some() {
+        Vec::new()
+    } else {
+        vec![FieldError::invalid(
+            path.clone(),
+            FieldValue::Str(value.to_owned()),
+            INVALID_IP_MSG,
+        )]
+    }
+}
+
+/// `validation.IsValidCIDR` for legacy fields.
+pub fn validate_cidr(value: &str, path: &FieldPath) -> Vec<FieldError> {
+    if parse_cidr_sloppy(value).is_some() {
+        Vec::new()
+    } else {
+        vec![FieldError::invalid(
+            path.clone(),
+            FieldValue::Str(value.to_owned()),
+            INVALID_CIDR_MSG,
+        )]
+    }
+}
+
+/// `validation.IsValidIPv4Address`
+pub fn validate_ipv4_address(value: &str, path: &FieldPath) -> Vec<FieldError> {
+    match parse_ip_sloppy(value).and_then(to_ipv4) {
+        Some(_) => Vec::new(),
+        None => vec![FieldError::invalid(
+            path.clone(),
+            FieldValue::Str(value.to_owned()),
+            "must be a valid IPv4 address",
+        )],
+    }
+}
+
+/// `validation.IsValidIPv6Address`
+pub fn validate_ipv6_address(value: &str, path: &FieldPath) -> Vec<FieldError> {
+    match parse_ip_sloppy(value) {
+        Some(ip) if is_ipv6(ip) => Vec::new(),
+        _ => vec![FieldError::invalid(
+            path.clone(),
+            FieldValue::Str(value.to_owned()),
+            "must be a valid IPv6 address",
+        )],
+    }
+}
+
+/// `ValidateNonSpecialIP`: rejects unspecified, loopback, link-local and link-local multicast
+/// addresses, with Go's `net.IP` classification (IPv4-mapped IPv6 counts as IPv4).
+pub fn validate_non_special_ip(value: &str, path: &FieldPath) -> Vec<FieldError> {
+    let invalid = |detail: String| {
+        FieldError::invalid(path.clone(), FieldValue::Str(value.to_owned()), detail)
+    };
+    let Some(ip) = parse_ip_sloppy(value) else {
+        return vec![invalid("must be a valid IP address".to_owned())];
+    };
+    let mut errs = Vec::new();
+    let (unspecified, loopback, link_local, link_local_multicast) = match to_ipv4(ip) {
+        Some(v4) => {
+            let o = v4.octets();
+            (
+                v4.is_unspecified(),
+                o[0] == 127,
+                o[0] == 169 && o[1] == 254,
+                o[0] == 224 && o[1] == 0 && o[2] == 0,
+            )
+        }
+        None => {
+            let IpAddr::V6(v6) = ip else {
+                return errs;
+            };
+            let o = v6.octets();
+            (
+                v6.is_unspecified(),
+                v6.is_loopback(),
+                o[0] == 0xfe && o[1] & 0xc0 == 0x80,
+                o[0] == 0xff && o[1] & 0x0f == 0x02,
+            )
+        }
+    };
+    if unspecified {
+        errs.push(invalid(format!("may not be unspecified ({value})")));
+    }
+    if loopback {
+        errs.push(invalid(
+            "may not be in the loopback range (127.0.0.0/8, ::1/128)".to_owned(),
+        ));
+    }
+    if link_local {
+        errs.push(invalid(
+            "may not be in the link-local range (169.254.0.0/16, fe80::/10)".to_owned(),
+        ));
+    }
+    if link_local_multicast {
+        errs.push(invalid(
+            "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)".to_owned(),
+        ));
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sloppy_parsing() {
+        assert_eq!(
+            parse_ip_sloppy("010.001.0.1"),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)))
+        );
+        assert_eq!(parse_ip_sloppy("10.0.0.256"), None);
+        assert_eq!(parse_ip_sloppy("1.2.3"), None);
+        assert_eq!(parse_ip_sloppy("1.2.3.4.5"), None);
+        assert!(parse_ip_sloppy("::ffff:010.0.0.1").is_some());
+        assert!(parse_ip_sloppy("fe80::1%eth0").is_none());
+        assert_eq!(parse_cidr_sloppy("10.0.0.0/33"), None);
+        assert!(parse_cidr_sloppy("10.0.0.1/8").is_some());
+        assert!(parse_cidr_sloppy("2001:db8::/129").is_none());
+        assert!(parse_cidr_sloppy("10.0.0.0").is_none());
+    }
+}
