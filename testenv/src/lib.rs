@@ -1,1 +1,353 @@
 #![forbid(unsafe_code)]
+//! testenv: an in-memory Kubernetes API server, served over real HTTP on loopback, that
+//! `kube::Client`, `kube_runtime` and `kubectl` cannot tell from kube-apiserver for the kinds it
+//! serves — plus a node simulator, fault injection and an operation log for tests.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), testenv::TestEnvError> {
+//! let env = testenv::TestEnv::start().await?;
+//! let client = env.client();
+//! # Ok(()) }
+//! ```
+
+pub mod admission;
+pub mod api;
+mod crd;
+pub mod defaults;
+pub mod discovery;
+pub mod faults;
+mod gc;
+pub mod meta;
+mod names;
+pub mod openapi;
+pub mod oplog;
+pub mod patch;
+pub mod representation;
+pub mod resources;
+pub mod router;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod store;
+mod validation;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Mutex;
+
+pub use faults::{FaultAction, FaultMatch, Faults};
+pub use oplog::{Operation, OperationLog};
+pub use server::{ApiServer, ServerOptions};
+
+/// Errors starting or driving a test environment.
+#[derive(Debug, thiserror::Error)]
+pub enum TestEnvError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A client could not be built.
+    #[error("cannot build a client: {0}")]
+    Client(String),
+    /// A file could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The environment is stopped.
+    #[error("the test environment is stopped")]
+    Stopped,
+    /// A wait ran out of time.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+}
+
+/// How to start a test environment.
+#[derive(Debug, Clone)]
+pub struct TestEnvOptions {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Server behaviour.
+    pub server: ServerOptions,
+    /// Create `default`, `kube-system`, `kube-public` and `kube-node-lease` at start, as
+    /// kube-apiserver's bootstrap does.
+    pub system_namespaces: bool,
+    /// How often the garbage collector sweeps for dangling owners (it also reacts to deletions at once).
+    pub gc_sweep_interval: Duration,
+}
+
+impl Default for TestEnvOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            server: ServerOptions::default(),
+            system_namespaces: true,
+            gc_sweep_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The namespaces kube-apiserver creates at start-up.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// A running API server with its handles for tests.
+pub struct TestEnv {
+    server: Arc<ApiServer>,
+    addr: SocketAddr,
+    listener: Mutex<Option<server::Listener>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TestEnv {
+    /// Starts a server on a free loopback port with default options.
+    pub async fn start() -> Result<Self, TestEnvError> {
+        Self::start_with(TestEnvOptions::default()).await
+    }
+
+    /// Starts a server with `options`.
+    pub async fn start_with(options: TestEnvOptions) -> Result<Self, TestEnvError> {
+        let store = store::Store::new(options.server.history_limit);
+        Self::start_on_store(options, store).await
+    }
+
+    /// Starts a server over an existing store (e.g. one loaded from disk).
+    pub async fn start_on_store(
+        options: TestEnvOptions,
+        store: store::Store,
+    ) -> Result<Self, TestEnvError> {
+        let server = ApiServer::new(store, options.server.clone());
+        server.load_crds_from_store();
+        if options.system_namespaces {
+            server.ensure_namespaces(SYSTEM_NAMESPACES).await;
+        }
+        let listener = server::Listener::bind(server.clone(), options.listen)
+            .await
+            .map_err(|source| TestEnvError::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        let addr = listener.addr;
+        let gc = tokio::spawn(gc::run(server.clone(), options.gc_sweep_interval));
+        Ok(Self {
+            server,
+            addr,
+            listener: Mutex::new(Some(listener)),
+            background: vec![gc],
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The server's shared state (store, resources).
+    pub fn server(&self) -> &Arc<ApiServer> {
+        &self.server
+    }
+
+    /// A `kube::Client` for this server, default namespace `default`.
+    pub fn client(&self) -> kube::Client {
+        self.try_client()
+            .unwrap_or_else(|e| panic!("testenv client for {}: {e}", self.url()))
+    }
+
+    /// A `kube::Client`, or why one could not be built.
+    pub fn try_client(&self) -> Result<kube::Client, TestEnvError> {
+        let uri: http::Uri = self
+            .url()
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| TestEnvError::Client(e.to_string()))?;
+        let mut config = kube::Config::new(uri);
+        config.default_namespace = "default".into();
+        config.read_timeout = Some(Duration::from_secs(300));
+        kube::Client::try_from(config).map_err(|e| TestEnvError::Client(e.to_string()))
+    }
+
+    /// A kubeconfig (YAML) pointing at this server, context `testenv`.
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_yaml(&self.url())
+    }
+
+    /// Writes the kubeconfig to `path`, creating parent directories.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), TestEnvError> {
+        write_file(path, &self.kubeconfig())
+    }
+
+    /// The log of every request served.
+    pub fn oplog(&self) -> &OperationLog {
+        &self.server.oplog
+    }
+
+    /// Fault injection for requests.
+    pub fn faults(&self) -> &Faults {
+        &self.server.faults
+    }
+
+    /// Drops the event history: every watch ends, and resuming from an old resourceVersion gets 410.
+    pub fn compact(&self) {
+        self.server.store.write().compact();
+        self.server.break_watches();
+    }
+
+    /// Stops listening and drops every connection, then listens again on the same address with the
+    /// same data, as a restarted kube-apiserver would.
+    pub async fn restart(&self) -> Result<(), TestEnvError> {
+        let mut slot = self.listener.lock().await;
+        if let Some(l) = slot.take() {
+            l.shutdown().await;
+        }
+        self.server.break_watches();
+        let mut last_err = None;
+        for _ in 0..50 {
+            match server::Listener::bind(self.server.clone(), self.addr).await {
+                Ok(l) => {
+                    *slot = Some(l);
+                    return Ok(());
+                }
+                Err(e) => {
+                    last_err = Some(e);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Err(TestEnvError::Bind {
+            addr: self.addr,
+            source: last_err.unwrap_or_else(|| std::io::Error::other("bind failed")),
+        })
+    }
+
+    /// Stops the server; the handle can no longer serve.
+    pub async fn stop(&self) {
+        if let Some(l) = self.listener.lock().await.take() {
+            l.shutdown().await;
+        }
+        self.server.break_watches();
+        for t in &self.background {
+            t.abort();
+        }
+    }
+
+    /// Polls `check` every 20 ms until it returns true or `timeout` passes.
+    pub async fn wait_until<F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: F,
+    ) -> Result<(), TestEnvError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        wait_until(what, timeout, &mut check).await
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for t in &self.background {
+            t.abort();
+        }
+        self.server.break_watches();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    check: &mut F,
+) -> Result<(), TestEnvError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(TestEnvError::Timeout(timeout, what.to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A kubeconfig for an http server URL.
+pub fn kubeconfig_yaml(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: testenv\n  cluster:\n    server: {url}\ncontexts:\n- name: testenv\n  context:\n    cluster: testenv\n    user: testenv\n    namespace: default\ncurrent-context: testenv\nusers:\n- name: testenv\n  user: {{}}\npreferences: {{}}\n"
+    )
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), TestEnvError> {
+    let io = |source| TestEnvError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(path, contents).map_err(io)
+}
+
+impl ApiServer {
+    /// Creates the namespaces that do not exist yet.
+    pub async fn ensure_namespaces(self: &Arc<Self>, names: &[&str]) {
+        let Some(rt) = self.resources().get("", "v1", "namespaces") else {
+            return;
+        };
+        for name in names {
+            if self
+                .store
+                .read()
+                .get(&store::CollectionKey::new("", "namespaces"), "", name)
+                .is_some()
+            {
+                continue;
+            }
+            let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name,
+                "labels": {"kubernetes.io/metadata.name": name}}});
+            obj["metadata"]["uid"] = json!(names::uid());
+            obj["metadata"]["creationTimestamp"] = json!(names::now_rfc3339());
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+            let _ = self.commit_put(&rt, &mut obj, None);
+        }
+    }
+
+    /// Serves the CRDs already in the store (after loading from disk).
+    pub fn load_crds_from_store(&self) {
+        let crds: Vec<serde_json::Value> = {
+            let state = self.store.read();
+            state
+                .list(
+                    &store::CollectionKey::new("apiextensions.k8s.io", "customresourcedefinitions"),
+                    None,
+                    None,
+                )
+                .map(|o| o.value())
+                .collect()
+        };
+        for crd in crds {
+            self.crd_changed(&crd);
+        }
+    }
+}

@@ -1,0 +1,1197 @@
+//! The REST semantics of the Kubernetes API over the store: get, list, create, update, patch,
+//! delete, deletecollection and watch, with defaulting, admission, validation and metadata rules.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::admission::{AdmissionAttributes, Operation};
+use crate::defaults::apply_defaults;
+use crate::meta::{name_rule, validate_object_meta};
+use crate::names;
+use crate::patch::{self, PatchType};
+use crate::resources::ResourceType;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::server::ApiServer;
+use crate::status::{ApiError, cause};
+use crate::store::{CollectionKey, CommitError, StoredObject};
+
+/// The verbs of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// GET one object.
+    Get,
+    /// GET a collection.
+    List,
+    /// GET a collection with `watch=true`.
+    Watch,
+    /// POST.
+    Create,
+    /// PUT.
+    Update,
+    /// PATCH.
+    Patch,
+    /// DELETE one object.
+    Delete,
+    /// DELETE a collection.
+    DeleteCollection,
+}
+
+impl Verb {
+    /// Lower-case name, as audit logs and RBAC use it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+        }
+    }
+}
+
+/// A request routed to a resource.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    /// What to do.
+    pub verb: Verb,
+    /// The resource type.
+    pub resource: Arc<ResourceType>,
+    /// Namespace from the path.
+    pub namespace: Option<String>,
+    /// Name from the path.
+    pub name: Option<String>,
+    /// `status` and similar.
+    pub subresource: Option<String>,
+    /// Query parameters.
+    pub query: HashMap<String, String>,
+    /// Request body.
+    pub body: Bytes,
+    /// Content-Type header.
+    pub content_type: String,
+    /// User-Agent header, the default field manager.
+    pub user_agent: String,
+}
+
+impl ApiRequest {
+    fn q(&self, key: &str) -> Option<&str> {
+        self.query
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn dry_run(&self) -> bool {
+        self.query.get("dryRun").is_some_and(|v| v == "All")
+    }
+
+    fn collection(&self) -> CollectionKey {
+        CollectionKey::new(&self.resource.group, &self.resource.plural)
+    }
+
+    fn ns(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+
+    fn field_manager(&self) -> String {
+        match self.q("fieldManager") {
+            Some(m) => m.to_string(),
+            None => self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or("unknown")
+                .to_string(),
+        }
+    }
+}
+
+/// A successful answer: a status code and a JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP code.
+    pub code: u16,
+    /// The object or list.
+    pub body: Value,
+}
+
+fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
+    if req.body.is_empty() {
+        return Err(ApiError::bad_request("the body of the request was empty"));
+    }
+    let value: Value = if req.content_type.contains("yaml") {
+        serde_saphyr::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the object provided is unrecognized (json parse error: {e})"
+            ))
+        })?
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the object provided is unrecognized: expected a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+fn meta(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata")?.as_object()
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata was just made an object")
+}
+
+fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    meta(obj)?.get(key)?.as_str()
+}
+
+/// Checks and fills apiVersion/kind against the resource the URL names.
+fn check_type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    let want_av = rt.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(av) if !av.is_empty() && av != want_av => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want_av})"
+            )));
+        }
+        _ => obj["apiVersion"] = json!(want_av),
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if !k.is_empty() && k != rt.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+        _ => obj["kind"] = json!(rt.kind),
+    }
+    Ok(())
+}
+
+/// Everything but metadata and status: a change here bumps metadata.generation.
+fn spec_part(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    o
+}
+
+/// Equality ignoring the fields every write changes (resourceVersion, managedFields times).
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+impl ApiServer {
+    /// Serves one routed request.
+    pub async fn serve_api(self: &Arc<Self>, req: ApiRequest) -> Result<Reply, ApiError> {
+        match req.verb {
+            Verb::Get => self.get(&req),
+            Verb::List => self.list(&req),
+            Verb::Create => self.create(&req).await,
+            Verb::Update => self.update(&req).await,
+            Verb::Patch => self.patch(&req).await,
+            Verb::Delete => self.delete(&req).await,
+            Verb::DeleteCollection => self.delete_collection(&req).await,
+            Verb::Watch => Err(ApiError::internal("watch is served by the streaming path")),
+        }
+    }
+
+    fn get(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
+        let name = req.name.as_deref().unwrap_or("");
+        let obj = self.store.read().get(&req.collection(), req.ns(), name);
+        match obj {
+            Some(o) => Ok(Reply {
+                code: 200,
+                body: self.present(&req.resource, o.value()),
+            }),
+            None => Err(ApiError::not_found(&req.resource, name)),
+        }
+    }
+
+    /// Rewrites apiVersion for the version served (CRDs with several versions share one collection).
+    pub(crate) fn present(&self, rt: &ResourceType, mut obj: Value) -> Value {
+        if obj.get("apiVersion").and_then(Value::as_str) != Some(&rt.api_version()) {
+            obj["apiVersion"] = json!(rt.api_version());
+        }
+        obj
+    }
+
+    fn list(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
+        let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+        let cont = match req.q("continue") {
+            Some(token) => Some(decode_continue(token)?),
+            None => None,
+        };
+        let state = self.store.read();
+        let list_rv = cont
+            .as_ref()
+            .map(|c| c.0)
+            .unwrap_or(state.resource_version());
+        let after = cont.as_ref().map(|c| c.1.clone());
+        let mut items: Vec<Value> = Vec::new();
+        let mut next = None;
+        let mut last_key = None;
+        let name_fast = fields.required_value("metadata.name");
+        for obj in state.list(&req.collection(), req.namespace.as_deref(), after.as_ref()) {
+            if let Some(n) = name_fast
+                && obj.name != n
+            {
+                continue;
+            }
+            if !labels.matches(&obj.labels) || !object_matches_fields(&fields, obj) {
+                continue;
+            }
+            if limit > 0 && items.len() == limit {
+                if let Some(key) = last_key.take() {
+                    next = Some(encode_continue(list_rv, &key));
+                }
+                break;
+            }
+            last_key = Some((obj.namespace.clone(), obj.name.clone()));
+            items.push(self.present(&req.resource, obj.value()));
+        }
+        drop(state);
+        let mut metadata = Map::new();
+        metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
+        if let Some(c) = next {
+            metadata.insert("continue".into(), json!(c));
+        }
+        Ok(Reply {
+            code: 200,
+            body: json!({
+                "kind": req.resource.list_kind(),
+                "apiVersion": req.resource.api_version(),
+                "metadata": metadata,
+                "items": items,
+            }),
+        })
+    }
+
+    fn ensure_namespace(&self, req: &ApiRequest) -> Result<(), ApiError> {
+        if !req.resource.namespaced || !self.options.enforce_namespaces {
+            return Ok(());
+        }
+        let ns = req.ns();
+        let namespaces = CollectionKey::new("", "namespaces");
+        match self.store.read().get(&namespaces, "", ns) {
+            None => {
+                let rt = self.resource("", "v1", "namespaces")?;
+                Err(ApiError::not_found(&rt, ns))
+            }
+            Some(n) if n.deleting && !self.options.allow_writes_in_terminating_namespaces => {
+                Err(ApiError::forbidden(
+                    &req.resource,
+                    "",
+                    &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn create(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
+        if req.subresource.is_some() {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let rt = &req.resource;
+        let mut obj = parse_body(req)?;
+        check_type_meta(rt, &mut obj)?;
+        if rt.namespaced {
+            let body_ns = meta_str(&obj, "namespace").unwrap_or("");
+            if !body_ns.is_empty() && body_ns != req.ns() {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            meta_mut(&mut obj).insert("namespace".into(), json!(req.ns()));
+            self.ensure_namespace(req)?;
+        } else {
+            meta_mut(&mut obj).remove("namespace");
+        }
+        self.create_object(req, obj, false).await
+    }
+
+    /// The create path shared by POST and apply-creates.
+    async fn create_object(
+        self: &Arc<Self>,
+        req: &ApiRequest,
+        mut obj: Value,
+        from_apply: bool,
+    ) -> Result<Reply, ApiError> {
+        let rt = req.resource.clone();
+        if rt.has_status
+            && !matches!(rt.kind.as_str(), "Node" | "Namespace")
+            && rt.group != "apiextensions.k8s.io"
+        {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        if rt.group.is_empty() && rt.kind == "Namespace" {
+            obj["status"] = json!({"phase": "Active"});
+            let spec = obj.get("spec").cloned().unwrap_or(json!({}));
+            if spec.get("finalizers").is_none() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        if rt.group == "apiextensions.k8s.io" && rt.kind == "CustomResourceDefinition" {
+            obj["status"] = crate::crd::established_status(&obj);
+        }
+        apply_defaults(&rt.group, &rt.kind, &mut obj);
+        let generate_name = meta_str(&obj, "generateName").unwrap_or("").to_string();
+        let wants_generated =
+            meta_str(&obj, "name").unwrap_or("").is_empty() && !generate_name.is_empty();
+
+        let attrs = AdmissionAttributes {
+            operation: Operation::Create,
+            resource: rt.clone(),
+            namespace: req.ns().to_string(),
+            name: meta_str(&obj, "name").unwrap_or("").to_string(),
+            subresource: None,
+            dry_run: req.dry_run(),
+            user_agent: req.user_agent.clone(),
+        };
+        obj = self.admission.mutate(self, &attrs, obj, None).await?;
+
+        for attempt in 0..8 {
+            let mut candidate = obj.clone();
+            if wants_generated {
+                let name = format!("{generate_name}{}", names::name_suffix());
+                meta_mut(&mut candidate).insert("name".into(), json!(name));
+            }
+            let causes = validate_object_meta(
+                name_rule(&rt.group, &rt.kind),
+                rt.namespaced,
+                candidate.get("metadata").unwrap_or(&Value::Null),
+            );
+            let name = meta_str(&candidate, "name").unwrap_or("").to_string();
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &causes));
+            }
+            if let Some(errs) = self.validate_kind(&rt, &candidate, None)
+                && !errs.is_empty()
+            {
+                return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &errs));
+            }
+            {
+                let m = meta_mut(&mut candidate);
+                m.insert("uid".into(), json!(names::uid()));
+                m.insert("creationTimestamp".into(), json!(names::now_rfc3339()));
+                m.remove("deletionTimestamp");
+                m.remove("deletionGracePeriodSeconds");
+                if rt.tracks_generation {
+                    m.insert("generation".into(), json!(1));
+                } else {
+                    m.remove("generation");
+                }
+            }
+            if !from_apply {
+                patch::apply::track_update(None, &mut candidate, &req.field_manager(), "Update");
+            }
+            let attrs = AdmissionAttributes {
+                name: name.clone(),
+                ..attrs.clone()
+            };
+            self.admission
+                .validate(self, &attrs, &candidate, None)
+                .await?;
+            if req.dry_run() {
+                return Ok(Reply {
+                    code: 201,
+                    body: candidate,
+                });
+            }
+            match self.commit_put(&rt, &mut candidate, None) {
+                Ok(()) => {
+                    self.after_write(&rt, &candidate);
+                    return Ok(Reply {
+                        code: 201,
+                        body: candidate,
+                    });
+                }
+                Err(CommitError::AlreadyExists) if wants_generated && attempt < 7 => continue,
+                Err(CommitError::AlreadyExists) => {
+                    return Err(ApiError::already_exists(&rt, &name));
+                }
+                Err(e) => return Err(ApiError::internal(e.to_string())),
+            }
+        }
+        Err(ApiError::internal("could not generate a unique name"))
+    }
+
+    /// Stamps the next resourceVersion into `obj` and stores it.
+    pub(crate) fn commit_put(
+        &self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        expected: Option<u64>,
+    ) -> Result<(), CommitError> {
+        let mut state = self.store.write();
+        let rv = state.next_resource_version();
+        meta_mut(obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        state.put(&CollectionKey::new(&rt.group, &rt.plural), obj, expected)?;
+        Ok(())
+    }
+
+    fn commit_remove(
+        &self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        expected: u64,
+    ) -> Result<(), CommitError> {
+        let ns = meta_str(obj, "namespace").unwrap_or("").to_string();
+        let name = meta_str(obj, "name").unwrap_or("").to_string();
+        let mut state = self.store.write();
+        let rv = state.next_resource_version();
+        meta_mut(obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        state.remove(
+            &CollectionKey::new(&rt.group, &rt.plural),
+            &ns,
+            &name,
+            obj,
+            expected,
+        )?;
+        Ok(())
+    }
+
+    /// Hooks that react to stored objects of special kinds (CRDs become resources).
+    fn after_write(&self, rt: &ResourceType, obj: &Value) {
+        if rt.group == "apiextensions.k8s.io" && rt.kind == "CustomResourceDefinition" {
+            self.crd_changed(obj);
+        }
+    }
+
+    fn after_remove(&self, rt: &ResourceType, obj: &Value) {
+        if rt.group == "apiextensions.k8s.io" && rt.kind == "CustomResourceDefinition" {
+            self.crd_removed(obj);
+        }
+    }
+
+    fn current(&self, req: &ApiRequest) -> Result<Arc<StoredObject>, ApiError> {
+        let name = req.name.as_deref().unwrap_or("");
+        self.store
+            .read()
+            .get(&req.collection(), req.ns(), name)
+            .ok_or_else(|| ApiError::not_found(&req.resource, name))
+    }
+
+    async fn update(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
+        let rt = &req.resource;
+        let name = req.name.clone().unwrap_or_default();
+        let mut body = parse_body(req)?;
+        check_type_meta(rt, &mut body)?;
+        let body_name = meta_str(&body, "name").unwrap_or("");
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let precondition: Option<u64> = meta_str(&body, "resourceVersion")
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap_or(u64::MAX));
+        for _ in 0..16 {
+            let current = self.current(req)?;
+            if let Some(rv) = precondition
+                && rv != current.resource_version
+            {
+                return Err(ApiError::conflict(rt, &name));
+            }
+            let old = current.value();
+            let new = self.merge_for_write(req, &old, body.clone());
+            match self
+                .write_update(
+                    req,
+                    &old,
+                    new,
+                    current.resource_version,
+                    &req.field_manager(),
+                    "Update",
+                )
+                .await
+            {
+                Err(WriteError::Conflict) if precondition.is_none() => continue,
+                Err(WriteError::Conflict) => return Err(ApiError::conflict(rt, &name)),
+                Err(WriteError::Api(e)) => return Err(e),
+                Ok(reply) => return Ok(reply),
+            }
+        }
+        Err(ApiError::conflict(rt, &name))
+    }
+
+    /// Combines a full object sent for the main resource or a subresource with what is stored.
+    fn merge_for_write(&self, req: &ApiRequest, old: &Value, mut new: Value) -> Value {
+        let rt = &req.resource;
+        if req.subresource.as_deref() == Some("status") {
+            let mut out = old.clone();
+            out["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            if out["status"].is_null()
+                && let Some(m) = out.as_object_mut()
+            {
+                m.remove("status");
+            }
+            return out;
+        }
+        if rt.has_status {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        let old_meta = meta(old).cloned().unwrap_or_default();
+        let m = meta_mut(&mut new);
+        for key in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "name",
+        ] {
+            match old_meta.get(key) {
+                Some(v) => {
+                    m.insert(key.into(), v.clone());
+                }
+                None => {
+                    m.remove(key);
+                }
+            }
+        }
+        if !m.contains_key("managedFields")
+            && let Some(mf) = old_meta.get("managedFields")
+        {
+            m.insert("managedFields".into(), mf.clone());
+        }
+        new
+    }
+
+    /// Validates, admits and stores an update of `old` to `new`; `expected` is the resourceVersion read.
+    async fn write_update(
+        self: &Arc<Self>,
+        req: &ApiRequest,
+        old: &Value,
+        mut new: Value,
+        expected: u64,
+        manager: &str,
+        operation: &str,
+    ) -> Result<Reply, WriteError> {
+        let rt = req.resource.clone();
+        let name = req.name.clone().unwrap_or_default();
+        apply_defaults(&rt.group, &rt.kind, &mut new);
+        let attrs = AdmissionAttributes {
+            operation: Operation::Update,
+            resource: rt.clone(),
+            namespace: req.ns().to_string(),
+            name: name.clone(),
+            subresource: req.subresource.clone(),
+            dry_run: req.dry_run(),
+            user_agent: req.user_agent.clone(),
+        };
+        new = self.admission.mutate(self, &attrs, new, Some(old)).await?;
+        // Identity fields cannot change through an update.
+        meta_mut(&mut new).insert("name".into(), json!(name));
+        if rt.namespaced {
+            meta_mut(&mut new).insert("namespace".into(), json!(req.ns()));
+        }
+        let causes = validate_object_meta(
+            name_rule(&rt.group, &rt.kind),
+            rt.namespaced,
+            new.get("metadata").unwrap_or(&Value::Null),
+        );
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &causes).into());
+        }
+        if let Some(errs) = self.validate_kind(&rt, &new, Some(old))
+            && !errs.is_empty()
+        {
+            return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &errs).into());
+        }
+        if let Some(deleting) = meta(old).and_then(|m| m.get("deletionTimestamp")) {
+            // Finalizers may only be removed from a deleting object, never added back.
+            meta_mut(&mut new).insert("deletionTimestamp".into(), deleting.clone());
+        }
+        if rt.tracks_generation && spec_part(old) != spec_part(&new) {
+            let generation = meta(old)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
+        }
+        if operation != "Apply" {
+            patch::apply::track_update(Some(old), &mut new, manager, operation);
+        }
+        if same_content(old, &new) {
+            // Nothing changed: no write, no new resourceVersion (as the apiserver short-circuits).
+            return Ok(Reply {
+                code: 200,
+                body: self.present(&rt, old.clone()),
+            });
+        }
+        self.admission
+            .validate(self, &attrs, &new, Some(old))
+            .await?;
+        if req.dry_run() {
+            return Ok(Reply {
+                code: 200,
+                body: new,
+            });
+        }
+        let deleting =
+            meta(&new).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|v| !v.is_null()));
+        let finalizers_left = meta(&new)
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let mut stored = new.clone();
+        match self.commit_put(&rt, &mut stored, Some(expected)) {
+            Ok(()) => {}
+            Err(CommitError::Conflict) => return Err(WriteError::Conflict),
+            Err(CommitError::NotFound) => return Err(ApiError::not_found(&rt, &name).into()),
+            Err(e) => return Err(ApiError::internal(e.to_string()).into()),
+        }
+        self.after_write(&rt, &stored);
+        if deleting && !finalizers_left {
+            // The last finalizer is gone: MODIFIED was just emitted, now DELETED.
+            let rv = meta_str(&stored, "resourceVersion")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let mut final_state = stored.clone();
+            if self.commit_remove(&rt, &mut final_state, rv).is_ok() {
+                self.after_remove(&rt, &final_state);
+            }
+            return Ok(Reply {
+                code: 200,
+                body: final_state,
+            });
+        }
+        Ok(Reply {
+            code: 200,
+            body: stored,
+        })
+    }
+
+    async fn patch(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
+        let rt = req.resource.clone();
+        let name = req.name.clone().unwrap_or_default();
+        let patch_type = PatchType::from_content_type(&req.content_type)
+            .ok_or_else(|| ApiError::unsupported_media_type(&req.content_type))?;
+        let patch_value: Value = if patch_type == PatchType::Apply {
+            serde_saphyr::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        } else {
+            serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+        };
+        if patch_type == PatchType::Apply {
+            if req.q("fieldManager").is_none() {
+                return Err(ApiError::bad_request(
+                    "PATCH requests must specify a fieldManager when using server-side apply (\"application/apply-patch+yaml\")",
+                ));
+            }
+            if !patch_value.is_object() {
+                return Err(ApiError::bad_request("apply patches must be a JSON object"));
+            }
+        }
+        let precondition: Option<u64> = patch_value
+            .get("metadata")
+            .and_then(|m| m.get("resourceVersion"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap_or(u64::MAX));
+        let force = req.query.get("force").is_some_and(|f| f == "true");
+        let manager = req.field_manager();
+        for _ in 0..16 {
+            let current = self.store.read().get(&req.collection(), req.ns(), &name);
+            let Some(current) = current else {
+                if patch_type == PatchType::Apply && req.subresource.is_none() {
+                    let mut config = patch_value.clone();
+                    check_type_meta(&rt, &mut config)?;
+                    let body_name = meta_str(&config, "name").unwrap_or("");
+                    if body_name != name {
+                        return Err(ApiError::bad_request(format!(
+                            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                        )));
+                    }
+                    let applied = patch::apply::server_side_apply(None, &config, &manager, force)?;
+                    let mut obj = applied.object;
+                    if rt.namespaced {
+                        meta_mut(&mut obj).insert("namespace".into(), json!(req.ns()));
+                        self.ensure_namespace(req)?;
+                    }
+                    return self.create_object(req, obj, true).await;
+                }
+                return Err(ApiError::not_found(&rt, &name));
+            };
+            if let Some(rv) = precondition
+                && rv != current.resource_version
+            {
+                return Err(ApiError::conflict(&rt, &name));
+            }
+            let old = current.value();
+            let patched = match patch_type {
+                PatchType::Merge => patch::merge_patch(&old, &patch_value)?,
+                PatchType::Json => {
+                    patch::json_patch(&old, &patch_value, &rt.kind, &rt.group, &name)?
+                }
+                PatchType::Strategic => {
+                    if rt.group != "" && !self.is_builtin(&rt) {
+                        return Err(ApiError::unsupported_media_type(&req.content_type));
+                    }
+                    patch::strategic::strategic_merge_patch(
+                        &old,
+                        &patch_value,
+                        &rt.group,
+                        &rt.kind,
+                    )?
+                }
+                PatchType::Apply => {
+                    let mut config = patch_value.clone();
+                    check_type_meta(&rt, &mut config)?;
+                    patch::apply::server_side_apply(Some(&old), &config, &manager, force)?.object
+                }
+            };
+            let merged = self.merge_for_write(req, &old, patched);
+            let operation = if patch_type == PatchType::Apply {
+                "Apply"
+            } else {
+                "Update"
+            };
+            match self
+                .write_update(
+                    req,
+                    &old,
+                    merged,
+                    current.resource_version,
+                    &manager,
+                    operation,
+                )
+                .await
+            {
+                Err(WriteError::Conflict) if precondition.is_none() => continue,
+                Err(WriteError::Conflict) => return Err(ApiError::conflict(&rt, &name)),
+                Err(WriteError::Api(e)) => return Err(e),
+                Ok(reply) => return Ok(reply),
+            }
+        }
+        Err(ApiError::conflict(&rt, &name))
+    }
+
+    fn is_builtin(&self, rt: &ResourceType) -> bool {
+        crate::resources::ResourceTable::builtin()
+            .get(&rt.group, &rt.version, &rt.plural)
+            .is_some()
+    }
+
+    async fn delete(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
+        let options: Value = if req.body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+        };
+        let name = req.name.clone().unwrap_or_default();
+        let propagation = options
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .or(req.q("propagationPolicy"))
+            .map(str::to_string);
+        let grace: Option<i64> = options
+            .get("gracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .or_else(|| req.q("gracePeriodSeconds").and_then(|g| g.parse().ok()));
+        let preconditions = options.get("preconditions").cloned().unwrap_or(json!({}));
+        self.delete_object(req, &name, propagation.as_deref(), grace, &preconditions)
+            .await
+    }
+
+    /// Deletes one object with the given propagation and grace period.
+    pub(crate) async fn delete_object(
+        self: &Arc<Self>,
+        req: &ApiRequest,
+        name: &str,
+        propagation: Option<&str>,
+        grace: Option<i64>,
+        preconditions: &Value,
+    ) -> Result<Reply, ApiError> {
+        let rt = req.resource.clone();
+        if let Some(p) = propagation
+            && !matches!(p, "Orphan" | "Background" | "Foreground")
+        {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "meta.k8s.io",
+                "",
+                &[cause(
+                    "FieldValueNotSupported",
+                    "propagationPolicy",
+                    format!(
+                        "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                    ),
+                )],
+            ));
+        }
+        for _ in 0..16 {
+            let current = self
+                .store
+                .read()
+                .get(&req.collection(), req.ns(), name)
+                .ok_or_else(|| ApiError::not_found(&rt, name))?;
+            let mut obj = current.value();
+            if let Some(uid) = preconditions.get("uid").and_then(Value::as_str)
+                && uid != current.uid
+            {
+                return Err(ApiError::conflict_with(
+                    &rt,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        current.uid
+                    ),
+                ));
+            }
+            if let Some(rv) = preconditions.get("resourceVersion").and_then(Value::as_str)
+                && rv != current.resource_version.to_string()
+            {
+                return Err(ApiError::conflict_with(
+                    &rt,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.resource_version
+                    ),
+                ));
+            }
+            let attrs = AdmissionAttributes {
+                operation: Operation::Delete,
+                resource: rt.clone(),
+                namespace: req.ns().to_string(),
+                name: name.to_string(),
+                subresource: None,
+                dry_run: req.dry_run(),
+                user_agent: req.user_agent.clone(),
+            };
+            self.admission
+                .validate(self, &attrs, &Value::Null, Some(&obj))
+                .await?;
+            if req.dry_run() {
+                return Ok(Reply {
+                    code: 200,
+                    body: obj,
+                });
+            }
+            let mut finalizers: Vec<String> = meta(&obj)
+                .and_then(|m| m.get("finalizers"))
+                .and_then(Value::as_array)
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let graceful_pod = rt.group.is_empty()
+                && rt.kind == "Pod"
+                && obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
+                && !matches!(
+                    obj.pointer("/status/phase").and_then(Value::as_str),
+                    Some("Failed" | "Succeeded")
+                );
+            let pod_grace = if graceful_pod {
+                grace.unwrap_or_else(|| {
+                    obj.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(30)
+                })
+            } else {
+                0
+            };
+            match propagation {
+                Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                    finalizers.push("foregroundDeletion".into())
+                }
+                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+                    finalizers.push("orphan".into())
+                }
+                _ => {}
+            }
+            let already_deleting = current.deleting;
+            if !finalizers.is_empty() || pod_grace > 0 {
+                // Graceful: mark for deletion and let finalizers (or the kubelet) finish it.
+                let m = meta_mut(&mut obj);
+                let newly = !already_deleting;
+                let shorter = pod_grace > 0
+                    && m.get("deletionGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                        .is_none_or(|g| pod_grace < g);
+                if !newly && !shorter && finalizers.len() == current_finalizer_count(&current) {
+                    return Ok(Reply {
+                        code: 200,
+                        body: obj,
+                    });
+                }
+                if newly || shorter {
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(names::rfc3339_after(pod_grace)),
+                    );
+                    m.insert("deletionGracePeriodSeconds".into(), json!(pod_grace));
+                }
+                if !finalizers.is_empty() {
+                    m.insert("finalizers".into(), json!(finalizers));
+                }
+                if rt.tracks_generation && newly {
+                    let generation = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
+                    m.insert("generation".into(), json!(generation + 1));
+                }
+                match self.commit_put(&rt, &mut obj, Some(current.resource_version)) {
+                    Ok(()) => {
+                        return Ok(Reply {
+                            code: 200,
+                            body: obj,
+                        });
+                    }
+                    Err(CommitError::Conflict) => continue,
+                    Err(CommitError::NotFound) => return Err(ApiError::not_found(&rt, name)),
+                    Err(e) => return Err(ApiError::internal(e.to_string())),
+                }
+            }
+            match self.commit_remove(&rt, &mut obj, current.resource_version) {
+                Ok(()) => {
+                    self.after_remove(&rt, &obj);
+                    return Ok(Reply {
+                        code: 200,
+                        body: obj,
+                    });
+                }
+                Err(CommitError::Conflict) => continue,
+                Err(CommitError::NotFound) => return Err(ApiError::not_found(&rt, name)),
+                Err(e) => return Err(ApiError::internal(e.to_string())),
+            }
+        }
+        Err(ApiError::conflict(&rt, name))
+    }
+
+    async fn delete_collection(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
+        let mut list_req = req.clone();
+        list_req.verb = Verb::List;
+        list_req.query.remove("limit");
+        list_req.query.remove("continue");
+        let listed = self.list(&list_req)?;
+        let options: Value = if req.body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(&req.body).unwrap_or(json!({}))
+        };
+        let propagation = options
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let grace = options.get("gracePeriodSeconds").and_then(Value::as_i64);
+        let mut deleted = Vec::new();
+        for item in listed.body["items"].as_array().cloned().unwrap_or_default() {
+            let name = meta_str(&item, "name").unwrap_or("").to_string();
+            let ns = meta_str(&item, "namespace").unwrap_or("").to_string();
+            let mut one = req.clone();
+            one.namespace = if ns.is_empty() { None } else { Some(ns) };
+            match self
+                .delete_object(&one, &name, propagation.as_deref(), grace, &json!({}))
+                .await
+            {
+                Ok(r) => deleted.push(r.body),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Reply {
+            code: 200,
+            body: json!({
+                "kind": req.resource.list_kind(),
+                "apiVersion": req.resource.api_version(),
+                "metadata": {"resourceVersion": self.store.read().resource_version().to_string()},
+                "items": deleted,
+            }),
+        })
+    }
+
+    /// Looks up a resource type by group/version/plural.
+    pub(crate) fn resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Result<Arc<ResourceType>, ApiError> {
+        self.resources()
+            .get(group, version, plural)
+            .ok_or_else(ApiError::path_not_found)
+    }
+}
+
+fn current_finalizer_count(obj: &StoredObject) -> usize {
+    obj.value()
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len)
+}
+
+/// Evaluates a field selector on a stored object (name and namespace without parsing the JSON).
+pub(crate) fn object_matches_fields(fields: &FieldSelector, obj: &StoredObject) -> bool {
+    if fields.fields().next().is_none() {
+        return true;
+    }
+    let mut parsed: Option<Value> = None;
+    fields.matches(|field| match field {
+        "metadata.name" => Some(obj.name.clone()),
+        "metadata.namespace" => Some(obj.namespace.clone()),
+        other => {
+            let v = parsed.get_or_insert_with(|| obj.value());
+            let pointer = format!("/{}", other.replace('.', "/"));
+            v.pointer(&pointer).map(|x| match x {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            })
+        }
+    })
+}
+
+/// Why an update did not commit.
+enum WriteError {
+    /// The object changed since it was read: re-read and retry, or answer 409.
+    Conflict,
+    /// Any other answer.
+    Api(ApiError),
+}
+
+impl From<ApiError> for WriteError {
+    fn from(e: ApiError) -> Self {
+        WriteError::Api(e)
+    }
+}
+
+fn encode_continue(rv: u64, key: &(String, String)) -> String {
+    use base64::Engine;
+    let raw = json!({"rv": rv, "ns": key.0, "name": key.1}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
+    use base64::Engine;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let ns = v
+        .get("ns")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
+    Ok((rv, (ns, name)))
+}
+
+impl ApiServer {
+    /// A request made by the server itself (garbage collector, node simulator helpers).
+    pub(crate) fn internal_request(
+        rt: Arc<ResourceType>,
+        verb: Verb,
+        namespace: &str,
+        name: &str,
+        subresource: Option<&str>,
+        user_agent: &str,
+    ) -> ApiRequest {
+        ApiRequest {
+            verb,
+            resource: rt,
+            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+            name: Some(name.to_string()),
+            subresource: subresource.map(String::from),
+            query: HashMap::new(),
+            body: Bytes::new(),
+            content_type: "application/json".into(),
+            user_agent: user_agent.to_string(),
+        }
+    }
+
+    /// Read-modify-write of one object by the server itself, retried on conflicts.
+    pub(crate) async fn internal_update(
+        self: &Arc<Self>,
+        req: &ApiRequest,
+        mutate: impl Fn(&mut Value),
+    ) -> Result<(), ApiError> {
+        for _ in 0..16 {
+            let current = self.current(req)?;
+            let old = current.value();
+            let mut new = old.clone();
+            mutate(&mut new);
+            match self
+                .write_update(
+                    req,
+                    &old,
+                    new,
+                    current.resource_version,
+                    &req.user_agent,
+                    "Update",
+                )
+                .await
+            {
+                Err(WriteError::Conflict) => continue,
+                Err(WriteError::Api(e)) => return Err(e),
+                Ok(_) => return Ok(()),
+            }
+        }
+        Err(ApiError::conflict(
+            &req.resource,
+            req.name.as_deref().unwrap_or(""),
+        ))
+    }
+}

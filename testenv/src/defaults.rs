@@ -1,0 +1,190 @@
+//! Upstream's v1 defaulting for the kinds whose defaults clients rely on (Service, Pod).
+//!
+//! Only defaulting: testenv allocates no ClusterIPs or NodePorts (a generic control plane has no
+//! service registry; an allocator such as svcplane's webhook does that).
+
+use serde_json::{Map, Value, json};
+
+fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
+    v.get_mut(key)?.as_object_mut()
+}
+
+fn set_if_missing(m: &mut Map<String, Value>, key: &str, value: Value) {
+    match m.get(key) {
+        None | Some(Value::Null) => {
+            m.insert(key.to_string(), value);
+        }
+        Some(Value::String(s)) if s.is_empty() => {
+            m.insert(key.to_string(), value);
+        }
+        _ => {}
+    }
+}
+
+/// `SetDefaults_Service` and friends from `pkg/apis/core/v1/defaults.go`.
+pub fn default_service(svc: &mut Value) {
+    let Some(spec) = obj_mut(svc, "spec") else {
+        return;
+    };
+    set_if_missing(spec, "sessionAffinity", json!("None"));
+    match spec.get("sessionAffinity").and_then(Value::as_str) {
+        Some("None") => {
+            spec.remove("sessionAffinityConfig");
+        }
+        Some("ClientIP") => {
+            let timeout = spec
+                .get("sessionAffinityConfig")
+                .and_then(|c| c.get("clientIP"))
+                .and_then(|c| c.get("timeoutSeconds"));
+            if timeout.is_none_or(Value::is_null) {
+                let config = spec
+                    .entry("sessionAffinityConfig")
+                    .or_insert_with(|| json!({}));
+                if let Some(config) = config.as_object_mut() {
+                    let client_ip = config.entry("clientIP").or_insert_with(|| json!({}));
+                    if let Some(client_ip) = client_ip.as_object_mut() {
+                        client_ip.insert("timeoutSeconds".into(), json!(10800));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    set_if_missing(spec, "type", json!("ClusterIP"));
+    let svc_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            set_if_missing(port, "protocol", json!("TCP"));
+            let target_unset = match port.get("targetPort") {
+                None | Some(Value::Null) => true,
+                Some(Value::Number(n)) => n.as_i64() == Some(0),
+                Some(Value::String(s)) => s.is_empty(),
+                _ => false,
+            };
+            if target_unset && let Some(p) = port.get("port").cloned() {
+                port.insert("targetPort".into(), p);
+            }
+        }
+    }
+    let has_external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let externally_accessible = svc_type == "NodePort"
+        || svc_type == "LoadBalancer"
+        || (svc_type == "ClusterIP" && has_external_ips);
+    if externally_accessible {
+        set_if_missing(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if matches!(svc_type.as_str(), "ClusterIP" | "NodePort" | "LoadBalancer") {
+        set_if_missing(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if svc_type == "LoadBalancer" {
+        set_if_missing(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+}
+
+fn default_container(c: &mut Map<String, Value>) {
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    let tag_latest = !image.contains('@') && {
+        let last = image.rsplit('/').next().unwrap_or(image);
+        !last.contains(':') || last.ends_with(":latest")
+    };
+    set_if_missing(
+        c,
+        "imagePullPolicy",
+        json!(if tag_latest { "Always" } else { "IfNotPresent" }),
+    );
+    set_if_missing(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_if_missing(c, "terminationMessagePolicy", json!("File"));
+    set_if_missing(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            set_if_missing(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// `SetDefaults_Pod` / `SetDefaults_PodSpec` (the fields kubectl users see).
+pub fn default_pod(pod: &mut Value) {
+    let Some(spec) = obj_mut(pod, "spec") else {
+        return;
+    };
+    set_if_missing(spec, "restartPolicy", json!("Always"));
+    set_if_missing(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_if_missing(spec, "terminationGracePeriodSeconds", json!(30));
+    set_if_missing(spec, "schedulerName", json!("default-scheduler"));
+    set_if_missing(spec, "securityContext", json!({}));
+    set_if_missing(spec, "enableServiceLinks", json!(true));
+    set_if_missing(spec, "priority", json!(0));
+    set_if_missing(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    if !spec.contains_key("tolerations") {
+        spec.insert(
+            "tolerations".into(),
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ]),
+        );
+    }
+    for key in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                default_container(c);
+            }
+        }
+    }
+}
+
+/// Applies the defaulting of a kind, if testenv has one.
+pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
+    match (group, kind) {
+        ("", "Service") => default_service(obj),
+        ("", "Pod") => default_pod(obj),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_defaults_match_upstream_v1() {
+        let mut svc = json!({"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}});
+        default_service(&mut svc);
+        assert_eq!(
+            svc["spec"],
+            json!({"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}],
+                   "sessionAffinity": "None", "type": "ClusterIP", "internalTrafficPolicy": "Cluster"})
+        );
+        let mut lb = json!({"spec": {"type": "LoadBalancer", "sessionAffinity": "ClientIP", "ports": [{"port": 443}]}});
+        default_service(&mut lb);
+        assert_eq!(lb["spec"]["externalTrafficPolicy"], "Cluster");
+        assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
+        assert_eq!(
+            lb["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            10800
+        );
+        let mut ext = json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
+        default_service(&mut ext);
+        assert!(ext["spec"].get("internalTrafficPolicy").is_none());
+    }
+
+    #[test]
+    fn pod_defaults_fill_pull_policy_and_grace() {
+        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "nginx"}, {"name": "b", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}});
+        default_pod(&mut pod);
+        assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            pod["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(pod["spec"]["containers"][1]["ports"][0]["protocol"], "TCP");
+    }
+}

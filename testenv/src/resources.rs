@@ -1,0 +1,398 @@
+//! The resource types testenv serves: the built-in kinds of the contract plus CRDs added at run time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One servable resource: a kind under a group/version with its REST names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceType {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version, e.g. `v1`.
+    pub version: String,
+    /// Kind, e.g. `Service`.
+    pub kind: String,
+    /// Plural REST name, e.g. `services`.
+    pub plural: String,
+    /// Singular name, e.g. `service`.
+    pub singular: String,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Short names kubectl accepts, e.g. `svc`.
+    pub short_names: Vec<String>,
+    /// Categories such as `all`.
+    pub categories: Vec<String>,
+    /// Whether a `/status` subresource exists (status is then ignored on main-resource writes).
+    pub has_status: bool,
+    /// Whether `metadata.generation` is bumped on spec changes.
+    pub tracks_generation: bool,
+    /// Which subresources are served, for discovery.
+    pub subresources: Vec<String>,
+}
+
+impl ResourceType {
+    /// `group/version`, or just `version` for the core group: the apiVersion of objects.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The kind of the list, e.g. `ServiceList`.
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// `plural.group` (or just `plural`), the name used in messages such as `services "web" not found`.
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The URL prefix of this resource's group/version: `/api/v1` or `/apis/{group}/{version}`.
+    pub fn group_version_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// Identifies a resource type in a URL: group, version and plural name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId {
+    /// API group; empty for core.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Plural name.
+    pub plural: String,
+}
+
+/// The table of servable resources, keyed by group/version/plural.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceTable {
+    by_id: BTreeMap<ResourceId, Arc<ResourceType>>,
+}
+
+struct Builtin {
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: &'static [&'static str],
+    tracks_generation: bool,
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        subresources: &["status"],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Node",
+        plural: "nodes",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        subresources: &["status"],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        subresources: &["status"],
+        tracks_generation: true,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &["status"],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        plural: "secrets",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: true,
+    },
+    Builtin {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "IPAddress",
+        plural: "ipaddresses",
+        namespaced: false,
+        short_names: &["ip"],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "ServiceCIDR",
+        plural: "servicecidrs",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &["status"],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "events.k8s.io",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        kind: "ValidatingWebhookConfiguration",
+        plural: "validatingwebhookconfigurations",
+        namespaced: false,
+        short_names: &[],
+        categories: &["api-extensions"],
+        subresources: &[],
+        tracks_generation: true,
+    },
+    Builtin {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        kind: "MutatingWebhookConfiguration",
+        plural: "mutatingwebhookconfigurations",
+        namespaced: false,
+        short_names: &[],
+        categories: &["api-extensions"],
+        subresources: &[],
+        tracks_generation: true,
+    },
+    Builtin {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        subresources: &["status"],
+        tracks_generation: true,
+    },
+    Builtin {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &["status"],
+        tracks_generation: true,
+    },
+];
+
+impl ResourceTable {
+    /// The built-in kinds of the contract.
+    pub fn builtin() -> Self {
+        let mut table = Self::default();
+        for b in BUILTINS {
+            let subresources: Vec<String> = b.subresources.iter().map(|s| s.to_string()).collect();
+            table.insert(ResourceType {
+                group: b.group.into(),
+                version: b.version.into(),
+                kind: b.kind.into(),
+                plural: b.plural.into(),
+                singular: b.kind.to_ascii_lowercase(),
+                namespaced: b.namespaced,
+                short_names: b.short_names.iter().map(|s| s.to_string()).collect(),
+                categories: b.categories.iter().map(|s| s.to_string()).collect(),
+                has_status: subresources.iter().any(|s| s == "status"),
+                tracks_generation: b.tracks_generation,
+                subresources,
+            });
+        }
+        table
+    }
+
+    /// Adds or replaces a resource type.
+    pub fn insert(&mut self, rt: ResourceType) {
+        let id = ResourceId {
+            group: rt.group.clone(),
+            version: rt.version.clone(),
+            plural: rt.plural.clone(),
+        };
+        self.by_id.insert(id, Arc::new(rt));
+    }
+
+    /// Removes every version of `plural.group` (a deleted CRD).
+    pub fn remove_group_resource(&mut self, group: &str, plural: &str) {
+        self.by_id
+            .retain(|id, _| !(id.group == group && id.plural == plural));
+    }
+
+    /// Looks up a resource by group, version and plural.
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.by_id
+            .get(&ResourceId {
+                group: group.into(),
+                version: version.into(),
+                plural: plural.into(),
+            })
+            .cloned()
+    }
+
+    /// Looks up a resource by apiVersion and kind.
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<Arc<ResourceType>> {
+        self.by_id
+            .values()
+            .find(|rt| rt.kind == kind && rt.api_version() == api_version)
+            .cloned()
+    }
+
+    /// The preferred (first) version of a group's resource, by plural.
+    pub fn by_collection(&self, group: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.by_id
+            .values()
+            .find(|rt| rt.group == group && rt.plural == plural)
+            .cloned()
+    }
+
+    /// Every resource type, sorted by group, version, plural.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceType>> {
+        self.by_id.values()
+    }
+
+    /// The distinct groups with their versions, core first, in a stable order.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for rt in self.by_id.values() {
+            let versions = groups.entry(rt.group.clone()).or_default();
+            if !versions.contains(&rt.version) {
+                versions.push(rt.version.clone());
+            }
+        }
+        groups.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_kinds_resolve_by_path_and_kind() {
+        let table = ResourceTable::builtin();
+        let svc = table.get("", "v1", "services").expect("services");
+        assert_eq!(svc.kind, "Service");
+        assert!(svc.namespaced && svc.has_status);
+        let slices = table
+            .by_kind("discovery.k8s.io/v1", "EndpointSlice")
+            .expect("slices");
+        assert_eq!(slices.group_version_path(), "/apis/discovery.k8s.io/v1");
+        assert_eq!(slices.qualified_plural(), "endpointslices.discovery.k8s.io");
+        assert!(table.get("", "v1", "nonsense").is_none());
+    }
+}

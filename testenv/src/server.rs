@@ -1,0 +1,410 @@
+//! The HTTP front: routing of Kubernetes API paths, body limits, faults, the operation log, and
+//! the listener with its connections (which a restart drops).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::Incoming;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admission::AdmissionChain;
+use crate::api::{ApiRequest, Verb};
+use crate::faults::{FaultAction, Faults};
+use crate::oplog::{Operation, OperationLog};
+use crate::resources::{ResourceTable, ResourceType};
+use crate::status::ApiError;
+use crate::store::Store;
+
+/// The response body type: whole JSON documents or a watch stream.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted, as kube-apiserver's 3 MiB limit.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Behaviour switches of the server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Reject writes into namespaces that do not exist (upstream's NamespaceLifecycle admission).
+    pub enforce_namespaces: bool,
+    /// Allow creates in namespaces being deleted (off upstream).
+    pub allow_writes_in_terminating_namespaces: bool,
+    /// How often watches that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// How many change events are kept for watches to resume from.
+    pub history_limit: usize,
+    /// The version `/version` reports.
+    pub git_version: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            enforce_namespaces: true,
+            allow_writes_in_terminating_namespaces: false,
+            bookmark_interval: Duration::from_secs(5),
+            history_limit: 50_000,
+            git_version: "v1.34.0-testenv".to_string(),
+        }
+    }
+}
+
+/// The API server's shared state.
+pub struct ApiServer {
+    pub(crate) store: Store,
+    resources: RwLock<ResourceTable>,
+    pub(crate) admission: AdmissionChain,
+    pub(crate) options: ServerOptions,
+    pub(crate) oplog: OperationLog,
+    pub(crate) faults: Faults,
+    /// Bumped to end every open watch (restart, compaction).
+    pub(crate) watch_epoch: watch::Sender<u64>,
+}
+
+impl ApiServer {
+    /// A server over `store`.
+    pub fn new(store: Store, options: ServerOptions) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            resources: RwLock::new(ResourceTable::builtin()),
+            admission: AdmissionChain::new(),
+            options,
+            oplog: OperationLog::default(),
+            faults: Faults::default(),
+            watch_epoch: watch::channel(0).0,
+        })
+    }
+
+    /// The resource table (built-ins plus served CRDs).
+    pub fn resources(&self) -> ResourceTable {
+        self.resources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn resources_mut(&self) -> std::sync::RwLockWriteGuard<'_, ResourceTable> {
+        self.resources.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends every open watch stream; clients reconnect.
+    pub fn break_watches(&self) {
+        self.watch_epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Kind-specific validation that testenv performs itself (beyond ObjectMeta).
+    pub(crate) fn validate_kind(
+        &self,
+        rt: &ResourceType,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Option<Vec<crate::status::StatusCause>> {
+        crate::validation::validate(rt, obj, old)
+    }
+
+    /// Serves one HTTP request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = parse_query(req.uri().query().unwrap_or(""));
+        let headers = req.headers().clone();
+        let header_str = |name: header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let accept = header_str(header::ACCEPT);
+        let content_type = header_str(header::CONTENT_TYPE);
+        let user_agent = header_str(header::USER_AGENT);
+
+        let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                let e = ApiError::too_large(
+                    "the request body is larger than the server accepts (3 MiB)",
+                );
+                self.log(&method, &path, None, e.code, &user_agent);
+                return error_response(&e);
+            }
+        };
+
+        let routed = crate::router::route(&self, &method, &path, &query);
+        let route = match routed {
+            Ok(r) => r,
+            Err(e) => {
+                self.log(&method, &path, None, e.code, &user_agent);
+                return error_response(&e);
+            }
+        };
+        let crate::router::Route::Resource {
+            verb,
+            resource,
+            namespace,
+            name,
+            subresource,
+        } = route
+        else {
+            let response = crate::discovery::serve_non_resource(&self, &route, &accept);
+            self.log(
+                &method,
+                &path,
+                None,
+                response.status().as_u16(),
+                &user_agent,
+            );
+            return response;
+        };
+        let api_req = ApiRequest {
+            verb,
+            resource,
+            namespace,
+            name,
+            subresource,
+            query,
+            body,
+            content_type,
+            user_agent: user_agent.clone(),
+        };
+        if let Some(action) = self.faults.check(
+            verb.as_str(),
+            &api_req.resource.plural,
+            api_req.namespace.as_deref().unwrap_or(""),
+            api_req.name.as_deref().unwrap_or(""),
+        ) {
+            match action {
+                FaultAction::Delay(d) => tokio::time::sleep(d).await,
+                FaultAction::Hang => std::future::pending::<()>().await,
+                fail @ FaultAction::Fail { .. } => {
+                    let e = fail
+                        .error()
+                        .unwrap_or_else(|| ApiError::internal("injected"));
+                    self.log(&method, &path, Some(&api_req), e.code, &user_agent);
+                    return error_response(&e);
+                }
+            }
+        }
+        if verb == Verb::Watch {
+            let response = match crate::watch::start(&self, &api_req, &accept) {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            self.log(
+                &method,
+                &path,
+                Some(&api_req),
+                response.status().as_u16(),
+                &user_agent,
+            );
+            return response;
+        }
+        let result = self.serve_api(api_req.clone()).await;
+        let response = match result {
+            Ok(reply) => {
+                let is_list = matches!(verb, Verb::List | Verb::DeleteCollection);
+                let (content_type, body) = crate::representation::render(
+                    &self,
+                    &accept,
+                    &api_req.resource,
+                    reply.body,
+                    is_list,
+                    &api_req.query,
+                );
+                json_response(reply.code, &content_type, body)
+            }
+            Err(e) => error_response(&e),
+        };
+        self.log(
+            &method,
+            &path,
+            Some(&api_req),
+            response.status().as_u16(),
+            &user_agent,
+        );
+        response
+    }
+
+    fn log(
+        &self,
+        method: &Method,
+        path: &str,
+        req: Option<&ApiRequest>,
+        code: u16,
+        user_agent: &str,
+    ) {
+        let op = match req {
+            Some(r) => Operation {
+                verb: r.verb.as_str().to_string(),
+                path: path.to_string(),
+                group: r.resource.group.clone(),
+                resource: r.resource.plural.clone(),
+                namespace: r.namespace.clone().unwrap_or_default(),
+                name: r.name.clone().unwrap_or_default(),
+                subresource: r.subresource.clone().unwrap_or_default(),
+                code,
+                user_agent: user_agent.to_string(),
+            },
+            None => Operation {
+                verb: method.as_str().to_string(),
+                path: path.to_string(),
+                group: String::new(),
+                resource: String::new(),
+                namespace: String::new(),
+                name: String::new(),
+                subresource: String::new(),
+                code,
+                user_agent: user_agent.to_string(),
+            },
+        };
+        self.oplog.push(op);
+    }
+}
+
+/// Parses a query string into a map (last value wins).
+pub fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A JSON answer.
+pub fn json_response(code: u16, content_type: &str, body: Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    bytes_response(code, content_type, Bytes::from(bytes))
+}
+
+/// An answer with raw bytes.
+pub fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(body).boxed());
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// A `Status` answer for an error.
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = json_response(e.code, "application/json", e.to_status());
+    if let Some(secs) = e.retry_after
+        && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// A running listener; dropping it does not stop it, `shutdown` does.
+pub struct Listener {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `addr` and serves `server` until `shutdown`.
+    pub async fn bind(server: Arc<ApiServer>, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(server, listener, stop_rx));
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Stops accepting and drops every open connection (and so every watch).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    server: Arc<ApiServer>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let server = server.clone();
+                let mut stop = stop.clone();
+                connections.spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let service = hyper::service::service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(req).await) }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    let conn = builder.serve_connection(io, service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.changed() => {}
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_percent_decoded() {
+        let q = parse_query("labelSelector=app%3Dweb%2Ctier%20in%20(a)&watch=true&x");
+        assert_eq!(q["labelSelector"], "app=web,tier in (a)");
+        assert_eq!(q["watch"], "true");
+        assert_eq!(q["x"], "");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}
