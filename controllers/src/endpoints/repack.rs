@@ -1,0 +1,410 @@
+//! Canonical form of Endpoints subsets (upstream `RepackSubsets`) and the order-insensitive
+//! comparison the planner uses to decide whether a write is needed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, ObjectReference};
+
+/// A port as a map key: name, number, protocol, appProtocol (empty strings read as unset).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct PortKey {
+    name: Option<String>,
+    port: i32,
+    protocol: Option<String>,
+    app_protocol: Option<String>,
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value.as_ref().filter(|v| !v.is_empty()).cloned()
+}
+
+impl PortKey {
+    fn of(port: &EndpointPort) -> Self {
+        PortKey {
+            name: non_empty(&port.name),
+            port: port.port,
+            protocol: non_empty(&port.protocol),
+            app_protocol: non_empty(&port.app_protocol),
+        }
+    }
+
+    fn to_port(&self) -> EndpointPort {
+        EndpointPort {
+            name: self.name.clone(),
+            port: self.port,
+            protocol: self.protocol.clone(),
+            app_protocol: self.app_protocol.clone(),
+        }
+    }
+}
+
+/// Address identity in a repack: IP plus targetRef UID (not name), as upstream's `addressKey`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct AddressKey {
+    ip: String,
+    uid: String,
+}
+
+impl AddressKey {
+    fn of(address: &EndpointAddress) -> Self {
+        AddressKey {
+            ip: address.ip.clone(),
+            uid: address
+                .target_ref
+                .as_ref()
+                .and_then(|r| r.uid.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `None` is the sentinel for a subset without ports, so headless port-less subsets survive.
+type PortSlot = Option<PortKey>;
+
+/// Rebuilds subsets into canonical form: addresses deduplicated by (IP, UID) with not-ready
+/// winning over ready, ports grouped by identical address sets, everything sorted.
+///
+/// Upstream orders ports and subsets by MD5 of a Go dump; that order is opaque, so this
+/// uses its own stable order (ports by value, subsets by their first port).
+pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
+    let mut all_addresses: BTreeMap<AddressKey, &EndpointAddress> = BTreeMap::new();
+    let mut by_port: BTreeMap<PortSlot, BTreeMap<AddressKey, bool>> = BTreeMap::new();
+
+    for subset in subsets {
+        let slots: Vec<PortSlot> = match subset.ports.as_deref() {
+            Some(ports) if !ports.is_empty() => {
+                ports.iter().map(|p| Some(PortKey::of(p))).collect()
+            }
+            _ => vec![None],
+        };
+        let ready = subset.addresses.iter().flatten().map(|a| (a, true));
+        let not_ready = subset
+            .not_ready_addresses
+            .iter()
+            .flatten()
+            .map(|a| (a, false));
+        let addresses: Vec<(&EndpointAddress, bool)> = ready.chain(not_ready).collect();
+        for slot in slots {
+            for &(address, is_ready) in &addresses {
+                let key = AddressKey::of(address);
+                all_addresses.entry(key.clone()).or_insert(address);
+                let set = by_port.entry(slot.clone()).or_default();
+                set.entry(key)
+                    .and_modify(|was_ready| *was_ready = *was_ready && is_ready)
+                    .or_insert(is_ready);
+            }
+        }
+    }
+
+    let mut ports_by_set: BTreeMap<Vec<(AddressKey, bool)>, Vec<PortSlot>> = BTreeMap::new();
+    for (slot, set) in by_port {
+        if set.is_empty() {
+            continue;
+        }
+        ports_by_set
+            .entry(set.into_iter().collect())
+            .or_default()
+            .push(slot);
+    }
+
+    let mut repacked: Vec<(Vec<PortSlot>, EndpointSubset)> = ports_by_set
+        .into_iter()
+        .map(|(set, mut slots)| {
+            slots.sort();
+            let mut ready = Vec::new();
+            let mut not_ready = Vec::new();
+            for (key, is_ready) in &set {
+                if let Some(address) = all_addresses.get(key) {
+                    if *is_ready {
+                        ready.push((*address).clone());
+                    } else {
+                        not_ready.push((*address).clone());
+                    }
+                }
+            }
+            let ports: Vec<EndpointPort> = slots.iter().flatten().map(PortKey::to_port).collect();
+            let subset = EndpointSubset {
+                addresses: (!ready.is_empty()).then_some(ready),
+                not_ready_addresses: (!not_ready.is_empty()).then_some(not_ready),
+                ports: (!ports.is_empty()).then_some(ports),
+            };
+            (slots, subset)
+        })
+        .collect();
+    repacked.sort_by(|a, b| a.0.cmp(&b.0));
+    repacked.into_iter().map(|(_, subset)| subset).collect()
+}
+
+/// An address reduced to what matters for equality: resourceVersion dropped, empty strings
+/// read as unset.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ComparableAddress {
+    ip: String,
+    hostname: Option<String>,
+    node_name: Option<String>,
+    target_ref: Option<[Option<String>; 6]>,
+}
+
+fn comparable_ref(r: &ObjectReference) -> [Option<String>; 6] {
+    [
+        non_empty(&r.api_version),
+        non_empty(&r.field_path),
+        non_empty(&r.kind),
+        non_empty(&r.name),
+        non_empty(&r.namespace),
+        non_empty(&r.uid),
+    ]
+}
+
+fn comparable_addresses(addresses: &Option<Vec<EndpointAddress>>) -> Vec<ComparableAddress> {
+    let mut out: Vec<ComparableAddress> = addresses
+        .iter()
+        .flatten()
+        .map(|a| ComparableAddress {
+            ip: a.ip.clone(),
+            hostname: non_empty(&a.hostname),
+            node_name: a.node_name.clone(),
+            target_ref: a.target_ref.as_ref().map(comparable_ref),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+type ComparableSubset = (Vec<PortKey>, Vec<ComparableAddress>, Vec<ComparableAddress>);
+
+fn comparable_subsets(subsets: Option<&[EndpointSubset]>) -> Vec<ComparableSubset> {
+    let mut out: Vec<ComparableSubset> = subsets
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let mut ports: Vec<PortKey> = s.ports.iter().flatten().map(PortKey::of).collect();
+            ports.sort();
+            (
+                ports,
+                comparable_addresses(&s.addresses),
+                comparable_addresses(&s.not_ready_addresses),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Upstream `endpointSubsetsEqualIgnoreResourceVersion`, except that the order of subsets,
+/// ports and addresses does not count (upstream's order is a hash order this crate cannot
+/// reproduce, and comparing it would cause spurious rewrites).
+pub fn subsets_equal_ignoring_resource_version(
+    a: Option<&[EndpointSubset]>,
+    b: Option<&[EndpointSubset]>,
+) -> bool {
+    comparable_subsets(a) == comparable_subsets(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(ip: &str) -> EndpointAddress {
+        EndpointAddress {
+            ip: ip.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn addr_ref(ip: &str, name: Option<&str>, uid: Option<&str>) -> EndpointAddress {
+        EndpointAddress {
+            ip: ip.to_string(),
+            target_ref: Some(ObjectReference {
+                name: name.map(str::to_string),
+                uid: uid.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn port(n: i32) -> EndpointPort {
+        EndpointPort {
+            port: n,
+            ..Default::default()
+        }
+    }
+
+    fn subset(
+        ready: Vec<EndpointAddress>,
+        not_ready: Vec<EndpointAddress>,
+        ports: Vec<i32>,
+    ) -> EndpointSubset {
+        EndpointSubset {
+            addresses: (!ready.is_empty()).then_some(ready),
+            not_ready_addresses: (!not_ready.is_empty()).then_some(not_ready),
+            ports: (!ports.is_empty()).then(|| ports.into_iter().map(port).collect()),
+        }
+    }
+
+    fn check(input: Vec<EndpointSubset>, expected: Vec<EndpointSubset>) {
+        assert_eq!(repack_subsets(&input), expected);
+    }
+
+    #[test]
+    fn pack_subsets_vectors() {
+        check(
+            vec![subset(vec![addr("1.2.3.4")], vec![], vec![111])],
+            vec![subset(vec![addr("1.2.3.4")], vec![], vec![111])],
+        );
+        check(
+            vec![subset(
+                vec![addr("1.2.3.4")],
+                vec![addr("5.6.7.8")],
+                vec![111],
+            )],
+            vec![subset(
+                vec![addr("1.2.3.4")],
+                vec![addr("5.6.7.8")],
+                vec![111],
+            )],
+        );
+        check(
+            vec![subset(
+                vec![addr("1.2.3.4")],
+                vec![addr("1.2.3.4")],
+                vec![111],
+            )],
+            vec![subset(vec![], vec![addr("1.2.3.4")], vec![111])],
+        );
+        check(
+            vec![subset(
+                vec![addr("1.2.3.4"), addr("1.2.3.4")],
+                vec![],
+                vec![111],
+            )],
+            vec![subset(vec![addr("1.2.3.4")], vec![], vec![111])],
+        );
+        check(
+            vec![subset(
+                vec![
+                    addr_ref("1.2.3.4", Some("foo"), None),
+                    addr_ref("1.2.3.4", Some("bar"), None),
+                ],
+                vec![],
+                vec![111],
+            )],
+            vec![subset(
+                vec![addr_ref("1.2.3.4", Some("foo"), None)],
+                vec![],
+                vec![111],
+            )],
+        );
+        check(
+            vec![subset(vec![addr("1.2.3.4")], vec![], vec![111, 111])],
+            vec![subset(vec![addr("1.2.3.4")], vec![], vec![111])],
+        );
+        check(
+            vec![
+                subset(vec![addr("1.2.3.4")], vec![], vec![111]),
+                subset(vec![addr("1.2.3.4")], vec![], vec![222]),
+            ],
+            vec![subset(vec![addr("1.2.3.4")], vec![], vec![111, 222])],
+        );
+        let uid1 = addr_ref("1.2.3.4", None, Some("uid-1"));
+        check(
+            vec![
+                subset(vec![uid1.clone()], vec![], vec![111]),
+                subset(vec![], vec![uid1.clone()], vec![222]),
+            ],
+            vec![
+                subset(vec![uid1.clone()], vec![], vec![111]),
+                subset(vec![], vec![uid1.clone()], vec![222]),
+            ],
+        );
+        check(
+            vec![
+                subset(vec![addr("1.2.3.4")], vec![], vec![111]),
+                subset(vec![addr("5.6.7.8")], vec![], vec![111]),
+            ],
+            vec![subset(
+                vec![addr("1.2.3.4"), addr("5.6.7.8")],
+                vec![],
+                vec![111],
+            )],
+        );
+        let uid2 = addr_ref("1.2.3.4", None, Some("uid-2"));
+        check(
+            vec![
+                subset(vec![uid1.clone()], vec![], vec![111]),
+                subset(vec![uid2.clone()], vec![], vec![111]),
+            ],
+            vec![subset(vec![uid1, uid2], vec![], vec![111])],
+        );
+        check(
+            vec![
+                subset(vec![addr("1.2.3.4")], vec![], vec![111]),
+                subset(vec![addr("1.2.3.5")], vec![], vec![222]),
+                subset(vec![addr("1.2.3.6")], vec![], vec![111]),
+                subset(vec![addr("1.2.3.5")], vec![], vec![333]),
+            ],
+            vec![
+                subset(vec![addr("1.2.3.4"), addr("1.2.3.6")], vec![], vec![111]),
+                subset(vec![addr("1.2.3.5")], vec![], vec![222, 333]),
+            ],
+        );
+        check(vec![subset(vec![], vec![], vec![111])], vec![]);
+    }
+
+    #[test]
+    fn port_less_subsets_survive_repacking() {
+        check(
+            vec![subset(vec![addr("1.2.3.4")], vec![], vec![])],
+            vec![subset(vec![addr("1.2.3.4")], vec![], vec![])],
+        );
+    }
+
+    #[test]
+    fn equality_ignores_resource_version_only() {
+        let with_rv = |rv: Option<&str>| {
+            vec![EndpointSubset {
+                addresses: Some(vec![EndpointAddress {
+                    ip: "1.2.3.4".into(),
+                    target_ref: Some(ObjectReference {
+                        kind: Some("Pod".into()),
+                        name: Some("pod0".into()),
+                        resource_version: rv.map(str::to_string),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![port(8080)]),
+                ..Default::default()
+            }]
+        };
+        let base = with_rv(Some("1"));
+        assert!(subsets_equal_ignoring_resource_version(
+            Some(&base),
+            Some(&with_rv(Some("2")))
+        ));
+        assert!(subsets_equal_ignoring_resource_version(
+            Some(&base),
+            Some(&with_rv(None))
+        ));
+        let mut other_ip = with_rv(Some("1"));
+        if let Some(a) = other_ip[0].addresses.as_mut() {
+            a[0].ip = "1.2.3.5".into();
+        }
+        assert!(!subsets_equal_ignoring_resource_version(
+            Some(&base),
+            Some(&other_ip)
+        ));
+        let mut other_port = with_rv(Some("1"));
+        other_port[0].ports = Some(vec![port(8081)]);
+        assert!(!subsets_equal_ignoring_resource_version(
+            Some(&base),
+            Some(&other_port)
+        ));
+        assert!(!subsets_equal_ignoring_resource_version(
+            Some(&base),
+            Some(&[])
+        ));
+        assert!(subsets_equal_ignoring_resource_version(None, Some(&[])));
+    }
+}
