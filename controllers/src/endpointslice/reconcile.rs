@@ -1,0 +1,627 @@
+//! Upstream's `reconcileByAddressType`, `reconcileByPortMapping` and `finalize` over
+//! borrowed inputs: desired endpoints are only materialised for slices being written.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::endpoint::{Addresses, DesiredEndpoint, FnvBuild, IdentityKey};
+use super::hints::{self, SliceSets, TopologyHintsOutcome};
+use super::node::NodeInfo;
+use super::pod::{PodInfo, is_ipv6_canonical, service_port_protocol};
+use super::slice::{self, PortKey};
+use super::{ANNOTATION_TRIGGER_TIME, AddressTypeStats, PlanError, PlanOptions};
+
+/// What one address type contributes to the plan.
+pub(crate) struct AddressTypeOutcome<'a> {
+    pub(crate) create: Vec<EndpointSlice>,
+    pub(crate) update: Vec<EndpointSlice>,
+    pub(crate) delete: Vec<&'a EndpointSlice>,
+    pub(crate) errors: Vec<PlanError>,
+    pub(crate) stats: AddressTypeStats,
+    pub(crate) topology: Option<TopologyHintsOutcome>,
+}
+
+/// Everything constant across the address types of one plan.
+pub(crate) struct Context<'a> {
+    service: &'a Service,
+    nodes: &'a BTreeMap<String, NodeInfo>,
+    options: &'a PlanOptions,
+    max: usize,
+    publish_not_ready: bool,
+    namespace: &'a str,
+    name: &'a str,
+    /// The Service's ports when no targetPort is a name (then every pod shares them).
+    shared_ports: Option<Vec<EndpointPort>>,
+}
+
+/// The desired endpoints of one port group, with identity lookup and ordered popping.
+struct DesiredSet<'a> {
+    endpoints: Vec<DesiredEndpoint<'a>>,
+    index: HashMap<IdentityKey<'a>, usize, FnvBuild>,
+    taken: Vec<bool>,
+    remaining: usize,
+    order: Option<Vec<usize>>,
+    cursor: usize,
+}
+
+impl<'a> DesiredSet<'a> {
+    fn new() -> Self {
+        DesiredSet {
+            endpoints: Vec::new(),
+            index: HashMap::default(),
+            taken: Vec::new(),
+            remaining: 0,
+            order: None,
+            cursor: 0,
+        }
+    }
+
+    fn insert(&mut self, endpoint: DesiredEndpoint<'a>) {
+        let position = self.endpoints.len();
+        // A later endpoint with the same identity replaces the earlier one, as in a Go map.
+        match self.index.insert(endpoint.key(), position) {
+            Some(previous) => self.taken[previous] = true,
+            None => self.remaining += 1,
+        }
+        self.endpoints.push(endpoint);
+        self.taken.push(false);
+    }
+
+    fn get(&self, key: &IdentityKey<'_>) -> Option<usize> {
+        self.index.get(key).copied().filter(|i| !self.taken[*i])
+    }
+
+    fn take(&mut self, i: usize) {
+        if !self.taken[i] {
+            self.taken[i] = true;
+            self.remaining -= 1;
+        }
+    }
+
+    /// The next endpoint in identity order (upstream pops an arbitrary one).
+    fn pop(&mut self) -> Option<usize> {
+        if self.order.is_none() {
+            let mut order: Vec<usize> = (0..self.endpoints.len())
+                .filter(|i| !self.taken[*i])
+                .collect();
+            let keys: Vec<IdentityKey<'a>> = self.endpoints.iter().map(|e| e.key()).collect();
+            order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+            self.order = Some(order);
+        }
+        let order = self.order.as_ref()?;
+        while let Some(&i) = order.get(self.cursor) {
+            self.cursor += 1;
+            if !self.taken[i] {
+                self.taken[i] = true;
+                self.remaining -= 1;
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+/// An endpoint of a slice being written: kept as it was, or the desired version.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    Existing(&'a Endpoint),
+    Desired(usize),
+}
+
+/// A slice being written: an existing one (with new labels, or keeping its own) or a new one.
+struct WorkingSlice<'a> {
+    base: Option<&'a EndpointSlice>,
+    labels: Option<BTreeMap<String, String>>,
+    entries: Vec<Entry<'a>>,
+}
+
+struct Group<'a> {
+    ports: Vec<EndpointPort>,
+    desired: DesiredSet<'a>,
+}
+
+struct PortMappingOutcome<'a> {
+    create: Vec<EndpointSlice>,
+    update: Vec<EndpointSlice>,
+    delete: Vec<&'a EndpointSlice>,
+    added: usize,
+    removed: usize,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        service: &'a Service,
+        nodes: &'a BTreeMap<String, NodeInfo>,
+        options: &'a PlanOptions,
+    ) -> Self {
+        let spec = service.spec.as_ref();
+        let service_ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
+        let any_named = service_ports
+            .iter()
+            .any(|p| matches!(p.target_port, Some(IntOrString::String(_))));
+        let mut context = Context {
+            service,
+            nodes,
+            options,
+            max: options.max_endpoints_per_slice.get(),
+            publish_not_ready: spec
+                .and_then(|s| s.publish_not_ready_addresses)
+                .unwrap_or(false),
+            namespace: service.metadata.namespace.as_deref().unwrap_or(""),
+            name: service.metadata.name.as_deref().unwrap_or(""),
+            shared_ports: None,
+        };
+        if !any_named {
+            context.shared_ports = Some(context.endpoint_ports(None));
+        }
+        context
+    }
+
+    /// Upstream's `getEndpointPorts`; `pod` is only needed for named targetPorts.
+    fn endpoint_ports(&self, pod: Option<&PodInfo>) -> Vec<EndpointPort> {
+        let spec = self.service.spec.as_ref();
+        let service_ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
+        service_ports
+            .iter()
+            .filter_map(|sp| {
+                let port = match pod {
+                    Some(pod) => pod.find_port(sp).ok()?,
+                    None => super::pod::find_port(&[], "", sp).ok()?,
+                };
+                Some(EndpointPort {
+                    name: Some(sp.name.clone().unwrap_or_default()),
+                    port: Some(port),
+                    protocol: Some(service_port_protocol(sp).to_owned()),
+                    app_protocol: sp.app_protocol.clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn reconcile_address_type(
+        &self,
+        address_type: &str,
+        pods: &[&'a PodInfo],
+        existing: &[&'a EndpointSlice],
+    ) -> AddressTypeOutcome<'a> {
+        let want_v6 = address_type == "IPv6";
+        let mut errors = Vec::new();
+        let mut to_delete: Vec<&'a EndpointSlice> = Vec::new();
+        let mut existing_by_ports: BTreeMap<PortKey, Vec<&'a EndpointSlice>> = BTreeMap::new();
+        for slice in existing {
+            if slice::owned_by(slice, self.service) {
+                existing_by_ports
+                    .entry(PortKey::of(slice.ports.as_deref()))
+                    .or_default()
+                    .push(slice);
+            } else {
+                to_delete.push(slice);
+            }
+        }
+
+        let mut groups: BTreeMap<PortKey, Group<'a>> = BTreeMap::new();
+        let shared_key = self
+            .shared_ports
+            .as_deref()
+            .map(|ports| PortKey::of(Some(ports)));
+        for pod in pods {
+            if !pod.should_be_in_endpoints(true) {
+                continue;
+            }
+            let group = match (&shared_key, &self.shared_ports) {
+                (Some(key), Some(ports)) => {
+                    // Cloning the key only for a new group keeps the common path allocation-free.
+                    if !groups.contains_key(key) {
+                        groups.insert(
+                            key.clone(),
+                            Group {
+                                ports: ports.clone(),
+                                desired: DesiredSet::new(),
+                            },
+                        );
+                    }
+                    groups.get_mut(key)
+                }
+                _ => {
+                    let ports = self.endpoint_ports(Some(pod));
+                    let key = PortKey::of(Some(&ports));
+                    Some(groups.entry(key).or_insert_with(|| Group {
+                        ports,
+                        desired: DesiredSet::new(),
+                    }))
+                }
+            };
+            let Some(group) = group else { continue };
+            let node = self.nodes.get(&pod.node_name);
+            if node.is_none() && !self.publish_not_ready {
+                errors.push(PlanError::NodeNotFound {
+                    pod: pod.name.clone(),
+                    namespace: self.namespace.to_owned(),
+                    service: self.name.to_owned(),
+                    node: pod.node_name.clone(),
+                });
+                continue;
+            }
+            let addresses = Addresses::from_iter(
+                pod.ips
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|ip| is_ipv6_canonical(ip) == want_v6),
+            );
+            if addresses.is_empty() {
+                continue;
+            }
+            let serving = pod.ready;
+            group.desired.insert(DesiredEndpoint {
+                pod,
+                addresses,
+                ready: self.publish_not_ready || (serving && !pod.terminating),
+                serving,
+                terminating: pod.terminating,
+                zone: node
+                    .and_then(|n| n.zone.as_deref())
+                    .filter(|z| !z.is_empty()),
+                hostname: pod
+                    .should_set_hostname(self.name, self.namespace)
+                    .then_some(pod.hostname.as_str()),
+            });
+        }
+
+        let mut create = Vec::new();
+        let mut update = Vec::new();
+        let mut stats = AddressTypeStats {
+            address_type: address_type.to_owned(),
+            ..AddressTypeStats::default()
+        };
+        for (key, group) in groups.iter_mut() {
+            let in_group = existing_by_ports.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            let desired_count = group.desired.remaining;
+            let outcome = self.reconcile_port_mapping(address_type, group, in_group);
+            stats.endpoints_added += outcome.added;
+            stats.endpoints_removed += outcome.removed;
+            stats.desired_endpoints += desired_count;
+            stats.desired_slices += desired_count.div_ceil(self.max);
+            stats.actual_slices +=
+                (in_group.len() + outcome.create.len()).saturating_sub(outcome.delete.len());
+            create.extend(outcome.create);
+            update.extend(outcome.update);
+            to_delete.extend(outcome.delete);
+        }
+        for (key, slices) in &existing_by_ports {
+            if !groups.contains_key(key) {
+                to_delete.extend(slices.iter().copied());
+            }
+        }
+
+        if existing.len() == to_delete.len() && create.is_empty() {
+            let placeholder = slice::new_slice(self.service, address_type, Vec::new());
+            if to_delete.len() == 1 && slice::equals_placeholder(to_delete[0], &placeholder) {
+                to_delete.clear();
+            } else {
+                create.push(placeholder);
+            }
+            stats.actual_slices = 1;
+        }
+        stats.desired_slices = stats.desired_slices.max(1);
+
+        let (create, update, topology) =
+            self.apply_hints(address_type, existing, create, update, &to_delete);
+        let (create, update, delete) = self.finalize(existing, create, update, to_delete);
+        AddressTypeOutcome {
+            create,
+            update,
+            delete,
+            errors,
+            stats,
+            topology,
+        }
+    }
+
+    /// Upstream's `reconcileByPortMapping`: keep and refresh endpoints of existing slices,
+    /// top up slices already being updated, then fit the rest into the unchanged slice that
+    /// ends up closest to full or into new slices.
+    fn reconcile_port_mapping(
+        &self,
+        address_type: &str,
+        group: &mut Group<'a>,
+        existing: &[&'a EndpointSlice],
+    ) -> PortMappingOutcome<'a> {
+        let desired = &mut group.desired;
+        let mut updating: Vec<WorkingSlice<'a>> = Vec::new();
+        let mut unchanged: Vec<&'a EndpointSlice> = Vec::new();
+        let mut delete: Vec<&'a EndpointSlice> = Vec::new();
+        let mut removed = 0;
+
+        for slice in existing {
+            let mut kept: Vec<Entry<'a>> = Vec::with_capacity(slice.endpoints.len());
+            let mut changed = false;
+            for endpoint in &slice.endpoints {
+                let key = IdentityKey::of_endpoint(endpoint);
+                if let Some(i) = desired.get(&key) {
+                    if !desired.endpoints[i].equal_beyond_identity(endpoint) {
+                        changed = true;
+                    }
+                    kept.push(Entry::Desired(i));
+                    desired.take(i);
+                }
+            }
+            let (labels, labels_changed) =
+                slice::slice_labels(slice.metadata.labels.as_ref(), self.service);
+            if changed || kept.len() != slice.endpoints.len() {
+                removed += slice.endpoints.len().saturating_sub(kept.len());
+                if kept.is_empty() {
+                    delete.push(slice);
+                } else {
+                    updating.push(WorkingSlice {
+                        base: Some(slice),
+                        labels: Some(labels),
+                        entries: kept,
+                    });
+                }
+            } else if labels_changed {
+                updating.push(WorkingSlice {
+                    base: Some(slice),
+                    labels: Some(labels),
+                    entries: slice.endpoints.iter().map(Entry::Existing).collect(),
+                });
+            } else {
+                unchanged.push(slice);
+            }
+        }
+
+        let added = desired.remaining;
+
+        if desired.remaining > 0 && !updating.is_empty() {
+            // Fullest first; the sort is stable, so ties stay in name order.
+            updating.sort_by_key(|w| std::cmp::Reverse(w.entries.len()));
+            for working in &mut updating {
+                fill(working, desired, self.max);
+            }
+        }
+
+        let mut creating: Vec<WorkingSlice<'a>> = Vec::new();
+        while desired.remaining > 0 {
+            let mut target = None;
+            if desired.remaining < self.max && !unchanged.is_empty() {
+                target = slice_to_fill(&unchanged, desired.remaining, self.max);
+            }
+            match target {
+                Some(position) => {
+                    let slice = unchanged.remove(position);
+                    let mut working = WorkingSlice {
+                        base: Some(slice),
+                        labels: None,
+                        entries: slice.endpoints.iter().map(Entry::Existing).collect(),
+                    };
+                    fill(&mut working, desired, self.max);
+                    updating.push(working);
+                }
+                None => {
+                    let mut working = WorkingSlice {
+                        base: None,
+                        labels: None,
+                        entries: Vec::with_capacity(self.max.min(desired.remaining)),
+                    };
+                    fill(&mut working, desired, self.max);
+                    creating.push(working);
+                }
+            }
+        }
+
+        let desired = &group.desired;
+        let ports = &group.ports;
+        PortMappingOutcome {
+            create: creating
+                .into_iter()
+                .map(|w| self.materialize(w, desired, address_type, ports))
+                .collect(),
+            update: updating
+                .into_iter()
+                .map(|w| self.materialize(w, desired, address_type, ports))
+                .collect(),
+            delete,
+            added,
+            removed,
+        }
+    }
+
+    fn materialize(
+        &self,
+        working: WorkingSlice<'a>,
+        desired: &DesiredSet<'a>,
+        address_type: &str,
+        ports: &[EndpointPort],
+    ) -> EndpointSlice {
+        let mut entries = working.entries;
+        entries.sort_by_cached_key(|e| match e {
+            Entry::Existing(endpoint) => IdentityKey::of_endpoint(endpoint),
+            Entry::Desired(i) => desired.endpoints[*i].key(),
+        });
+        let endpoints: Vec<Endpoint> = entries
+            .iter()
+            .map(|e| match e {
+                Entry::Existing(endpoint) => (*endpoint).clone(),
+                Entry::Desired(i) => desired.endpoints[*i].to_endpoint(),
+            })
+            .collect();
+        let mut slice = match working.base {
+            Some(base) => EndpointSlice {
+                metadata: base.metadata.clone(),
+                address_type: base.address_type.clone(),
+                ports: base.ports.clone(),
+                endpoints: Vec::new(),
+            },
+            None => slice::new_slice(self.service, address_type, ports.to_vec()),
+        };
+        if let Some(labels) = working.labels {
+            slice.metadata.labels = Some(labels);
+        }
+        slice.endpoints = endpoints;
+        slice
+    }
+
+    /// Upstream's hint handling between planning and finalize.
+    fn apply_hints(
+        &self,
+        address_type: &str,
+        existing: &[&'a EndpointSlice],
+        create: Vec<EndpointSlice>,
+        update: Vec<EndpointSlice>,
+        to_delete: &[&'a EndpointSlice],
+    ) -> (
+        Vec<EndpointSlice>,
+        Vec<EndpointSlice>,
+        Option<TopologyHintsOutcome>,
+    ) {
+        let unchanged_now = |update: &[EndpointSlice]| -> Vec<&'a EndpointSlice> {
+            existing
+                .iter()
+                .copied()
+                .filter(|s| {
+                    let name = &s.metadata.name;
+                    !update.iter().any(|u| u.metadata.name == *name)
+                        && !to_delete.iter().any(|d| d.metadata.name == *name)
+                })
+                .collect()
+        };
+        let spec = self.service.spec.as_ref();
+        let annotation_on =
+            hints::topology_annotation_enabled(self.service.metadata.annotations.as_ref());
+        let traffic_distribution = spec.and_then(|s| s.traffic_distribution.as_deref());
+        let use_traffic_distribution = !annotation_on
+            && hints::valid_traffic_distribution(
+                traffic_distribution,
+                self.options.prefer_same_traffic_distribution,
+            );
+        let mut sets = SliceSets {
+            unchanged: unchanged_now(&update),
+            create,
+            update,
+        };
+        let mut topology = None;
+        if self.options.topology_hints && annotation_on {
+            let ratios = hints::cpu_ratios_by_zone(self.nodes);
+            topology = Some(hints::add_topology_hints(
+                &mut sets,
+                ratios.as_ref(),
+                address_type,
+            ));
+        } else if !use_traffic_distribution {
+            hints::remove_hints(&mut sets);
+        }
+        if use_traffic_distribution {
+            sets.unchanged = unchanged_now(&sets.update);
+            hints::reconcile_traffic_distribution(
+                &mut sets,
+                traffic_distribution == Some("PreferSameNode"),
+            );
+        }
+        (sets.create, sets.update, topology)
+    }
+
+    /// Upstream's `finalize` without the API calls: recycle creates onto owned slices
+    /// being deleted, drop creates while the Service is being deleted, stamp the trigger
+    /// time, and drop updates that would not change anything.
+    pub(crate) fn finalize(
+        &self,
+        existing: &[&'a EndpointSlice],
+        mut create: Vec<EndpointSlice>,
+        mut update: Vec<EndpointSlice>,
+        mut delete: Vec<&'a EndpointSlice>,
+    ) -> (
+        Vec<EndpointSlice>,
+        Vec<EndpointSlice>,
+        Vec<&'a EndpointSlice>,
+    ) {
+        let mut i = 0;
+        while i < delete.len() {
+            let Some(last) = create.last() else { break };
+            let candidate = delete[i];
+            if candidate.address_type == last.address_type
+                && slice::owned_by(candidate, self.service)
+            {
+                if let Some(mut recycled) = create.pop() {
+                    recycled.metadata.name = candidate.metadata.name.clone();
+                    update.push(recycled);
+                }
+                delete.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if self.service.metadata.deletion_timestamp.is_some() {
+            create.clear();
+        }
+        for slice in create.iter_mut().chain(update.iter_mut()) {
+            slice::set_trigger_time(slice, self.options.trigger_time);
+        }
+        update.retain(|u| {
+            !existing
+                .iter()
+                .any(|e| e.metadata.name == u.metadata.name && same_content(e, u))
+        });
+        (create, update, delete)
+    }
+}
+
+/// Moves desired endpoints into the slice until it is full or none are left.
+fn fill<'a>(working: &mut WorkingSlice<'a>, desired: &mut DesiredSet<'a>, max: usize) {
+    while working.entries.len() < max {
+        match desired.pop() {
+            Some(i) => working.entries.push(Entry::Desired(i)),
+            None => break,
+        }
+    }
+}
+
+/// Upstream's `getSliceToFill`: the slice closest to full after taking `count` endpoints,
+/// the first exact fit winning.
+fn slice_to_fill(slices: &[&EndpointSlice], count: usize, max: usize) -> Option<usize> {
+    let mut closest_diff = max;
+    let mut closest = None;
+    for (position, slice) in slices.iter().enumerate() {
+        let Some(diff) = max.checked_sub(count + slice.endpoints.len()) else {
+            continue;
+        };
+        if diff < closest_diff {
+            closest_diff = diff;
+            closest = Some(position);
+            if diff == 0 {
+                break;
+            }
+        }
+    }
+    closest
+}
+
+/// Whether writing `new` over `old` would change nothing that matters: address type,
+/// ports (as a set), endpoints (as a multiset), labels, ownerReferences and annotations
+/// other than the trigger time.
+fn same_content(old: &EndpointSlice, new: &EndpointSlice) -> bool {
+    let annotations = |s: &EndpointSlice| -> BTreeMap<String, String> {
+        s.metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != ANNOTATION_TRIGGER_TIME)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let sorted = |s: &EndpointSlice| -> Vec<Endpoint> {
+        let mut endpoints = s.endpoints.clone();
+        endpoints.sort_by(|a, b| IdentityKey::of_endpoint(a).cmp(&IdentityKey::of_endpoint(b)));
+        endpoints
+    };
+    old.address_type == new.address_type
+        && PortKey::of(old.ports.as_deref()) == PortKey::of(new.ports.as_deref())
+        && old.metadata.labels.clone().unwrap_or_default()
+            == new.metadata.labels.clone().unwrap_or_default()
+        && old.metadata.owner_references.as_deref().unwrap_or(&[])
+            == new.metadata.owner_references.as_deref().unwrap_or(&[])
+        && annotations(old) == annotations(new)
+        && old.endpoints.len() == new.endpoints.len()
+        && sorted(old) == sorted(new)
+}
