@@ -469,3 +469,29 @@ mod tests {
         }
     }
 }
+
+/// Memory targets of the issue, measured with the deterministic `heap_bytes`.
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_12_stays_under_160_kib_empty_and_full() {
+        let mut a = ClusterIpAllocator::with_seed(ServiceCidr::parse("10.96.0.0/12").unwrap(), 1);
+        assert!(a.heap_bytes() < 160 * 1024, "{}", a.heap_bytes());
+        while a.allocate_next().is_ok() {}
+        assert_eq!(a.free(), 0);
+        assert!(a.heap_bytes() < 160 * 1024, "{}", a.heap_bytes());
+    }
+
+    #[test]
+    fn ipv6_64_with_a_million_allocations_stays_under_64_mib() {
+        let mut a = ClusterIpAllocator::with_seed(ServiceCidr::parse("fd00::/64").unwrap(), 1);
+        assert_eq!(a.heap_bytes(), 0);
+        for _ in 0..1_000_000 {
+            a.allocate_next().unwrap();
+        }
+        assert_eq!(a.used(), 1_000_000);
+        assert!(a.heap_bytes() < 64 * 1024 * 1024, "{}", a.heap_bytes());
+    }
+}

@@ -293,24 +293,28 @@ impl RunSet {
         self.run_containing(offset).is_some()
     }
 
+    /// One descending range walk finds both neighbours: the run starting at `offset + 1`
+    /// (merged into ours) and the run at or before `offset` (which may hold it already).
     fn insert(&mut self, offset: u64) -> bool {
-        if self.contains(offset) {
+        let next = offset.checked_add(1);
+        let mut walk = self.runs.range(..=next.unwrap_or(offset)).rev();
+        let (right_end, left) = match walk.next() {
+            Some((&s, &e)) if Some(s) == next => (Some(e), walk.next().map(|(s, e)| (*s, *e))),
+            Some((&s, &e)) => (None, Some((s, e))),
+            None => (None, None),
+        };
+        if left.is_some_and(|(_, e)| e >= offset) {
             return false;
         }
-        let left = offset
-            .checked_sub(1)
-            .and_then(|before| self.run_containing(before));
-        let right_end = offset
-            .checked_add(1)
-            .and_then(|after| self.runs.get(&after).copied());
-        if right_end.is_some() {
-            self.runs.remove(&(offset + 1));
+        let joins_left = left
+            .filter(|(_, e)| e.checked_add(1) == Some(offset))
+            .map(|(s, _)| s);
+        if let (Some(after), Some(_)) = (next, right_end) {
+            self.runs.remove(&after);
         }
         let end = right_end.unwrap_or(offset);
-        match left {
-            Some((start, _)) => {
-                self.runs.insert(start, end);
-            }
+        match joins_left.and_then(|s| self.runs.get_mut(&s)) {
+            Some(left_end) => *left_end = end,
             None => {
                 self.runs.insert(offset, end);
             }

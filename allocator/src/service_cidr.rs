@@ -350,10 +350,13 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// CIDR, upstream's bitmap size, svcplane's usable size, first, last.
+    type UsableRow<'a> = (&'a str, u64, u64, Option<&'a str>, Option<&'a str>);
+
     /// §2.1's table, with svcplane's uncapped IPv6 sizes where they differ from upstream's.
     #[test]
     fn usable_range_table() {
-        let rows: &[(&str, u64, u64, Option<&str>, Option<&str>)] = &[
+        let rows: &[UsableRow] = &[
             (
                 "10.96.0.0/12",
                 1_048_574,
