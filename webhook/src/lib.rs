@@ -40,11 +40,29 @@ pub fn check_service_create(
     taken: &AllocationSnapshot,
     opts: &ValidationOptions,
 ) -> Result<Service, Rejection> {
-    let mut prepared = svc.clone();
+    let prepared = prepare_create(svc, ranges, taken, opts)?;
+    Ok(Service {
+        metadata: svc.metadata.clone(),
+        spec: prepared.spec,
+        status: svc.status.clone(),
+    })
+}
+
+// The create pipeline on a spec-only copy: only the spec is rewritten before validation.
+fn prepare_create(
+    svc: &Service,
+    ranges: &ServiceRanges,
+    taken: &AllocationSnapshot,
+    opts: &ValidationOptions,
+) -> Result<Service, Rejection> {
+    let mut prepared = Service {
+        spec: svc.spec.clone(),
+        ..Service::default()
+    };
     prepare::normalize_cluster_ips(&mut prepared, None);
     families::prepare_ip_families(&mut prepared, None, ranges).map_err(Rejection::Invalid)?;
     families::check_static_claims(&prepared, ranges, taken)?;
-    let errs = service::validate_service_fields(&prepared, opts);
+    let errs = service::validate_fields_with_meta(&svc.metadata, &prepared, opts);
     if errs.is_empty() {
         Ok(prepared)
     } else {

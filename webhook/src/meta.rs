@@ -165,7 +165,13 @@ pub fn validate_annotations<'a>(
     let mut errs = Vec::new();
     let mut total = 0usize;
     for (k, v) in annotations {
-        for msg in is_qualified_name(&k.to_lowercase()) {
+        // Case does not matter for annotation keys; skip the lowercase copy when already lower.
+        let msgs = if k.bytes().any(|b| b.is_ascii_uppercase()) || !k.is_ascii() {
+            is_qualified_name(&k.to_lowercase())
+        } else {
+            is_qualified_name(k)
+        };
+        for msg in msgs {
             errs.push(FieldError::invalid(
                 path.clone(),
                 FieldValue::Str(k.clone()),

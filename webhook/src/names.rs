@@ -178,10 +178,12 @@ pub fn is_valid_port_num(port: i64) -> Vec<String> {
 /// `IsQualifiedName` (label keys, annotation keys, appProtocol, loadBalancerClass).
 pub fn is_qualified_name(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
-    let parts: Vec<&str> = value.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
+    let mut parts = value.splitn(3, '/');
+    let first = parts.next().unwrap_or("");
+    let name = match (parts.next(), parts.next()) {
+        (None, _) => first,
+        (Some(name), None) => {
+            let prefix = first;
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_owned());
             } else {
@@ -191,9 +193,9 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
                         .map(|m| format!("prefix part {m}")),
                 );
             }
-            *name
+            name
         }
-        _ => {
+        (Some(_), Some(_)) => {
             errs.push(format!(
                 "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
                 regex_error(

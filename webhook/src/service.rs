@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::field::{FieldError, FieldPath, FieldValue};
@@ -11,8 +12,8 @@ use crate::gostr::{go_json_string, go_quote};
 use crate::ip::{is_ipv6, parse_ip_sloppy, validate_cidr, validate_ip, validate_non_special_ip};
 use crate::meta::{NameRule, validate_object_meta, validate_object_meta_update};
 use crate::names::{
-    is_valid_port_name, is_valid_port_num, validate_dns1123_label, validate_dns1123_subdomain,
-    validate_labels, validate_qualified_name,
+    is_dns1123_label, is_qualified_name, is_valid_port_name, is_valid_port_num,
+    validate_dns1123_label, validate_dns1123_subdomain, validate_labels, validate_qualified_name,
 };
 
 /// Annotation that may carry load-balancer source ranges when the field is empty.
@@ -99,6 +100,17 @@ pub(crate) fn port_protocol(port: &ServicePort) -> &str {
 
 /// `ValidateService` on an object that has been defaulted and normalised.
 pub fn validate_service_fields(svc: &Service, opts: &ValidationOptions) -> Vec<FieldError> {
+    validate_fields_with_meta(&svc.metadata, svc, opts)
+}
+
+// `spec_holder` supplies the spec (and nothing else), so callers that prepared a spec-only copy
+// need not clone the metadata.
+pub(crate) fn validate_fields_with_meta(
+    metadata: &ObjectMeta,
+    spec_holder: &Service,
+    opts: &ValidationOptions,
+) -> Vec<FieldError> {
+    let svc = spec_holder;
     let spec_owned = spec_of(svc);
     let s = SpecView(&spec_owned);
     let meta_path = FieldPath::new("metadata");
@@ -107,8 +119,8 @@ pub fn validate_service_fields(svc: &Service, opts: &ValidationOptions) -> Vec<F
     } else {
         NameRule::Dns1035Label
     };
-    let mut errs = validate_object_meta(&svc.metadata, rule, &meta_path);
-    let annotations = svc.metadata.annotations.as_ref();
+    let mut errs = validate_object_meta(metadata, rule, &meta_path);
+    let annotations = metadata.annotations.as_ref();
 
     if let (Some(mode), Some(hints)) = (
         annotations.and_then(|a| a.get(TOPOLOGY_MODE_ANNOTATION)),
@@ -164,7 +176,7 @@ pub fn validate_service_fields(svc: &Service, opts: &ValidationOptions) -> Vec<F
         _ => {}
     }
 
-    let mut port_names = HashSet::new();
+    let mut port_names: Vec<&str> = Vec::new();
     let require_name = s.ports().len() > 1;
     for (i, port) in s.ports().iter().enumerate() {
         errs.extend(validate_service_port(
@@ -214,31 +226,35 @@ pub fn validate_service_fields(svc: &Service, opts: &ValidationOptions) -> Vec<F
         }
     }
 
-    let mut node_ports = HashSet::new();
+    let mut node_ports: Vec<(&str, i32)> = Vec::new();
     for (i, port) in s.ports().iter().enumerate() {
         let node_port = port.node_port.unwrap_or(0);
         if node_port == 0 {
             continue;
         }
-        if !node_ports.insert((port_protocol(port), node_port)) {
+        let key = (port_protocol(port), node_port);
+        if node_ports.contains(&key) {
             errs.push(FieldError::duplicate(
                 ports_path.index(i).child("nodePort"),
                 FieldValue::Int(node_port.into()),
             ));
         }
+        node_ports.push(key);
     }
 
-    let mut seen_ports = HashSet::new();
+    let mut seen_ports: Vec<(&str, i32)> = Vec::new();
     for (i, port) in s.ports().iter().enumerate() {
-        if !seen_ports.insert((port_protocol(port), port.port)) {
+        let key = (port_protocol(port), port.port);
+        if seen_ports.contains(&key) {
             errs.push(FieldError::duplicate(
                 ports_path.index(i),
                 duplicate_port_value(port_protocol(port), port.port),
             ));
         }
+        seen_ports.push(key);
     }
 
-    errs.extend(validate_source_ranges(svc, &s, &spec_path));
+    errs.extend(validate_source_ranges(metadata, &s, &spec_path));
 
     if s.0.allocate_load_balancer_node_ports.is_some() && s.type_() != "LoadBalancer" {
         errs.push(FieldError::forbidden(
@@ -275,10 +291,12 @@ fn duplicate_port_value(protocol: &str, port: i32) -> FieldValue {
     }
 }
 
-fn validate_service_port(
-    port: &ServicePort,
+// Ports are few, so uniqueness is checked by linear scans rather than hashing, and child paths
+// are built only when there is an error to report.
+fn validate_service_port<'a>(
+    port: &'a ServicePort,
     require_name: bool,
-    names: &mut HashSet<String>,
+    names: &mut Vec<&'a str>,
     path: &FieldPath,
 ) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -286,12 +304,16 @@ fn validate_service_port(
     if require_name && name.is_empty() {
         errs.push(FieldError::required(path.child("name"), ""));
     } else if !name.is_empty() {
-        errs.extend(validate_dns1123_label(name, &path.child("name")));
-        if !names.insert(name.to_owned()) {
+        if !is_dns1123_label(name).is_empty() {
+            errs.extend(validate_dns1123_label(name, &path.child("name")));
+        }
+        if names.contains(&name) {
             errs.push(FieldError::duplicate(
                 path.child("name"),
                 FieldValue::Str(name.to_owned()),
             ));
+        } else {
+            names.push(name);
         }
     }
     for msg in is_valid_port_num(port.port.into()) {
@@ -310,11 +332,17 @@ fn validate_service_port(
             &["SCTP", "TCP", "UDP"],
         )),
     }
-    errs.extend(validate_port_num_or_name(
-        port.target_port.as_ref().unwrap_or(&IntOrString::Int(0)),
-        &path.child("targetPort"),
-    ));
-    if let Some(app_protocol) = &port.app_protocol {
+    let target = port.target_port.as_ref().unwrap_or(&IntOrString::Int(0));
+    let target_ok = match target {
+        IntOrString::Int(n) => is_valid_port_num((*n).into()).is_empty(),
+        IntOrString::String(name) => is_valid_port_name(name).is_empty(),
+    };
+    if !target_ok {
+        errs.extend(validate_port_num_or_name(target, &path.child("targetPort")));
+    }
+    if let Some(app_protocol) = &port.app_protocol
+        && !is_qualified_name(app_protocol).is_empty()
+    {
         errs.extend(validate_qualified_name(
             app_protocol,
             &path.child("appProtocol"),
@@ -509,7 +537,7 @@ pub fn validate_cluster_ips_related_fields(svc: &Service) -> Vec<FieldError> {
 }
 
 fn validate_source_ranges(
-    svc: &Service,
+    metadata: &ObjectMeta,
     s: &SpecView<'_>,
     spec_path: &FieldPath,
 ) -> Vec<FieldError> {
@@ -525,8 +553,7 @@ fn validate_source_ranges(
         for (i, value) in ranges.iter().enumerate() {
             errs.extend(validate_cidr(value.trim(), &path.index(i)));
         }
-    } else if let Some(value) = svc
-        .metadata
+    } else if let Some(value) = metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(LB_SOURCE_RANGES_ANNOTATION))
