@@ -1,4 +1,5 @@
-//! Endpoints planner: 1,000- and 10,000-pod Services, from scratch and no-op.
+//! Endpoints planner: 1,000- and 10,000-pod Services, from scratch and re-sync of an
+//! up-to-date object (a true no-op at 1,000; a truncating rewrite at 10,000).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -64,7 +65,12 @@ fn pod(i: usize) -> Pod {
             pod_ips: Some(vec![PodIP { ip }]),
             conditions: Some(vec![PodCondition {
                 type_: "Ready".into(),
-                status: if i.is_multiple_of(10) { "False" } else { "True" }.into(),
+                status: if i.is_multiple_of(10) {
+                    "False"
+                } else {
+                    "True"
+                }
+                .into(),
                 ..Default::default()
             }]),
             ..Default::default()
@@ -90,10 +96,10 @@ fn endpoints_plan(c: &mut Criterion) {
             panic!("expected a create for the no-op fixture");
         };
         existing.metadata.resource_version = Some("1".into());
-        assert_eq!(
-            plan(Some(&svc), &pods, &[], Some(&existing), &options),
-            EndpointsPlan::NoOp
-        );
+        // Above 1,000 addresses upstream rewrites on every sync (the stored object is
+        // truncated and annotated), so the 10,000-pod "no-op" measures that steady state.
+        let resync = plan(Some(&svc), &pods, &[], Some(&existing), &options);
+        assert_eq!(resync == EndpointsPlan::NoOp, n <= 1_000);
         group.bench_with_input(BenchmarkId::new("no_op", n), &pods, |b, pods| {
             b.iter(|| {
                 plan(
