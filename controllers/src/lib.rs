@@ -1,3 +1,6 @@
 #![forbid(unsafe_code)]
 
+pub mod endpoints;
 pub mod endpointslice;
+pub mod kubernetes_service;
+pub mod mirroring;
