@@ -19,9 +19,11 @@ pub mod faults;
 mod gc;
 pub mod meta;
 mod names;
+pub mod nodesim;
 pub mod openapi;
 pub mod oplog;
 pub mod patch;
+pub mod persist;
 pub mod representation;
 pub mod resources;
 pub mod router;
@@ -33,7 +35,7 @@ mod validation;
 mod watch;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +70,12 @@ pub enum TestEnvError {
     /// A wait ran out of time.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
+    /// The data directory could not be opened.
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+    /// The node simulator could not start.
+    #[error(transparent)]
+    NodeSimulator(#[from] nodesim::NodeSimError),
 }
 
 /// How to start a test environment.
@@ -82,6 +90,10 @@ pub struct TestEnvOptions {
     pub system_namespaces: bool,
     /// How often the garbage collector sweeps for dangling owners (it also reacts to deletions at once).
     pub gc_sweep_interval: Duration,
+    /// Keep the store on disk here (write-ahead log and snapshots); `None` keeps it in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Run the node simulator with this configuration once the server listens.
+    pub node_simulator: Option<nodesim::NodeSimConfig>,
 }
 
 impl Default for TestEnvOptions {
@@ -91,6 +103,8 @@ impl Default for TestEnvOptions {
             server: ServerOptions::default(),
             system_namespaces: true,
             gc_sweep_interval: Duration::from_secs(2),
+            data_dir: None,
+            node_simulator: None,
         }
     }
 }
@@ -115,8 +129,19 @@ impl TestEnv {
 
     /// Starts a server with `options`.
     pub async fn start_with(options: TestEnvOptions) -> Result<Self, TestEnvError> {
-        let store = store::Store::new(options.server.history_limit);
-        Self::start_on_store(options, store).await
+        let Some(dir) = options.data_dir.clone() else {
+            let store = store::Store::new(options.server.history_limit);
+            return Self::start_on_store(options, store).await;
+        };
+        let (store, persistence, _) = persist::open(
+            &dir,
+            options.server.history_limit,
+            persist::PersistOptions::default(),
+        )?;
+        let mut env = Self::start_on_store(options, store.clone()).await?;
+        let compaction = Arc::new(persistence).run_compaction(store);
+        env.background.push(tokio::spawn(compaction));
+        Ok(env)
     }
 
     /// Starts a server over an existing store (e.g. one loaded from disk).
@@ -137,12 +162,17 @@ impl TestEnv {
             })?;
         let addr = listener.addr;
         let gc = tokio::spawn(gc::run(server.clone(), options.gc_sweep_interval));
-        Ok(Self {
+        let mut env = Self {
             server,
             addr,
             listener: Mutex::new(Some(listener)),
             background: vec![gc],
-        })
+        };
+        if let Some(config) = options.node_simulator {
+            let sim = nodesim::NodeSimulator::start(env.try_client()?, config).await?;
+            env.background.push(sim.into_task());
+        }
+        Ok(env)
     }
 
     /// The address the server listens on.
