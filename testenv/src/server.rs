@@ -94,6 +94,16 @@ impl ApiServer {
         self.resources.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The admission chain (e.g. to register where a webhook Service listens).
+    pub fn admission(&self) -> &AdmissionChain {
+        &self.admission
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Ends every open watch stream; clients reconnect.
     pub fn break_watches(&self) {
         self.watch_epoch.send_modify(|e| *e += 1);
@@ -209,8 +219,9 @@ impl ApiServer {
             );
             return response;
         }
-        let result = self.serve_api(api_req.clone()).await;
-        let response = match result {
+        let (result, warnings) =
+            crate::admission::collect_warnings(self.serve_api(api_req.clone())).await;
+        let mut response = match result {
             Ok(reply) => {
                 let is_list = matches!(verb, Verb::List | Verb::DeleteCollection);
                 let (content_type, body) = crate::representation::render(
@@ -225,6 +236,12 @@ impl ApiServer {
             }
             Err(e) => error_response(&e),
         };
+        for w in &warnings {
+            if let Ok(v) = header::HeaderValue::from_str(&crate::admission::warning_header_value(w))
+            {
+                response.headers_mut().append(header::WARNING, v);
+            }
+        }
         self.log(
             &method,
             &path,
