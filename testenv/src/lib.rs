@@ -31,6 +31,7 @@ pub mod selector;
 pub mod server;
 pub mod status;
 pub mod store;
+mod table;
 mod validation;
 mod watch;
 
