@@ -111,13 +111,10 @@ fn describe(err: &(dyn std::error::Error + 'static), target: &CallTarget) -> Str
                 _ => {}
             }
         }
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return match tls {
-                rustls::Error::InvalidCertificate(c) => {
-                    format!("tls: failed to verify certificate: {c:?}")
-                }
-                other => format!("remote error: tls: {other}"),
-            };
+        // io::Error hides its payload from `source()`, so look inside it explicitly.
+        let tls = find_tls_error(e);
+        if let Some(tls) = tls {
+            return tls_error_text(tls);
         }
         let text = e.to_string();
         if chain.last() != Some(&text) {
@@ -126,6 +123,46 @@ fn describe(err: &(dyn std::error::Error + 'static), target: &CallTarget) -> Str
         cur = e.source();
     }
     chain.join(": ")
+}
+
+/// The rustls error behind `e`, looking through (nested) io::Errors.
+fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return find_tls_error(inner);
+    }
+    None
+}
+
+/// Go's crypto/tls and x509 wording for a failed handshake.
+fn tls_error_text(err: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match err {
+        rustls::Error::InvalidCertificate(c) => {
+            let why = match c {
+                C::UnknownIssuer | C::BadSignature => {
+                    "x509: certificate signed by unknown authority".to_string()
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    "x509: certificate is not valid for the requested name".to_string()
+                }
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => {
+                    "x509: certificate has expired or is not yet valid".to_string()
+                }
+                other => format!("x509: {other:?}"),
+            };
+            format!("tls: failed to verify certificate: {why}")
+        }
+        other => format!("remote error: tls: {other}"),
+    }
 }
 
 /// POSTs `body` to the target and returns the decoded JSON answer.
