@@ -16,13 +16,29 @@ pub(crate) enum Addresses<'a> {
 }
 
 impl<'a> Addresses<'a> {
-    pub(crate) fn from_iter(iter: impl Iterator<Item = &'a str>) -> Self {
-        let mut all: Vec<&'a str> = iter.collect();
-        if all.len() == 1 {
-            Addresses::One(all[0])
-        } else {
-            all.sort_unstable();
-            Addresses::Many(all)
+    pub(crate) fn from_iter(mut iter: impl Iterator<Item = &'a str>) -> Self {
+        let Some(first) = iter.next() else {
+            return Addresses::Many(Vec::new());
+        };
+        let Some(second) = iter.next() else {
+            return Addresses::One(first);
+        };
+        let mut all = vec![first, second];
+        all.extend(iter);
+        all.sort_unstable();
+        Addresses::Many(all)
+    }
+
+    /// Compares with an endpoint's address list as upstream's hash does (sorted).
+    fn matches(&self, addresses: &[String]) -> bool {
+        match (self, addresses) {
+            (Addresses::One(a), [b]) => *a == b.as_str(),
+            (Addresses::One(_), _) => false,
+            (Addresses::Many(mine), theirs) => {
+                let mut theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+                theirs.sort_unstable();
+                *mine == theirs
+            }
         }
     }
 
@@ -81,6 +97,15 @@ impl<'a> DesiredEndpoint<'a> {
             namespace: &self.pod.namespace,
             name: &self.pod.name,
         }
+    }
+
+    /// Same identity as an existing endpoint, without building its key.
+    pub(crate) fn same_identity(&self, endpoint: &Endpoint) -> bool {
+        let target = endpoint.target_ref.as_ref();
+        endpoint.hostname.as_deref().unwrap_or("") == self.hostname.unwrap_or("")
+            && target.and_then(|t| t.namespace.as_deref()).unwrap_or("") == self.pod.namespace
+            && target.and_then(|t| t.name.as_deref()).unwrap_or("") == self.pod.name
+            && self.addresses.matches(&endpoint.addresses)
     }
 
     fn node_name(&self) -> Option<&'a str> {

@@ -40,7 +40,9 @@ pub(crate) struct Context<'a> {
 /// The desired endpoints of one port group, with identity lookup and ordered popping.
 struct DesiredSet<'a> {
     endpoints: Vec<DesiredEndpoint<'a>>,
-    index: HashMap<IdentityKey<'a>, usize, FnvBuild>,
+    /// Pods are unique by name within the Service's namespace, so the name finds the only
+    /// candidate; the full identity is then compared.
+    index: HashMap<&'a str, usize, FnvBuild>,
     taken: Vec<bool>,
     remaining: usize,
     order: Option<Vec<usize>>,
@@ -48,11 +50,11 @@ struct DesiredSet<'a> {
 }
 
 impl<'a> DesiredSet<'a> {
-    fn new() -> Self {
+    fn with_capacity(capacity: usize) -> Self {
         DesiredSet {
-            endpoints: Vec::new(),
-            index: HashMap::default(),
-            taken: Vec::new(),
+            endpoints: Vec::with_capacity(capacity),
+            index: HashMap::with_capacity_and_hasher(capacity, FnvBuild::default()),
+            taken: Vec::with_capacity(capacity),
             remaining: 0,
             order: None,
             cursor: 0,
@@ -62,7 +64,7 @@ impl<'a> DesiredSet<'a> {
     fn insert(&mut self, endpoint: DesiredEndpoint<'a>) {
         let position = self.endpoints.len();
         // A later endpoint with the same identity replaces the earlier one, as in a Go map.
-        match self.index.insert(endpoint.key(), position) {
+        match self.index.insert(endpoint.pod.name.as_str(), position) {
             Some(previous) => self.taken[previous] = true,
             None => self.remaining += 1,
         }
@@ -70,8 +72,10 @@ impl<'a> DesiredSet<'a> {
         self.taken.push(false);
     }
 
-    fn get(&self, key: &IdentityKey<'_>) -> Option<usize> {
-        self.index.get(key).copied().filter(|i| !self.taken[*i])
+    fn find(&self, endpoint: &Endpoint) -> Option<usize> {
+        let name = endpoint.target_ref.as_ref()?.name.as_deref()?;
+        let i = self.index.get(name).copied()?;
+        (!self.taken[i] && self.endpoints[i].same_identity(endpoint)).then_some(i)
     }
 
     fn take(&mut self, i: usize) {
@@ -84,12 +88,12 @@ impl<'a> DesiredSet<'a> {
     /// The next endpoint in identity order (upstream pops an arbitrary one).
     fn pop(&mut self) -> Option<usize> {
         if self.order.is_none() {
-            let mut order: Vec<usize> = (0..self.endpoints.len())
+            let mut keyed: Vec<(IdentityKey<'a>, usize)> = (0..self.endpoints.len())
                 .filter(|i| !self.taken[*i])
+                .map(|i| (self.endpoints[i].key(), i))
                 .collect();
-            let keys: Vec<IdentityKey<'a>> = self.endpoints.iter().map(|e| e.key()).collect();
-            order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
-            self.order = Some(order);
+            keyed.sort_unstable();
+            self.order = Some(keyed.into_iter().map(|(_, i)| i).collect());
         }
         let order = self.order.as_ref()?;
         while let Some(&i) = order.get(self.cursor) {
@@ -203,38 +207,26 @@ impl<'a> Context<'a> {
         }
 
         let mut groups: BTreeMap<PortKey, Group<'a>> = BTreeMap::new();
-        let shared_key = self
-            .shared_ports
-            .as_deref()
-            .map(|ports| PortKey::of(Some(ports)));
+        let mut shared: Option<Group<'a>> = None;
         for pod in pods {
             if !pod.should_be_in_endpoints(true) {
                 continue;
             }
-            let group = match (&shared_key, &self.shared_ports) {
-                (Some(key), Some(ports)) => {
-                    // Cloning the key only for a new group keeps the common path allocation-free.
-                    if !groups.contains_key(key) {
-                        groups.insert(
-                            key.clone(),
-                            Group {
-                                ports: ports.clone(),
-                                desired: DesiredSet::new(),
-                            },
-                        );
-                    }
-                    groups.get_mut(key)
-                }
-                _ => {
+            let group = match &self.shared_ports {
+                // Every pod shares the Service's ports: one group, no per-pod key.
+                Some(ports) => shared.get_or_insert_with(|| Group {
+                    ports: ports.clone(),
+                    desired: DesiredSet::with_capacity(pods.len()),
+                }),
+                None => {
                     let ports = self.endpoint_ports(Some(pod));
                     let key = PortKey::of(Some(&ports));
-                    Some(groups.entry(key).or_insert_with(|| Group {
+                    groups.entry(key).or_insert_with(|| Group {
                         ports,
-                        desired: DesiredSet::new(),
-                    }))
+                        desired: DesiredSet::with_capacity(0),
+                    })
                 }
             };
-            let Some(group) = group else { continue };
             let node = self.nodes.get(&pod.node_name);
             if node.is_none() && !self.publish_not_ready {
                 errors.push(PlanError::NodeNotFound {
@@ -268,6 +260,10 @@ impl<'a> Context<'a> {
                     .should_set_hostname(self.name, self.namespace)
                     .then_some(pod.hostname.as_str()),
             });
+        }
+
+        if let Some(group) = shared {
+            groups.insert(PortKey::of(Some(&group.ports)), group);
         }
 
         let mut create = Vec::new();
@@ -339,8 +335,7 @@ impl<'a> Context<'a> {
             let mut kept: Vec<Entry<'a>> = Vec::with_capacity(slice.endpoints.len());
             let mut changed = false;
             for endpoint in &slice.endpoints {
-                let key = IdentityKey::of_endpoint(endpoint);
-                if let Some(i) = desired.get(&key) {
+                if let Some(i) = desired.find(endpoint) {
                     if !desired.endpoints[i].equal_beyond_identity(endpoint) {
                         changed = true;
                     }
@@ -436,10 +431,14 @@ impl<'a> Context<'a> {
         ports: &[EndpointPort],
     ) -> EndpointSlice {
         let mut entries = working.entries;
-        entries.sort_by_cached_key(|e| match e {
-            Entry::Existing(endpoint) => IdentityKey::of_endpoint(endpoint),
-            Entry::Desired(i) => desired.endpoints[*i].key(),
-        });
+        // New slices are filled in identity order already; existing ones mix kept and
+        // added endpoints.
+        if working.base.is_some() {
+            entries.sort_by_cached_key(|e| match e {
+                Entry::Existing(endpoint) => IdentityKey::of_endpoint(endpoint),
+                Entry::Desired(i) => desired.endpoints[*i].key(),
+            });
+        }
         let endpoints: Vec<Endpoint> = entries
             .iter()
             .map(|e| match e {

@@ -2001,3 +2001,189 @@ fn topology_auto_reports_why_hints_are_disabled() {
             .is_empty()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Properties: coverage, capacity, and convergence (a second plan over the applied result
+// writes nothing).
+
+mod properties {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    struct PodSeed {
+        ready: bool,
+        terminating: bool,
+        family: u8,
+        node: u8,
+        http_port: Option<u8>,
+    }
+
+    fn pod_seed() -> impl Strategy<Value = PodSeed> {
+        (
+            any::<bool>(),
+            prop::bool::weighted(0.1),
+            0u8..3,
+            0u8..4,
+            prop::option::of(0u8..3),
+        )
+            .prop_map(|(ready, terminating, family, node, http_port)| PodSeed {
+                ready,
+                terminating,
+                family,
+                node,
+                http_port,
+            })
+    }
+
+    fn build_pod(i: usize, seed: &PodSeed) -> PodInfo {
+        let mut p = pod(i, seed.ready, seed.terminating);
+        let v4 = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+        let v6 = format!("fd00::{i:x}");
+        p.ips = match seed.family {
+            0 => vec![v4],
+            1 => vec![v6],
+            _ => vec![v4, v6],
+        };
+        // node-3 does not exist: exercises the "Node not found" path.
+        p.node_name = format!("node-{}", seed.node);
+        if let Some(k) = seed.http_port {
+            p.container_ports = vec![ContainerPortInfo {
+                name: "http".into(),
+                protocol: "TCP".into(),
+                container_port: 8080 + i32::from(k),
+            }];
+        }
+        p
+    }
+
+    #[derive(Clone, Debug)]
+    struct World {
+        max: i64,
+        families: u8,
+        named: bool,
+        publish: bool,
+        traffic: bool,
+        before: Vec<PodSeed>,
+        after: Vec<PodSeed>,
+    }
+
+    fn world() -> impl Strategy<Value = World> {
+        (
+            1i64..120,
+            0u8..3,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::vec(pod_seed(), 0..250),
+            prop::collection::vec(pod_seed(), 0..250),
+        )
+            .prop_map(
+                |(max, families, named, publish, traffic, before, after)| World {
+                    max,
+                    families,
+                    named,
+                    publish,
+                    traffic,
+                    before,
+                    after,
+                },
+            )
+    }
+
+    fn service_of(w: &World) -> Service {
+        let mut svc = svc_foo();
+        let spec = svc.spec.as_mut().unwrap();
+        spec.ip_families = Some(match w.families {
+            0 => vec!["IPv4".into()],
+            1 => vec!["IPv6".into()],
+            _ => vec!["IPv4".into(), "IPv6".into()],
+        });
+        spec.publish_not_ready_addresses = Some(w.publish);
+        if w.traffic {
+            spec.traffic_distribution = Some("PreferClose".into());
+        }
+        if w.named {
+            spec.ports = Some(vec![
+                service_port("foo", 80, IntOrString::Int(80), "TCP"),
+                service_port("http", 81, IntOrString::String("http".into()), "TCP"),
+            ]);
+        }
+        svc
+    }
+
+    fn topology() -> BTreeMap<String, NodeInfo> {
+        nodes(&[
+            node("node-0", Some("zone-a")),
+            node("node-1", Some("zone-b")),
+            node("node-2", None),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn plans_cover_every_endpoint_once_within_capacity_and_converge(w in world()) {
+            let svc = service_of(&w);
+            let nodes = topology();
+            let opts = options(w.max);
+            let before: Vec<PodInfo> = w.before.iter().enumerate().map(|(i, s)| build_pod(i, s)).collect();
+            let after: Vec<PodInfo> = w.after.iter().enumerate().map(|(i, s)| build_pod(i, s)).collect();
+
+            let stored = apply(&[], &plan(&svc, &before, &nodes, &[], &opts));
+            let p = plan(&svc, &after, &nodes, &stored, &opts);
+            let state = apply(&stored, &p);
+
+            for slice in &state {
+                prop_assert!(slice.endpoints.len() <= opts.max_endpoints_per_slice.get());
+            }
+            for address_type in address_types_for_service(&svc) {
+                let want_v6 = address_type == "IPv6";
+                let expected: BTreeSet<String> = after
+                    .iter()
+                    .filter(|p| p.should_be_in_endpoints(true))
+                    .filter(|p| w.publish || nodes.contains_key(&p.node_name))
+                    .filter(|p| p.ips.iter().any(|ip| pod::is_ipv6_canonical(ip) == want_v6))
+                    .map(|p| p.name.clone())
+                    .collect();
+                let mut seen: Vec<String> = state
+                    .iter()
+                    .filter(|s| s.address_type == address_type)
+                    .flat_map(|s| s.endpoints.iter())
+                    .filter_map(|e| e.target_ref.as_ref().and_then(|t| t.name.clone()))
+                    .collect();
+                seen.sort();
+                let unique: BTreeSet<String> = seen.iter().cloned().collect();
+                prop_assert_eq!(seen.len(), unique.len(), "an endpoint is in two slices");
+                prop_assert_eq!(&unique, &expected);
+                prop_assert!(state.iter().any(|s| s.address_type == address_type));
+            }
+            prop_assert!(state.iter().all(|s| address_types_for_service(&svc).contains(&s.address_type.as_str())));
+
+            let again = plan(&svc, &after, &nodes, &state, &opts);
+            prop_assert!(again.is_noop(), "re-plan not empty: {} creates, {} updates, {} deletes",
+                again.create.len(), again.update.len(), again.delete.len());
+        }
+
+        #[test]
+        fn plans_do_not_depend_on_input_order(w in world()) {
+            let svc = service_of(&w);
+            let nodes = topology();
+            let opts = options(w.max);
+            let before: Vec<PodInfo> = w.before.iter().enumerate().map(|(i, s)| build_pod(i, s)).collect();
+            let after: Vec<PodInfo> = w.after.iter().enumerate().map(|(i, s)| build_pod(i, s)).collect();
+            let stored = apply(&[], &plan(&svc, &before, &nodes, &[], &opts));
+            let forward = plan(&svc, &after, &nodes, &stored, &opts);
+            let mut reversed_pods = after.clone();
+            reversed_pods.reverse();
+            let mut reversed_slices = stored.clone();
+            reversed_slices.reverse();
+            let backward = plan(&svc, &reversed_pods, &nodes, &reversed_slices, &opts);
+            prop_assert_eq!(forward, backward);
+        }
+    }
+}
