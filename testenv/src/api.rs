@@ -194,13 +194,13 @@ fn spec_part(obj: &Value) -> Value {
     o
 }
 
-/// Equality ignoring the fields every write changes (resourceVersion, managedFields times).
+/// Equality ignoring resourceVersion. managedFields count: an apply that only takes ownership
+/// must still be stored, and field tracking leaves them untouched when nothing else changed.
 fn same_content(a: &Value, b: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
-            m.remove("managedFields");
         }
         v
     };
@@ -242,7 +242,11 @@ impl ApiServer {
         obj
     }
 
-    fn list(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
+    /// The objects a LIST selects: the list's resourceVersion, the page, and the continue token.
+    fn select(
+        &self,
+        req: &ApiRequest,
+    ) -> Result<(u64, Vec<Arc<StoredObject>>, Option<String>), ApiError> {
         let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""))
@@ -258,9 +262,8 @@ impl ApiServer {
             .map(|c| c.0)
             .unwrap_or(state.resource_version());
         let after = cont.as_ref().map(|c| c.1.clone());
-        let mut items: Vec<Value> = Vec::new();
+        let mut items = Vec::new();
         let mut next = None;
-        let mut last_key = None;
         let name_fast = fields.required_value("metadata.name");
         for obj in state.list(&req.collection(), req.namespace.as_deref(), after.as_ref()) {
             if let Some(n) = name_fast
@@ -272,29 +275,65 @@ impl ApiServer {
                 continue;
             }
             if limit > 0 && items.len() == limit {
-                if let Some(key) = last_key.take() {
-                    next = Some(encode_continue(list_rv, &key));
-                }
+                let last: &Arc<StoredObject> = &items[limit - 1];
+                next = Some(encode_continue(
+                    list_rv,
+                    &(last.namespace.clone(), last.name.clone()),
+                ));
                 break;
             }
-            last_key = Some((obj.namespace.clone(), obj.name.clone()));
-            items.push(self.present(&req.resource, obj.value()));
+            items.push(obj.clone());
         }
-        drop(state);
+        Ok((list_rv, items, next))
+    }
+
+    fn list_head(req: &ApiRequest, list_rv: u64, next: Option<String>) -> Value {
         let mut metadata = Map::new();
         metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
         if let Some(c) = next {
             metadata.insert("continue".into(), json!(c));
         }
-        Ok(Reply {
-            code: 200,
-            body: json!({
-                "kind": req.resource.list_kind(),
-                "apiVersion": req.resource.api_version(),
-                "metadata": metadata,
-                "items": items,
-            }),
+        json!({
+            "kind": req.resource.list_kind(),
+            "apiVersion": req.resource.api_version(),
+            "metadata": metadata,
         })
+    }
+
+    /// Whether stored objects of this resource may carry another apiVersion (multi-version CRDs).
+    fn needs_version_rewrite(&self, rt: &ResourceType) -> bool {
+        self.resources()
+            .all()
+            .filter(|r| r.group == rt.group && r.plural == rt.plural)
+            .count()
+            > 1
+    }
+
+    /// A LIST as a JSON value (for internal callers and non-JSON representations).
+    fn list(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
+        let (list_rv, objects, next) = self.select(req)?;
+        let items: Vec<Value> = objects
+            .iter()
+            .map(|o| self.present(&req.resource, o.value()))
+            .collect();
+        let mut body = Self::list_head(req, list_rv, next);
+        body["items"] = Value::Array(items);
+        Ok(Reply { code: 200, body })
+    }
+
+    /// A LIST whose items are the stored JSON bytes, spliced without parsing: the fast path.
+    pub(crate) fn list_raw(
+        &self,
+        req: &ApiRequest,
+    ) -> Result<Option<(Value, Vec<Bytes>)>, ApiError> {
+        if self.needs_version_rewrite(&req.resource) {
+            return Ok(None);
+        }
+        let (list_rv, objects, next) = self.select(req)?;
+        Ok(Some((
+            Self::list_head(req, list_rv, next),
+            objects.iter().map(|o| o.json.clone()).collect(),
+        )))
     }
 
     fn ensure_namespace(&self, req: &ApiRequest) -> Result<(), ApiError> {

@@ -219,6 +219,30 @@ impl ApiServer {
             );
             return response;
         }
+        if verb == Verb::List
+            && !crate::representation::wants_table(&accept)
+            && !accept.contains("as=PartialObjectMetadata")
+        {
+            // Fast path: splice the stored JSON of each item; nothing is parsed.
+            if let Some(response) = match self.list_raw(&api_req) {
+                Ok(Some((head, items))) => Some(bytes_response(
+                    200,
+                    "application/json",
+                    splice_list(&head, &items),
+                )),
+                Ok(None) => None,
+                Err(e) => Some(error_response(&e)),
+            } {
+                self.log(
+                    &method,
+                    &path,
+                    Some(&api_req),
+                    response.status().as_u16(),
+                    &user_agent,
+                );
+                return response;
+            }
+        }
         let (result, warnings) =
             crate::admission::collect_warnings(self.serve_api(api_req.clone())).await;
         let mut response = match result {
@@ -323,6 +347,24 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes `head` (a list without items) with the raw JSON `items` spliced in as its `items` array.
+fn splice_list(head: &Value, items: &[Bytes]) -> Bytes {
+    let head = serde_json::to_vec(head).unwrap_or_default();
+    let size = head.len() + items.iter().map(|i| i.len() + 1).sum::<usize>() + 16;
+    let mut out = Vec::with_capacity(size);
+    // `head` is an object: drop its closing brace and append the items.
+    out.extend_from_slice(&head[..head.len().saturating_sub(1)]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
 }
 
 /// A JSON answer.
