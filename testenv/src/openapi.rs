@@ -1,7 +1,8 @@
 //! OpenAPI documents as kubectl downloads them: `/openapi/v3` (an index of group-versions) and
 //! `/openapi/v3/{api/v1 | apis/group/version}` (paths and component schemas), so that
 //! `kubectl apply` finds server-side field validation and the strategic-merge metadata it needs.
-//! `/openapi/v2` is answered 404: kubectl then relies on v3 (and its built-in types).
+//! `/openapi/v2` is a valid document without paths or definitions (kubectl 1.27 and 1.28 refuse to
+//! apply without one; finding no patch metadata there, they use their compiled-in types).
 //!
 //! Schemas of the built-in kinds come from k8s-openapi's `schemars` impls; the patch-strategy
 //! extensions upstream derives from Go struct tags are added from [`PATCH_METADATA`].
@@ -610,6 +611,36 @@ pub fn index_document(server: &ApiServer) -> Value {
     json!({"paths": paths})
 }
 
+/// The media type of gnostic's protobuf OpenAPI v2 document, which client-go asks for.
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// A length-delimited protobuf field.
+fn proto_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+    out.push((field << 3) | 2);
+    let mut len = bytes.len();
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    }
+    out.extend_from_slice(bytes);
+}
+
+/// `openapi_v2.Document{swagger: "2.0", info: {title: "Kubernetes", version}}` in protobuf.
+pub fn v2_protobuf(version: &str) -> Vec<u8> {
+    let mut info = Vec::new();
+    proto_bytes(&mut info, 1, b"Kubernetes");
+    proto_bytes(&mut info, 2, version.as_bytes());
+    let mut doc = Vec::new();
+    proto_bytes(&mut doc, 1, b"2.0");
+    proto_bytes(&mut doc, 2, &info);
+    doc
+}
+
 /// FNV-1a over the document, as a hex string (stable across runs, changes with content).
 fn content_hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -621,8 +652,27 @@ fn content_hash(bytes: &[u8]) -> String {
 }
 
 /// Serves `/openapi/v2` and `/openapi/v3/...`.
-pub fn serve(server: &ApiServer, route: &Route, _accept: &str) -> Response<Body> {
+pub fn serve(server: &ApiServer, route: &Route, accept: &str) -> Response<Body> {
     match route {
+        Route::OpenApiV2 => {
+            let version = &server.options.git_version;
+            if accept.contains(OPENAPI_V2_PROTOBUF) {
+                // Go's mime parser rejects the '@' of the protobuf media type; kube-openapi
+                // answers octet-stream as well.
+                crate::server::bytes_response(
+                    200,
+                    "application/octet-stream",
+                    bytes::Bytes::from(v2_protobuf(version)),
+                )
+            } else {
+                json_response(
+                    200,
+                    "application/json",
+                    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": version},
+                        "paths": {}, "definitions": {}}),
+                )
+            }
+        }
         Route::OpenApiV3Index => json_response(200, "application/json", index_document(server)),
         Route::OpenApiV3(rest) => {
             let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
@@ -691,6 +741,14 @@ mod tests {
         assert!(r.contains("io.k8s.api.core.v1.ServicePort"));
         assert!(r.contains("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
         assert!(!r.contains("io.k8s.api.core.v1.PodSpec"));
+    }
+
+    #[test]
+    fn v2_document_is_a_gnostic_protobuf_document() {
+        assert_eq!(
+            v2_protobuf("v1"),
+            b"\x0a\x032.0\x12\x10\x0a\x0aKubernetes\x12\x02v1".to_vec()
+        );
     }
 
     #[test]
