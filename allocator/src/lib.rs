@@ -3,15 +3,21 @@
 //! allocation durable drives these types from the outside.
 
 mod cluster_ip;
+mod cluster_ip_plan;
 mod error;
 mod node_port;
 mod node_port_plan;
 mod offset_set;
 mod outcome;
 mod port_range;
+pub mod registry;
 mod service_cidr;
 
 pub use cluster_ip::{ClusterIpAllocator, RangeSnapshot};
+pub use cluster_ip_plan::{
+    ClusterIpPlan, IpRequest, held_cluster_ips, parse_ip_sloppy, plan_cluster_ips_for_create,
+    plan_cluster_ips_for_update,
+};
 pub use error::{AllocationError, RangeConfigError};
 pub use node_port::PortAllocator;
 pub use node_port_plan::{

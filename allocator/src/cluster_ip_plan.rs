@@ -1,0 +1,603 @@
+//! Which ClusterIPs a Service write needs (§2.6: `normalizeClusterIPs`, `initIPFamilyFields`,
+//! `allocClusterIPs` of upstream's `storage/alloc.go`), as a pure function of the Service and
+//! the configured ranges. The registry turns the plan's requests into claims.
+//!
+//! Only the checks that decide allocation live here; the remaining `clusterIPs`/`ipFamilies`
+//! validation of §4.6 (unsupported or duplicate values, required fields) is the validator's.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use serde_json::Value;
+
+use crate::outcome::ServiceAllocationError;
+use crate::service_cidr::{IpFamily, ServiceClusterIpRanges};
+
+const SINGLE_STACK: &str = "SingleStack";
+const REQUIRE_DUAL_STACK: &str = "RequireDualStack";
+const NONE: &str = "None";
+
+/// How one family's ClusterIP is to be obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpRequest {
+    /// The client asked for this address (`clusterIPs[i]`).
+    Static {
+        /// The parsed address.
+        ip: IpAddr,
+        /// The address as the client wrote it (error messages quote it unchanged).
+        requested: String,
+    },
+    /// Any free address of the family.
+    Dynamic,
+}
+
+/// The ClusterIP side of one Service write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterIpPlan {
+    /// `ExternalName` Services get no families and no addresses.
+    pub external_name: bool,
+    /// `clusterIPs[0] == "None"`: families are set, nothing is allocated.
+    pub headless: bool,
+    /// `spec.ipFamilyPolicy` after defaulting.
+    pub ip_family_policy: Option<String>,
+    /// `spec.ipFamilies` after defaulting, primary first.
+    pub ip_families: Vec<IpFamily>,
+    /// One request per family to allocate, in `ip_families` order.
+    pub requests: Vec<(IpFamily, IpRequest)>,
+    /// `spec.clusterIPs` padded with `""` to the number of families, as upstream prints it in
+    /// allocation errors (`["10.96.0.10",""]`).
+    pub printed_cluster_ips: Vec<String>,
+}
+
+impl ClusterIpPlan {
+    /// Writes families, policy and the addresses obtained for `requests` (same order) into
+    /// `service`; `clusterIP` becomes `clusterIPs[0]`.
+    pub fn apply_to(&self, service: &mut Service, allocated: &[IpAddr]) {
+        if self.external_name {
+            return;
+        }
+        let spec = service.spec.get_or_insert_with(ServiceSpec::default);
+        spec.ip_family_policy = self.ip_family_policy.clone();
+        spec.ip_families = Some(
+            self.ip_families
+                .iter()
+                .map(|f| f.as_str().to_string())
+                .collect(),
+        );
+        let ips: Vec<String> = if self.headless {
+            vec![NONE.to_string()]
+        } else {
+            allocated.iter().map(IpAddr::to_string).collect()
+        };
+        spec.cluster_ip = ips.first().cloned();
+        spec.cluster_ips = (!ips.is_empty()).then_some(ips);
+    }
+}
+
+fn spec_of(service: &Service) -> ServiceSpec {
+    service.spec.clone().unwrap_or_default()
+}
+
+fn is_external_name(spec: &ServiceSpec) -> bool {
+    spec.type_.as_deref() == Some("ExternalName")
+}
+
+/// The addresses a stored Service holds (`clusterIPs`, or `clusterIP` when the plural is
+/// missing); `None`, empty and unparsable entries are skipped.
+pub fn held_cluster_ips(service: &Service) -> Vec<IpAddr> {
+    let spec = spec_of(service);
+    if is_external_name(&spec) {
+        return Vec::new();
+    }
+    let listed = match &spec.cluster_ips {
+        Some(ips) if !ips.is_empty() => ips.clone(),
+        _ => spec.cluster_ip.iter().cloned().collect(),
+    };
+    listed.iter().filter_map(|ip| parse_ip_sloppy(ip)).collect()
+}
+
+/// Go's `ParseIPSloppy`: IPv4 octets may carry leading zeros (read as decimal).
+pub fn parse_ip_sloppy(value: &str) -> Option<IpAddr> {
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let octets: Vec<&str> = value.split('.').collect();
+    if octets.len() != 4 {
+        return None;
+    }
+    let mut bytes = [0u8; 4];
+    for (slot, octet) in bytes.iter_mut().zip(&octets) {
+        if octet.is_empty() || octet.len() > 3 || !octet.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *slot = octet.parse().ok()?;
+    }
+    Some(IpAddr::from(bytes))
+}
+
+fn family_error(field: String, value: Value, detail: impl Into<String>) -> ServiceAllocationError {
+    ServiceAllocationError::Family {
+        field,
+        value,
+        detail: detail.into(),
+    }
+}
+
+/// Plans the ClusterIPs of a Service being created.
+pub fn plan_cluster_ips_for_create(
+    service: &Service,
+    ranges: &ServiceClusterIpRanges,
+) -> Result<ClusterIpPlan, ServiceAllocationError> {
+    plan(service, None, ranges)
+}
+
+/// Plans the ClusterIPs of an update; `old` supplies the inherited `ipFamilyPolicy`. Call
+/// `patch_allocated_values` on `new` first, as upstream's `beginUpdate` does.
+pub fn plan_cluster_ips_for_update(
+    old: &Service,
+    new: &Service,
+    ranges: &ServiceClusterIpRanges,
+) -> Result<ClusterIpPlan, ServiceAllocationError> {
+    plan(new, Some(old), ranges)
+}
+
+fn plan(
+    service: &Service,
+    old: Option<&Service>,
+    ranges: &ServiceClusterIpRanges,
+) -> Result<ClusterIpPlan, ServiceAllocationError> {
+    let spec = spec_of(service);
+    if is_external_name(&spec) {
+        return Ok(ClusterIpPlan {
+            external_name: true,
+            headless: false,
+            ip_family_policy: None,
+            ip_families: Vec::new(),
+            requests: Vec::new(),
+            printed_cluster_ips: Vec::new(),
+        });
+    }
+    // Step 1: `clusterIP` alone becomes `clusterIPs = [clusterIP]` (on update too, so that a
+    // changed singular field is what immutability checks see).
+    let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
+    let mut cluster_ips = spec.cluster_ips.clone().unwrap_or_default();
+    if !cluster_ip.is_empty() && cluster_ips.is_empty() {
+        cluster_ips = vec![cluster_ip.clone()];
+    } else if !cluster_ip.is_empty() && old.is_some() && cluster_ips.first() != Some(&cluster_ip) {
+        let old_ips = old
+            .and_then(|o| o.spec.as_ref())
+            .and_then(|s| s.cluster_ips.clone())
+            .unwrap_or_default();
+        if old_ips == cluster_ips {
+            cluster_ips = vec![cluster_ip.clone()];
+        }
+    }
+    let list_value = || Value::from(cluster_ips.clone());
+    let headless = cluster_ips.first().map(String::as_str) == Some(NONE);
+    let selectorless = spec.selector.as_ref().is_none_or(|s| s.is_empty());
+
+    // Step 2: the policy.
+    let policy = match &spec.ip_family_policy {
+        Some(p) => p.clone(),
+        None => match old
+            .and_then(|o| o.spec.as_ref())
+            .and_then(|s| s.ip_family_policy.clone())
+        {
+            Some(inherited) => inherited,
+            None if headless && selectorless => REQUIRE_DUAL_STACK.to_string(),
+            None => SINGLE_STACK.to_string(),
+        },
+    };
+
+    // Step 3: the allocation-relevant part of §4.6.
+    if !cluster_ip.is_empty() && cluster_ips.first() != Some(&cluster_ip) {
+        return Err(family_error(
+            "spec.clusterIPs".into(),
+            list_value(),
+            "first value must match `clusterIP`",
+        ));
+    }
+    let mut parsed: Vec<Option<IpAddr>> = Vec::with_capacity(cluster_ips.len());
+    for (i, ip) in cluster_ips.iter().enumerate() {
+        if ip == NONE {
+            if i != 0 || cluster_ips.len() != 1 {
+                return Err(family_error(
+                    "spec.clusterIPs".into(),
+                    list_value(),
+                    "'None' must be the first and only value",
+                ));
+            }
+            parsed.push(None);
+            continue;
+        }
+        let Some(addr) = parse_ip_sloppy(ip) else {
+            return Err(family_error(
+                format!("spec.clusterIPs[{i}]"),
+                Value::from(ip.clone()),
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        };
+        parsed.push(Some(addr));
+    }
+    if cluster_ips.len() > 2 {
+        return Err(family_error(
+            "spec.clusterIPs".into(),
+            list_value(),
+            "may only hold up to 2 values",
+        ));
+    }
+    if let [Some(a), Some(b)] = parsed.as_slice()
+        && IpFamily::of(a) == IpFamily::of(b)
+    {
+        return Err(family_error(
+            "spec.clusterIPs".into(),
+            list_value(),
+            "may specify no more than one IP for each IP family",
+        ));
+    }
+    let requested_families = spec.ip_families.clone().unwrap_or_default();
+    if !headless {
+        for (i, (ip, family)) in parsed.iter().zip(&requested_families).enumerate() {
+            if let (Some(ip), Some(family)) = (ip, IpFamily::parse(family))
+                && IpFamily::of(ip) != family
+            {
+                return Err(family_error(
+                    format!("spec.clusterIPs[{i}]"),
+                    Value::from(cluster_ips.get(i).cloned().unwrap_or_default()),
+                    format!("expected an {family} value as indicated by `ipFamilies[{i}]`"),
+                ));
+            }
+        }
+    }
+
+    // Step 4: SingleStack with two of anything.
+    let policy_error = |detail: &str| {
+        family_error(
+            "spec.ipFamilyPolicy".into(),
+            Value::from(policy.clone()),
+            detail,
+        )
+    };
+    if policy == SINGLE_STACK {
+        if cluster_ips.len() == 2 {
+            return Err(policy_error(
+                "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified",
+            ));
+        }
+        if requested_families.len() == 2 {
+            return Err(policy_error(
+                "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified",
+            ));
+        }
+    }
+
+    // Step 5: infer the families of addresses given without one.
+    let mut families: Vec<IpFamily> = Vec::new();
+    for (i, name) in requested_families.iter().enumerate() {
+        match IpFamily::parse(name) {
+            Some(f) => families.push(f),
+            None => {
+                return Err(family_error(
+                    format!("spec.ipFamilies[{i}]"),
+                    Value::from(name.clone()),
+                    "not configured on this cluster",
+                ));
+            }
+        }
+    }
+    for (i, ip) in parsed.iter().enumerate() {
+        let Some(ip) = ip else { break };
+        if i < families.len() {
+            continue;
+        }
+        let family = IpFamily::of(ip);
+        if ranges.for_family(family).is_none() {
+            return Err(family_error(
+                format!("spec.clusterIPs[{i}]"),
+                list_value(),
+                format!("{family} is not configured on this cluster"),
+            ));
+        }
+        families.push(family);
+    }
+
+    let primary = ranges.primary.family();
+    // Step 6: headless without selector: families only, even on a single-stack cluster.
+    if headless && selectorless {
+        if families.is_empty() {
+            families.push(primary);
+        }
+        if policy != SINGLE_STACK && families.len() == 1 {
+            families.push(families[0].other());
+        }
+        return Ok(ClusterIpPlan {
+            external_name: false,
+            headless: true,
+            ip_family_policy: Some(policy),
+            ip_families: families,
+            requests: Vec::new(),
+            printed_cluster_ips: cluster_ips,
+        });
+    }
+
+    // Steps 7 and 8.
+    if policy == REQUIRE_DUAL_STACK && !ranges.is_dual_stack() {
+        return Err(policy_error(
+            "this cluster is not configured for dual-stack services",
+        ));
+    }
+    for (i, family) in families.iter().enumerate() {
+        if ranges.for_family(*family).is_none() {
+            return Err(family_error(
+                format!("spec.ipFamilies[{i}]"),
+                Value::from(family.as_str()),
+                "not configured on this cluster",
+            ));
+        }
+    }
+    // Step 9.
+    if families.is_empty() {
+        families.push(primary);
+    }
+    if policy != SINGLE_STACK && families.len() == 1 && ranges.is_dual_stack() {
+        families.push(families[0].other());
+    }
+
+    // Step 10.
+    let mut printed = cluster_ips.clone();
+    while printed.len() < families.len() {
+        printed.push(String::new());
+    }
+    let requests = if headless {
+        Vec::new()
+    } else {
+        families
+            .iter()
+            .enumerate()
+            .map(|(i, family)| {
+                let request = match (parsed.get(i).copied().flatten(), cluster_ips.get(i)) {
+                    (Some(ip), Some(requested)) => IpRequest::Static {
+                        ip,
+                        requested: requested.clone(),
+                    },
+                    _ => IpRequest::Dynamic,
+                };
+                (*family, request)
+            })
+            .collect()
+    };
+    Ok(ClusterIpPlan {
+        external_name: false,
+        headless,
+        ip_family_policy: Some(policy),
+        ip_families: families,
+        requests,
+        printed_cluster_ips: printed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service_cidr::BitmapSizeLimit;
+    use serde_json::json;
+
+    fn ranges(flag: &str) -> ServiceClusterIpRanges {
+        ServiceClusterIpRanges::parse(flag, BitmapSizeLimit::Enforced).unwrap()
+    }
+
+    fn service(spec: Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": "svc"}, "spec": spec})).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn error_text(spec: Value, flag: &str) -> String {
+        plan_cluster_ips_for_create(&service(spec), &ranges(flag))
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// E31.
+    #[test]
+    fn e31_require_dual_stack_on_single_stack_cluster() {
+        let e = plan_cluster_ips_for_create(
+            &service(json!({"ipFamilyPolicy": "RequireDualStack", "ports": [{"port": 80}]})),
+            &ranges("10.96.0.0/12"),
+        )
+        .unwrap_err();
+        assert_eq!(e.outcome().code(), 422);
+        assert_eq!(
+            e.to_string(),
+            "spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services"
+        );
+    }
+
+    /// E32.
+    #[test]
+    fn e32_ipv6_cluster_ip_on_ipv4_cluster() {
+        let e = plan_cluster_ips_for_create(
+            &service(json!({"clusterIP": "fd00::10", "ports": [{"port": 80}]})),
+            &ranges("10.96.0.0/12"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.outcome().cause_message().unwrap(),
+            "Invalid value: [\"fd00::10\"]: IPv6 is not configured on this cluster"
+        );
+        assert_eq!(
+            e.to_string(),
+            "spec.clusterIPs[0]: Invalid value: [\"fd00::10\"]: IPv6 is not configured on this cluster"
+        );
+    }
+
+    /// E33: dual-stack defaults.
+    #[test]
+    fn e33_dual_stack_defaults() {
+        let dual = ranges("10.96.0.0/12,fd00::/108");
+        let prefer = plan_cluster_ips_for_create(
+            &service(json!({"ipFamilyPolicy": "PreferDualStack", "selector": {"a": "b"}})),
+            &dual,
+        )
+        .unwrap();
+        assert_eq!(prefer.ip_families, vec![IpFamily::V4, IpFamily::V6]);
+        assert_eq!(
+            prefer.requests,
+            vec![
+                (IpFamily::V4, IpRequest::Dynamic),
+                (IpFamily::V6, IpRequest::Dynamic)
+            ]
+        );
+
+        let omitted =
+            plan_cluster_ips_for_create(&service(json!({"selector": {"a": "b"}})), &dual).unwrap();
+        assert_eq!(omitted.ip_family_policy.as_deref(), Some("SingleStack"));
+        assert_eq!(omitted.ip_families, vec![IpFamily::V4]);
+        assert_eq!(omitted.requests.len(), 1);
+
+        for flag in ["10.96.0.0/12,fd00::/108", "10.96.0.0/12"] {
+            let headless =
+                plan_cluster_ips_for_create(&service(json!({"clusterIP": "None"})), &ranges(flag))
+                    .unwrap();
+            assert_eq!(
+                headless.ip_family_policy.as_deref(),
+                Some("RequireDualStack")
+            );
+            assert_eq!(headless.ip_families, vec![IpFamily::V4, IpFamily::V6]);
+            assert!(headless.requests.is_empty());
+            let mut svc = service(json!({"clusterIP": "None"}));
+            headless.apply_to(&mut svc, &[]);
+            let spec = svc.spec.unwrap();
+            assert_eq!(spec.cluster_ips, Some(vec!["None".to_string()]));
+            assert_eq!(
+                spec.ip_families,
+                Some(vec!["IPv4".to_string(), "IPv6".to_string()])
+            );
+        }
+    }
+
+    /// E7: an unparsable literal is a 422 on the indexed field with the string value.
+    #[test]
+    fn e7_invalid_cluster_ip_literal() {
+        assert_eq!(
+            error_text(
+                json!({"clusterIP": "10.0.0.256", "ports": [{"port": 80}]}),
+                "10.96.0.0/12"
+            ),
+            "spec.clusterIPs[0]: Invalid value: \"10.0.0.256\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+        );
+    }
+
+    /// §2.6 step 4.
+    #[test]
+    fn single_stack_with_two_values() {
+        let dual = "10.96.0.0/12,fd00::/108";
+        assert_eq!(
+            error_text(
+                json!({"ipFamilyPolicy": "SingleStack", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00::10"]}),
+                dual
+            ),
+            "spec.ipFamilyPolicy: Invalid value: \"SingleStack\": must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified"
+        );
+        assert_eq!(
+            error_text(
+                json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4", "IPv6"]}),
+                dual
+            ),
+            "spec.ipFamilyPolicy: Invalid value: \"SingleStack\": must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified"
+        );
+    }
+
+    /// §2.6 step 8 and §4.6 rules 7 and 8.
+    #[test]
+    fn family_rules() {
+        assert_eq!(
+            error_text(json!({"ipFamilies": ["IPv6"]}), "10.96.0.0/12"),
+            "spec.ipFamilies[0]: Invalid value: \"IPv6\": not configured on this cluster"
+        );
+        assert_eq!(
+            error_text(
+                json!({"ipFamilyPolicy": "RequireDualStack", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "10.96.0.11"]}),
+                "10.96.0.0/12,fd00::/108"
+            ),
+            "spec.clusterIPs: Invalid value: [\"10.96.0.10\",\"10.96.0.11\"]: may specify no more than one IP for each IP family"
+        );
+        assert_eq!(
+            error_text(
+                json!({"clusterIP": "fd00::1", "ipFamilies": ["IPv4"]}),
+                "10.96.0.0/12,fd00::/108"
+            ),
+            "spec.clusterIPs[0]: Invalid value: \"fd00::1\": expected an IPv4 value as indicated by `ipFamilies[0]`"
+        );
+    }
+
+    /// E3 input: a static request keeps the client's spelling; dual-stack fill-in pads the
+    /// printed list with "" for the dynamic secondary.
+    #[test]
+    fn static_and_fill_in() {
+        let plan = plan_cluster_ips_for_create(
+            &service(json!({"clusterIP": "10.96.0.10", "ipFamilyPolicy": "PreferDualStack", "selector": {"a": "b"}})),
+            &ranges("10.96.0.0/12,fd00::/108"),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.requests,
+            vec![
+                (
+                    IpFamily::V4,
+                    IpRequest::Static {
+                        ip: ip("10.96.0.10"),
+                        requested: "10.96.0.10".into()
+                    }
+                ),
+                (IpFamily::V6, IpRequest::Dynamic)
+            ]
+        );
+        assert_eq!(plan.printed_cluster_ips, vec!["10.96.0.10", ""]);
+        let mut svc = service(json!({"clusterIP": "10.96.0.10"}));
+        plan.apply_to(&mut svc, &[ip("10.96.0.10"), ip("fd00::5")]);
+        let spec = svc.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+        assert_eq!(
+            spec.cluster_ips,
+            Some(vec!["10.96.0.10".to_string(), "fd00::5".to_string()])
+        );
+        assert_eq!(spec.ip_family_policy.as_deref(), Some("PreferDualStack"));
+    }
+
+    /// §2.6 step 0 and the update inheritance of step 2.
+    #[test]
+    fn external_name_and_inherited_policy() {
+        let plan = plan_cluster_ips_for_create(
+            &service(json!({"type": "ExternalName", "externalName": "db.example.com"})),
+            &ranges("10.96.0.0/12"),
+        )
+        .unwrap();
+        assert!(plan.external_name && plan.requests.is_empty());
+
+        let old = service(
+            json!({"ipFamilyPolicy": "PreferDualStack", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"], "ipFamilies": ["IPv4"]}),
+        );
+        let new = service(
+            json!({"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"], "ipFamilies": ["IPv4"], "selector": {"a": "b"}}),
+        );
+        let plan =
+            plan_cluster_ips_for_update(&old, &new, &ranges("10.96.0.0/12,fd00::/108")).unwrap();
+        assert_eq!(plan.ip_family_policy.as_deref(), Some("PreferDualStack"));
+        assert_eq!(plan.ip_families, vec![IpFamily::V4, IpFamily::V6]);
+    }
+
+    #[test]
+    fn held_and_sloppy() {
+        let svc =
+            service(json!({"clusterIP": "10.96.0.010", "clusterIPs": ["10.96.0.010", "fd00::1"]}));
+        assert_eq!(
+            held_cluster_ips(&svc),
+            vec![ip("10.96.0.10"), ip("fd00::1")]
+        );
+        assert!(held_cluster_ips(&service(json!({"clusterIP": "None"}))).is_empty());
+        assert_eq!(parse_ip_sloppy("1.2.3"), None);
+    }
+}
