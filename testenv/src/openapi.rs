@@ -690,14 +690,111 @@ pub fn serve(server: &ApiServer, route: &Route, accept: &str) -> Response<Body> 
     }
 }
 
-/// Aggregated discovery (`apidiscovery.k8s.io/v2`) when the client asks for it; `None` falls back
-/// to the legacy documents, which every kubectl from 1.27 on reads as well.
-pub fn aggregated_discovery(
-    _server: &ApiServer,
-    _accept: &str,
-    _core: bool,
-) -> Option<Response<Body>> {
+/// The aggregated-discovery version a client's Accept header asks for first (`v2`, or `v2beta1`
+/// for kubectl 1.27), if any.
+pub fn aggregated_discovery_version(accept: &str) -> Option<&'static str> {
+    for media in accept.split(',') {
+        let params: Vec<(&str, &str)> = media
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.trim().split_once('='))
+            .collect();
+        let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| *pk == k && *pv == v);
+        if has("g", "apidiscovery.k8s.io") && has("as", "APIGroupDiscoveryList") {
+            if has("v", "v2") {
+                return Some("v2");
+            }
+            if has("v", "v2beta1") {
+                return Some("v2beta1");
+            }
+        }
+    }
     None
+}
+
+const DISCOVERY_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// One `APIResourceDiscovery` entry.
+fn resource_discovery(rt: &ResourceType) -> Value {
+    let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
+    let mut r = json!({
+        "resource": rt.plural,
+        "responseKind": kind,
+        "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": rt.singular,
+        "verbs": DISCOVERY_VERBS,
+    });
+    if !rt.short_names.is_empty() {
+        r["shortNames"] = json!(rt.short_names);
+    }
+    if !rt.categories.is_empty() {
+        r["categories"] = json!(rt.categories);
+    }
+    if !rt.subresources.is_empty() {
+        let subs: Vec<Value> = rt
+            .subresources
+            .iter()
+            .map(|s| json!({"subresource": s, "responseKind": kind, "verbs": ["get", "patch", "update"]}))
+            .collect();
+        r["subresources"] = json!(subs);
+    }
+    r
+}
+
+/// The `APIGroupDiscoveryList` of the core group (`core`) or of the named groups.
+pub fn aggregated_discovery_document(table: &ResourceTable, core: bool, version: &str) -> Value {
+    let items: Vec<Value> = table
+        .groups()
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = crate::discovery::resources_of(table, &group, v)
+                        .map(|rt| resource_discovery(rt))
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let mut metadata = json!({"creationTimestamp": null});
+            if !group.is_empty() {
+                metadata["name"] = json!(group);
+            }
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2`, or `v2beta1`) when the client asks for it;
+/// `None` falls back to the legacy documents.
+pub fn aggregated_discovery(
+    server: &ApiServer,
+    accept: &str,
+    core: bool,
+) -> Option<Response<Body>> {
+    let version = aggregated_discovery_version(accept)?;
+    let doc = aggregated_discovery_document(&server.resources(), core, version);
+    Some(json_response(
+        200,
+        &format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+        doc,
+    ))
 }
 
 #[cfg(test)]
@@ -749,6 +846,50 @@ mod tests {
             v2_protobuf("v1"),
             b"\x0a\x032.0\x12\x10\x0a\x0aKubernetes\x12\x02v1".to_vec()
         );
+    }
+
+    #[test]
+    fn aggregated_discovery_lists_groups_versions_and_resources() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_discovery_version(kubectl), Some("v2"));
+        assert_eq!(
+            aggregated_discovery_version(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+            ),
+            Some("v2beta1")
+        );
+        assert_eq!(aggregated_discovery_version("application/json, */*"), None);
+
+        let table = ResourceTable::builtin();
+        let core = aggregated_discovery_document(&table, true, "v2");
+        assert_eq!(core["apiVersion"], json!("apidiscovery.k8s.io/v2"));
+        assert_eq!(core["items"].as_array().map(Vec::len), Some(1));
+        let v1 = &core["items"][0]["versions"][0];
+        assert_eq!(v1["version"], json!("v1"));
+        let svc = v1["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["resource"] == json!("services")))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            svc,
+            json!({"resource": "services", "responseKind": {"group": "", "version": "v1", "kind": "Service"},
+                "scope": "Namespaced", "singularResource": "service", "verbs": DISCOVERY_VERBS,
+                "shortNames": ["svc"], "categories": ["all"],
+                "subresources": [{"subresource": "status",
+                    "responseKind": {"group": "", "version": "v1", "kind": "Service"},
+                    "verbs": ["get", "patch", "update"]}]})
+        );
+        let groups = aggregated_discovery_document(&table, false, "v2");
+        let names: Vec<&str> = groups["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g["metadata"]["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(names.contains(&"discovery.k8s.io") && !names.contains(&""));
     }
 
     #[test]

@@ -1039,6 +1039,16 @@ async fn api_resources_and_version() {
                 "{l}: {want:?} missing in\n{out}"
             );
         }
+        // Aggregated discovery answered everything: no per-group-version documents were needed.
+        let legacy: Vec<String> = s
+            .env
+            .oplog()
+            .all()
+            .into_iter()
+            .map(|o| o.path)
+            .filter(|p| p == "/api/v1" || p.starts_with("/apis/") && p.matches('/').count() == 3)
+            .collect();
+        assert!(legacy.is_empty(), "{l}: legacy discovery {legacy:?}");
         let version = s.run(&["version"]).await;
         assert!(version.ok, "{l}: {}", version.stderr);
         // 1.27 prints the whole version.Info, later builds just the gitVersion.
