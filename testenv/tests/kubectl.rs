@@ -1074,3 +1074,46 @@ fn tables_parse_by_header_offsets() {
     assert_eq!(rows, [["web-1", "1/1", "", "<none>", "5s"]]);
     assert!(is_age("3m2s") && is_age("5s") && is_age("325d") && !is_age("<none>") && !is_age(""));
 }
+
+/// The same `Accept` negotiation serves metadata-only clients: kube's `list_metadata` and
+/// `get_metadata` ask for `PartialObjectMetadata(List)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_clients_get_partial_object_metadata() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, PostParams};
+
+    let env = TestEnv::start().await.expect("testenv starts");
+    let api: Api<ConfigMap> = Api::default_namespaced(env.client());
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "meta", "labels": {"app": "web"}},
+        "data": {"secret-ish": "not in metadata"}
+    }))
+    .expect("configmap");
+    api.create(&PostParams::default(), &cm)
+        .await
+        .expect("created");
+    let list = api
+        .list_metadata(&ListParams::default().labels("app=web"))
+        .await
+        .expect("metadata list");
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("meta"));
+    assert!(
+        list.metadata
+            .resource_version
+            .is_some_and(|rv| !rv.is_empty())
+    );
+    let one = api.get_metadata("meta").await.expect("metadata get");
+    assert_eq!(
+        one.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(
+        one.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app"))
+            .map(String::as_str),
+        Some("web")
+    );
+}
