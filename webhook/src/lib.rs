@@ -2,6 +2,7 @@
 //! Service validation as kube-apiserver does it: defaulting, field rules, the registry's
 //! pre-validation checks, and the 422/500 `Status` bodies — pure functions over plain data.
 
+pub mod admission_review;
 pub mod defaults;
 pub mod endpoints;
 pub mod families;
@@ -10,7 +11,9 @@ pub mod gostr;
 pub mod ip;
 pub mod meta;
 pub mod names;
+pub mod offline;
 pub mod prepare;
+pub mod server;
 pub mod service;
 pub mod status;
 

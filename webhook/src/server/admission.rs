@@ -1,0 +1,649 @@
+//! One AdmissionReview in, one answer out: the per-kind handlers of `/validate` and `/mutate`.
+//! Validating sees Services after allocation (§0.2 step 6); mutating allocates (step 4) and
+//! reports allocation errors first and alone, then the full validation.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::admission_review::{
+    AdmissionRequest, AdmissionResponse, Operation, ReviewDecodeError, decode_request,
+};
+use crate::endpoints::{
+    validate_container_ports, validate_endpoint_address, validate_endpoint_slice_addresses,
+};
+use crate::field::{FieldError, FieldPath, ValueRendering};
+use crate::ip::parse_ip_sloppy;
+use crate::server::allocation::{HeldValues, ServiceAllocator};
+use crate::server::lookup::ClusterIpLookup;
+use crate::status::{Status, StatusDetails};
+use crate::{
+    AllocationSnapshot, ServiceRanges, ValidationOptions, check_service_create,
+    check_service_update, default_service,
+};
+
+/// What to do with a kind no handler knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownKindPolicy {
+    /// Admit it, with a warning naming the kind (a misconfigured rule should not block writes).
+    #[default]
+    AllowWithWarning,
+    /// Refuse it with a 400.
+    Deny,
+}
+
+/// The two admission endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// `/mutate`: allocation and defaulting.
+    Mutate,
+    /// `/validate`: validation of the allocated object.
+    Validate,
+}
+
+/// How an answered review is counted in the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReviewOutcome {
+    /// Admitted.
+    Allowed,
+    /// Refused with a 4xx Status.
+    Denied,
+    /// Refused with a 5xx Status (the allocator or the object failed us).
+    Error,
+}
+
+impl ReviewOutcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewOutcome::Allowed => "allowed",
+            ReviewOutcome::Denied => "denied",
+            ReviewOutcome::Error => "error",
+        }
+    }
+
+    fn of(response: &AdmissionResponse) -> Self {
+        match (&response.status, response.allowed) {
+            (_, true) => ReviewOutcome::Allowed,
+            (Some(s), false) if s.code >= 500 => ReviewOutcome::Error,
+            _ => ReviewOutcome::Denied,
+        }
+    }
+}
+
+/// An answered review: the response and how to count it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReviewAnswer {
+    /// The response to send.
+    pub response: AdmissionResponse,
+    /// `Kind/OPERATION`, e.g. `Service/CREATE`.
+    pub operation: String,
+    /// Allowed, denied or error.
+    pub outcome: ReviewOutcome,
+}
+
+/// The rules the handlers apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdmissionPolicy {
+    /// `--service-cluster-ip-range` / `--service-node-port-range` as the validator sees them.
+    pub ranges: ServiceRanges,
+    /// Feature switches of validation.
+    pub options: ValidationOptions,
+    /// Field-error value rendering (1.34+ JSON by default).
+    pub rendering: ValueRendering,
+    /// What to do with kinds no handler knows.
+    pub unknown_kinds: UnknownKindPolicy,
+}
+
+/// Answers AdmissionReviews.
+#[derive(Clone)]
+pub struct AdmissionHandler {
+    policy: AdmissionPolicy,
+    allocator: Option<Arc<dyn ServiceAllocator>>,
+    services: Option<Arc<dyn ClusterIpLookup>>,
+}
+
+impl AdmissionHandler {
+    /// A handler with `policy`; without an allocator `/mutate` admits Services unchanged, without
+    /// a Service lookup no ClusterIP warnings are given.
+    pub fn new(
+        policy: AdmissionPolicy,
+        allocator: Option<Arc<dyn ServiceAllocator>>,
+        services: Option<Arc<dyn ClusterIpLookup>>,
+    ) -> Self {
+        AdmissionHandler {
+            policy,
+            allocator,
+            services,
+        }
+    }
+
+    /// Whether the allocator and the Service cache can answer.
+    pub fn is_ready(&self) -> bool {
+        self.allocator.as_ref().is_none_or(|a| a.is_ready())
+            && self.services.as_ref().is_none_or(|s| s.is_ready())
+    }
+
+    /// Decodes `body` and answers it; a body that is no AdmissionReview is an error (HTTP 400).
+    pub async fn review(
+        &self,
+        phase: Phase,
+        body: &[u8],
+    ) -> Result<ReviewAnswer, ReviewDecodeError> {
+        let request = decode_request(body)?;
+        Ok(self.answer(phase, &request).await)
+    }
+
+    /// Answers one decoded request.
+    pub async fn answer(&self, phase: Phase, request: &AdmissionRequest) -> ReviewAnswer {
+        let kind = request.kind.kind.as_str();
+        let operation = format!("{kind}/{}", request.operation.as_str());
+        let response = match (phase, request.kind.group.as_str(), kind) {
+            (Phase::Validate, "", "Service") => self.validate_service(request),
+            (Phase::Mutate, "", "Service") => self.mutate_service(request).await,
+            (Phase::Validate, "", "Endpoints") => self.validate_endpoints(request),
+            (Phase::Validate, "discovery.k8s.io", "EndpointSlice") => {
+                self.validate_endpoint_slice(request)
+            }
+            (Phase::Validate, "", "Pod") => validate_pod(request, self.policy.rendering),
+            (Phase::Mutate, "", "Endpoints" | "Pod")
+            | (Phase::Mutate, "discovery.k8s.io", "EndpointSlice") => {
+                AdmissionResponse::allow(&request.uid)
+            }
+            _ => self.unknown_kind(request),
+        };
+        ReviewAnswer {
+            outcome: ReviewOutcome::of(&response),
+            response,
+            operation,
+        }
+    }
+
+    fn unknown_kind(&self, request: &AdmissionRequest) -> AdmissionResponse {
+        let gvk = &request.kind;
+        let what = if gvk.group.is_empty() {
+            format!("{}/{}", gvk.version, gvk.kind)
+        } else {
+            format!("{}/{}, Kind={}", gvk.group, gvk.version, gvk.kind)
+        };
+        let text = format!("svcplane-webhook has no admission rules for {what}");
+        match self.policy.unknown_kinds {
+            UnknownKindPolicy::AllowWithWarning => {
+                AdmissionResponse::allow(&request.uid).with_warnings(vec![text])
+            }
+            UnknownKindPolicy::Deny => AdmissionResponse::deny(&request.uid, bad_request(&text)),
+        }
+    }
+
+    fn validate_service(&self, request: &AdmissionRequest) -> AdmissionResponse {
+        let name = request.object_name();
+        let result = match request.operation {
+            Operation::Create => decode_object::<Service>(request, "Service").map(|svc| {
+                check_service_create(
+                    &svc,
+                    &self.policy.ranges,
+                    &AllocationSnapshot::default(),
+                    &self.policy.options,
+                )
+            }),
+            Operation::Update => decode_pair::<Service>(request, "Service").map(|(old, new)| {
+                check_service_update(&old, &new, &self.policy.ranges, &self.policy.options)
+            }),
+            Operation::Delete | Operation::Connect => {
+                return AdmissionResponse::allow(&request.uid);
+            }
+        };
+        match result {
+            Err(status) => AdmissionResponse::deny(&request.uid, *status),
+            Ok(Ok(_)) => AdmissionResponse::allow(&request.uid),
+            Ok(Err(rejection)) => AdmissionResponse::deny(
+                &request.uid,
+                rejection.to_status("Service", &name, self.policy.rendering),
+            ),
+        }
+    }
+
+    async fn mutate_service(&self, request: &AdmissionRequest) -> AdmissionResponse {
+        let Some(allocator) = &self.allocator else {
+            return AdmissionResponse::allow(&request.uid);
+        };
+        let uid = request.uid.as_str();
+        let name = request.object_name();
+        let dry_run = request.is_dry_run();
+        let style = self.policy.rendering;
+        match request.operation {
+            Operation::Create => {
+                let mut svc = match decode_object::<Service>(request, "Service") {
+                    Ok(svc) => svc,
+                    Err(status) => return AdmissionResponse::deny(uid, *status),
+                };
+                default_service(&mut svc);
+                fill_namespace(&mut svc, request);
+                let allocation = match allocator.allocate_for_create(&svc, dry_run).await {
+                    Ok(a) => a,
+                    Err(rejection) => {
+                        return AdmissionResponse::deny(uid, rejection.to_status(&name, style));
+                    }
+                };
+                let checked = check_service_create(
+                    &allocation.service,
+                    &self.policy.ranges,
+                    &AllocationSnapshot::default(),
+                    &self.policy.options,
+                );
+                if let Err(rejection) = checked {
+                    // Upstream reverts the allocation transaction when validation fails.
+                    self.release(
+                        allocator.as_ref(),
+                        &allocation.service,
+                        &allocation.claimed,
+                        dry_run,
+                    )
+                    .await;
+                    return AdmissionResponse::deny(
+                        uid,
+                        rejection.to_status("Service", &name, style),
+                    );
+                }
+                let original = request.object.clone().unwrap_or(Value::Null);
+                AdmissionResponse::allow(uid)
+                    .with_patch(&allocation_patch(&original, &allocation.service))
+            }
+            Operation::Update => {
+                let (old, mut new) = match decode_pair::<Service>(request, "Service") {
+                    Ok(pair) => pair,
+                    Err(status) => return AdmissionResponse::deny(uid, *status),
+                };
+                default_service(&mut new);
+                fill_namespace(&mut new, request);
+                let allocation = match allocator.allocate_for_update(&old, &new, dry_run).await {
+                    Ok(a) => a,
+                    Err(rejection) => {
+                        return AdmissionResponse::deny(uid, rejection.to_status(&name, style));
+                    }
+                };
+                let checked = check_service_update(
+                    &old,
+                    &allocation.service,
+                    &self.policy.ranges,
+                    &self.policy.options,
+                );
+                if let Err(rejection) = checked {
+                    self.release(
+                        allocator.as_ref(),
+                        &allocation.service,
+                        &allocation.claimed,
+                        dry_run,
+                    )
+                    .await;
+                    return AdmissionResponse::deny(
+                        uid,
+                        rejection.to_status("Service", &name, style),
+                    );
+                }
+                // A webhook never learns whether the write commits; releasing what the update
+                // drops now is the best it can do (the repair controller fixes a lost race).
+                self.release(allocator.as_ref(), &old, &allocation.dropped, dry_run)
+                    .await;
+                let original = request.object.clone().unwrap_or(Value::Null);
+                AdmissionResponse::allow(uid)
+                    .with_patch(&allocation_patch(&original, &allocation.service))
+            }
+            Operation::Delete => {
+                if let Ok(old) = decode_old::<Service>(request, "Service") {
+                    let held = HeldValues::of(&old);
+                    self.release(allocator.as_ref(), &old, &held, dry_run).await;
+                }
+                AdmissionResponse::allow(uid)
+            }
+            Operation::Connect => AdmissionResponse::allow(uid),
+        }
+    }
+
+    async fn release(
+        &self,
+        allocator: &dyn ServiceAllocator,
+        owner: &Service,
+        values: &HeldValues,
+        dry_run: bool,
+    ) {
+        if dry_run || values.is_empty() {
+            return;
+        }
+        if let Err(e) = allocator.release(owner, values).await {
+            tracing::warn!(error = ?e, ips = ?values.ips, ports = ?values.ports, "releasing allocations failed; the repair controller will reclaim them");
+        }
+    }
+
+    fn validate_endpoints(&self, request: &AdmissionRequest) -> AdmissionResponse {
+        if !matches!(request.operation, Operation::Create | Operation::Update) {
+            return AdmissionResponse::allow(&request.uid);
+        }
+        let endpoints = match decode_object::<Endpoints>(request, "Endpoints") {
+            Ok(e) => e,
+            Err(status) => return AdmissionResponse::deny(&request.uid, *status),
+        };
+        let mut errs = Vec::new();
+        let mut addresses = Vec::new();
+        for (i, subset) in endpoints.subsets.iter().flatten().enumerate() {
+            let subset_path = FieldPath::new("subsets").index(i);
+            for (list, field) in [
+                (&subset.addresses, "addresses"),
+                (&subset.not_ready_addresses, "notReadyAddresses"),
+            ] {
+                for (j, address) in list.iter().flatten().enumerate() {
+                    let path = subset_path.child(field).index(j);
+                    errs.extend(validate_endpoint_address(address, &path));
+                    addresses.push((path.child("ip").to_string(), address.ip.clone()));
+                }
+            }
+        }
+        let namespace = namespace_of(request, endpoints.metadata.namespace.as_deref());
+        self.endpoint_answer(request, "Endpoints", "", errs, &namespace, &addresses)
+    }
+
+    fn validate_endpoint_slice(&self, request: &AdmissionRequest) -> AdmissionResponse {
+        if !matches!(request.operation, Operation::Create | Operation::Update) {
+            return AdmissionResponse::allow(&request.uid);
+        }
+        let slice = match decode_object::<EndpointSlice>(request, "EndpointSlice") {
+            Ok(s) => s,
+            Err(status) => return AdmissionResponse::deny(&request.uid, *status),
+        };
+        let errs = validate_endpoint_slice_addresses(&slice);
+        let mut addresses = Vec::new();
+        if matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+            for (i, endpoint) in slice.endpoints.iter().enumerate() {
+                for (j, address) in endpoint.addresses.iter().enumerate() {
+                    let path = FieldPath::new("endpoints")
+                        .index(i)
+                        .child("addresses")
+                        .index(j);
+                    addresses.push((path.to_string(), address.clone()));
+                }
+            }
+        }
+        let namespace = namespace_of(request, slice.metadata.namespace.as_deref());
+        self.endpoint_answer(
+            request,
+            "EndpointSlice",
+            "discovery.k8s.io",
+            errs,
+            &namespace,
+            &addresses,
+        )
+    }
+
+    fn endpoint_answer(
+        &self,
+        request: &AdmissionRequest,
+        kind: &str,
+        group: &str,
+        errs: Vec<FieldError>,
+        namespace: &str,
+        addresses: &[(String, String)],
+    ) -> AdmissionResponse {
+        if !errs.is_empty() {
+            let status = invalid_status(
+                kind,
+                group,
+                &request.object_name(),
+                &errs,
+                self.policy.rendering,
+            );
+            return AdmissionResponse::deny(&request.uid, status);
+        }
+        let warnings = match &self.services {
+            Some(lookup) => cluster_ip_warnings(lookup.as_ref(), namespace, addresses),
+            None => Vec::new(),
+        };
+        AdmissionResponse::allow(&request.uid).with_warnings(warnings)
+    }
+}
+
+/// The warnings for endpoint addresses that are ClusterIPs of Services in `namespace`:
+/// kube-proxy does not route to them, and upstream accepts them silently.
+pub fn cluster_ip_warnings(
+    lookup: &dyn ClusterIpLookup,
+    namespace: &str,
+    addresses: &[(String, String)],
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (path, address) in addresses {
+        let Some(ip) = parse_ip_sloppy(address) else {
+            continue;
+        };
+        for service in lookup.services_with_cluster_ip(namespace, ip) {
+            warnings.push(cluster_ip_warning(path, ip, namespace, &service));
+        }
+    }
+    warnings
+}
+
+/// The text of one ClusterIP-as-endpoint warning.
+pub fn cluster_ip_warning(path: &str, ip: IpAddr, namespace: &str, service: &str) -> String {
+    format!(
+        "{path}: {ip} is the ClusterIP of Service \"{namespace}/{service}\"; kube-proxy does not route traffic to a ClusterIP used as an endpoint address"
+    )
+}
+
+fn validate_pod(request: &AdmissionRequest, style: ValueRendering) -> AdmissionResponse {
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return AdmissionResponse::allow(&request.uid);
+    }
+    let pod = match decode_object::<Pod>(request, "Pod") {
+        Ok(p) => p,
+        Err(status) => return AdmissionResponse::deny(&request.uid, *status),
+    };
+    let Some(spec) = &pod.spec else {
+        return AdmissionResponse::allow(&request.uid);
+    };
+    let mut errs = validate_container_ports(
+        &spec.containers,
+        &FieldPath::new("spec").child("containers"),
+    );
+    if let Some(init) = &spec.init_containers {
+        errs.extend(validate_container_ports(
+            init,
+            &FieldPath::new("spec").child("initContainers"),
+        ));
+    }
+    if errs.is_empty() {
+        return AdmissionResponse::allow(&request.uid);
+    }
+    AdmissionResponse::deny(
+        &request.uid,
+        invalid_status("Pod", "", &request.object_name(), &errs, style),
+    )
+}
+
+/// `errors.NewInvalid` for any group: the message names `Kind.group`, the details keep both.
+pub fn invalid_status(
+    kind: &str,
+    group: &str,
+    name: &str,
+    errs: &[FieldError],
+    style: ValueRendering,
+) -> Status {
+    if group.is_empty() {
+        return Status::invalid(kind, name, errs, style);
+    }
+    let mut status = Status::invalid(&format!("{kind}.{group}"), name, errs, style);
+    if let Some(details) = status.details.as_mut() {
+        details.kind = kind.to_owned();
+        details.group = group.to_owned();
+    }
+    status
+}
+
+/// A 400 `BadRequest` Status.
+pub fn bad_request(message: &str) -> Status {
+    let mut status = Status::internal_error(message);
+    status.message = message.to_owned();
+    status.reason = "BadRequest".to_owned();
+    status.details = None::<StatusDetails>;
+    status.code = 400;
+    status
+}
+
+fn decode_value<T: DeserializeOwned>(
+    value: Option<&Value>,
+    what: &str,
+    kind: &str,
+) -> Result<T, Box<Status>> {
+    let value = value.ok_or_else(|| {
+        Box::new(bad_request(&format!(
+            "the AdmissionReview carries no {what}"
+        )))
+    })?;
+    T::deserialize(value).map_err(|e| {
+        Box::new(bad_request(&format!(
+            "the {what} is not a valid {kind}: {e}"
+        )))
+    })
+}
+
+fn decode_object<T: DeserializeOwned>(
+    request: &AdmissionRequest,
+    kind: &str,
+) -> Result<T, Box<Status>> {
+    decode_value(request.object.as_ref(), "object", kind)
+}
+
+fn decode_old<T: DeserializeOwned>(
+    request: &AdmissionRequest,
+    kind: &str,
+) -> Result<T, Box<Status>> {
+    decode_value(request.old_object.as_ref(), "oldObject", kind)
+}
+
+fn decode_pair<T: DeserializeOwned>(
+    request: &AdmissionRequest,
+    kind: &str,
+) -> Result<(T, T), Box<Status>> {
+    Ok((decode_old(request, kind)?, decode_object(request, kind)?))
+}
+
+fn namespace_of(request: &AdmissionRequest, from_object: Option<&str>) -> String {
+    match from_object {
+        Some(ns) if !ns.is_empty() => ns.to_owned(),
+        _ => request.namespace.clone(),
+    }
+}
+
+// The apiserver fills the namespace from the URL; a review may still carry an object without.
+fn fill_namespace(svc: &mut Service, request: &AdmissionRequest) {
+    if svc.metadata.namespace.as_deref().unwrap_or("").is_empty() && !request.namespace.is_empty() {
+        svc.metadata.namespace = Some(request.namespace.clone());
+    }
+    if svc.metadata.name.as_deref().unwrap_or("").is_empty() && !request.name.is_empty() {
+        svc.metadata.name = Some(request.name.clone());
+    }
+}
+
+/// The JSON Patch that turns `original` (the object as the apiserver sent it) into one carrying
+/// the allocated fields of `allocated`; nothing else is touched, so fields this build of the
+/// API types does not know survive.
+pub fn allocation_patch(original: &Value, allocated: &Service) -> Patch {
+    let mut target = original.clone();
+    let spec = allocated.spec.clone().unwrap_or_default();
+    let Some(root) = target.as_object_mut() else {
+        return Patch(Vec::new());
+    };
+    let spec_value = root
+        .entry("spec")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !spec_value.is_object() {
+        *spec_value = Value::Object(Default::default());
+    }
+    let Some(target_spec) = spec_value.as_object_mut() else {
+        return Patch(Vec::new());
+    };
+    let mut set = |key: &str, value: Option<Value>| match value {
+        Some(v) => {
+            target_spec.insert(key.to_owned(), v);
+        }
+        None => {
+            target_spec.remove(key);
+        }
+    };
+    set("clusterIP", spec.cluster_ip.clone().map(Value::from));
+    set("clusterIPs", spec.cluster_ips.clone().map(Value::from));
+    set("ipFamilies", spec.ip_families.clone().map(Value::from));
+    set(
+        "ipFamilyPolicy",
+        spec.ip_family_policy.clone().map(Value::from),
+    );
+    set(
+        "healthCheckNodePort",
+        spec.health_check_node_port.map(Value::from),
+    );
+    if let Some(ports) = target_spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for (port, allocated) in ports.iter_mut().zip(spec.ports.iter().flatten()) {
+            if let (Some(port), Some(node_port)) = (port.as_object_mut(), allocated.node_port) {
+                port.insert("nodePort".to_owned(), Value::from(node_port));
+            }
+        }
+    }
+    json_patch::diff(original, &target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn allocation_patch_touches_only_allocated_fields() {
+        let original = json!({"metadata":{"name":"web"},"spec":{"type":"NodePort","x-future":1,
+            "ports":[{"port":80,"protocol":"TCP"}]}});
+        let allocated: Service = serde_json::from_value(json!({"metadata":{"name":"web"},
+            "spec":{"type":"NodePort","clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10"],
+            "ipFamilies":["IPv4"],"ipFamilyPolicy":"SingleStack",
+            "ports":[{"port":80,"protocol":"TCP","nodePort":30080}]}}))
+        .unwrap();
+        let patch = allocation_patch(&original, &allocated);
+        let mut patched = original.clone();
+        json_patch::patch(&mut patched, &patch).unwrap();
+        assert_eq!(
+            patched,
+            json!({"metadata":{"name":"web"},"spec":{"type":"NodePort","x-future":1,
+                "ports":[{"port":80,"protocol":"TCP","nodePort":30080}],
+                "clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10"],"ipFamilies":["IPv4"],
+                "ipFamilyPolicy":"SingleStack"}})
+        );
+    }
+
+    #[test]
+    fn endpoint_slice_status_names_the_group() {
+        let errs = vec![FieldError::invalid(
+            FieldPath::new("endpoints")
+                .index(0)
+                .child("addresses")
+                .index(0),
+            crate::field::FieldValue::Str("127.0.0.1".into()),
+            "may not be in the loopback range (127.0.0.0/8, ::1/128)",
+        )];
+        let status = invalid_status(
+            "EndpointSlice",
+            "discovery.k8s.io",
+            "s",
+            &errs,
+            ValueRendering::Json,
+        );
+        assert_eq!(
+            status.message,
+            "EndpointSlice.discovery.k8s.io \"s\" is invalid: endpoints[0].addresses[0]: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)"
+        );
+        let details = status.details.unwrap();
+        assert_eq!(
+            (details.kind.as_str(), details.group.as_str()),
+            ("EndpointSlice", "discovery.k8s.io")
+        );
+    }
+}

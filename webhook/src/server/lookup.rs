@@ -1,0 +1,108 @@
+//! Which Services of a namespace hold a given ClusterIP, answered from a reflector cache.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::task::JoinHandle;
+
+use crate::ip::parse_ip_sloppy;
+
+/// Looks up Services by ClusterIP.
+pub trait ClusterIpLookup: Send + Sync {
+    /// Names (sorted) of the Services in `namespace` whose `clusterIPs` include `ip`.
+    fn services_with_cluster_ip(&self, namespace: &str, ip: IpAddr) -> Vec<String>;
+
+    /// Whether the cache has listed.
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+/// A fixed list of Services (tests, offline use).
+impl ClusterIpLookup for Vec<Service> {
+    fn services_with_cluster_ip(&self, namespace: &str, ip: IpAddr) -> Vec<String> {
+        matching(self.iter(), namespace, ip)
+    }
+}
+
+fn matching<'a>(
+    services: impl Iterator<Item = &'a Service>,
+    namespace: &str,
+    ip: IpAddr,
+) -> Vec<String> {
+    let mut names: Vec<String> = services
+        .filter(|s| s.metadata.namespace.as_deref().unwrap_or("") == namespace)
+        .filter(|s| {
+            let spec = s.spec.as_ref();
+            let listed = spec.and_then(|s| s.cluster_ips.as_ref());
+            let single = spec.and_then(|s| s.cluster_ip.as_ref());
+            listed
+                .into_iter()
+                .flatten()
+                .chain(single)
+                .any(|v| parse_ip_sloppy(v) == Some(ip))
+        })
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A reflector over all Services of the cluster.
+pub struct ServiceClusterIpIndex {
+    store: Store<Service>,
+    ready: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl ServiceClusterIpIndex {
+    /// Starts watching Services; answers are empty until the first list completes.
+    pub fn start(client: Client) -> Self {
+        let api: Api<Service> = Api::all(client);
+        let (store, writer) = reflector::store();
+        let ready = Arc::new(AtomicBool::new(false));
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "Service watch failed; retrying");
+                }
+            }
+        });
+        let waiting = store.clone();
+        let flag = ready.clone();
+        tokio::spawn(async move {
+            if waiting.wait_until_ready().await.is_ok() {
+                flag.store(true, Ordering::Release);
+            }
+        });
+        ServiceClusterIpIndex { store, ready, task }
+    }
+}
+
+impl Drop for ServiceClusterIpIndex {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ClusterIpLookup for ServiceClusterIpIndex {
+    fn services_with_cluster_ip(&self, namespace: &str, ip: IpAddr) -> Vec<String> {
+        let services = self.store.state();
+        matching(services.iter().map(|s| s.as_ref()), namespace, ip)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
