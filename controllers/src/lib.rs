@@ -3,4 +3,5 @@
 pub mod endpoints;
 pub mod endpointslice;
 pub mod kubernetes_service;
+pub mod leader_election;
 pub mod mirroring;

@@ -410,6 +410,10 @@ impl ApiServer {
         if rt.group == "apiextensions.k8s.io" && rt.kind == "CustomResourceDefinition" {
             obj["status"] = crate::crd::established_status(&obj);
         }
+        if rt.group.is_empty() && rt.kind == "Pod" {
+            // The pod strategy's PrepareForCreate: a new pod is Pending with its QoS class.
+            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
         apply_defaults(&rt.group, &rt.kind, &mut obj);
         let generate_name = meta_str(&obj, "generateName").unwrap_or("").to_string();
         let wants_generated =

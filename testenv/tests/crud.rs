@@ -143,7 +143,8 @@ async fn merge_json_and_status_patches() {
     let pods: Api<Pod> = Api::default_namespaced(env.client());
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}, "status": {"phase": "Running"}})).unwrap();
     let made = pods.create(&PostParams::default(), &pod).await.unwrap();
-    assert!(made.status.is_none(), "status is dropped on create");
+    let status = made.status.expect("a new pod has status");
+    assert_eq!(status.phase.as_deref(), Some("Pending"), "client status is replaced by Pending on create");
     let patched = pods
         .patch(
             "p",
