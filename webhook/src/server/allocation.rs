@@ -246,11 +246,35 @@ impl InMemoryAllocator {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    // A dry run allocates for real and undoes it under the same lock, so nobody sees the claims
+    // and the answer carries addresses and ports that later validation accepts (upstream's
+    // dry-run fakes, the network address and ports above the range, would not pass it).
     fn allocate(
         &self,
         old: Option<&Service>,
         new: &Service,
         dry_run: bool,
+    ) -> Result<Allocation, AllocationRejection> {
+        let mut guard = self.lock();
+        let mut allocation = self.allocate_locked(&mut guard, old, new)?;
+        if dry_run {
+            let claimed = std::mem::take(&mut allocation.claimed);
+            for ip in &claimed.ips {
+                release_ip(&mut guard, *ip);
+            }
+            for port in &claimed.ports {
+                guard.ports.release(*port);
+                guard.port_owners.remove(port);
+            }
+        }
+        Ok(allocation)
+    }
+
+    fn allocate_locked(
+        &self,
+        state: &mut MemoryState,
+        old: Option<&Service>,
+        new: &Service,
     ) -> Result<Allocation, AllocationRejection> {
         let mut new = new.clone();
         let ip_plan = match old {
@@ -262,19 +286,16 @@ impl InMemoryAllocator {
         };
         let owner = owner_of(&new);
         let old_ips = old.map(held_cluster_ips).unwrap_or_default();
-        let mut guard = self.lock();
-        let state = &mut *guard;
         let mut ips = Vec::with_capacity(ip_plan.requests.len());
         let mut claimed_ips = Vec::new();
         let mut outcome = Ok(());
         for (family, request) in &ip_plan.requests {
-            match self.claim_ip(
+            match claim_ip(
                 state,
                 *family,
                 request,
                 &ip_plan.printed_cluster_ips,
                 &old_ips,
-                dry_run,
             ) {
                 Ok((ip, claimed)) => {
                     ips.push(ip);
@@ -289,8 +310,8 @@ impl InMemoryAllocator {
             }
         }
         let port_plan = outcome.and_then(|()| match old {
-            None => plan_node_ports_for_create(&new, &mut state.ports, dry_run),
-            Some(old) => plan_node_ports_for_update(old, &new, &mut state.ports, dry_run),
+            None => plan_node_ports_for_create(&new, &mut state.ports, false),
+            Some(old) => plan_node_ports_for_update(old, &new, &mut state.ports, false),
         });
         let port_plan = match port_plan {
             Ok(plan) => plan,
@@ -338,56 +359,45 @@ impl InMemoryAllocator {
             dropped,
         })
     }
+}
 
-    // Returns the address and whether this write claimed it.
-    fn claim_ip(
-        &self,
-        state: &mut MemoryState,
-        family: IpFamily,
-        request: &IpRequest,
-        printed: &[String],
-        old_ips: &[IpAddr],
-        dry_run: bool,
-    ) -> Result<(IpAddr, bool), ServiceAllocationError> {
-        let allocator = state.ips.iter_mut().find(|a| a.cidr().family() == family);
-        match request {
-            IpRequest::Static { ip, .. } if old_ips.contains(ip) => Ok((*ip, false)),
-            IpRequest::Static { ip, requested } => {
-                let refusal = |source| ServiceAllocationError::ClusterIp {
-                    cluster_ips: printed.to_vec(),
-                    requested: requested.clone(),
-                    source,
-                };
-                let Some(allocator) = allocator else {
-                    return Err(refusal(AllocationError::MismatchedNetwork));
-                };
-                // The IPAddress allocator finds no range for an address outside every CIDR.
-                if allocator.dry_run_allocate(*ip).is_err() {
-                    return Err(refusal(AllocationError::MismatchedNetwork));
-                }
-                if dry_run {
-                    if allocator.contains(*ip) {
-                        return Err(refusal(AllocationError::IpAllocated));
-                    }
-                    return Ok((*ip, false));
-                }
-                allocator.allocate(*ip).map_err(refusal)?;
-                Ok((*ip, true))
+// Returns the address and whether this write claimed it.
+fn claim_ip(
+    state: &mut MemoryState,
+    family: IpFamily,
+    request: &IpRequest,
+    printed: &[String],
+    old_ips: &[IpAddr],
+) -> Result<(IpAddr, bool), ServiceAllocationError> {
+    let allocator = state.ips.iter_mut().find(|a| a.cidr().family() == family);
+    match request {
+        IpRequest::Static { ip, .. } if old_ips.contains(ip) => Ok((*ip, false)),
+        IpRequest::Static { ip, requested } => {
+            let refusal = |source| ServiceAllocationError::ClusterIp {
+                cluster_ips: printed.to_vec(),
+                requested: requested.clone(),
+                source,
+            };
+            let Some(allocator) = allocator else {
+                return Err(refusal(AllocationError::MismatchedNetwork));
+            };
+            // The IPAddress allocator finds no range for an address outside every CIDR.
+            if allocator.dry_run_allocate(*ip).is_err() {
+                return Err(refusal(AllocationError::MismatchedNetwork));
             }
-            IpRequest::Dynamic => {
-                let Some(allocator) = allocator else {
-                    return Err(ServiceAllocationError::ClusterIpDynamic(
-                        AllocationError::Full,
-                    ));
-                };
-                if dry_run {
-                    return Ok((allocator.dry_run_allocate_next(), false));
-                }
-                let ip = allocator
-                    .allocate_next()
-                    .map_err(ServiceAllocationError::ClusterIpDynamic)?;
-                Ok((ip, true))
-            }
+            allocator.allocate(*ip).map_err(refusal)?;
+            Ok((*ip, true))
+        }
+        IpRequest::Dynamic => {
+            let Some(allocator) = allocator else {
+                return Err(ServiceAllocationError::ClusterIpDynamic(
+                    AllocationError::Full,
+                ));
+            };
+            let ip = allocator
+                .allocate_next()
+                .map_err(ServiceAllocationError::ClusterIpDynamic)?;
+            Ok((ip, true))
         }
     }
 }
