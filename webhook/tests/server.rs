@@ -38,6 +38,9 @@ async fn create(api: &Api<Service>, svc: &Service) -> Result<Service, kube::core
 
 const RFC1123: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 
+/// A cause as (field, reason, message).
+type Cause<'a> = (&'a str, &'a str, String);
+
 /// Field, reason and message of every cause, as kubectl prints them.
 fn causes(status: &kube::core::Status) -> Vec<(String, String, String)> {
     status
@@ -69,7 +72,7 @@ async fn invalid_services_get_the_apiservers_422() {
     .await
     .unwrap();
     let invalid = |value: &str, detail: &str| format!("Invalid value: \"{value}\": {detail}");
-    let cases: Vec<(Value, Vec<(&str, &str, String)>)> = vec![
+    let cases: Vec<(Value, Vec<Cause>)> = vec![
         (
             json!({"ports": [{"name": "-web", "port": 80}]}),
             vec![("spec.ports[0].name", "FieldValueInvalid", invalid("-web", RFC1123))],
@@ -588,5 +591,74 @@ async fn open_connections_survive_rotation_and_unknown_kinds_are_policy() {
                    "warnings": ["svcplane-webhook has no admission rules for apps/v1, Kind=Deployment"]})
         );
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_registry_of_record_allocates_through_the_webhook() {
+    use allocator::registry::{RegistryConfig, ServiceRegistry};
+    use k8s_openapi::api::networking::v1::IPAddress;
+    let env = TestEnv::start().await.unwrap();
+    let registry = ServiceRegistry::start(
+        env.client(),
+        RegistryConfig::new(
+            ServiceClusterIpRanges::parse("10.96.0.0/12", BitmapSizeLimit::Enforced).unwrap(),
+            PortRange::parse("30000-32767").unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    let (ca, cert, key) =
+        webhook::server::embedded::generate_certificates(&["127.0.0.1".to_owned()]).unwrap();
+    let mut config = WebhookConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        CertificateSource::Pem { cert, key },
+        AdmissionPolicy::default(),
+    );
+    config.allocator = Some(Arc::new(registry));
+    let server = WebhookServer::start(config).await.unwrap();
+    install_configurations(
+        env.client(),
+        ca.as_bytes(),
+        &WebhookTarget::Url(format!("https://{}", server.addr())),
+    )
+    .await
+    .unwrap();
+    let api: Api<Service> = Api::namespaced(env.client(), "default");
+    let created = create(
+        &api,
+        &service(
+            "web",
+            json!({"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        created.spec.unwrap().cluster_ip.as_deref(),
+        Some("10.96.0.10")
+    );
+    let claim = Api::<IPAddress>::all(env.client())
+        .get("10.96.0.10")
+        .await
+        .unwrap();
+    assert_eq!(claim.spec.unwrap().parent_ref.name, "web");
+    let err = create(
+        &api,
+        &service(
+            "other",
+            json!({"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        causes(&err),
+        vec![(
+            "spec.clusterIPs".to_owned(),
+            "FieldValueInvalid".to_owned(),
+            "Invalid value: [\"10.96.0.10\"]: failed to allocate IP 10.96.0.10: provided IP is already allocated".to_owned()
+        )]
+    );
     server.shutdown().await;
 }

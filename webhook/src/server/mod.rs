@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod install;
 pub mod lookup;
 pub mod metrics;
+mod registry;
 pub mod tls;
 
 use std::convert::Infallible;
