@@ -124,6 +124,9 @@ fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
     if req.body.is_empty() {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
+    if crate::protobuf::is_protobuf(&req.content_type) {
+        return crate::protobuf::decode_body(&req.body, &req.resource);
+    }
     let value: Value = if req.content_type.contains("yaml") {
         serde_saphyr::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?

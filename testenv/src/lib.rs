@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod oplog;
 pub mod patch;
 pub mod persist;
+pub mod protobuf;
 pub mod representation;
 pub mod resources;
 pub mod router;
