@@ -1,7 +1,12 @@
 #![forbid(unsafe_code)]
 
 pub mod endpoints;
+pub mod endpoints_controller;
 pub mod endpointslice;
+pub mod endpointslice_controller;
 pub mod kubernetes_service;
 pub mod leader_election;
 pub mod mirroring;
+pub mod mirroring_controller;
+pub mod offline;
+pub mod runtime;

@@ -1,0 +1,2 @@
+//! End-to-end controller benchmark (being written).
+fn main() {}
