@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 
+pub mod allocation_repair;
 pub mod endpoints;
 pub mod endpoints_controller;
 pub mod endpointslice;

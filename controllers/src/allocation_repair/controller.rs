@@ -1,0 +1,410 @@
+//! The shell of the release-and-repair controller: watches, the pass loop, the writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use allocator::registry::{AllocationMode, NodePortAllocation};
+use allocator::{PortRange, ServiceClusterIpRanges, held_cluster_ips, held_node_ports};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::networking::v1::IPAddress;
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::allocation_repair::metrics::RepairMetrics;
+use crate::allocation_repair::plan::{
+    Claim, Regarding, RepairAction, RepairEvent, RepairInput, RepairPlan, ServiceKey, plan_repair,
+};
+
+/// Upstream's grace period for an IPAddress whose Service is missing.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(60);
+/// Upstream's repair interval.
+pub const DEFAULT_REPAIR_INTERVAL: Duration = Duration::from_secs(180);
+/// Changes arriving together are handled in one pass.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// What the controller watches over and how eagerly it acts.
+#[derive(Debug, Clone)]
+pub struct RepairConfig {
+    /// `--service-cluster-ip-range`.
+    pub ranges: ServiceClusterIpRanges,
+    /// `--service-node-port-range`.
+    pub node_ports: PortRange,
+    /// Authoritative (release and repair) or audit (report only).
+    pub mode: AllocationMode,
+    /// How long a claim without its Service is left alone.
+    pub grace_period: Duration,
+    /// How often a full pass runs without any change (and how often an unchanged problem is
+    /// reported again).
+    pub interval: Duration,
+    /// The `reportingController` of the events.
+    pub reporter: String,
+    /// The `reportingInstance` of the events (the API requires one; e.g. the pod name).
+    pub instance: String,
+}
+
+impl RepairConfig {
+    /// Upstream's grace period and interval over the given ranges, authoritative.
+    pub fn new(ranges: ServiceClusterIpRanges, node_ports: PortRange) -> Self {
+        RepairConfig {
+            ranges,
+            node_ports,
+            mode: AllocationMode::Authoritative,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            interval: DEFAULT_REPAIR_INTERVAL,
+            reporter: "svcplane-allocation-repair".into(),
+            instance: "svcplane-allocation-repair".into(),
+        }
+    }
+}
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// A watch ended, so the caches can no longer be trusted.
+    #[error("the {0} watch ended")]
+    WatchEnded(&'static str),
+}
+
+/// Releases the ClusterIPs and NodePorts of deleted Services and of values a Service dropped,
+/// and repairs leaked, duplicate, out-of-range and mismatched allocations.
+pub struct AllocationRepair {
+    client: Client,
+    config: RepairConfig,
+    metrics: RepairMetrics,
+}
+
+#[derive(Default)]
+struct Observed {
+    holdings: BTreeMap<ServiceKey, BTreeSet<Claim>>,
+    dropped: BTreeMap<(ServiceKey, Claim), Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn key_of(service: &Service) -> ServiceKey {
+    (
+        service
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        service.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn claims_of(service: &Service) -> BTreeSet<Claim> {
+    held_cluster_ips(service)
+        .into_iter()
+        .map(Claim::Ip)
+        .chain(held_node_ports(service).into_iter().map(Claim::Port))
+        .collect()
+}
+
+impl AllocationRepair {
+    /// A controller over `client`.
+    pub fn new(client: Client, config: RepairConfig, metrics: RepairMetrics) -> Self {
+        AllocationRepair {
+            client,
+            config,
+            metrics,
+        }
+    }
+
+    /// Runs until a watch ends.
+    pub async fn run(self) -> Result<(), RepairError> {
+        let notify = Arc::new(Notify::new());
+        let observed = Arc::new(Mutex::new(Observed::default()));
+
+        let (services, writer) = reflector::store::<Service>();
+        let stream = reflector::reflector(
+            writer,
+            watcher(
+                Api::<Service>::all(self.client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+        );
+        let service_task = {
+            let (notify, observed) = (notify.clone(), observed.clone());
+            drive(stream, notify, move |event| {
+                observe_service(&mut lock(&observed), event);
+            })
+        };
+
+        let (ips, writer) = reflector::store::<IPAddress>();
+        let stream = reflector::reflector(
+            writer,
+            watcher(
+                Api::<IPAddress>::all(self.client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+        );
+        let ip_task = drive(stream, notify.clone(), |_| {});
+
+        let (ports, port_task) = if self.config.mode == AllocationMode::Authoritative {
+            let (store, writer) = reflector::store::<NodePortAllocation>();
+            let stream = reflector::reflector(
+                writer,
+                watcher(
+                    Api::<NodePortAllocation>::all(self.client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff(),
+            );
+            (Some(store), Some(drive(stream, notify.clone(), |_| {})))
+        } else {
+            (None, None)
+        };
+
+        let passes = self.pass_loop(services, ips, ports, observed, notify);
+        let ports_ended = async {
+            match port_task {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = service_task => Err(RepairError::WatchEnded("Service")),
+            _ = ip_task => Err(RepairError::WatchEnded("IPAddress")),
+            _ = ports_ended => Err(RepairError::WatchEnded("NodePortAllocation")),
+            result = passes => result,
+        }
+    }
+
+    async fn pass_loop(
+        &self,
+        services: Store<Service>,
+        ips: Store<IPAddress>,
+        ports: Option<Store<NodePortAllocation>>,
+        observed: Arc<Mutex<Observed>>,
+        notify: Arc<Notify>,
+    ) -> Result<(), RepairError> {
+        let ended = |what| move |_| RepairError::WatchEnded(what);
+        services
+            .wait_until_ready()
+            .await
+            .map_err(ended("Service"))?;
+        ips.wait_until_ready().await.map_err(ended("IPAddress"))?;
+        if let Some(ports) = &ports {
+            ports
+                .wait_until_ready()
+                .await
+                .map_err(ended("NodePortAllocation"))?;
+        }
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: self.config.reporter.clone(),
+                instance: Some(self.config.instance.clone()),
+            },
+        );
+        let mut reported: BTreeMap<RepairEvent, Instant> = BTreeMap::new();
+        loop {
+            let plan = {
+                let service_list: Vec<Service> =
+                    services.state().iter().map(|s| (**s).clone()).collect();
+                let ip_list: Vec<IPAddress> = ips.state().iter().map(|s| (**s).clone()).collect();
+                let port_list: Vec<NodePortAllocation> = ports
+                    .as_ref()
+                    .map(|p| p.state().iter().map(|s| (**s).clone()).collect())
+                    .unwrap_or_default();
+                let dropped: BTreeSet<(ServiceKey, Claim)> =
+                    lock(&observed).dropped.keys().cloned().collect();
+                plan_repair(&RepairInput {
+                    services: &service_list,
+                    ip_addresses: &ip_list,
+                    node_port_allocations: &port_list,
+                    dropped: &dropped,
+                    ranges: &self.config.ranges,
+                    node_ports: self.config.node_ports,
+                    mode: self.config.mode,
+                    grace_period: self.config.grace_period,
+                    now: jiff::Timestamp::now(),
+                })
+            };
+            self.record_metrics(&plan);
+            self.execute(&plan).await;
+            self.report(&recorder, &plan, &mut reported).await;
+            {
+                // A drop is remembered long enough for the pass that acts on it.
+                let keep = self.config.grace_period.max(self.config.interval);
+                lock(&observed)
+                    .dropped
+                    .retain(|_, seen| seen.elapsed() < keep);
+            }
+            let wait = plan
+                .recheck_after
+                .map_or(self.config.interval, |d| d.min(self.config.interval));
+            tokio::select! {
+                _ = notify.notified() => tokio::time::sleep(DEBOUNCE).await,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn record_metrics(&self, plan: &RepairPlan) {
+        let allocator = &self.metrics.allocator;
+        for cidr in self.config.ranges.all() {
+            let name = cidr.to_string();
+            let used = plan.allocated_ips.get(&name).copied().unwrap_or(0);
+            allocator.set_ip_usage(&name, used, cidr.usable_size().saturating_sub(used));
+        }
+        let size = u64::from(self.config.node_ports.size());
+        allocator.set_port_usage(
+            plan.allocated_ports,
+            size.saturating_sub(plan.allocated_ports),
+        );
+        self.metrics.count(&plan.counts);
+    }
+
+    async fn execute(&self, plan: &RepairPlan) {
+        let ip_api: Api<IPAddress> = Api::all(self.client.clone());
+        let port_api: Api<NodePortAllocation> = Api::all(self.client.clone());
+        for action in &plan.actions {
+            let result = match action {
+                RepairAction::DeleteIpAddress { name, uid } => {
+                    ip_api.delete(name, &precondition(uid)).await.map(|_| ())
+                }
+                RepairAction::DeleteNodePort { name, uid } => {
+                    port_api.delete(name, &precondition(uid)).await.map(|_| ())
+                }
+                RepairAction::CreateIpAddress(obj) => {
+                    ip_api.create(&PostParams::default(), obj).await.map(|_| ())
+                }
+                RepairAction::CreateNodePort(obj) => port_api
+                    .create(&PostParams::default(), obj)
+                    .await
+                    .map(|_| ()),
+            };
+            match result {
+                Ok(()) => {}
+                // Gone already, changed since (uid precondition), or re-made by someone else:
+                // the next pass sees the new state.
+                Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
+                Err(error) => tracing::warn!(?action, %error, "allocation repair write failed"),
+            }
+        }
+    }
+
+    async fn report(
+        &self,
+        recorder: &Recorder,
+        plan: &RepairPlan,
+        reported: &mut BTreeMap<RepairEvent, Instant>,
+    ) {
+        reported.retain(|_, at| at.elapsed() < self.config.interval);
+        for event in &plan.events {
+            if reported.contains_key(event) {
+                continue;
+            }
+            let published = recorder
+                .publish(
+                    &Event {
+                        type_: EventType::Warning,
+                        reason: event.reason.to_string(),
+                        note: Some(event.message.clone()),
+                        action: event.action.to_string(),
+                        secondary: None,
+                    },
+                    &object_reference(&event.regarding),
+                )
+                .await;
+            match published {
+                Ok(()) => {
+                    reported.insert(event.clone(), Instant::now());
+                }
+                Err(error) => tracing::warn!(%error, reason = event.reason, "cannot record event"),
+            }
+        }
+    }
+}
+
+fn observe_service(observed: &mut Observed, event: &watcher::Event<Service>) {
+    let now = Instant::now();
+    match event {
+        watcher::Event::Apply(service) | watcher::Event::InitApply(service) => {
+            let key = key_of(service);
+            let now_held = claims_of(service);
+            let before = observed.holdings.insert(key.clone(), now_held.clone());
+            for claim in before.unwrap_or_default().difference(&now_held) {
+                observed.dropped.insert((key.clone(), claim.clone()), now);
+            }
+        }
+        watcher::Event::Delete(service) => {
+            let key = key_of(service);
+            let mut held = observed.holdings.remove(&key).unwrap_or_default();
+            held.extend(claims_of(service));
+            for claim in held {
+                observed.dropped.insert((key.clone(), claim), now);
+            }
+        }
+        watcher::Event::Init | watcher::Event::InitDone => {}
+    }
+}
+
+fn drive<K, S>(
+    stream: S,
+    notify: Arc<Notify>,
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    on_event(&event);
+                    notify.notify_one();
+                }
+                Err(error) => tracing::debug!(%error, "allocation repair watch error"),
+            }
+        }
+    })
+}
+
+fn precondition(uid: &Option<String>) -> DeleteParams {
+    DeleteParams {
+        preconditions: uid.clone().map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    }
+}
+
+fn object_reference(regarding: &Regarding) -> ObjectReference {
+    match regarding {
+        Regarding::Service {
+            namespace,
+            name,
+            uid,
+        } => ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(namespace.clone()),
+            name: Some(name.clone()),
+            uid: uid.clone(),
+            ..ObjectReference::default()
+        },
+        Regarding::IpAddress { name, uid } => ObjectReference {
+            api_version: Some("networking.k8s.io/v1".into()),
+            kind: Some("IPAddress".into()),
+            name: Some(name.clone()),
+            uid: uid.clone(),
+            ..ObjectReference::default()
+        },
+    }
+}
