@@ -6,6 +6,7 @@ pub mod endpoints_controller;
 pub mod endpointslice;
 pub mod endpointslice_controller;
 pub mod kubernetes_service;
+pub mod kubernetes_service_controller;
 pub mod leader_election;
 pub mod mirroring;
 pub mod mirroring_controller;
