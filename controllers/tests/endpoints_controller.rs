@@ -1,0 +1,122 @@
+//! The legacy Endpoints controller against testenv with the node simulator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, eventually, pod, service};
+use controllers::endpoints_controller::{EndpointsController, EndpointsControllerConfig};
+use k8s_openapi::api::core::v1::Endpoints;
+use kube::api::{Api, DeleteParams};
+use serde_json::json;
+use testenv::nodesim::NodeSimConfig;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn start(nodes: NodeSimConfig) -> Harness {
+    let mut harness = Harness::start(Some(nodes)).await;
+    let controller =
+        EndpointsController::new(harness.client.clone(), EndpointsControllerConfig::default());
+    harness.spawn(controller.run(std::future::pending()));
+    harness
+}
+
+fn address_count(e: &Endpoints) -> (usize, usize) {
+    let subsets = e.subsets.clone().unwrap_or_default();
+    let ready = subsets
+        .iter()
+        .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+        .sum();
+    let not_ready = subsets
+        .iter()
+        .map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len))
+        .sum();
+    (ready, not_ready)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_follow_pods_and_go_with_the_service() {
+    let h = start(NodeSimConfig::with_node_count(2)).await;
+    h.create_service(service("web", "web", json!("http"))).await;
+    h.create_pods((0..3).map(|i| pod(&format!("web-{i}"), "web")).collect())
+        .await;
+    let api: Api<Endpoints> = Api::namespaced(h.client.clone(), "default");
+    let endpoints = eventually("3 ready addresses", WAIT, || async {
+        let e = api.get_opt("web").await.ok().flatten()?;
+        (address_count(&e) == (3, 0)).then_some(e)
+    })
+    .await;
+    let labels = endpoints.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("endpoints.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("endpoint-controller")
+    );
+    let subset = &endpoints.subsets.clone().unwrap_or_default()[0];
+    let port = &subset.ports.clone().unwrap_or_default()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.port, port.protocol.as_deref()),
+        (Some("http"), 8080, Some("TCP"))
+    );
+    let mut ips: Vec<String> = subset
+        .addresses
+        .iter()
+        .flatten()
+        .map(|a| a.ip.clone())
+        .collect();
+    let sorted = {
+        let mut s = ips.clone();
+        s.sort();
+        s
+    };
+    assert_eq!(ips, sorted, "addresses sorted as upstream's repack does");
+    ips.dedup();
+    assert_eq!(ips.len(), 3);
+
+    h.services()
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    eventually("Endpoints deleted with the Service", WAIT, || async {
+        api.get_opt("web")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_and_one_pods_are_truncated_with_the_annotation() {
+    let h = start(NodeSimConfig::with_node_count(10)).await;
+    h.create_service(service("big", "big", json!(8080))).await;
+    h.create_pods(
+        (0..1001)
+            .map(|i| pod(&format!("big-{i:04}"), "big"))
+            .collect(),
+    )
+    .await;
+    let api: Api<Endpoints> = Api::namespaced(h.client.clone(), "default");
+    let endpoints = eventually("1,000 addresses, truncated", WAIT, || async {
+        let e = api.get_opt("big").await.ok().flatten()?;
+        let (ready, not_ready) = address_count(&e);
+        let truncated = e
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("endpoints.kubernetes.io/over-capacity"))
+            .is_some_and(|v| v == "truncated");
+        (ready == 1000 && not_ready == 0 && truncated).then_some(e)
+    })
+    .await;
+    assert!(
+        endpoints
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("endpoints.kubernetes.io/last-change-trigger-time")
+    );
+}
