@@ -9,7 +9,6 @@
 //! (SIGSTOP, a long GC, a VM freeze) and wakes after that moment stops writing before it even
 //! tries to renew — by then another replica may hold the lease.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};

@@ -111,6 +111,9 @@ impl ApiRequest {
     }
 }
 
+/// One page of a LIST: its resourceVersion, the objects, and the continue token.
+type ListPage = (u64, Vec<Arc<StoredObject>>, Option<String>);
+
 /// A successful answer: a status code and a JSON body.
 #[derive(Debug)]
 pub struct Reply {
@@ -246,10 +249,7 @@ impl ApiServer {
     }
 
     /// The objects a LIST selects: the list's resourceVersion, the page, and the continue token.
-    fn select(
-        &self,
-        req: &ApiRequest,
-    ) -> Result<(u64, Vec<Arc<StoredObject>>, Option<String>), ApiError> {
+    fn select(&self, req: &ApiRequest) -> Result<ListPage, ApiError> {
         let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""))
@@ -398,10 +398,9 @@ impl ApiServer {
         if rt.has_status
             && !matches!(rt.kind.as_str(), "Node" | "Namespace")
             && rt.group != "apiextensions.k8s.io"
+            && let Some(m) = obj.as_object_mut()
         {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+            m.remove("status");
         }
         if rt.group.is_empty() && rt.kind == "Namespace" {
             obj["status"] = json!({"phase": "Active"});
@@ -818,7 +817,7 @@ impl ApiServer {
                     patch::json_patch(&old, &patch_value, &rt.kind, &rt.group, &name)?
                 }
                 PatchType::Strategic => {
-                    if rt.group != "" && !self.is_builtin(&rt) {
+                    if !rt.group.is_empty() && !self.is_builtin(&rt) {
                         return Err(ApiError::unsupported_media_type(&req.content_type));
                     }
                     patch::strategic::strategic_merge_patch(

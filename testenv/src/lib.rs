@@ -1,4 +1,7 @@
 #![forbid(unsafe_code)]
+// API errors carry the whole `Status` (details, causes) by value: they are built once per failed
+// request, never on a hot path, so boxing them would only add noise.
+#![allow(clippy::result_large_err)]
 //! testenv: an in-memory Kubernetes API server, served over real HTTP on loopback, that
 //! `kube::Client`, `kube_runtime` and `kubectl` cannot tell from kube-apiserver for the kinds it
 //! serves — plus a node simulator, fault injection and an operation log for tests.

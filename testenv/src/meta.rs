@@ -263,7 +263,7 @@ pub fn validate_object_meta(rule: NameRule, namespaced: bool, meta: &Value) -> V
             match v.as_str() {
                 Some(v) => {
                     for e in label_value_errors(v) {
-                        causes.push(invalid(&format!("metadata.labels"), v, &e));
+                        causes.push(invalid("metadata.labels", v, &e));
                     }
                 }
                 None if v.is_null() => {}

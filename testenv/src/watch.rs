@@ -190,10 +190,8 @@ pub fn start(
                 return;
             }
         }
-        if send_initial {
-            if tx.send(bookmark_line(&rt, start_rv, true)).await.is_err() {
-                return;
-            }
+        if send_initial && tx.send(bookmark_line(&rt, start_rv, true)).await.is_err() {
+            return;
         }
         for e in backlog {
             if let Some((t, obj)) = filter.translate(&e)
