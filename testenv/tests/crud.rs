@@ -144,7 +144,11 @@ async fn merge_json_and_status_patches() {
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}, "status": {"phase": "Running"}})).unwrap();
     let made = pods.create(&PostParams::default(), &pod).await.unwrap();
     let status = made.status.expect("a new pod has status");
-    assert_eq!(status.phase.as_deref(), Some("Pending"), "client status is replaced by Pending on create");
+    assert_eq!(
+        status.phase.as_deref(),
+        Some("Pending"),
+        "client status is replaced by Pending on create"
+    );
     let patched = pods
         .patch(
             "p",
