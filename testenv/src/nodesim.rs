@@ -99,8 +99,13 @@ fn rfc3339(t: Timestamp) -> String {
 
 async fn register_nodes(client: &kube::Client, nodes: &[SimNode]) -> Result<(), NodeSimError> {
     let api: Api<Node> = Api::all(client.clone());
-    let results: Vec<Result<(), NodeSimError>> = futures::stream::iter(nodes)
-        .map(|node| register_node(&api, node))
+    // Owned inputs keep the future `Send` for any caller (borrowed ones trip a higher-ranked
+    // lifetime limitation when the caller spawns it).
+    let results: Vec<Result<(), NodeSimError>> = futures::stream::iter(nodes.to_vec())
+        .map(|node| {
+            let api = api.clone();
+            async move { register_node(&api, &node).await }
+        })
         .buffer_unordered(16)
         .collect()
         .await;
@@ -688,10 +693,10 @@ impl Runner {
             ..
         } = self;
         let t = tracked.get_mut(key)?;
-        if t.running.as_ref().is_some_and(|r| r.node != node) {
-            if let Some(r) = t.running.take() {
-                Self::release(pools, r);
-            }
+        if t.running.as_ref().is_some_and(|r| r.node != node)
+            && let Some(r) = t.running.take()
+        {
+            Self::release(pools, r);
         }
         if t.running.is_none() {
             let node_pools = pools.get_mut(node)?;

@@ -120,7 +120,7 @@ impl PodCidrPool {
                 return Some(self.address(offset));
             }
             // Skip whole used words quickly.
-            if offset % 64 == 0
+            if offset.is_multiple_of(64)
                 && offset + 64 <= self.end
                 && self.used.get((offset / 64) as usize) == Some(&u64::MAX)
             {

@@ -1,0 +1,185 @@
+//! `svcplane up`: the playground. An in-memory API server on `--listen`, simulated nodes, and
+//! (as later components) svcplane's controllers and webhook, until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use testenv::nodesim::{NodeSimConfig, NodeSimulator};
+use testenv::{TestEnv, TestEnvOptions};
+
+use crate::component::{Component, Running, shutdown_channel};
+
+/// How long components get to stop before the process exits anyway.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Flags of `svcplane up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Address the Kubernetes API server listens on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Number of simulated nodes (node-1..N, zones zone-a..c).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=3000))]
+    nodes: u16,
+    /// Give nodes IPv6 pod CIDRs too, so pods get one IP per family.
+    #[arg(long)]
+    dual_stack: bool,
+    /// Where to write the kubeconfig for kubectl.
+    #[arg(long, default_value = ".svcplane/kubeconfig")]
+    kubeconfig_out: PathBuf,
+    /// Keep the cluster's state in this directory so a restart loses nothing; in memory if unset.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// The components `up` runs, in start order.
+fn components(args: &UpArgs) -> Vec<Component> {
+    let mut nodes = NodeSimConfig::with_node_count(usize::from(args.nodes));
+    if args.dual_stack {
+        nodes = nodes.dual_stack();
+    }
+    vec![node_simulator(nodes)]
+}
+
+fn node_simulator(config: NodeSimConfig) -> Component {
+    Component::new("node-simulator", move |client, shutdown| async move {
+        let sim = NodeSimulator::start(client, config).await?;
+        Ok(tokio::spawn(async move {
+            shutdown.wait().await;
+            sim.stop().await;
+            Ok(())
+        }))
+    })
+}
+
+/// Runs the playground until a termination signal.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let env = TestEnv::start_with(TestEnvOptions {
+        listen: args.listen,
+        system_namespaces: true,
+        data_dir: args.data_dir.clone(),
+        ..TestEnvOptions::default()
+    })
+    .await?;
+    tracing::info!(url = %env.url(), data_dir = ?args.data_dir, "API server listening");
+    let client = env.try_client()?;
+
+    let (trigger, shutdown) = shutdown_channel();
+    let mut running: Vec<(&'static str, Running)> = Vec::new();
+    for component in components(&args) {
+        let name = component.name;
+        match component.start(client.clone(), shutdown.clone()).await {
+            Ok(task) => {
+                tracing::info!(component = name, "started");
+                running.push((name, task));
+            }
+            Err(e) => {
+                trigger.fire();
+                stop_all(running).await;
+                env.stop().await;
+                return Err(e.context(format!("cannot start {name}")));
+            }
+        }
+    }
+
+    let kubeconfig =
+        std::path::absolute(&args.kubeconfig_out).unwrap_or_else(|_| args.kubeconfig_out.clone());
+    write_atomically(&kubeconfig, &env.kubeconfig())
+        .with_context(|| format!("cannot write the kubeconfig to {}", kubeconfig.display()))?;
+    println!(
+        "svcplane is up: Kubernetes API at {}, {} nodes.\n\nPoint kubectl at it:\n\n  export KUBECONFIG={}\n  kubectl get nodes\n\nStop with Ctrl-C.",
+        env.url(),
+        args.nodes,
+        kubeconfig.display()
+    );
+    tracing::info!(
+        ready_after_ms = started.elapsed().as_millis() as u64,
+        kubeconfig = %kubeconfig.display(),
+        "svcplane is up"
+    );
+
+    let outcome = tokio::select! {
+        signal = termination_signal() => {
+            tracing::info!(signal = signal?, "shutting down");
+            Ok(())
+        }
+        (name, result) = first_to_exit(&mut running) => {
+            Err(match result {
+                Ok(Ok(())) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                Ok(Err(e)) => e.context(format!("{name} failed")),
+                Err(e) => anyhow::anyhow!("{name} crashed: {e}"),
+            })
+        }
+    };
+    trigger.fire();
+    stop_all(running).await;
+    env.stop().await;
+    tracing::info!("stopped");
+    outcome
+}
+
+/// Resolves with the first component task that ends; never, if there are none.
+async fn first_to_exit(
+    running: &mut [(&'static str, Running)],
+) -> (
+    &'static str,
+    Result<anyhow::Result<()>, tokio::task::JoinError>,
+) {
+    if running.is_empty() {
+        return std::future::pending().await;
+    }
+    let (result, index, _) =
+        futures::future::select_all(running.iter_mut().map(|(_, task)| task)).await;
+    (running[index].0, result)
+}
+
+async fn stop_all(running: Vec<(&'static str, Running)>) {
+    for (name, task) in running.into_iter().rev() {
+        if task.is_finished() {
+            continue;
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, task).await {
+            Ok(Ok(Ok(()))) => tracing::info!(component = name, "stopped"),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(component = name, error = %format!("{e:#}"), "stopped with an error")
+            }
+            Ok(Err(e)) => tracing::warn!(component = name, error = %e, "crashed while stopping"),
+            Err(_) => tracing::warn!(component = name, "did not stop in time"),
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn termination_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").context("cannot listen for Ctrl-C"),
+        _ = term.recv() => Ok("SIGTERM"),
+    }
+}
+
+#[cfg(not(unix))]
+async fn termination_signal() -> anyhow::Result<&'static str> {
+    tokio::signal::ctrl_c()
+        .await
+        .map(|()| "Ctrl-C")
+        .context("cannot listen for Ctrl-C")
+}
+
+/// Writes `contents` so readers see the old file or the whole new one, never a partial one.
+fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,192 @@
+//! `svcplane up` as a user runs it: the built binary, a kubeconfig, nodes through kube::Client,
+//! SIGTERM, exit 0; bad flags and a busy port fail clearly; a data dir survives a restart.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Up {
+    child: Child,
+    kubeconfig: PathBuf,
+}
+
+fn spawn_up(dir: &Path, port: u16, extra: &[&str]) -> Up {
+    let kubeconfig = dir.join("kube").join("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_svcplane"))
+        .arg("up")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--kubeconfig-out")
+        .arg(&kubeconfig)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Up { child, kubeconfig }
+}
+
+impl Up {
+    /// Waits for the kubeconfig, which `up` writes once everything is ready.
+    async fn client(&mut self) -> kube::Client {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.kubeconfig.exists() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("svcplane up exited early with {status}");
+            }
+            assert!(Instant::now() < deadline, "no kubeconfig after 20s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Sends SIGTERM and collects the exit status and output.
+    fn terminate(self) -> Output {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut child = self.child;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "svcplane up ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    }
+}
+
+async fn node_names(client: &kube::Client) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn up_serves_nodes_and_exits_cleanly_on_sigterm_keeping_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let port = free_port();
+    let mut up = spawn_up(dir.path(), port, &["--nodes", "2", "--data-dir", data_arg]);
+    let client = up.client().await;
+    assert_eq!(node_names(&client).await, ["node-1", "node-2"]);
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let cm: ConfigMap = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "kept"}, "data": {"k": "v"}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+
+    let kubeconfig = up.kubeconfig.clone();
+    let out = up.terminate();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stdout.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("kubectl get nodes"), "{stdout}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+
+    // Same data dir, new process: the ConfigMap is still there.
+    std::fs::remove_file(&kubeconfig).unwrap();
+    let mut up = spawn_up(
+        dir.path(),
+        free_port(),
+        &["--nodes", "2", "--data-dir", data_arg],
+    );
+    let client = up.client().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let kept = cms.get("kept").await.unwrap();
+    assert_eq!(kept.data.unwrap()["k"], "v");
+    assert_eq!(node_names(&client).await, ["node-1", "node-2"]);
+    assert_eq!(up.terminate().status.code(), Some(0));
+}
+
+#[test]
+fn a_bad_flag_exits_2_with_clap_s_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_svcplane"))
+        .args(["up", "--nodes", "zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: invalid value 'zero' for '--nodes <NODES>'"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_svcplane"))
+        .args(["up", "--log-format", "xml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_port_in_use_is_reported_with_its_address() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_svcplane"))
+        .args(["up", "--listen", &addr.to_string()])
+        .arg("--kubeconfig-out")
+        .arg(dir.path().join("kubeconfig"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("svcplane: cannot listen on {addr}: ")),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("kubeconfig").exists());
+}
+
+/// Time from spawning `svcplane up` to its kubeconfig (everything ready), median of five;
+/// run with `--ignored --nocapture`.
+#[tokio::test]
+#[ignore = "measurement"]
+async fn measure_time_to_ready() {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        let mut up = spawn_up(dir.path(), free_port(), &[]);
+        let client = up.client().await;
+        samples.push(start.elapsed());
+        assert_eq!(node_names(&client).await.len(), 3);
+        assert_eq!(up.terminate().status.code(), Some(0));
+    }
+    samples.sort();
+    println!(
+        "svcplane up ready after: median {:?} (all {samples:?})",
+        samples[2]
+    );
+}
