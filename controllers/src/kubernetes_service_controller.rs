@@ -25,6 +25,7 @@ use crate::kubernetes_service::{
     self as planner, ApiServerEndpoints, ApiServerWrite, EndpointsTarget, KubernetesServiceError,
     Lease, ReconcilerType, SERVICE_NAME, SERVICE_NAMESPACE,
 };
+use crate::leader_election::WriteGate;
 
 /// The label that marks apiserver endpoint leases.
 pub const LEASE_LABEL: &str = "svcplane.io/apiserver-endpoint";
@@ -50,6 +51,8 @@ pub struct KubernetesServiceConfig {
     pub lease_namespace: String,
     /// Whether to create the system namespaces (`default`, `kube-system`, `kube-public`, `kube-node-lease`).
     pub ensure_system_namespaces: bool,
+    /// Writes only while this replica holds the leader lease (in `svcplane controller-manager`).
+    pub write_gate: WriteGate,
 }
 
 impl Default for KubernetesServiceConfig {
@@ -65,6 +68,7 @@ impl Default for KubernetesServiceConfig {
             interval: planner::RECONCILE_INTERVAL,
             lease_namespace: "kube-system".to_string(),
             ensure_system_namespaces: true,
+            write_gate: WriteGate::always(),
         }
     }
 }
@@ -204,6 +208,9 @@ struct Maintainer {
 impl Maintainer {
     /// One pass: namespaces, the Service, then the endpoints.
     async fn reconcile_once(&self) -> Result<(), MaintainerError> {
+        if !self.config.write_gate.allows_writes() {
+            return Ok(());
+        }
         if self.config.ensure_system_namespaces {
             self.ensure_namespaces().await?;
         }
@@ -235,6 +242,9 @@ impl Maintainer {
 
     /// Removes this apiserver from the endpoints; `Ok(true)` when there was something to remove.
     async fn remove_endpoints(&self) -> Result<bool, MaintainerError> {
+        if !self.config.write_gate.allows_writes() {
+            return Ok(false);
+        }
         let current = self.current_endpoints().await?;
         let writes = match &self.config.reconciler {
             ReconcilerType::None => return Ok(false),

@@ -65,6 +65,25 @@ pub struct WriteGate {
     claim: Option<watch::Receiver<Claim>>,
 }
 
+impl Default for WriteGate {
+    fn default() -> Self {
+        Self::always()
+    }
+}
+
+/// Two gates are equal when they follow the same elector (so controller configs stay `Eq`).
+impl PartialEq for WriteGate {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.claim, &other.claim) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same_channel(b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for WriteGate {}
+
 impl WriteGate {
     /// A gate that always allows writes (leader election off).
     pub fn always() -> Self {

@@ -21,6 +21,8 @@ use crate::allocation_repair::metrics::RepairMetrics;
 use crate::allocation_repair::plan::{
     Claim, Regarding, RepairAction, RepairEvent, RepairInput, RepairPlan, ServiceKey, plan_repair,
 };
+use crate::leader_election::WriteGate;
+use crate::runtime::CacheSyncSignal;
 
 /// Upstream's grace period for an IPAddress whose Service is missing.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(60);
@@ -47,6 +49,10 @@ pub struct RepairConfig {
     pub reporter: String,
     /// The `reportingInstance` of the events (the API requires one; e.g. the pod name).
     pub instance: String,
+    /// Writes only while this replica holds the leader lease; passes start once it does.
+    pub write_gate: WriteGate,
+    /// Set when the caches have synced.
+    pub caches_synced: CacheSyncSignal,
 }
 
 impl RepairConfig {
@@ -60,6 +66,8 @@ impl RepairConfig {
             interval: DEFAULT_REPAIR_INTERVAL,
             reporter: "svcplane-allocation-repair".into(),
             instance: "svcplane-allocation-repair".into(),
+            write_gate: WriteGate::always(),
+            caches_synced: CacheSyncSignal::default(),
         }
     }
 }
@@ -201,6 +209,9 @@ impl AllocationRepair {
                 .await
                 .map_err(ended("NodePortAllocation"))?;
         }
+        self.config.caches_synced.mark_synced();
+        // Non-leaders keep warm caches but run no passes.
+        self.config.write_gate.clone().wait_for_leadership().await;
         let recorder = Recorder::new(
             self.client.clone(),
             Reporter {
@@ -271,6 +282,10 @@ impl AllocationRepair {
         let ip_api: Api<IPAddress> = Api::all(self.client.clone());
         let port_api: Api<NodePortAllocation> = Api::all(self.client.clone());
         for action in &plan.actions {
+            if !self.config.write_gate.allows_writes() {
+                tracing::info!("not the leader: allocation repair writes skipped");
+                return;
+            }
             let result = match action {
                 RepairAction::DeleteIpAddress { name, uid } => {
                     ip_api.delete(name, &precondition(uid)).await.map(|_| ())
@@ -304,7 +319,7 @@ impl AllocationRepair {
     ) {
         reported.retain(|_, at| at.elapsed() < self.config.interval);
         for event in &plan.events {
-            if reported.contains_key(event) {
+            if reported.contains_key(event) || !self.config.write_gate.allows_writes() {
                 continue;
             }
             let published = recorder

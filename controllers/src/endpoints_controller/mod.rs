@@ -15,15 +15,17 @@ use kube::runtime::watcher;
 pub use self::pod::pod_from_info;
 use crate::endpoints::{EndpointsOptions, EndpointsPlan, plan};
 use crate::endpointslice::PodInfo;
+use crate::endpointslice_controller::NOT_LEADER_ERROR;
 use crate::endpointslice_controller::cache::{CachedPod, PodCache, ServiceCache, pod_selector};
 use crate::endpointslice_controller::enqueue;
 use crate::endpointslice_controller::{api_error_text, is_namespace_terminating};
+use crate::leader_election::WriteGate;
 use crate::mirroring::LEADER_ANNOTATION;
 use crate::runtime::events::reference_to;
 use crate::runtime::reflector::reflect;
 use crate::runtime::{
-    Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker, WorkQueue,
-    run_workers,
+    CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker,
+    WorkQueue, run_workers,
 };
 
 /// Event source component.
@@ -38,6 +40,10 @@ pub struct EndpointsControllerConfig {
     pub concurrent_endpoint_syncs: usize,
     /// `--endpoint-updates-batch-period` (default 0): delay of pod-triggered syncs.
     pub endpoint_updates_batch_period: Duration,
+    /// Writes only while this replica holds the leader lease; workers start once it does.
+    pub write_gate: WriteGate,
+    /// Set when the caches have synced.
+    pub caches_synced: CacheSyncSignal,
 }
 
 impl Default for EndpointsControllerConfig {
@@ -45,6 +51,8 @@ impl Default for EndpointsControllerConfig {
         EndpointsControllerConfig {
             concurrent_endpoint_syncs: 5,
             endpoint_updates_batch_period: Duration::ZERO,
+            write_gate: WriteGate::always(),
+            caches_synced: CacheSyncSignal::default(),
         }
     }
 }
@@ -151,6 +159,9 @@ impl EndpointsController {
             let inner = inner.clone();
             tokio::spawn(async move {
                 synced.wait().await;
+                inner.config.caches_synced.mark_synced();
+                // Non-leaders keep warm caches but run no workers.
+                inner.config.write_gate.clone().wait_for_leadership().await;
                 for key in read(&inner.services).keys() {
                     inner.queue.add(key);
                 }
@@ -308,6 +319,14 @@ impl Inner {
         }
     }
 
+    fn may_write(&self) -> Result<(), String> {
+        if self.config.write_gate.allows_writes() {
+            Ok(())
+        } else {
+            Err(NOT_LEADER_ERROR.to_string())
+        }
+    }
+
     async fn sync(&self, key: &ObjectKey) -> Result<(), String> {
         let service = read(&self.services).get(key);
         let existing = read(&self.endpoints).get(key).cloned();
@@ -316,6 +335,7 @@ impl Inner {
             lock(&self.triggers).forget(key);
             lock(&self.replaced).remove(key);
             if existing.is_some() {
+                self.may_write()?;
                 match api.delete(&key.name, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -359,6 +379,9 @@ impl Inner {
             &EndpointsOptions { trigger_time },
         );
         let reference = || reference_to(service.as_ref());
+        if !matches!(planned, EndpointsPlan::NoOp) {
+            self.may_write()?;
+        }
         match planned {
             EndpointsPlan::NoOp => Ok(()),
             EndpointsPlan::Create(object) => {

@@ -30,11 +30,12 @@ use crate::endpointslice::{
     CONTROLLER_NAME, EndpointSlicePlan, LABEL_MANAGED_BY, MaxEndpointsPerSlice, NodeInfo,
     PlanOptions, PodInfo, TopologyHintsOutcome, plan,
 };
+use crate::leader_election::WriteGate;
 use crate::runtime::events::reference_to;
 use crate::runtime::reflector::reflect;
 use crate::runtime::{
-    Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker, WorkQueue,
-    run_workers,
+    CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker,
+    WorkQueue, run_workers,
 };
 
 /// Event source component.
@@ -49,6 +50,8 @@ pub const MAX_RETRIES: u32 = 15;
 pub const STALE_RETRY_DELAY: Duration = Duration::from_millis(20);
 /// Upstream's stale-cache error text.
 pub const STALE_INFORMER_ERROR: &str = "EndpointSlice informer cache is out of date";
+/// Why a write was not sent: another replica holds (or may hold) the leader lease.
+pub const NOT_LEADER_ERROR: &str = "not the leader: the leader lease is not held";
 
 /// Settings, named after kube-controller-manager's flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +64,10 @@ pub struct EndpointSliceControllerConfig {
     pub endpoint_updates_batch_period: Duration,
     /// Feature gate `PreferSameTrafficDistribution`.
     pub prefer_same_traffic_distribution: bool,
+    /// Writes only while this replica holds the leader lease; workers start once it does.
+    pub write_gate: WriteGate,
+    /// Set when the caches have synced.
+    pub caches_synced: CacheSyncSignal,
 }
 
 impl Default for EndpointSliceControllerConfig {
@@ -70,6 +77,8 @@ impl Default for EndpointSliceControllerConfig {
             max_endpoints_per_slice: MaxEndpointsPerSlice::default(),
             endpoint_updates_batch_period: Duration::ZERO,
             prefer_same_traffic_distribution: true,
+            write_gate: WriteGate::always(),
+            caches_synced: CacheSyncSignal::default(),
         }
     }
 }
@@ -284,6 +293,9 @@ impl EndpointSliceController {
             async move {
                 synced.wait().await;
                 tracing::info!("EndpointSlice controller caches synced");
+                inner.config.caches_synced.mark_synced();
+                // Non-leaders keep warm caches but run no workers.
+                inner.config.write_gate.clone().wait_for_leadership().await;
                 for key in read(&inner.services).keys() {
                     inner.queue.add(key);
                 }
@@ -632,6 +644,14 @@ impl Inner {
         Err(SyncError::Failed(text))
     }
 
+    fn may_write(&self) -> Result<(), String> {
+        if self.config.write_gate.allows_writes() {
+            Ok(())
+        } else {
+            Err(NOT_LEADER_ERROR.to_string())
+        }
+    }
+
     async fn write_plan(
         &self,
         key: &ObjectKey,
@@ -642,6 +662,7 @@ impl Inner {
         // Upstream creates nothing for a Service being deleted.
         if service.metadata.deletion_timestamp.is_none() {
             for slice in &plan.create {
+                self.may_write()?;
                 match api.create(&PostParams::default(), slice).await {
                     Ok(created) => {
                         lock(&self.tracker).update(&created);
@@ -661,6 +682,7 @@ impl Inner {
         }
         for slice in &plan.update {
             let name = slice.metadata.name.clone().unwrap_or_default();
+            self.may_write()?;
             match api.replace(&name, &PostParams::default(), slice).await {
                 Ok(updated) => {
                     lock(&self.tracker).update(&updated);
@@ -678,6 +700,7 @@ impl Inner {
         }
         for slice in &plan.delete {
             let name = slice.metadata.name.clone().unwrap_or_default();
+            self.may_write()?;
             match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {
                     lock(&self.tracker).expect_deletion(slice);

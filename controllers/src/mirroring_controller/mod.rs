@@ -12,14 +12,17 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
 
+use crate::endpointslice_controller::NOT_LEADER_ERROR;
 use crate::endpointslice_controller::cache::{SliceCache, slice_service};
 use crate::endpointslice_controller::tracker::SliceTracker;
 use crate::endpointslice_controller::{api_error_text, is_namespace_terminating};
+use crate::leader_election::WriteGate;
 use crate::mirroring::{CONTROLLER_NAME, MANAGED_BY_LABEL, MirroringOptions, plan};
 use crate::runtime::events::reference_to;
 use crate::runtime::reflector::reflect;
 use crate::runtime::{
-    Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, WorkQueue, run_workers,
+    CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, WorkQueue,
+    run_workers,
 };
 
 /// Event source component.
@@ -38,6 +41,10 @@ pub struct MirroringControllerConfig {
     pub mirroring_max_endpoints_per_subset: usize,
     /// `--mirroring-endpointslice-updates-batch-period` (default 0).
     pub mirroring_endpointslice_updates_batch_period: Duration,
+    /// Writes only while this replica holds the leader lease; workers start once it does.
+    pub write_gate: WriteGate,
+    /// Set when the caches have synced.
+    pub caches_synced: CacheSyncSignal,
 }
 
 impl Default for MirroringControllerConfig {
@@ -46,6 +53,8 @@ impl Default for MirroringControllerConfig {
             mirroring_concurrent_service_endpoint_syncs: 5,
             mirroring_max_endpoints_per_subset: crate::mirroring::DEFAULT_MAX_ENDPOINTS_PER_SUBSET,
             mirroring_endpointslice_updates_batch_period: Duration::ZERO,
+            write_gate: WriteGate::always(),
+            caches_synced: CacheSyncSignal::default(),
         }
     }
 }
@@ -158,6 +167,9 @@ impl MirroringController {
             let inner = inner.clone();
             tokio::spawn(async move {
                 synced.wait().await;
+                inner.config.caches_synced.mark_synced();
+                // Non-leaders keep warm caches but run no workers.
+                inner.config.write_gate.clone().wait_for_leadership().await;
                 let keys: Vec<ObjectKey> = read(&inner.endpoints).keys().cloned().collect();
                 for key in keys {
                     inner.queue.add(key);
@@ -296,6 +308,14 @@ impl Inner {
         }
     }
 
+    fn may_write(&self) -> Result<(), String> {
+        if self.config.write_gate.allows_writes() {
+            Ok(())
+        } else {
+            Err(NOT_LEADER_ERROR.to_string())
+        }
+    }
+
     async fn sync(&self, key: &ObjectKey) -> Result<(), String> {
         let endpoints = read(&self.endpoints).get(key).cloned();
         let service = read(&self.services).get(key).cloned();
@@ -332,6 +352,7 @@ impl Inner {
         }
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         for slice in &planned.create {
+            self.may_write()?;
             match api.create(&PostParams::default(), slice).await {
                 Ok(created) => lock(&self.tracker).update(&created),
                 Err(e) if is_namespace_terminating(&e) => return Ok(()),
@@ -340,12 +361,14 @@ impl Inner {
         }
         for slice in &planned.update {
             let name = slice.metadata.name.clone().unwrap_or_default();
+            self.may_write()?;
             match api.replace(&name, &PostParams::default(), slice).await {
                 Ok(updated) => lock(&self.tracker).update(&updated),
                 Err(e) => return Err(api_error_text(&e)),
             }
         }
         for name in &planned.delete {
+            self.may_write()?;
             match api.delete(name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}

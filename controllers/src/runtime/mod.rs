@@ -14,6 +14,31 @@ pub use queue::{QueueConfig, WorkQueue};
 pub use reflector::{Delta, SyncedFlags};
 pub use trigger_time::TriggerTimeTracker;
 
+/// Set once by a controller when its caches have synced, for a `/readyz` that waits for them.
+#[derive(Clone, Debug, Default)]
+pub struct CacheSyncSignal(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CacheSyncSignal {
+    /// Records that the caches have synced.
+    pub fn mark_synced(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the caches have synced.
+    pub fn is_synced(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Two signals are equal when they are the same signal (so controller configs stay `Eq`).
+impl PartialEq for CacheSyncSignal {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CacheSyncSignal {}
+
 /// Drives `workers` tasks that take keys from `queue` and call `sync` on each, until the
 /// queue shuts down. A key is processed by at most one worker at a time (the queue's
 /// guarantee), so `sync` needs no per-key locking.
