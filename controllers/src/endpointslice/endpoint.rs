@@ -99,41 +99,70 @@ impl<'a> DesiredEndpoint<'a> {
         }
     }
 
-    /// Same identity as an existing endpoint, without building its key.
-    pub(crate) fn same_identity(&self, endpoint: &Endpoint) -> bool {
-        let target = endpoint.target_ref.as_ref();
-        endpoint.hostname.as_deref().unwrap_or("") == self.hostname.unwrap_or("")
-            && target.and_then(|t| t.namespace.as_deref()).unwrap_or("") == self.pod.namespace
-            && target.and_then(|t| t.name.as_deref()).unwrap_or("") == self.pod.name
-            && self.addresses.matches(&endpoint.addresses)
+    /// A prefix of [`Self::key`]'s order packed into an integer: the variant of the
+    /// addresses, then the first 15 bytes of the first address, zero-padded. A smaller
+    /// prefix means a smaller key; equal prefixes need [`Self::cmp_identity`].
+    pub(crate) fn sort_prefix(&self) -> u128 {
+        let (variant, first) = match &self.addresses {
+            Addresses::One(a) => (0u8, *a),
+            Addresses::Many(all) => (1u8, all.first().copied().unwrap_or("")),
+        };
+        let mut bytes = [0u8; 16];
+        bytes[0] = variant;
+        let len = first.len().min(15);
+        bytes[1..=len].copy_from_slice(&first.as_bytes()[..len]);
+        u128::from_be_bytes(bytes)
+    }
+
+    /// The order of [`Self::key`] without building the keys.
+    pub(crate) fn cmp_identity(&self, other: &Self) -> std::cmp::Ordering {
+        self.addresses
+            .cmp(&other.addresses)
+            .then_with(|| {
+                self.hostname
+                    .unwrap_or("")
+                    .cmp(other.hostname.unwrap_or(""))
+            })
+            .then_with(|| self.pod.namespace.cmp(&other.pod.namespace))
+            .then_with(|| self.pod.name.cmp(&other.pod.name))
+    }
+
+    /// Compares with an existing endpoint in one pass: `None` when the identity differs,
+    /// else whether they are also equal beyond identity (upstream's
+    /// `EndpointsEqualBeyondHash`: node, zone, the three conditions with unset counting as
+    /// different, and the targetRef ignoring resourceVersion; hints are not compared).
+    pub(crate) fn compare(&self, existing: &Endpoint) -> Option<bool> {
+        let target = existing.target_ref.as_ref();
+        let namespace = target.and_then(|t| t.namespace.as_deref());
+        let name = target.and_then(|t| t.name.as_deref());
+        let same_identity = name.unwrap_or("") == self.pod.name
+            && namespace.unwrap_or("") == self.pod.namespace
+            && existing.hostname.as_deref().unwrap_or("") == self.hostname.unwrap_or("")
+            && self.addresses.matches(&existing.addresses);
+        if !same_identity {
+            return None;
+        }
+        let conditions = existing.conditions.as_ref();
+        Some(
+            conditions.and_then(|c| c.ready) == Some(self.ready)
+                && conditions.and_then(|c| c.serving) == Some(self.serving)
+                && conditions.and_then(|c| c.terminating) == Some(self.terminating)
+                && existing.node_name.as_deref() == self.node_name()
+                && existing.zone.as_deref() == self.zone
+                && target.is_some_and(|t| {
+                    // Namespace and name values already matched as part of the identity.
+                    t.kind.as_deref() == Some("Pod")
+                        && namespace.is_some()
+                        && name.is_some()
+                        && t.uid.as_deref() == Some(self.pod.uid.as_str())
+                        && t.api_version.as_deref().unwrap_or("").is_empty()
+                        && t.field_path.as_deref().unwrap_or("").is_empty()
+                }),
+        )
     }
 
     fn node_name(&self) -> Option<&'a str> {
         Some(self.pod.node_name.as_str()).filter(|n| !n.is_empty())
-    }
-
-    /// Upstream's `EndpointsEqualBeyondHash`: node, zone, the three conditions (unset counts
-    /// as different) and the targetRef ignoring resourceVersion. Hints are not compared.
-    pub(crate) fn equal_beyond_identity(&self, existing: &Endpoint) -> bool {
-        let conditions = existing.conditions.as_ref();
-        existing.node_name.as_deref() == self.node_name()
-            && existing.zone.as_deref() == self.zone
-            && conditions.and_then(|c| c.ready) == Some(self.ready)
-            && conditions.and_then(|c| c.serving) == Some(self.serving)
-            && conditions.and_then(|c| c.terminating) == Some(self.terminating)
-            && existing
-                .target_ref
-                .as_ref()
-                .is_some_and(|t| self.target_ref_matches(t))
-    }
-
-    fn target_ref_matches(&self, t: &ObjectReference) -> bool {
-        t.kind.as_deref() == Some("Pod")
-            && t.namespace.as_deref() == Some(self.pod.namespace.as_str())
-            && t.name.as_deref() == Some(self.pod.name.as_str())
-            && t.uid.as_deref() == Some(self.pod.uid.as_str())
-            && t.api_version.as_deref().unwrap_or("").is_empty()
-            && t.field_path.as_deref().unwrap_or("").is_empty()
     }
 
     /// The discovery/v1 Endpoint upstream's `podToEndpoint` builds (no hints).
@@ -160,28 +189,71 @@ impl<'a> DesiredEndpoint<'a> {
     }
 }
 
-/// FNV-1a: a fast hasher for lookup-only maps (iteration order never leaves the planner).
+/// A word-at-a-time string hasher for lookup-only maps (iteration order never leaves the
+/// planner). The final avalanche matters: hashbrown filters candidates by the hash's top
+/// bits, and names that differ only in their last characters (`web-1`, `web-2`) must not
+/// share them, or every probe ends in a string comparison.
 #[derive(Default)]
-pub(crate) struct FnvHasher(u64);
+pub(crate) struct FastHasher(u64);
 
-impl Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
+impl FastHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(HASH_MULTIPLIER);
     }
 }
 
-/// Hash-map builder for [`FnvHasher`].
-pub(crate) type FnvBuild = BuildHasherDefault<FnvHasher>;
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        // murmur3's fmix64.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        // The tail (0..=7 bytes) as at most two overlapping 4-byte reads, or three single
+        // bytes, plus its length: no variable-length copy.
+        let tail = match rest.len() {
+            0 => return,
+            len @ 4.. => {
+                let first = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                let last = u32::from_le_bytes([
+                    rest[len - 4],
+                    rest[len - 3],
+                    rest[len - 2],
+                    rest[len - 1],
+                ]);
+                u64::from(first) | (u64::from(last) << 32)
+            }
+            len => {
+                u64::from(rest[0])
+                    | (u64::from(rest[len / 2]) << 8)
+                    | (u64::from(rest[len - 1]) << 16)
+            }
+        };
+        self.mix(tail ^ ((rest.len() as u64) << 59));
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte) | 0x100);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.mix(value as u64);
+    }
+}
+
+/// Hash-map builder for [`FastHasher`].
+pub(crate) type FastBuild = BuildHasherDefault<FastHasher>;

@@ -1,13 +1,13 @@
 //! Upstream's `reconcileByAddressType`, `reconcileByPortMapping` and `finalize` over
 //! borrowed inputs: desired endpoints are only materialised for slices being written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, btree_map};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::endpoint::{Addresses, DesiredEndpoint, FnvBuild, IdentityKey};
+use super::endpoint::{Addresses, DesiredEndpoint, FastBuild, IdentityKey};
 use super::hints::{self, SliceSets, TopologyHintsOutcome};
 use super::node::NodeInfo;
 use super::pod::{PodInfo, is_ipv6_canonical, service_port_protocol};
@@ -37,24 +37,73 @@ pub(crate) struct Context<'a> {
     shared_ports: Option<Vec<EndpointPort>>,
 }
 
-/// The desired endpoints of one port group, with identity lookup and ordered popping.
+/// No further position in a chain of existing endpoints.
+const END_OF_CHAIN: u32 = u32::MAX;
+
+/// What one pod name stands for in a port group.
+#[derive(Clone, Copy)]
+struct NameSlot {
+    /// The desired endpoint of the pod with this name (the last one wins).
+    desired: Option<usize>,
+    /// The first existing endpoint with this pod name; `DesiredSet::next` chains the rest.
+    first_existing: u32,
+}
+
+/// The desired endpoints of one port group, with ordered popping, matched against the
+/// group's existing endpoints.
+///
+/// One map from pod name serves both sides: existing endpoints are entered first, and
+/// each desired endpoint claims its existing twin as it is inserted, while the pod's
+/// strings are still in cache; the slice walk then only reads the claims.
 struct DesiredSet<'a> {
     endpoints: Vec<DesiredEndpoint<'a>>,
-    /// Pods are unique by name within the Service's namespace, so the name finds the only
-    /// candidate; the full identity is then compared.
-    index: HashMap<&'a str, usize, FnvBuild>,
+    names: HashMap<&'a str, NameSlot, FastBuild>,
     taken: Vec<bool>,
+    /// Per desired endpoint, the existing position it claimed.
+    claimed: Vec<Option<u32>>,
+    /// The group's existing endpoints in slice order.
+    existing: Vec<&'a Endpoint>,
+    next: Vec<u32>,
+    /// Per existing position: the desired endpoint that claimed it and whether the two are
+    /// equal beyond identity.
+    claims: Vec<Option<(usize, bool)>>,
     remaining: usize,
     order: Option<Vec<usize>>,
     cursor: usize,
 }
 
 impl<'a> DesiredSet<'a> {
-    fn with_capacity(capacity: usize) -> Self {
+    fn new(capacity: usize, existing_slices: &[&'a EndpointSlice]) -> Self {
+        let existing: Vec<&'a Endpoint> =
+            existing_slices.iter().flat_map(|s| &s.endpoints).collect();
+        let mut names: HashMap<&'a str, NameSlot, FastBuild> =
+            HashMap::with_capacity_and_hasher(capacity.max(existing.len()), FastBuild::default());
+        let mut next = vec![END_OF_CHAIN; existing.len()];
+        // Walking backwards and pushing onto the heads leaves every chain in slice order.
+        for (position, endpoint) in existing.iter().enumerate().rev() {
+            // An endpoint without a pod name is never kept (no pod shares its identity).
+            let Some(name) = endpoint.target_ref.as_ref().and_then(|t| t.name.as_deref()) else {
+                continue;
+            };
+            let Ok(at) = u32::try_from(position) else {
+                continue;
+            };
+            let slot = names.entry(name).or_insert(NameSlot {
+                desired: None,
+                first_existing: END_OF_CHAIN,
+            });
+            next[position] = slot.first_existing;
+            slot.first_existing = at;
+        }
+        let claims = vec![None; existing.len()];
         DesiredSet {
             endpoints: Vec::with_capacity(capacity),
-            index: HashMap::with_capacity_and_hasher(capacity, FnvBuild::default()),
+            names,
             taken: Vec::with_capacity(capacity),
+            claimed: Vec::with_capacity(capacity),
+            existing,
+            next,
+            claims,
             remaining: 0,
             order: None,
             cursor: 0,
@@ -63,19 +112,41 @@ impl<'a> DesiredSet<'a> {
 
     fn insert(&mut self, endpoint: DesiredEndpoint<'a>) {
         let position = self.endpoints.len();
+        let slot = self
+            .names
+            .entry(endpoint.pod.name.as_str())
+            .or_insert(NameSlot {
+                desired: None,
+                first_existing: END_OF_CHAIN,
+            });
         // A later endpoint with the same identity replaces the earlier one, as in a Go map.
-        match self.index.insert(endpoint.pod.name.as_str(), position) {
-            Some(previous) => self.taken[previous] = true,
+        match slot.desired.replace(position) {
+            Some(previous) => {
+                self.taken[previous] = true;
+                if let Some(at) = self.claimed[previous].take() {
+                    self.claims[at as usize] = None;
+                }
+            }
             None => self.remaining += 1,
+        }
+        // The first existing endpoint with this identity is kept; later duplicates are not
+        // (upstream's set lookup finds the desired endpoint only once).
+        let mut at = slot.first_existing;
+        let mut claim = None;
+        while at != END_OF_CHAIN {
+            let i = at as usize;
+            if self.claims[i].is_none()
+                && let Some(equal) = endpoint.compare(self.existing[i])
+            {
+                self.claims[i] = Some((position, equal));
+                claim = Some(at);
+                break;
+            }
+            at = self.next[i];
         }
         self.endpoints.push(endpoint);
         self.taken.push(false);
-    }
-
-    fn find(&self, endpoint: &Endpoint) -> Option<usize> {
-        let name = endpoint.target_ref.as_ref()?.name.as_deref()?;
-        let i = self.index.get(name).copied()?;
-        (!self.taken[i] && self.endpoints[i].same_identity(endpoint)).then_some(i)
+        self.claimed.push(claim);
     }
 
     fn take(&mut self, i: usize) {
@@ -88,11 +159,18 @@ impl<'a> DesiredSet<'a> {
     /// The next endpoint in identity order (upstream pops an arbitrary one).
     fn pop(&mut self) -> Option<usize> {
         if self.order.is_none() {
-            let mut keyed: Vec<(IdentityKey<'a>, usize)> = (0..self.endpoints.len())
+            // Sorting compact prefixes keeps the comparisons in cache; only equal prefixes
+            // reach the strings.
+            let endpoints = &self.endpoints;
+            let mut keyed: Vec<(u128, usize)> = (0..endpoints.len())
                 .filter(|i| !self.taken[*i])
-                .map(|i| (self.endpoints[i].key(), i))
+                .map(|i| (endpoints[i].sort_prefix(), i))
                 .collect();
-            keyed.sort_unstable();
+            keyed.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| endpoints[a.1].cmp_identity(&endpoints[b.1]))
+                    .then(a.1.cmp(&b.1))
+            });
             self.order = Some(keyed.into_iter().map(|(_, i)| i).collect());
         }
         let order = self.order.as_ref()?;
@@ -208,7 +286,8 @@ impl<'a> Context<'a> {
 
         let mut groups: BTreeMap<PortKey, Group<'a>> = BTreeMap::new();
         let mut shared: Option<Group<'a>> = None;
-        for pod in pods {
+        let mut node_memo: HashMap<&'a str, Option<&'a NodeInfo>, FastBuild> = HashMap::default();
+        for &pod in pods {
             if !pod.should_be_in_endpoints(true) {
                 continue;
             }
@@ -216,18 +295,36 @@ impl<'a> Context<'a> {
                 // Every pod shares the Service's ports: one group, no per-pod key.
                 Some(ports) => shared.get_or_insert_with(|| Group {
                     ports: ports.clone(),
-                    desired: DesiredSet::with_capacity(pods.len()),
+                    desired: DesiredSet::new(
+                        pods.len(),
+                        existing_by_ports
+                            .get(&PortKey::of(Some(ports)))
+                            .map(Vec::as_slice)
+                            .unwrap_or(&[]),
+                    ),
                 }),
                 None => {
                     let ports = self.endpoint_ports(Some(pod));
                     let key = PortKey::of(Some(&ports));
-                    groups.entry(key).or_insert_with(|| Group {
-                        ports,
-                        desired: DesiredSet::with_capacity(0),
-                    })
+                    match groups.entry(key) {
+                        btree_map::Entry::Occupied(group) => group.into_mut(),
+                        btree_map::Entry::Vacant(slot) => {
+                            let existing = existing_by_ports
+                                .get(slot.key())
+                                .map(Vec::as_slice)
+                                .unwrap_or(&[]);
+                            slot.insert(Group {
+                                ports,
+                                desired: DesiredSet::new(0, existing),
+                            })
+                        }
+                    }
                 }
             };
-            let node = self.nodes.get(&pod.node_name);
+            // Pods share few nodes: one map probe per pod instead of a tree walk.
+            let node = *node_memo
+                .entry(pod.node_name.as_str())
+                .or_insert_with(|| self.nodes.get(&pod.node_name));
             if node.is_none() && !self.publish_not_ready {
                 errors.push(PlanError::NodeNotFound {
                     pod: pod.name.clone(),
@@ -247,7 +344,7 @@ impl<'a> Context<'a> {
                 continue;
             }
             let serving = pod.ready;
-            group.desired.insert(DesiredEndpoint {
+            let desired = DesiredEndpoint {
                 pod,
                 addresses,
                 ready: self.publish_not_ready || (serving && !pod.terminating),
@@ -259,7 +356,8 @@ impl<'a> Context<'a> {
                 hostname: pod
                     .should_set_hostname(self.name, self.namespace)
                     .then_some(pod.hostname.as_str()),
-            });
+            };
+            group.desired.insert(desired);
         }
 
         if let Some(group) = shared {
@@ -331,17 +429,18 @@ impl<'a> Context<'a> {
         let mut delete: Vec<&'a EndpointSlice> = Vec::new();
         let mut removed = 0;
 
+        let claims = std::mem::take(&mut desired.claims);
+        let mut position = 0;
         for slice in existing {
             let mut kept: Vec<Entry<'a>> = Vec::with_capacity(slice.endpoints.len());
             let mut changed = false;
-            for endpoint in &slice.endpoints {
-                if let Some(i) = desired.find(endpoint) {
-                    if !desired.endpoints[i].equal_beyond_identity(endpoint) {
-                        changed = true;
-                    }
-                    kept.push(Entry::Desired(i));
-                    desired.take(i);
+            for _ in &slice.endpoints {
+                if let Some(Some((i, equal))) = claims.get(position) {
+                    changed |= !equal;
+                    kept.push(Entry::Desired(*i));
+                    desired.take(*i);
                 }
+                position += 1;
             }
             let (labels, labels_changed) =
                 slice::slice_labels(slice.metadata.labels.as_ref(), self.service);
@@ -609,11 +708,11 @@ fn same_content(old: &EndpointSlice, new: &EndpointSlice) -> bool {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
-    let sorted = |s: &EndpointSlice| -> Vec<Endpoint> {
-        let mut endpoints = s.endpoints.clone();
+    fn sorted(s: &EndpointSlice) -> Vec<&Endpoint> {
+        let mut endpoints: Vec<&Endpoint> = s.endpoints.iter().collect();
         endpoints.sort_by(|a, b| IdentityKey::of_endpoint(a).cmp(&IdentityKey::of_endpoint(b)));
         endpoints
-    };
+    }
     old.address_type == new.address_type
         && PortKey::of(old.ports.as_deref()) == PortKey::of(new.ports.as_deref())
         && old.metadata.labels.clone().unwrap_or_default()
