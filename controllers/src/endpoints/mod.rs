@@ -279,9 +279,10 @@ fn plan_write(
         if compare_labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(CONTROLLER_NAME) {
             compare_labels.remove(MANAGED_BY_LABEL);
         }
-        if subsets_equal_ignoring_resource_version(current.subsets.as_deref(), Some(&subsets))
+        // Cheapest test first: over capacity, the subsets need not be compared at all.
+        if capacity_annotation_correct(&current)
             && labels_equal(Some(&compare_labels), service.metadata.labels.as_ref())
-            && capacity_annotation_correct(&current)
+            && subsets_equal_ignoring_resource_version(current.subsets.as_deref(), Some(&subsets))
         {
             return EndpointsPlan::NoOp;
         }

@@ -6,20 +6,21 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, ObjectReference};
 
 /// A port as a map key: name, number, protocol, appProtocol (empty strings read as unset).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct PortKey {
-    name: Option<String>,
+/// Borrowed, so grouping thousands of single-port subsets clones nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct PortKey<'a> {
+    name: Option<&'a str>,
     port: i32,
-    protocol: Option<String>,
-    app_protocol: Option<String>,
+    protocol: Option<&'a str>,
+    app_protocol: Option<&'a str>,
 }
 
-fn non_empty(value: &Option<String>) -> Option<String> {
-    value.as_ref().filter(|v| !v.is_empty()).cloned()
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
-impl PortKey {
-    fn of(port: &EndpointPort) -> Self {
+impl<'a> PortKey<'a> {
+    fn of(port: &'a EndpointPort) -> Self {
         PortKey {
             name: non_empty(&port.name),
             port: port.port,
@@ -28,38 +29,38 @@ impl PortKey {
         }
     }
 
-    fn to_port(&self) -> EndpointPort {
+    fn to_port(self) -> EndpointPort {
         EndpointPort {
-            name: self.name.clone(),
+            name: self.name.map(str::to_owned),
             port: self.port,
-            protocol: self.protocol.clone(),
-            app_protocol: self.app_protocol.clone(),
+            protocol: self.protocol.map(str::to_owned),
+            app_protocol: self.app_protocol.map(str::to_owned),
         }
     }
 }
 
 /// Address identity in a repack: IP plus targetRef UID (not name), as upstream's `addressKey`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct AddressKey {
-    ip: String,
-    uid: String,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct AddressKey<'a> {
+    ip: &'a str,
+    uid: &'a str,
 }
 
-impl AddressKey {
-    fn of(address: &EndpointAddress) -> Self {
+impl<'a> AddressKey<'a> {
+    fn of(address: &'a EndpointAddress) -> Self {
         AddressKey {
-            ip: address.ip.clone(),
+            ip: &address.ip,
             uid: address
                 .target_ref
                 .as_ref()
-                .and_then(|r| r.uid.clone())
+                .and_then(|r| r.uid.as_deref())
                 .unwrap_or_default(),
         }
     }
 }
 
 /// `None` is the sentinel for a subset without ports, so headless port-less subsets survive.
-type PortSlot = Option<PortKey>;
+type PortSlot<'a> = Option<PortKey<'a>>;
 
 /// Rebuilds subsets into canonical form: addresses deduplicated by (IP, UID) with not-ready
 /// winning over ready, ports grouped by identical address sets, everything sorted.
@@ -87,8 +88,8 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
         for slot in slots {
             for &(address, is_ready) in &addresses {
                 let key = AddressKey::of(address);
-                all_addresses.entry(key.clone()).or_insert(address);
-                let set = by_port.entry(slot.clone()).or_default();
+                all_addresses.entry(key).or_insert(address);
+                let set = by_port.entry(slot).or_default();
                 set.entry(key)
                     .and_modify(|was_ready| *was_ready = *was_ready && is_ready)
                     .or_insert(is_ready);
@@ -122,7 +123,7 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
                     }
                 }
             }
-            let ports: Vec<EndpointPort> = slots.iter().flatten().map(PortKey::to_port).collect();
+            let ports: Vec<EndpointPort> = slots.iter().flatten().map(|p| p.to_port()).collect();
             let subset = EndpointSubset {
                 addresses: (!ready.is_empty()).then_some(ready),
                 not_ready_addresses: (!not_ready.is_empty()).then_some(not_ready),
@@ -136,16 +137,16 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
 }
 
 /// An address reduced to what matters for equality: resourceVersion dropped, empty strings
-/// read as unset.
+/// read as unset. Borrowed from the subsets being compared.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct ComparableAddress {
-    ip: String,
-    hostname: Option<String>,
-    node_name: Option<String>,
-    target_ref: Option<[Option<String>; 6]>,
+struct ComparableAddress<'a> {
+    ip: &'a str,
+    hostname: Option<&'a str>,
+    node_name: Option<&'a str>,
+    target_ref: Option<[Option<&'a str>; 6]>,
 }
 
-fn comparable_ref(r: &ObjectReference) -> [Option<String>; 6] {
+fn comparable_ref(r: &ObjectReference) -> [Option<&str>; 6] {
     [
         non_empty(&r.api_version),
         non_empty(&r.field_path),
@@ -156,30 +157,34 @@ fn comparable_ref(r: &ObjectReference) -> [Option<String>; 6] {
     ]
 }
 
-fn comparable_addresses(addresses: &Option<Vec<EndpointAddress>>) -> Vec<ComparableAddress> {
-    let mut out: Vec<ComparableAddress> = addresses
+fn comparable_addresses(addresses: &Option<Vec<EndpointAddress>>) -> Vec<ComparableAddress<'_>> {
+    let mut out: Vec<ComparableAddress<'_>> = addresses
         .iter()
         .flatten()
         .map(|a| ComparableAddress {
-            ip: a.ip.clone(),
+            ip: &a.ip,
             hostname: non_empty(&a.hostname),
-            node_name: a.node_name.clone(),
+            node_name: a.node_name.as_deref(),
             target_ref: a.target_ref.as_ref().map(comparable_ref),
         })
         .collect();
-    out.sort();
+    out.sort_unstable();
     out
 }
 
-type ComparableSubset = (Vec<PortKey>, Vec<ComparableAddress>, Vec<ComparableAddress>);
+type ComparableSubset<'a> = (
+    Vec<PortKey<'a>>,
+    Vec<ComparableAddress<'a>>,
+    Vec<ComparableAddress<'a>>,
+);
 
-fn comparable_subsets(subsets: Option<&[EndpointSubset]>) -> Vec<ComparableSubset> {
-    let mut out: Vec<ComparableSubset> = subsets
+fn comparable_subsets(subsets: Option<&[EndpointSubset]>) -> Vec<ComparableSubset<'_>> {
+    let mut out: Vec<ComparableSubset<'_>> = subsets
         .unwrap_or_default()
         .iter()
         .map(|s| {
-            let mut ports: Vec<PortKey> = s.ports.iter().flatten().map(PortKey::of).collect();
-            ports.sort();
+            let mut ports: Vec<PortKey<'_>> = s.ports.iter().flatten().map(PortKey::of).collect();
+            ports.sort_unstable();
             (
                 ports,
                 comparable_addresses(&s.addresses),
@@ -187,7 +192,7 @@ fn comparable_subsets(subsets: Option<&[EndpointSubset]>) -> Vec<ComparableSubse
             )
         })
         .collect();
-    out.sort();
+    out.sort_unstable();
     out
 }
 
