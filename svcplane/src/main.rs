@@ -2,12 +2,18 @@
 //! `svcplane`: the Kubernetes Service control plane, in Rust.
 
 mod component;
+mod control_plane;
+mod controller_manager;
+mod flags;
+mod health;
 mod logging;
+mod offline;
 mod up;
+mod webhook_server;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 
 /// The Kubernetes Service control plane, in Rust.
 #[derive(Debug, Parser)]
@@ -22,15 +28,50 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a local playground: an in-memory Kubernetes API server with simulated nodes.
+    /// Run a local playground: an in-memory Kubernetes API server with simulated nodes, the
+    /// webhook and every controller.
     Up(up::UpArgs),
+    /// Run the controllers against a cluster (a kube-controller-manager sidecar).
+    ControllerManager(Box<controller_manager::ControllerManagerArgs>),
+    /// Run the HTTPS admission webhook.
+    Webhook(webhook_server::WebhookArgs),
+    /// Check Service manifests offline as the apiserver would (exit 1 invalid, 2 unreadable).
+    Validate(offline::ValidateArgs),
+    /// Print the EndpointSlices and Endpoints the controllers would write for the given files.
+    Slices(offline::SlicesArgs),
+    /// Print the CustomResourceDefinitions svcplane uses, generated from its Rust types.
+    Crds,
+}
+
+fn parse() -> Result<Args, ExitCode> {
+    let raw: Vec<String> = std::env::args().collect();
+    let spliced = match controller_manager::splice_config_file(raw) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("svcplane: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let matches = <Args as clap::CommandFactory>::command()
+        .try_get_matches_from(spliced)
+        .unwrap_or_else(|e| e.exit());
+    Args::from_arg_matches(&matches).map_err(|e| e.exit())
 }
 
 fn main() -> ExitCode {
     let Args {
         log_format,
         command,
-    } = Args::parse();
+    } = match parse() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let service = match command {
+        Command::Validate(args) => return offline::validate(args),
+        Command::Slices(args) => return offline::slices(args),
+        Command::Crds => return offline::crds(),
+        service => service,
+    };
     logging::init(log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -39,15 +80,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match command {
+    let result = match service {
         Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::ControllerManager(args) => runtime.block_on(controller_manager::run(*args)),
+        Command::Webhook(args) => runtime.block_on(webhook_server::run(args)),
+        Command::Validate(_) | Command::Slices(_) | Command::Crds => Ok(()),
     };
+    // Let in-flight tasks end without blocking exit on a stuck watch.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("svcplane: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<controller_manager::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,15 +1,20 @@
-//! `svcplane up`: the playground. An in-memory API server on `--listen`, simulated nodes, and
-//! (as later components) svcplane's controllers and webhook, until Ctrl-C or SIGTERM.
+//! `svcplane up`: the playground. An in-memory API server on `--listen`, simulated nodes, the
+//! allocator registry, the admission webhook and every controller, until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use allocator::registry::AllocationMode;
+use allocator::{PortRange, ServiceClusterIpRanges};
 use anyhow::Context;
+use controllers::allocation_repair::{RepairConfig, RepairMetrics};
+use controllers::kubernetes_service_controller::KubernetesServiceConfig;
 use testenv::nodesim::{NodeSimConfig, NodeSimulator};
 use testenv::{TestEnv, TestEnvOptions};
 
 use crate::component::{Component, Running, shutdown_channel};
+use crate::control_plane;
 
 /// How long components get to stop before the process exits anyway.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,15 +37,51 @@ pub struct UpArgs {
     /// Keep the cluster's state in this directory so a restart loses nothing; in memory if unset.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// ClusterIP range(s): one CIDR, or two of different families for dual stack.
+    #[arg(long, default_value = "10.96.0.0/12", value_parser = crate::flags::parse_cluster_ip_ranges)]
+    service_cluster_ip_range: ServiceClusterIpRanges,
+    /// NodePort range.
+    #[arg(long, default_value = "30000-32767", value_parser = crate::flags::parse_node_port_range)]
+    service_node_port_range: PortRange,
 }
 
-/// The components `up` runs, in start order.
-fn components(args: &UpArgs) -> Vec<Component> {
+/// The components `up` runs, in start order; `api` is the embedded API server's address.
+fn components(args: &UpArgs, api: SocketAddr) -> Vec<Component> {
     let mut nodes = NodeSimConfig::with_node_count(usize::from(args.nodes));
     if args.dual_stack {
         nodes = nodes.dual_stack();
     }
-    vec![node_simulator(nodes)]
+    let ranges = args.service_cluster_ip_range.clone();
+    let ports = args.service_node_port_range;
+    let registry = control_plane::SharedRegistry::default();
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(
+        prometheus_client::registry::Registry::default(),
+    ));
+    let webhook_bind = SocketAddr::new(api.ip(), 0);
+    let kubernetes = KubernetesServiceConfig {
+        service_cluster_ip_ranges: ranges.all().into_iter().map(|c| c.net()).collect(),
+        advertise_addresses: vec![api.ip()],
+        secure_port: i32::from(api.port()),
+        ..KubernetesServiceConfig::default()
+    };
+    vec![
+        node_simulator(nodes),
+        control_plane::allocator_registry(
+            control_plane::registry_config(ranges.clone(), ports, AllocationMode::Authoritative),
+            registry.clone(),
+        ),
+        // Before the webhook: the apiserver lists its loopback address, which the webhook's
+        // endpoint validation (like kube-apiserver's) refuses from anyone else.
+        control_plane::kubernetes_service(kubernetes, true),
+        control_plane::embedded_webhook(webhook_bind, ranges.clone(), ports, registry),
+        control_plane::endpointslice(Default::default(), metrics),
+        control_plane::endpoints(Default::default()),
+        control_plane::mirroring(Default::default()),
+        control_plane::allocation_repair(
+            RepairConfig::new(ranges, ports),
+            RepairMetrics::default(),
+        ),
+    ]
 }
 
 fn node_simulator(config: NodeSimConfig) -> Component {
@@ -69,7 +110,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let (trigger, shutdown) = shutdown_channel();
     let mut running: Vec<(&'static str, Running)> = Vec::new();
-    for component in components(&args) {
+    for component in components(&args, env.addr()) {
         let name = component.name;
         match component.start(client.clone(), shutdown.clone()).await {
             Ok(task) => {
@@ -122,7 +163,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves with the first component task that ends; never, if there are none.
-async fn first_to_exit(
+pub(crate) async fn first_to_exit(
     running: &mut [(&'static str, Running)],
 ) -> (
     &'static str,
@@ -136,7 +177,7 @@ async fn first_to_exit(
     (running[index].0, result)
 }
 
-async fn stop_all(running: Vec<(&'static str, Running)>) {
+pub(crate) async fn stop_all(running: Vec<(&'static str, Running)>) {
     for (name, task) in running.into_iter().rev() {
         if task.is_finished() {
             continue;
@@ -153,7 +194,7 @@ async fn stop_all(running: Vec<(&'static str, Running)>) {
 }
 
 #[cfg(unix)]
-async fn termination_signal() -> anyhow::Result<&'static str> {
+pub(crate) async fn termination_signal() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     tokio::select! {
@@ -163,7 +204,7 @@ async fn termination_signal() -> anyhow::Result<&'static str> {
 }
 
 #[cfg(not(unix))]
-async fn termination_signal() -> anyhow::Result<&'static str> {
+pub(crate) async fn termination_signal() -> anyhow::Result<&'static str> {
     tokio::signal::ctrl_c()
         .await
         .map(|()| "Ctrl-C")

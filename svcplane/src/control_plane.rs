@@ -1,0 +1,256 @@
+//! svcplane's parts as [`Component`]s: the allocator registry, the admission webhook and each
+//! controller. `svcplane up` lists them one by one; each start returns once the part is ready
+//! (caches synced, server listening, configurations installed).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use allocator::registry::{AllocationMode, RegistryConfig, ServiceRegistry};
+use allocator::{PortRange, ServiceClusterIpRanges};
+use controllers::allocation_repair::{AllocationRepair, RepairConfig, RepairMetrics};
+use controllers::endpoints_controller::{EndpointsController, EndpointsControllerConfig};
+use controllers::endpointslice_controller::{
+    EndpointSliceController, EndpointSliceControllerConfig,
+};
+use controllers::kubernetes_service_controller::{
+    self as kubernetes_service, KubernetesServiceConfig,
+};
+use controllers::mirroring_controller::{MirroringController, MirroringControllerConfig};
+use controllers::runtime::CacheSyncSignal;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use kube::Api;
+use kube::api::PostParams;
+use prometheus_client::registry::Registry;
+use webhook::server::embedded::generate_certificates;
+use webhook::server::install::uninstall_configurations;
+use webhook::server::{
+    AdmissionPolicy, CertificateSource, ServiceClusterIpIndex, WebhookConfig, WebhookServer,
+    WebhookTarget, install_configurations,
+};
+
+use crate::component::{Component, Shutdown};
+
+/// How long a controller may take to sync its caches before its start counts as failed.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until `signal` is set; fails after [`SYNC_TIMEOUT`] or when the task ended first.
+pub async fn wait_for_sync(
+    name: &str,
+    signal: &CacheSyncSignal,
+    task: &tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+    while !signal.is_synced() {
+        if task.is_finished() {
+            anyhow::bail!("{name} stopped before its caches synced");
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{name}: caches not synced after {SYNC_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// The allocator registry of record, handed from its component to the webhook's.
+pub type SharedRegistry = Arc<OnceLock<ServiceRegistry>>;
+
+/// Starts the authoritative (or audit) allocator registry and publishes it in `slot`.
+pub fn allocator_registry(config: RegistryConfig, slot: SharedRegistry) -> Component {
+    Component::new("allocator-registry", move |client, shutdown| async move {
+        let registry = ServiceRegistry::start(client, config).await?;
+        if slot.set(registry).is_err() {
+            anyhow::bail!("the allocator registry was started twice");
+        }
+        Ok(tokio::spawn(async move {
+            shutdown.wait().await;
+            Ok(())
+        }))
+    })
+}
+
+/// The admission webhook on loopback: a fresh CA and serving certificate, the registry of
+/// `slot` as allocator, and both webhook configurations installed with the CA bundle.
+pub fn embedded_webhook(
+    bind: SocketAddr,
+    ranges: ServiceClusterIpRanges,
+    node_ports: PortRange,
+    slot: SharedRegistry,
+) -> Component {
+    Component::new("webhook", move |client, shutdown| async move {
+        let registry = slot
+            .get()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the webhook needs the allocator registry first"))?;
+        let (ca, cert, key) =
+            generate_certificates(&[bind.ip().to_string(), "localhost".to_string()])?;
+        let policy = AdmissionPolicy {
+            ranges: crate::flags::validation_ranges(&ranges, node_ports),
+            ..AdmissionPolicy::default()
+        };
+        let mut config = WebhookConfig::new(bind, CertificateSource::Pem { cert, key }, policy);
+        config.allocator = Some(Arc::new(registry));
+        config.services = Some(Arc::new(ServiceClusterIpIndex::start(client.clone())));
+        let handle = WebhookServer::start(config).await?;
+        let target = WebhookTarget::Url(format!("https://{}", handle.addr()));
+        install_configurations(client.clone(), ca.as_bytes(), &target).await?;
+        tracing::info!(url = %handle.url(""), "webhook configurations installed");
+        readmit_kubernetes_service(&client).await?;
+        Ok(tokio::spawn(async move {
+            shutdown.wait().await;
+            // A restart from a data dir must not find configurations pointing at a dead port.
+            if let Err(e) = uninstall_configurations(client).await {
+                tracing::warn!(error = %e, "cannot remove the webhook configurations");
+            }
+            handle.shutdown().await;
+            Ok(())
+        }))
+    })
+}
+
+/// Sends the `kubernetes` Service, created before the webhook was installed, through admission
+/// once, so the mutating webhook defaults `clusterIPs` and `ipFamilies` as kube-apiserver does.
+async fn readmit_kubernetes_service(client: &kube::Client) -> anyhow::Result<()> {
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    if let Some(service) = services.get_opt("kubernetes").await?
+        && service
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.cluster_ips.is_none())
+    {
+        services
+            .replace("kubernetes", &PostParams::default(), &service)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The `kubernetes` Service maintainer. With `wait_until_listed`, its start returns only once
+/// the `kubernetes` Endpoints list the first advertise address, so that this first write,
+/// like kube-apiserver's own bootstrap, happens before admission webhooks are installed.
+pub fn kubernetes_service(config: KubernetesServiceConfig, wait_until_listed: bool) -> Component {
+    Component::new("kubernetes-service", move |client, shutdown| async move {
+        let listed = config.advertise_addresses.first().map(ToString::to_string);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task_client = client.clone();
+        let task = tokio::spawn(async move {
+            let run = kubernetes_service::run(task_client, config, stop_rx);
+            tokio::pin!(run);
+            tokio::select! {
+                result = &mut run => return result.map_err(Into::into),
+                () = shutdown.wait() => {}
+            }
+            let _ = stop.send(true);
+            run.await.map_err(Into::into)
+        });
+        if let (true, Some(ip)) = (wait_until_listed, listed) {
+            let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+            let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+            loop {
+                let current = endpoints.get_opt("kubernetes").await?;
+                let addresses = current
+                    .iter()
+                    .flat_map(|e| e.subsets.iter().flatten())
+                    .flat_map(|s| s.addresses.iter().flatten());
+                if addresses.into_iter().any(|a| a.ip == ip) {
+                    break;
+                }
+                if task.is_finished() || tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!("the kubernetes Endpoints do not list {ip}");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(task)
+    })
+}
+
+/// Spawns a controller's run future and waits for its caches.
+async fn start_synced<F>(
+    name: &'static str,
+    signal: CacheSyncSignal,
+    run: F,
+) -> anyhow::Result<crate::component::Running>
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let task = tokio::spawn(run);
+    wait_for_sync(name, &signal, &task).await?;
+    Ok(task)
+}
+
+/// The EndpointSlice controller; its metrics go to `registry`.
+pub fn endpointslice(
+    config: EndpointSliceControllerConfig,
+    registry: Arc<std::sync::Mutex<Registry>>,
+) -> Component {
+    Component::new("endpointslice", move |client, shutdown| async move {
+        let signal = config.caches_synced.clone();
+        let controller = {
+            let mut registry = registry.lock().unwrap_or_else(|e| e.into_inner());
+            EndpointSliceController::new(client, config, &mut registry)?
+        };
+        start_synced("endpointslice", signal, async move {
+            controller.run(shutdown.wait()).await;
+            Ok(())
+        })
+        .await
+    })
+}
+
+/// The Endpoints controller.
+pub fn endpoints(config: EndpointsControllerConfig) -> Component {
+    Component::new("endpoint", move |client, shutdown: Shutdown| async move {
+        let signal = config.caches_synced.clone();
+        let controller = EndpointsController::new(client, config);
+        start_synced("endpoint", signal, async move {
+            controller.run(shutdown.wait()).await;
+            Ok(())
+        })
+        .await
+    })
+}
+
+/// The EndpointSlice-mirroring controller.
+pub fn mirroring(config: MirroringControllerConfig) -> Component {
+    Component::new(
+        "endpointslicemirroring",
+        move |client, shutdown| async move {
+            let signal = config.caches_synced.clone();
+            let controller = MirroringController::new(client, config);
+            start_synced("endpointslicemirroring", signal, async move {
+                controller.run(shutdown.wait()).await;
+                Ok(())
+            })
+            .await
+        },
+    )
+}
+
+/// The allocation release-and-repair controller.
+pub fn allocation_repair(config: RepairConfig, metrics: RepairMetrics) -> Component {
+    Component::new("allocation-repair", move |client, shutdown| async move {
+        let signal = config.caches_synced.clone();
+        let repair = AllocationRepair::new(client, config, metrics);
+        start_synced("allocation-repair", signal, async move {
+            tokio::select! {
+                result = repair.run() => result.map_err(Into::into),
+                () = shutdown.wait() => Ok(()),
+            }
+        })
+        .await
+    })
+}
+
+/// A registry config for `mode` over the ranges.
+pub fn registry_config(
+    ranges: ServiceClusterIpRanges,
+    node_ports: PortRange,
+    mode: AllocationMode,
+) -> RegistryConfig {
+    RegistryConfig {
+        mode,
+        ..RegistryConfig::new(ranges, node_ports)
+    }
+}
