@@ -413,26 +413,33 @@ async fn a_restarted_simulator_keeps_pod_ips_and_releases_them_when_pods_go() {
     sim.stop().await;
 }
 
-/// Measures pods/s from create to Ready for 1,000 pods; run with `--ignored --nocapture`.
+/// Measures pods/s from create to Ready for 1,000 pods (`NODESIM_PODS` to change); run with
+/// `--ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement"]
 async fn measure_throughput_to_ready() {
-    let env = env_with(NodeSimConfig::with_node_count(10)).await;
+    let n: usize = std::env::var("NODESIM_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let env = env_with(NodeSimConfig::with_node_count(n / 100 + 1)).await;
     let api: Api<Pod> = Api::default_namespaced(env.client());
-    let n = 1000;
     let start = Instant::now();
-    futures::future::join_all((0..n).map(|i| {
-        let api = api.clone();
-        async move {
-            api.create(
-                &PostParams::default(),
-                &pod(&format!("load-{i}"), json!({}), None),
-            )
-            .await
-            .unwrap();
-        }
-    }))
-    .await;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(
+                    &PostParams::default(),
+                    &pod(&format!("load-{i}"), json!({}), None),
+                )
+                .await
+                .unwrap();
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
     let created = start.elapsed();
     // Count Ready pods from a watch: polling lists would load the server being measured.
     let mut ready = BTreeSet::new();

@@ -358,3 +358,43 @@ fn measure_append_latency() {
         samples[samples.len() - 1]
     );
 }
+
+#[tokio::test]
+async fn the_background_task_compacts_once_the_log_outgrows_its_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = PersistOptions {
+        compact_after_bytes: 4096,
+        check_interval: Duration::from_millis(10),
+    };
+    let (store, p, _) = persist::open(dir.path(), 1000, options).unwrap();
+    let p = std::sync::Arc::new(p);
+    let first_segment = p.current_segment();
+    put(&store, "small", "x");
+    assert!(!p.wants_compaction());
+    let task = tokio::spawn(p.clone().run_compaction(store.clone()));
+    for i in 0..40 {
+        put(&store, &format!("cm-{i}"), &"y".repeat(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while first_segment.exists() {
+        assert!(Instant::now() < deadline, "no compaction happened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let before = contents(&store);
+    drop((store, p));
+    // A compaction already running on the blocking pool finishes and then lets go of the directory.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (store, _p, report) = loop {
+        match persist::open(dir.path(), 1000, PersistOptions::default()) {
+            Err(PersistError::Locked(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert!(report.snapshot.is_some());
+    assert_eq!(report.snapshot_objects + report.log_records, 41);
+    assert_eq!(contents(&store), before);
+}
