@@ -5,9 +5,11 @@ mod component;
 mod control_plane;
 mod controller_manager;
 mod flags;
+mod gated_client;
 mod health;
 mod logging;
 mod offline;
+mod signals;
 mod up;
 mod webhook_server;
 

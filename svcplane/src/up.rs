@@ -98,6 +98,7 @@ fn node_simulator(config: NodeSimConfig) -> Component {
 /// Runs the playground until a termination signal.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let termination = crate::signals::termination()?;
     let env = TestEnv::start_with(TestEnvOptions {
         listen: args.listen,
         system_namespaces: true,
@@ -143,8 +144,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     let outcome = tokio::select! {
-        signal = termination_signal() => {
-            tracing::info!(signal = signal?, "shutting down");
+        signal = termination => {
+            tracing::info!(signal, "shutting down");
             Ok(())
         }
         (name, result) = first_to_exit(&mut running) => {
@@ -191,24 +192,6 @@ pub(crate) async fn stop_all(running: Vec<(&'static str, Running)>) {
             Err(_) => tracing::warn!(component = name, "did not stop in time"),
         }
     }
-}
-
-#[cfg(unix)]
-pub(crate) async fn termination_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").context("cannot listen for Ctrl-C"),
-        _ = term.recv() => Ok("SIGTERM"),
-    }
-}
-
-#[cfg(not(unix))]
-pub(crate) async fn termination_signal() -> anyhow::Result<&'static str> {
-    tokio::signal::ctrl_c()
-        .await
-        .map(|()| "Ctrl-C")
-        .context("cannot listen for Ctrl-C")
 }
 
 /// Writes `contents` so readers see the old file or the whole new one, never a partial one.

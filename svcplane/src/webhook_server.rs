@@ -43,6 +43,7 @@ pub struct WebhookArgs {
 
 /// Runs the admission server until a termination signal.
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
+    let termination = crate::signals::termination()?;
     let client = crate::controller_manager::client(
         args.kubeconfig.as_ref(),
         concat!("svcplane-webhook/", env!("CARGO_PKG_VERSION")),
@@ -74,7 +75,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     config.services = Some(Arc::new(ServiceClusterIpIndex::start(client)));
     let handle = WebhookServer::start(config).await?;
     tracing::info!(address = %handle.addr(), mode = ?args.allocation_mode, "webhook serving");
-    let signal = crate::up::termination_signal().await?;
+    let signal = termination.await;
     tracing::info!(signal, "shutting down");
     handle.shutdown().await;
     tracing::info!("stopped");

@@ -22,6 +22,8 @@ use controllers::leader_election::{Claim, LeaderElector, LeaseParams, WriteGate}
 use controllers::mirroring_controller::MirroringControllerConfig;
 use controllers::runtime::CacheSyncSignal;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use self::flags::ControllerManagerArgs;
@@ -29,7 +31,7 @@ use self::selection::{ControllerName, enabled_controllers};
 use crate::component::{Component, Running, shutdown_channel};
 use crate::control_plane;
 use crate::health::{self, HealthState};
-use crate::up::{first_to_exit, stop_all, termination_signal};
+use crate::up::{first_to_exit, stop_all};
 
 /// A configuration mistake: the process exits with status 2, as for a bad flag.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,16 @@ pub async fn client(
     kubeconfig: Option<&PathBuf>,
     user_agent: &str,
 ) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(
+        kube_config(kubeconfig, user_agent).await?,
+    )?)
+}
+
+/// The config from `--kubeconfig` (or the inferred one), sending `user_agent`.
+async fn kube_config(
+    kubeconfig: Option<&PathBuf>,
+    user_agent: &str,
+) -> anyhow::Result<kube::Config> {
     let mut config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path)
@@ -140,11 +152,12 @@ pub async fn client(
         http::header::USER_AGENT,
         http::HeaderValue::from_str(user_agent).context("user agent")?,
     ));
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 /// Runs until SIGTERM/SIGINT (exit 0) or until leadership, once held, is lost (error).
 pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
+    let termination = crate::signals::termination()?;
     let enabled = enabled_controllers(&args.controllers).map_err(UsageError)?;
     leader_election_checks(&args)?;
     let max_endpoints_per_slice = MaxEndpointsPerSlice::new(args.max_endpoints_per_slice)
@@ -167,7 +180,9 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
         "{USER_AGENT_PREFIX}/{} ({identity})",
         env!("CARGO_PKG_VERSION")
     );
-    let client = client(args.kubeconfig.as_ref(), &agent).await?;
+    let config = kube_config(args.kubeconfig.as_ref(), &agent).await?;
+    // The elector writes the Lease whatever the claim; everything else goes through the gate.
+    let client = kube::Client::try_from(config.clone())?;
     let elector = args.leader_elect.then(|| {
         LeaderElector::spawn(
             client.clone(),
@@ -186,6 +201,7 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let gate = elector
         .as_ref()
         .map_or_else(WriteGate::always, |e| e.gate());
+    let client = crate::gated_client::gated_client(config, gate.clone())?;
     tracing::info!(%identity, controllers = ?enabled.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         leader_elect = args.leader_elect, "starting");
 
@@ -246,12 +262,13 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
     tracing::info!("all controllers synced");
 
     let mut claims = elector.as_ref().map(|e| e.claims());
+    let master_status = leader_status_gauge(&metrics, &args.leader_elect_resource_name);
     let outcome = tokio::select! {
-        signal = termination_signal() => {
-            tracing::info!(signal = signal?, "shutting down");
+        signal = termination => {
+            tracing::info!(signal, "shutting down");
             Ok(())
         }
-        () = leadership_lost(claims.as_mut()) => {
+        () = leadership_lost(claims.as_mut(), &master_status) => {
             Err(anyhow::anyhow!("leaderelection lost"))
         }
         (name, result) = first_to_exit(&mut running) => {
@@ -275,8 +292,12 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
 
 /// Resolves when a claim this replica held is replaced by another holder or by nobody, as
 /// kube-controller-manager exits on `OnStoppedLeading`; never without leader election.
-async fn leadership_lost(claims: Option<&mut tokio::sync::watch::Receiver<Claim>>) {
+async fn leadership_lost(
+    claims: Option<&mut tokio::sync::watch::Receiver<Claim>>,
+    master_status: &Gauge,
+) {
     let Some(claims) = claims else {
+        master_status.set(1);
         return std::future::pending().await;
     };
     let mut held = false;
@@ -285,6 +306,7 @@ async fn leadership_lost(claims: Option<&mut tokio::sync::watch::Receiver<Claim>
             Claim::Held { .. } => {
                 if !held {
                     tracing::info!("became leader");
+                    master_status.set(1);
                 }
                 held = true;
             }
@@ -302,6 +324,22 @@ async fn leadership_lost(claims: Option<&mut tokio::sync::watch::Receiver<Claim>
             return std::future::pending().await;
         }
     }
+}
+
+/// client-go's `leader_election_master_status{name}`: 1 while this replica leads.
+fn leader_status_gauge(metrics: &Arc<Mutex<Registry>>, lease: &str) -> Gauge {
+    let family = Family::<Vec<(String, String)>, Gauge>::default();
+    metrics
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .register(
+            "leader_election_master_status",
+            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease.",
+            family.clone(),
+        );
+    family
+        .get_or_create(&vec![("name".to_string(), lease.to_string())])
+        .clone()
 }
 
 #[allow(clippy::too_many_arguments)]
