@@ -11,6 +11,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "cargo-fuzz is not installed (cargo install cargo-fuzz); run: cargo test -p webhook --test server_never_panics" >&2
   exit 3
 fi
-mkdir -p corpus/admission_review artifacts/admission_review
-RUSTC_BOOTSTRAP=1 cargo fuzz run admission_review corpus/admission_review -- \
+# New inputs go to the ignored work corpus; the committed seeds stay as they are.
+mkdir -p work-corpus/admission_review artifacts/admission_review
+RUSTC_BOOTSTRAP=1 cargo fuzz run admission_review work-corpus/admission_review corpus/admission_review -- \
   -max_total_time="$seconds" -max_len=65536 -timeout=10
