@@ -953,6 +953,10 @@ impl ApiServer {
                 dry_run: req.dry_run(),
                 user_agent: req.user_agent.clone(),
             };
+            // Mutating webhooks see DELETE too (with the old object), as upstream calls them.
+            self.admission
+                .mutate(self, &attrs, Value::Null, Some(&obj))
+                .await?;
             self.admission
                 .validate(self, &attrs, &Value::Null, Some(&obj))
                 .await?;
