@@ -259,10 +259,12 @@ async fn wait_for_holder(env: &TestEnv, not: Option<&str>, within: Duration) -> 
 fn writers(ops: &[testenv::Operation]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for op in ops {
-        if op.is_write() && op.resource != "leases" && op.code < 300 {
-            if let Some(identity) = identity_of(&op.user_agent) {
-                *out.entry(identity).or_default() += 1;
-            }
+        if op.is_write()
+            && op.resource != "leases"
+            && op.code < 300
+            && let Some(identity) = identity_of(&op.user_agent)
+        {
+            *out.entry(identity).or_default() += 1;
         }
     }
     out
