@@ -2187,3 +2187,41 @@ mod properties {
         }
     }
 }
+
+/// An empty placeholder left from a Service that had no endpoints is reused or removed once
+/// endpoints appear: it never lingers beside the filled slices.
+#[test]
+fn placeholder_does_not_linger_once_endpoints_exist() {
+    for headless_without_ports in [false, true] {
+        let mut svc = svc_foo();
+        if headless_without_ports {
+            let spec = svc.spec.as_mut().unwrap();
+            spec.cluster_ip = Some("None".into());
+            spec.ports = None;
+        }
+        let placeholder = plan(&svc, &[], &node1(), &[], &options(2)).create;
+        assert_eq!(placeholder.len(), 1);
+        let mut existing = placeholder;
+        existing[0].metadata.name = Some("foo-placeholder".into());
+        let p = plan(&svc, &pods(5, |_| true), &node1(), &existing, &options(2));
+        let mut after: Vec<usize> = p
+            .create
+            .iter()
+            .chain(p.update.iter())
+            .map(|s| s.endpoints.len())
+            .collect();
+        let placeholder_kept = !p
+            .delete
+            .iter()
+            .any(|d| d.metadata.name.as_deref() == Some("foo-placeholder"))
+            && !p
+                .update
+                .iter()
+                .any(|u| u.metadata.name.as_deref() == Some("foo-placeholder"));
+        if placeholder_kept {
+            after.push(0);
+        }
+        after.sort_unstable();
+        assert_eq!(after, [1, 2, 2], "headless={headless_without_ports}: {p:?}");
+    }
+}
