@@ -29,7 +29,9 @@ pub fn pod_from_info(info: &PodInfo) -> Pod {
             name: non_empty(&info.name),
             uid: non_empty(&info.uid),
             labels: (!info.labels.is_empty()).then(|| info.labels.clone()),
-            deletion_timestamp: info.terminating.then_some(Time(jiff::Timestamp::UNIX_EPOCH)),
+            deletion_timestamp: info
+                .terminating
+                .then_some(Time(jiff::Timestamp::UNIX_EPOCH)),
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
