@@ -8,7 +8,8 @@ use crate::router::Route;
 use crate::server::{ApiServer, Body, bytes_response, error_response, json_response};
 use crate::status::ApiError;
 
-const VERBS: &[&str] = &[
+/// The verbs every served resource supports, as discovery lists them.
+pub(crate) const VERBS: &[&str] = &[
     "create",
     "delete",
     "deletecollection",

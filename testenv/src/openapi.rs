@@ -712,17 +712,6 @@ pub fn aggregated_discovery_version(accept: &str) -> Option<&'static str> {
     None
 }
 
-const DISCOVERY_VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// One `APIResourceDiscovery` entry.
 fn resource_discovery(rt: &ResourceType) -> Value {
     let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
@@ -731,7 +720,7 @@ fn resource_discovery(rt: &ResourceType) -> Value {
         "responseKind": kind,
         "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": rt.singular,
-        "verbs": DISCOVERY_VERBS,
+        "verbs": crate::discovery::VERBS,
     });
     if !rt.short_names.is_empty() {
         r["shortNames"] = json!(rt.short_names);
@@ -874,7 +863,7 @@ mod tests {
         assert_eq!(
             svc,
             json!({"resource": "services", "responseKind": {"group": "", "version": "v1", "kind": "Service"},
-                "scope": "Namespaced", "singularResource": "service", "verbs": DISCOVERY_VERBS,
+                "scope": "Namespaced", "singularResource": "service", "verbs": crate::discovery::VERBS,
                 "shortNames": ["svc"], "categories": ["all"],
                 "subresources": [{"subresource": "status",
                     "responseKind": {"group": "", "version": "v1", "kind": "Service"},

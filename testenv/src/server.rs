@@ -187,6 +187,21 @@ impl ApiServer {
             content_type,
             user_agent: user_agent.clone(),
         };
+        let response = self.respond(&api_req, &accept).await;
+        self.log(
+            &method,
+            &path,
+            Some(&api_req),
+            response.status().as_u16(),
+            &user_agent,
+        );
+        response
+    }
+
+    /// Answers a routed resource request: injected faults first, then watch, the LIST fast
+    /// path, or the general path with admission warnings as `Warning` headers.
+    async fn respond(self: &Arc<Self>, api_req: &ApiRequest, accept: &str) -> Response<Body> {
+        let verb = api_req.verb;
         if let Some(action) = self.faults.check(
             verb.as_str(),
             &api_req.resource.plural,
@@ -200,47 +215,27 @@ impl ApiServer {
                     let e = fail
                         .error()
                         .unwrap_or_else(|| ApiError::internal("injected"));
-                    self.log(&method, &path, Some(&api_req), e.code, &user_agent);
                     return error_response(&e);
                 }
             }
         }
         if verb == Verb::Watch {
-            let response = match crate::watch::start(&self, &api_req, &accept) {
+            return match crate::watch::start(self, api_req, accept) {
                 Ok(r) => r,
                 Err(e) => error_response(&e),
             };
-            self.log(
-                &method,
-                &path,
-                Some(&api_req),
-                response.status().as_u16(),
-                &user_agent,
-            );
-            return response;
         }
         if verb == Verb::List
-            && !crate::representation::wants_table(&accept)
+            && !crate::representation::wants_table(accept)
             && !accept.contains("as=PartialObjectMetadata")
         {
             // Fast path: splice the stored JSON of each item; nothing is parsed.
-            if let Some(response) = match self.list_raw(&api_req) {
-                Ok(Some((head, items))) => Some(bytes_response(
-                    200,
-                    "application/json",
-                    splice_list(&head, &items),
-                )),
-                Ok(None) => None,
-                Err(e) => Some(error_response(&e)),
-            } {
-                self.log(
-                    &method,
-                    &path,
-                    Some(&api_req),
-                    response.status().as_u16(),
-                    &user_agent,
-                );
-                return response;
+            match self.list_raw(api_req) {
+                Ok(Some((head, items))) => {
+                    return bytes_response(200, "application/json", splice_list(&head, &items));
+                }
+                Ok(None) => {}
+                Err(e) => return error_response(&e),
             }
         }
         let (result, warnings) =
@@ -249,8 +244,8 @@ impl ApiServer {
             Ok(reply) => {
                 let is_list = matches!(verb, Verb::List | Verb::DeleteCollection);
                 let (content_type, body) = crate::representation::render(
-                    &self,
-                    &accept,
+                    self,
+                    accept,
                     &api_req.resource,
                     reply.body,
                     is_list,
@@ -266,13 +261,6 @@ impl ApiServer {
                 response.headers_mut().append(header::WARNING, v);
             }
         }
-        self.log(
-            &method,
-            &path,
-            Some(&api_req),
-            response.status().as_u16(),
-            &user_agent,
-        );
         response
     }
 
