@@ -199,26 +199,9 @@ impl EndpointsController {
 
 impl Inner {
     fn on_service(&self, delta: Delta<Service>) {
-        match delta {
-            Delta::Upsert(service) => {
-                let key = ObjectKey::of(&service);
-                write(&self.services).insert(Arc::new(service));
-                self.queue.add(key);
-            }
-            Delta::Delete(service) => {
-                let key = ObjectKey::of(&service);
-                write(&self.services).remove(&key);
-                self.queue.add(key);
-            }
-            Delta::Relisted(seen) => {
-                let mut services = write(&self.services);
-                for key in services.keys() {
-                    if !seen.contains(&key) {
-                        services.remove(&key);
-                        self.queue.add(key);
-                    }
-                }
-            }
+        let changed = write(&self.services).apply(delta);
+        for key in changed {
+            self.queue.add(key);
         }
     }
 

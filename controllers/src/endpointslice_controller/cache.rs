@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::endpointslice::{LABEL_SERVICE_NAME, PodInfo};
-use crate::runtime::ObjectKey;
+use crate::runtime::{Delta, ObjectKey};
 
 type LabelKey = (String, String, String);
 
@@ -27,6 +27,34 @@ pub struct ServiceCache {
 }
 
 impl ServiceCache {
+    /// Applies one reflector delta; returns the keys of the Services it added, changed or
+    /// removed, which the controller then syncs.
+    pub fn apply(&mut self, delta: Delta<Service>) -> Vec<ObjectKey> {
+        match delta {
+            Delta::Upsert(service) => {
+                let key = ObjectKey::of(&service);
+                self.insert(Arc::new(service));
+                vec![key]
+            }
+            Delta::Delete(service) => {
+                let key = ObjectKey::of(&service);
+                self.remove(&key);
+                vec![key]
+            }
+            Delta::Relisted(seen) => {
+                let gone: Vec<ObjectKey> = self
+                    .keys()
+                    .into_iter()
+                    .filter(|k| !seen.contains(k))
+                    .collect();
+                for key in &gone {
+                    self.remove(key);
+                }
+                gone
+            }
+        }
+    }
+
     /// A Service by key.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<Service>> {
         self.services.get(key).cloned()
