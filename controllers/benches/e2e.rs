@@ -396,3 +396,7 @@ async fn scenario() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The allocator the `svcplane` binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

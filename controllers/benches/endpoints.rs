@@ -117,3 +117,7 @@ fn endpoints_plan(c: &mut Criterion) {
 
 criterion_group!(benches, endpoints_plan);
 criterion_main!(benches);
+
+/// The allocator the `svcplane` binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

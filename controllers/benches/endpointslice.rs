@@ -151,3 +151,7 @@ fn planner(c: &mut Criterion) {
 
 criterion_group!(benches, planner);
 criterion_main!(benches);
+
+/// The allocator the `svcplane` binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
