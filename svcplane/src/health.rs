@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::component::Shutdown;
+use crate::metrics_text;
 
 /// Says whether the process is ready, or which checks fail.
 pub type ReadinessCheck = Arc<dyn Fn() -> Vec<(String, bool)> + Send + Sync>;
@@ -103,14 +104,11 @@ fn route<B>(state: &HealthState, req: &Request<B>) -> Response<Full<Bytes>> {
             }
         }
         "/metrics" => {
-            let mut out = String::new();
+            // Upstream components answer in the 0.0.4 text format, whose counter names
+            // dashboards and alerts are written against.
             let registry = state.metrics.lock().unwrap_or_else(|e| e.into_inner());
-            match prometheus_client::encoding::text::encode(&mut out, &registry) {
-                Ok(()) => text(
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    out,
-                ),
+            match metrics_text::render(&registry) {
+                Ok(body) => text(StatusCode::OK, metrics_text::CONTENT_TYPE, body),
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, e.to_string()),
             }
         }
@@ -132,6 +130,39 @@ mod tests {
             }),
             metrics: Arc::default(),
         }
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text_0_0_4() {
+        let state = state(true);
+        let syncs = prometheus_client::metrics::family::Family::<
+            Vec<(String, String)>,
+            prometheus_client::metrics::counter::Counter,
+        >::default();
+        state
+            .metrics
+            .lock()
+            .unwrap()
+            .sub_registry_with_prefix("endpoint_slice_controller")
+            .register("syncs", "Number of EndpointSlice syncs", syncs.clone());
+        syncs
+            .get_or_create(&vec![("result".into(), "success".into())])
+            .inc_by(3);
+        let req = Request::builder().uri("/metrics").body(()).unwrap();
+        assert_eq!(
+            route(&state, &req).headers()[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        assert_eq!(
+            get(&state, "/metrics"),
+            (
+                StatusCode::OK,
+                "# HELP endpoint_slice_controller_syncs Number of EndpointSlice syncs\n\
+                 # TYPE endpoint_slice_controller_syncs counter\n\
+                 endpoint_slice_controller_syncs{result=\"success\"} 3\n"
+                    .into()
+            )
+        );
     }
 
     fn get(state: &HealthState, path: &str) -> (StatusCode, String) {
