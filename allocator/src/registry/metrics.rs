@@ -1,5 +1,7 @@
 //! The allocator metrics under upstream's names (`ipallocator/metrics.go`,
-//! `portallocator/metrics.go`); prometheus-client appends `_total` to counters itself.
+//! `portallocator/metrics.go`). Counters are registered with upstream's full name, `_total`
+//! included: svcplane's `/metrics` (Prometheus text 0.0.4) exposes them as registered, while
+//! prometheus-client's own OpenMetrics encoder would append a second `_total`.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -68,12 +70,12 @@ impl AllocatorMetrics {
             self.ip_available.clone(),
         );
         ip.register(
-            "allocation",
+            "allocation_total",
             "Number of Cluster IPs allocations",
             self.ip_allocations.clone(),
         );
         ip.register(
-            "allocation_errors",
+            "allocation_errors_total",
             "Number of errors trying to allocate Cluster IPs",
             self.ip_errors.clone(),
         );
@@ -89,12 +91,12 @@ impl AllocatorMetrics {
             self.port_available.clone(),
         );
         port.register(
-            "allocation",
+            "allocation_total",
             "Number of NodePort allocations",
             self.port_allocations.clone(),
         );
         port.register(
-            "allocation_errors",
+            "allocation_errors_total",
             "Number of errors trying to allocate NodePort",
             self.port_errors.clone(),
         );
@@ -170,15 +172,21 @@ mod tests {
         metrics.set_port_usage(2, 2766);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
+        // The OpenMetrics encoder appends `_total` to counter samples; the family names in
+        // the TYPE lines are what svcplane's 0.0.4 `/metrics` exposes.
         for line in [
             "kube_apiserver_clusterip_allocator_allocated_ips{cidr=\"10.96.0.0/12\"} 3.0",
             "kube_apiserver_clusterip_allocator_available_ips{cidr=\"10.96.0.0/12\"} 1048571.0",
-            "kube_apiserver_clusterip_allocator_allocation_total{cidr=\"10.96.0.0/12\",scope=\"dynamic\"} 1",
-            "kube_apiserver_clusterip_allocator_allocation_errors_total{cidr=\"10.96.0.0/12\",scope=\"static\"} 1",
+            "# TYPE kube_apiserver_clusterip_allocator_allocation_total counter",
+            "kube_apiserver_clusterip_allocator_allocation_total_total{cidr=\"10.96.0.0/12\",scope=\"dynamic\"} 1",
+            "# TYPE kube_apiserver_clusterip_allocator_allocation_errors_total counter",
+            "kube_apiserver_clusterip_allocator_allocation_errors_total_total{cidr=\"10.96.0.0/12\",scope=\"static\"} 1",
             "kube_apiserver_nodeport_allocator_allocated_ports 2.0",
             "kube_apiserver_nodeport_allocator_available_ports 2766.0",
-            "kube_apiserver_nodeport_allocator_allocation_total{scope=\"static\"} 1",
-            "kube_apiserver_nodeport_allocator_allocation_errors_total{scope=\"dynamic\"} 1",
+            "# TYPE kube_apiserver_nodeport_allocator_allocation_total counter",
+            "kube_apiserver_nodeport_allocator_allocation_total_total{scope=\"static\"} 1",
+            "# TYPE kube_apiserver_nodeport_allocator_allocation_errors_total counter",
+            "kube_apiserver_nodeport_allocator_allocation_errors_total_total{scope=\"dynamic\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -10,8 +10,9 @@ use crate::allocation_repair::plan::RepairCounts;
 type Labels = Vec<(String, String)>;
 
 /// `kube_apiserver_{clusterip,nodeport}_allocator_*` gauges and counters plus the repair
-/// loops' `kube_apiserver_clusterip_repair_ip_errors_total` and
-/// `kube_apiserver_nodeport_repair_port_errors_total` (label `type`). Cloning shares them.
+/// loops' `apiserver_clusterip_repair_ip_errors_total` and
+/// `apiserver_nodeport_repair_port_errors_total` (label `type`; upstream's namespace here is
+/// `apiserver`, not `kube_apiserver`). Cloning shares them.
 #[derive(Debug, Clone, Default)]
 pub struct RepairMetrics {
     /// The allocator series (also recorded by a `ServiceRegistry` given the same value).
@@ -40,16 +41,16 @@ impl RepairMetrics {
 pub fn register(metrics: &RepairMetrics, registry: &mut Registry) {
     metrics.allocator.register(registry);
     registry
-        .sub_registry_with_prefix("kube_apiserver_clusterip_repair")
+        .sub_registry_with_prefix("apiserver_clusterip_repair")
         .register(
-            "ip_errors",
+            "ip_errors_total",
             "Number of errors detected on clusterips by the repair loop broken down by type of error: leak, repair, full, outOfRange, duplicate, unknown, invalid",
             metrics.ip_repair_errors.clone(),
         );
     registry
-        .sub_registry_with_prefix("kube_apiserver_nodeport_repair")
+        .sub_registry_with_prefix("apiserver_nodeport_repair")
         .register(
-            "port_errors",
+            "port_errors_total",
             "Number of errors detected on ports by the repair loop broken down by type of error: leak, repair, full, outOfRange, duplicate, unknown",
             metrics.port_repair_errors.clone(),
         );
