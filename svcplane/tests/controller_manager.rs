@@ -157,6 +157,29 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// `(Content-Type, body)` of a 200 answer to GET `/metrics` on `port`.
+fn scrape(port: u16) -> Option<(String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    if head.split(' ').nth(1) != Some("200") {
+        return None;
+    }
+    let content_type = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("content-type")
+            .then(|| value.trim().to_string())
+    })?;
+    Some((content_type, body.to_string()))
+}
+
 /// The two replicas, leader first, once exactly one of them reports leading.
 async fn leader_first(a: Manager, b: Manager) -> (Manager, Manager) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -319,12 +342,23 @@ async fn flags_win_over_the_config_file_which_wins_over_defaults() {
     }
     // Only the endpointslice controller runs: no Endpoints were written.
     assert!(env.oplog().writes("endpoints").is_empty());
-    let (status, metrics) = manager.get("/metrics").unwrap();
-    assert_eq!(status, 200);
-    assert!(
-        metrics.contains("endpoint_slice_controller_changes_total"),
-        "{metrics}"
-    );
+    let (content_type, metrics) = scrape(flag_port).unwrap();
+    // Upstream's exposition: Prometheus text 0.0.4, counters under their registered names.
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    for line in [
+        "# TYPE endpoint_slice_controller_syncs counter",
+        "# TYPE endpoint_slice_controller_changes counter",
+        "endpoint_slice_controller_changes{operation=\"create\"} ",
+        "endpoint_slice_controller_syncs{result=\"success\"} ",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(line)),
+            "{line}\n{metrics}"
+        );
+    }
+    for openmetrics_only in ["_syncs_total", "_changes_total", "_created", "# EOF"] {
+        assert!(!metrics.contains(openmetrics_only), "{metrics}");
+    }
     manager.signal("-TERM");
     assert_eq!(
         manager.wait(Duration::from_secs(15)).await.status.code(),
