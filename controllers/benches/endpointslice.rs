@@ -1,11 +1,16 @@
 //! Benchmarks of the EndpointSlice planner on a 10,000-pod Service: planning from scratch,
-//! a no-op re-plan, and a single pod changing readiness.
+//! a no-op re-plan, and a single pod changing readiness, over inputs indexed as the
+//! controller caches them (`plan_indexed`); plus what indexing costs (once per object
+//! version, when the cache receives it) and `plan` over plain inputs, which indexes them
+//! on every call.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;
 
-use controllers::endpointslice::{EndpointSlicePlan, NodeInfo, PlanOptions, PodInfo, plan};
+use controllers::endpointslice::{
+    EndpointSlicePlan, IndexedPod, IndexedSlice, NodeInfo, PlanOptions, PodInfo, plan, plan_indexed,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -116,30 +121,74 @@ fn planner(c: &mut Criterion) {
         (0, 1, 0)
     );
 
+    // As the controller's caches hold them: each object indexed once.
+    let indexed_pods: Vec<IndexedPod> = pods.iter().cloned().map(IndexedPod::new).collect();
+    let indexed_changed: Vec<IndexedPod> = changed.iter().cloned().map(IndexedPod::new).collect();
+    let indexed_stored: Vec<IndexedSlice> = stored.iter().cloned().map(IndexedSlice::new).collect();
+    let pod_refs: Vec<&IndexedPod> = indexed_pods.iter().collect();
+    let changed_refs: Vec<&IndexedPod> = indexed_changed.iter().collect();
+    let stored_refs: Vec<&IndexedSlice> = indexed_stored.iter().collect();
+    assert_eq!(
+        plan_indexed(&service, &changed_refs, &nodes, &stored_refs, &options),
+        one
+    );
+
     let mut group = c.benchmark_group("endpointslice_plan");
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
     group.bench_function("10k_pods_from_scratch", |b| {
-        b.iter(|| plan(black_box(&service), black_box(&pods), &nodes, &[], &options))
+        b.iter(|| {
+            plan_indexed(
+                black_box(&service),
+                black_box(&pod_refs),
+                &nodes,
+                &[],
+                &options,
+            )
+        })
     });
     group.bench_function("10k_pods_noop_replan", |b| {
         b.iter(|| {
-            plan(
+            plan_indexed(
                 black_box(&service),
-                black_box(&pods),
+                black_box(&pod_refs),
                 &nodes,
-                &stored,
+                &stored_refs,
                 &options,
             )
         })
     });
     group.bench_function("10k_pods_one_pod_changed", |b| {
         b.iter(|| {
+            plan_indexed(
+                black_box(&service),
+                black_box(&changed_refs),
+                &nodes,
+                &stored_refs,
+                &options,
+            )
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("endpointslice_index");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    group.bench_function("one_pod", |b| {
+        b.iter(|| IndexedPod::new(black_box(&pods[4321]).clone()))
+    });
+    group.bench_function("one_100_endpoint_slice", |b| {
+        b.iter(|| IndexedSlice::new(black_box(&stored[0]).clone()))
+    });
+    group.bench_function("10k_pods_noop_replan_unindexed", |b| {
+        b.iter(|| {
             plan(
                 black_box(&service),
-                black_box(&changed),
+                black_box(&pods),
                 &nodes,
                 &stored,
                 &options,

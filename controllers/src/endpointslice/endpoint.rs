@@ -30,6 +30,7 @@ impl<'a> Addresses<'a> {
     }
 
     /// Compares with an endpoint's address list as upstream's hash does (sorted).
+    #[cfg(test)]
     fn matches(&self, addresses: &[String]) -> bool {
         match (self, addresses) {
             (Addresses::One(a), [b]) => *a == b.as_str(),
@@ -40,10 +41,6 @@ impl<'a> Addresses<'a> {
                 *mine == theirs
             }
         }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        matches!(self, Addresses::Many(v) if v.is_empty())
     }
 
     fn to_vec(&self) -> Vec<String> {
@@ -127,10 +124,13 @@ impl<'a> DesiredEndpoint<'a> {
             .then_with(|| self.pod.name.cmp(&other.pod.name))
     }
 
-    /// Compares with an existing endpoint in one pass: `None` when the identity differs,
+    /// Compares with an existing endpoint field by field: `None` when the identity differs,
     /// else whether they are also equal beyond identity (upstream's
     /// `EndpointsEqualBeyondHash`: node, zone, the three conditions with unset counting as
     /// different, and the targetRef ignoring resourceVersion; hints are not compared).
+    /// The planner decides this on hashes (`indexed`); this is the oracle they are tested
+    /// against.
+    #[cfg(test)]
     pub(crate) fn compare(&self, existing: &Endpoint) -> Option<bool> {
         let target = existing.target_ref.as_ref();
         let namespace = target.and_then(|t| t.namespace.as_deref());
@@ -253,7 +253,32 @@ impl Hasher for FastHasher {
     fn write_usize(&mut self, value: usize) {
         self.mix(value as u64);
     }
+
+    fn write_u64(&mut self, value: u64) {
+        self.mix(value);
+    }
 }
 
-/// Hash-map builder for [`FastHasher`].
-pub(crate) type FastBuild = BuildHasherDefault<FastHasher>;
+/// A hasher for keys that are already well-mixed 64-bit hashes: it passes them through.
+#[derive(Default)]
+pub(crate) struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this; anything else still gets a usable hash.
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(HASH_MULTIPLIER);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+/// Hash-map builder for [`PrehashedHasher`].
+pub(crate) type PrehashedBuild = BuildHasherDefault<PrehashedHasher>;

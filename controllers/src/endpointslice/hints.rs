@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointHints, EndpointSlice, ForNode, ForZone};
 
+use super::indexed::IndexedSlice;
 use super::node::NodeInfo;
 
 /// The maximum overload any single endpoint should see.
@@ -78,7 +79,7 @@ fn endpoint_ready(endpoint: &Endpoint) -> bool {
 pub(crate) struct SliceSets<'a> {
     pub(crate) create: Vec<EndpointSlice>,
     pub(crate) update: Vec<EndpointSlice>,
-    pub(crate) unchanged: Vec<&'a EndpointSlice>,
+    pub(crate) unchanged: Vec<&'a IndexedSlice>,
 }
 
 /// Upstream's `RemoveHintsFromSlices`: clear hints on slices being written; unchanged
@@ -91,8 +92,8 @@ pub(crate) fn remove_hints(sets: &mut SliceSets<'_>) {
     }
     let mut still_unchanged = Vec::with_capacity(sets.unchanged.len());
     for slice in sets.unchanged.drain(..) {
-        if slice.endpoints.iter().any(|e| e.hints.is_some()) {
-            let mut copy = slice.clone();
+        if slice.any_hints() {
+            let mut copy = slice.slice().clone();
             for endpoint in &mut copy.endpoints {
                 endpoint.hints = None;
             }
@@ -110,7 +111,7 @@ pub(crate) fn reconcile_traffic_distribution(sets: &mut SliceSets<'_>, same_node
     let mut still_unchanged = Vec::with_capacity(sets.unchanged.len());
     for slice in sets.unchanged.drain(..) {
         if traffic_hints_need_update(slice, same_node) {
-            sets.update.push(slice.clone());
+            sets.update.push(slice.slice().clone());
         } else {
             still_unchanged.push(slice);
         }
@@ -298,7 +299,7 @@ pub(crate) fn add_topology_hints(
     let mut still_unchanged = Vec::with_capacity(sets.unchanged.len());
     for slice in sets.unchanged.drain(..) {
         match hints_by_zone(slice, &allocated, &allocations) {
-            None => sets.update.push(slice.clone()),
+            None => sets.update.push(slice.slice().clone()),
             Some(by_zone) => {
                 for (zone, n) in by_zone {
                     *allocated.entry(zone).or_insert(0) += n;

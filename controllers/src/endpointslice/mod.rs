@@ -17,6 +17,7 @@
 //! slice is dropped, so an unchanged slice is never rewritten (kubernetes#108231).
 
 pub mod hints;
+pub mod indexed;
 pub mod node;
 pub mod pod;
 
@@ -34,6 +35,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 
 pub use hints::TopologyHintsOutcome;
+pub use indexed::{IndexedPod, IndexedSlice};
 pub use node::NodeInfo;
 pub use pod::PodInfo;
 pub use slice::format_rfc3339_nano;
@@ -196,6 +198,22 @@ pub fn address_types_for_service(service: &Service) -> Vec<&'static str> {
     vec!["IPv4", "IPv6"]
 }
 
+/// Plans the EndpointSlice writes for one Service; [`plan_indexed`] over inputs hashed on
+/// the spot (the controller keeps its inputs hashed, so its re-plans skip that work).
+pub fn plan(
+    service: &Service,
+    pods: &[PodInfo],
+    nodes: &BTreeMap<String, NodeInfo>,
+    existing: &[EndpointSlice],
+    options: &PlanOptions,
+) -> EndpointSlicePlan {
+    let pods: Vec<IndexedPod> = pods.iter().cloned().map(IndexedPod::new).collect();
+    let existing: Vec<IndexedSlice> = existing.iter().cloned().map(IndexedSlice::new).collect();
+    let pods: Vec<&IndexedPod> = pods.iter().collect();
+    let existing: Vec<&IndexedSlice> = existing.iter().collect();
+    plan_indexed(service, &pods, nodes, &existing, options)
+}
+
 /// Plans the EndpointSlice writes for one Service.
 ///
 /// `pods` may hold pods of any namespace and labels: those outside the Service's namespace
@@ -203,11 +221,11 @@ pub fn address_types_for_service(service: &Service) -> Vec<&'static str> {
 /// namespace carrying its service-name label and this controller's managed-by label, and
 /// not being deleted, are considered. Services of type ExternalName or without a selector
 /// get an empty plan (upstream leaves their slices alone).
-pub fn plan(
+pub fn plan_indexed(
     service: &Service,
-    pods: &[PodInfo],
+    pods: &[&IndexedPod],
     nodes: &BTreeMap<String, NodeInfo>,
-    existing: &[EndpointSlice],
+    existing: &[&IndexedSlice],
     options: &PlanOptions,
 ) -> EndpointSlicePlan {
     let Some(spec) = service.spec.as_ref() else {
@@ -222,12 +240,14 @@ pub fn plan(
     let namespace = service.metadata.namespace.as_deref().unwrap_or("");
     let name = service.metadata.name.as_deref().unwrap_or("");
 
-    let selected: Vec<&PodInfo> = pods
+    let selected: Vec<&IndexedPod> = pods
         .iter()
-        .filter(|p| p.namespace == namespace && p.matches_selector(selector))
+        .copied()
+        .filter(|p| *p.namespace == *namespace && p.matches_selector(selector))
         .collect();
-    let mut ours: Vec<&EndpointSlice> = existing
+    let mut ours: Vec<&IndexedSlice> = existing
         .iter()
+        .copied()
         .filter(|s| {
             let labels = s.metadata.labels.as_ref();
             s.metadata.namespace.as_deref().unwrap_or("") == namespace
@@ -247,10 +267,10 @@ pub fn plan(
     let address_types = address_types_for_service(service);
     let mut result = EndpointSlicePlan::default();
     let mut errors = BTreeSet::new();
-    let mut deletes: Vec<&EndpointSlice> = Vec::new();
+    let mut deletes: Vec<&IndexedSlice> = Vec::new();
     let context = reconcile::Context::new(service, nodes, options);
     for address_type in &address_types {
-        let of_type: Vec<&EndpointSlice> = ours
+        let of_type: Vec<&IndexedSlice> = ours
             .iter()
             .copied()
             .filter(|s| s.address_type == *address_type)
@@ -277,7 +297,7 @@ pub fn plan(
         (&a.address_type, &a.metadata.name).cmp(&(&b.address_type, &b.metadata.name))
     };
     result.update.sort_by(by_type_and_name);
-    result.delete = deletes.into_iter().cloned().collect();
+    result.delete = deletes.into_iter().map(|s| s.slice().clone()).collect();
     result.delete.sort_by(by_type_and_name);
     result.errors = errors.into_iter().collect();
     result

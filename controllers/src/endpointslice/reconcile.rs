@@ -7,8 +7,12 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::endpoint::{Addresses, DesiredEndpoint, FastBuild, IdentityKey};
+use super::endpoint::{Addresses, DesiredEndpoint, IdentityKey, PrehashedBuild};
 use super::hints::{self, SliceSets, TopologyHintsOutcome};
+use super::indexed::{
+    EndpointHashes, IndexedPod, IndexedSlice, condition_word, details_digest, hash_opt, hash_str,
+    identity_digest,
+};
 use super::node::NodeInfo;
 use super::pod::{PodInfo, is_ipv6_canonical, service_port_protocol};
 use super::slice::{self, PortKey};
@@ -18,7 +22,7 @@ use super::{ANNOTATION_TRIGGER_TIME, AddressTypeStats, PlanError, PlanOptions};
 pub(crate) struct AddressTypeOutcome<'a> {
     pub(crate) create: Vec<EndpointSlice>,
     pub(crate) update: Vec<EndpointSlice>,
-    pub(crate) delete: Vec<&'a EndpointSlice>,
+    pub(crate) delete: Vec<&'a IndexedSlice>,
     pub(crate) errors: Vec<PlanError>,
     pub(crate) stats: AddressTypeStats,
     pub(crate) topology: Option<TopologyHintsOutcome>,
@@ -35,16 +39,28 @@ pub(crate) struct Context<'a> {
     name: &'a str,
     /// The Service's ports when no targetPort is a name (then every pod shares them).
     shared_ports: Option<Vec<EndpointPort>>,
+    /// The hash of "", the hostname of endpoints without one.
+    no_hostname: u64,
+}
+
+/// A node as the pods on it see it, looked up once per plan.
+#[derive(Clone, Copy)]
+struct NodeEntry<'a> {
+    found: bool,
+    zone: Option<&'a str>,
+    zone_hash: u64,
 }
 
 /// No further position in a chain of existing endpoints.
 const END_OF_CHAIN: u32 = u32::MAX;
+/// No desired endpoint has this pod name (yet).
+const NO_DESIRED: u32 = u32::MAX;
 
 /// What one pod name stands for in a port group.
 #[derive(Clone, Copy)]
 struct NameSlot {
     /// The desired endpoint of the pod with this name (the last one wins).
-    desired: Option<usize>,
+    desired: u32,
     /// The first existing endpoint with this pod name; `DesiredSet::next` chains the rest.
     first_existing: u32,
 }
@@ -57,12 +73,13 @@ struct NameSlot {
 /// strings are still in cache; the slice walk then only reads the claims.
 struct DesiredSet<'a> {
     endpoints: Vec<DesiredEndpoint<'a>>,
-    names: HashMap<&'a str, NameSlot, FastBuild>,
+    /// By the hash of the pod name.
+    names: HashMap<u64, NameSlot, PrehashedBuild>,
     taken: Vec<bool>,
     /// Per desired endpoint, the existing position it claimed.
     claimed: Vec<Option<u32>>,
-    /// The group's existing endpoints in slice order.
-    existing: Vec<&'a Endpoint>,
+    /// The hashes of the group's existing endpoints, in slice order.
+    existing: Vec<EndpointHashes>,
     next: Vec<u32>,
     /// Per existing position: the desired endpoint that claimed it and whether the two are
     /// equal beyond identity.
@@ -73,23 +90,27 @@ struct DesiredSet<'a> {
 }
 
 impl<'a> DesiredSet<'a> {
-    fn new(capacity: usize, existing_slices: &[&'a EndpointSlice]) -> Self {
-        let existing: Vec<&'a Endpoint> =
-            existing_slices.iter().flat_map(|s| &s.endpoints).collect();
-        let mut names: HashMap<&'a str, NameSlot, FastBuild> =
-            HashMap::with_capacity_and_hasher(capacity.max(existing.len()), FastBuild::default());
+    fn new(capacity: usize, existing_slices: &[&'a IndexedSlice]) -> Self {
+        let existing: Vec<EndpointHashes> = existing_slices
+            .iter()
+            .flat_map(|s| s.endpoint_hashes().iter().copied())
+            .collect();
+        let mut names: HashMap<u64, NameSlot, PrehashedBuild> = HashMap::with_capacity_and_hasher(
+            capacity.max(existing.len()),
+            PrehashedBuild::default(),
+        );
         let mut next = vec![END_OF_CHAIN; existing.len()];
         // Walking backwards and pushing onto the heads leaves every chain in slice order.
         for (position, endpoint) in existing.iter().enumerate().rev() {
             // An endpoint without a pod name is never kept (no pod shares its identity).
-            let Some(name) = endpoint.target_ref.as_ref().and_then(|t| t.name.as_deref()) else {
+            let Some(name) = endpoint.name else {
                 continue;
             };
             let Ok(at) = u32::try_from(position) else {
                 continue;
             };
             let slot = names.entry(name).or_insert(NameSlot {
-                desired: None,
+                desired: NO_DESIRED,
                 first_existing: END_OF_CHAIN,
             });
             next[position] = slot.first_existing;
@@ -110,17 +131,16 @@ impl<'a> DesiredSet<'a> {
         }
     }
 
-    fn insert(&mut self, endpoint: DesiredEndpoint<'a>) {
+    /// Adds a desired endpoint with the hashes of its pod name, identity and details.
+    fn insert(&mut self, endpoint: DesiredEndpoint<'a>, name: u64, identity: u64, details: u64) {
         let position = self.endpoints.len();
-        let slot = self
-            .names
-            .entry(endpoint.pod.name.as_str())
-            .or_insert(NameSlot {
-                desired: None,
-                first_existing: END_OF_CHAIN,
-            });
+        let slot = self.names.entry(name).or_insert(NameSlot {
+            desired: NO_DESIRED,
+            first_existing: END_OF_CHAIN,
+        });
         // A later endpoint with the same identity replaces the earlier one, as in a Go map.
-        match slot.desired.replace(position) {
+        let previous = std::mem::replace(&mut slot.desired, position as u32);
+        match (previous != NO_DESIRED).then_some(previous as usize) {
             Some(previous) => {
                 self.taken[previous] = true;
                 if let Some(at) = self.claimed[previous].take() {
@@ -135,10 +155,9 @@ impl<'a> DesiredSet<'a> {
         let mut claim = None;
         while at != END_OF_CHAIN {
             let i = at as usize;
-            if self.claims[i].is_none()
-                && let Some(equal) = endpoint.compare(self.existing[i])
-            {
-                self.claims[i] = Some((position, equal));
+            let existing = &self.existing[i];
+            if self.claims[i].is_none() && existing.identity == identity {
+                self.claims[i] = Some((position, existing.details == details));
                 claim = Some(at);
                 break;
             }
@@ -195,7 +214,7 @@ enum Entry<'a> {
 
 /// A slice being written: an existing one (with new labels, or keeping its own) or a new one.
 struct WorkingSlice<'a> {
-    base: Option<&'a EndpointSlice>,
+    base: Option<&'a IndexedSlice>,
     labels: Option<BTreeMap<String, String>>,
     entries: Vec<Entry<'a>>,
 }
@@ -208,7 +227,7 @@ struct Group<'a> {
 struct PortMappingOutcome<'a> {
     create: Vec<EndpointSlice>,
     update: Vec<EndpointSlice>,
-    delete: Vec<&'a EndpointSlice>,
+    delete: Vec<&'a IndexedSlice>,
     added: usize,
     removed: usize,
 }
@@ -235,6 +254,7 @@ impl<'a> Context<'a> {
             namespace: service.metadata.namespace.as_deref().unwrap_or(""),
             name: service.metadata.name.as_deref().unwrap_or(""),
             shared_ports: None,
+            no_hostname: hash_str(""),
         };
         if !any_named {
             context.shared_ports = Some(context.endpoint_ports(None));
@@ -263,20 +283,93 @@ impl<'a> Context<'a> {
             .collect()
     }
 
+    /// The endpoint a pod becomes for one address type (upstream's `podToEndpoint`), with
+    /// the digests of its identity and details; `None` if it has no address of the type.
+    fn desired_endpoint(
+        &self,
+        indexed: &'a IndexedPod,
+        want_v6: bool,
+        node: NodeEntry<'a>,
+    ) -> Option<(DesiredEndpoint<'a>, u64, u64)> {
+        let pod: &'a PodInfo = indexed.info();
+        let hashes = indexed.hashes();
+        let addresses_hash = hashes.addresses[usize::from(want_v6)]?;
+        let addresses = match pod.ips.as_slice() {
+            // The pod has an address of this type, so its only one is it.
+            [only] => Addresses::One(only),
+            ips => Addresses::from_iter(
+                ips.iter()
+                    .map(|ip| &**ip)
+                    .filter(|ip| is_ipv6_canonical(ip) == want_v6),
+            ),
+        };
+        let serving = pod.ready;
+        let ready = self.publish_not_ready || (serving && !pod.terminating);
+        let hostname = pod
+            .should_set_hostname(self.name, self.namespace)
+            .then_some(&*pod.hostname);
+        let identity = identity_digest(
+            addresses_hash,
+            if hostname.is_some() {
+                hashes.hostname
+            } else {
+                self.no_hostname
+            },
+            hashes.namespace,
+            hashes.name,
+        );
+        let details = details_digest(
+            condition_word(Some(ready), Some(serving), Some(pod.terminating), true),
+            hashes.node_name,
+            node.zone_hash,
+            hashes.uid,
+        );
+        let desired = DesiredEndpoint {
+            pod,
+            addresses,
+            ready,
+            serving,
+            terminating: pod.terminating,
+            zone: node.zone,
+            hostname,
+        };
+        Some((desired, identity, details))
+    }
+
+    /// The endpoint a pod becomes, with its digests, looking its node up.
+    #[cfg(test)]
+    pub(crate) fn desired_endpoint_for_test(
+        &self,
+        indexed: &'a IndexedPod,
+        want_v6: bool,
+    ) -> Option<(DesiredEndpoint<'a>, u64, u64)> {
+        let zone = self
+            .nodes
+            .get(&*indexed.node_name)
+            .and_then(|n| n.zone.as_deref())
+            .filter(|z| !z.is_empty());
+        let node = NodeEntry {
+            found: true,
+            zone,
+            zone_hash: hash_opt(zone),
+        };
+        self.desired_endpoint(indexed, want_v6, node)
+    }
+
     pub(crate) fn reconcile_address_type(
         &self,
         address_type: &str,
-        pods: &[&'a PodInfo],
-        existing: &[&'a EndpointSlice],
+        pods: &[&'a IndexedPod],
+        existing: &[&'a IndexedSlice],
     ) -> AddressTypeOutcome<'a> {
         let want_v6 = address_type == "IPv6";
         let mut errors = Vec::new();
-        let mut to_delete: Vec<&'a EndpointSlice> = Vec::new();
-        let mut existing_by_ports: BTreeMap<PortKey, Vec<&'a EndpointSlice>> = BTreeMap::new();
-        for slice in existing {
+        let mut to_delete: Vec<&'a IndexedSlice> = Vec::new();
+        let mut existing_by_ports: BTreeMap<&'a PortKey, Vec<&'a IndexedSlice>> = BTreeMap::new();
+        for &slice in existing {
             if slice::owned_by(slice, self.service) {
                 existing_by_ports
-                    .entry(PortKey::of(slice.ports.as_deref()))
+                    .entry(slice.port_key())
                     .or_default()
                     .push(slice);
             } else {
@@ -286,8 +379,15 @@ impl<'a> Context<'a> {
 
         let mut groups: BTreeMap<PortKey, Group<'a>> = BTreeMap::new();
         let mut shared: Option<Group<'a>> = None;
-        let mut node_memo: HashMap<&'a str, Option<&'a NodeInfo>, FastBuild> = HashMap::default();
-        for &pod in pods {
+        let shared_key = self
+            .shared_ports
+            .as_ref()
+            .map(|ports| PortKey::of(Some(ports)));
+        // Pods share few nodes: one probe by the node name's hash instead of a tree walk.
+        let mut node_memo: HashMap<u64, NodeEntry<'a>, PrehashedBuild> = HashMap::default();
+        for &indexed in pods {
+            let pod: &'a PodInfo = indexed.info();
+            let hashes = indexed.hashes();
             if !pod.should_be_in_endpoints(true) {
                 continue;
             }
@@ -297,8 +397,9 @@ impl<'a> Context<'a> {
                     ports: ports.clone(),
                     desired: DesiredSet::new(
                         pods.len(),
-                        existing_by_ports
-                            .get(&PortKey::of(Some(ports)))
+                        shared_key
+                            .as_ref()
+                            .and_then(|key| existing_by_ports.get(key))
                             .map(Vec::as_slice)
                             .unwrap_or(&[]),
                     ),
@@ -321,11 +422,18 @@ impl<'a> Context<'a> {
                     }
                 }
             };
-            // Pods share few nodes: one map probe per pod instead of a tree walk.
-            let node = *node_memo
-                .entry(pod.node_name.as_str())
-                .or_insert_with(|| self.nodes.get(&pod.node_name));
-            if node.is_none() && !self.publish_not_ready {
+            let node = *node_memo.entry(hashes.node_name).or_insert_with(|| {
+                let node = self.nodes.get(&*pod.node_name);
+                let zone = node
+                    .and_then(|n| n.zone.as_deref())
+                    .filter(|z| !z.is_empty());
+                NodeEntry {
+                    found: node.is_some(),
+                    zone,
+                    zone_hash: hash_opt(zone),
+                }
+            });
+            if !node.found && !self.publish_not_ready {
                 errors.push(PlanError::NodeNotFound {
                     pod: pod.name.clone(),
                     namespace: self.namespace.to_owned(),
@@ -334,34 +442,17 @@ impl<'a> Context<'a> {
                 });
                 continue;
             }
-            let addresses = Addresses::from_iter(
-                pod.ips
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|ip| is_ipv6_canonical(ip) == want_v6),
-            );
-            if addresses.is_empty() {
+            let Some((desired, identity, details)) = self.desired_endpoint(indexed, want_v6, node)
+            else {
                 continue;
-            }
-            let serving = pod.ready;
-            let desired = DesiredEndpoint {
-                pod,
-                addresses,
-                ready: self.publish_not_ready || (serving && !pod.terminating),
-                serving,
-                terminating: pod.terminating,
-                zone: node
-                    .and_then(|n| n.zone.as_deref())
-                    .filter(|z| !z.is_empty()),
-                hostname: pod
-                    .should_set_hostname(self.name, self.namespace)
-                    .then_some(pod.hostname.as_str()),
             };
-            group.desired.insert(desired);
+            group
+                .desired
+                .insert(desired, hashes.name, identity, details);
         }
 
-        if let Some(group) = shared {
-            groups.insert(PortKey::of(Some(&group.ports)), group);
+        if let (Some(group), Some(key)) = (shared, shared_key) {
+            groups.insert(key, group);
         }
 
         let mut create = Vec::new();
@@ -385,7 +476,7 @@ impl<'a> Context<'a> {
             to_delete.extend(outcome.delete);
         }
         for (key, slices) in &existing_by_ports {
-            if !groups.contains_key(key) {
+            if !groups.contains_key(*key) {
                 to_delete.extend(slices.iter().copied());
             }
         }
@@ -421,12 +512,12 @@ impl<'a> Context<'a> {
         &self,
         address_type: &str,
         group: &mut Group<'a>,
-        existing: &[&'a EndpointSlice],
+        existing: &[&'a IndexedSlice],
     ) -> PortMappingOutcome<'a> {
         let desired = &mut group.desired;
         let mut updating: Vec<WorkingSlice<'a>> = Vec::new();
-        let mut unchanged: Vec<&'a EndpointSlice> = Vec::new();
-        let mut delete: Vec<&'a EndpointSlice> = Vec::new();
+        let mut unchanged: Vec<&'a IndexedSlice> = Vec::new();
+        let mut delete: Vec<&'a IndexedSlice> = Vec::new();
         let mut removed = 0;
 
         let claims = std::mem::take(&mut desired.claims);
@@ -565,16 +656,16 @@ impl<'a> Context<'a> {
     fn apply_hints(
         &self,
         address_type: &str,
-        existing: &[&'a EndpointSlice],
+        existing: &[&'a IndexedSlice],
         create: Vec<EndpointSlice>,
         update: Vec<EndpointSlice>,
-        to_delete: &[&'a EndpointSlice],
+        to_delete: &[&'a IndexedSlice],
     ) -> (
         Vec<EndpointSlice>,
         Vec<EndpointSlice>,
         Option<TopologyHintsOutcome>,
     ) {
-        let unchanged_now = |update: &[EndpointSlice]| -> Vec<&'a EndpointSlice> {
+        let unchanged_now = |update: &[EndpointSlice]| -> Vec<&'a IndexedSlice> {
             existing
                 .iter()
                 .copied()
@@ -625,14 +716,14 @@ impl<'a> Context<'a> {
     /// time, and drop updates that would not change anything.
     pub(crate) fn finalize(
         &self,
-        existing: &[&'a EndpointSlice],
+        existing: &[&'a IndexedSlice],
         mut create: Vec<EndpointSlice>,
         mut update: Vec<EndpointSlice>,
-        mut delete: Vec<&'a EndpointSlice>,
+        mut delete: Vec<&'a IndexedSlice>,
     ) -> (
         Vec<EndpointSlice>,
         Vec<EndpointSlice>,
-        Vec<&'a EndpointSlice>,
+        Vec<&'a IndexedSlice>,
     ) {
         let mut i = 0;
         while i < delete.len() {
@@ -677,7 +768,7 @@ fn fill<'a>(working: &mut WorkingSlice<'a>, desired: &mut DesiredSet<'a>, max: u
 
 /// Upstream's `getSliceToFill`: the slice closest to full after taking `count` endpoints,
 /// the first exact fit winning.
-fn slice_to_fill(slices: &[&EndpointSlice], count: usize, max: usize) -> Option<usize> {
+fn slice_to_fill(slices: &[&IndexedSlice], count: usize, max: usize) -> Option<usize> {
     let mut closest_diff = max;
     let mut closest = None;
     for (position, slice) in slices.iter().enumerate() {

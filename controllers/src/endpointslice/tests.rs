@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
+use super::indexed::IndexedSlice;
 use super::pod::{self, ContainerPortInfo, PodInfo, PortNotFound};
 use super::slice::{owner_reference, slice_labels};
 use super::*;
@@ -1339,7 +1340,7 @@ fn es18_finalize_and_service_deletion() {
             .insert("x".into(), "y".into());
         s
     };
-    let to_delete = owned_slice("to-delete", &live, vec![]);
+    let to_delete = IndexedSlice::new(owned_slice("to-delete", &live, vec![]));
     let options = options(100);
     let nodes = node1();
     let run = |svc: &Service, create: bool, delete: bool| {
@@ -2223,5 +2224,99 @@ fn placeholder_does_not_linger_once_endpoints_exist() {
         }
         after.sort_unstable();
         assert_eq!(after, [1, 2, 2], "headless={headless_without_ports}: {p:?}");
+    }
+}
+
+/// The planner decides "same identity" and "equal beyond identity" on digests; they must
+/// agree with the field-by-field comparison for every kind of difference.
+mod digests_agree_with_field_comparison {
+    use super::*;
+    use crate::endpointslice::indexed::{EndpointHashes, IndexedPod};
+    use k8s_openapi::api::discovery::v1::{EndpointHints, ForZone};
+    use proptest::prelude::*;
+
+    /// One way an existing endpoint can differ from the one a pod becomes.
+    fn mutate(endpoint: &mut Endpoint, which: u8) {
+        let target = endpoint
+            .target_ref
+            .get_or_insert_with(ObjectReference::default);
+        let conditions = endpoint
+            .conditions
+            .get_or_insert_with(EndpointConditions::default);
+        match which {
+            0 => {}
+            1 => endpoint.addresses = vec!["1.2.3.99".into()],
+            2 => endpoint.addresses.push("1.2.3.100".into()),
+            3 => endpoint.hostname = Some("other".into()),
+            4 => endpoint.hostname = Some(String::new()),
+            5 => target.namespace = Some("elsewhere".into()),
+            6 => target.namespace = None,
+            7 => target.name = Some("pod-other".into()),
+            8 => target.uid = Some("another-uid".into()),
+            9 => target.uid = None,
+            10 => target.kind = Some("Node".into()),
+            11 => target.api_version = Some("v1".into()),
+            12 => target.field_path = Some("spec".into()),
+            13 => target.resource_version = Some("42".into()),
+            14 => endpoint.node_name = None,
+            15 => endpoint.node_name = Some(String::new()),
+            16 => endpoint.node_name = Some("node-2".into()),
+            17 => endpoint.zone = Some("zone-b".into()),
+            18 => endpoint.zone = Some(String::new()),
+            19 => conditions.ready = None,
+            20 => conditions.ready = conditions.ready.map(|r| !r),
+            21 => conditions.serving = None,
+            22 => conditions.terminating = conditions.terminating.map(|t| !t),
+            23 => endpoint.conditions = None,
+            24 => endpoint.target_ref = None,
+            25 => {
+                endpoint.hints = Some(EndpointHints {
+                    for_zones: Some(vec![ForZone {
+                        name: "zone-a".into(),
+                    }]),
+                    for_nodes: None,
+                })
+            }
+            _ => endpoint.addresses.reverse(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn on_every_difference(
+            ready in any::<bool>(),
+            terminating in any::<bool>(),
+            publish_not_ready in any::<bool>(),
+            hostname in any::<bool>(),
+            zoned in any::<bool>(),
+            dual in any::<bool>(),
+            first in 0u8..27,
+            second in 0u8..27,
+        ) {
+            let mut svc = svc_foo();
+            svc.spec.as_mut().unwrap().publish_not_ready_addresses = Some(publish_not_ready);
+            let mut info = pod(7, ready, terminating);
+            if hostname {
+                info.hostname = "pod7".into();
+                info.subdomain = "foo".into();
+            }
+            if dual {
+                info.ips.push("1.2.3.1".into());
+                info.ips.push("fd00::7".into());
+            }
+            let nodes = nodes(&[node("node-1", zoned.then_some("zone-a"))]);
+            let options = options(100);
+            let context = reconcile::Context::new(&svc, &nodes, &options);
+            let indexed = IndexedPod::new(info);
+            let (desired, identity, details) =
+                context.desired_endpoint_for_test(&indexed, false).unwrap();
+            let mut existing = desired.to_endpoint();
+            mutate(&mut existing, first);
+            mutate(&mut existing, second);
+            let hashes = EndpointHashes::of(&existing);
+            let by_hashes = (hashes.identity == identity).then_some(hashes.details == details);
+            prop_assert_eq!(by_hashes, desired.compare(&existing), "{:?}", existing);
+        }
     }
 }
