@@ -14,7 +14,7 @@ use kube::runtime::watcher;
 
 pub use self::pod::pod_from_info;
 use crate::endpoints::{EndpointsOptions, EndpointsPlan, plan};
-use crate::endpointslice::PodInfo;
+use crate::endpointslice::{IndexedPod, PodInfo};
 use crate::endpointslice_controller::NOT_LEADER_ERROR;
 use crate::endpointslice_controller::cache::{CachedPod, PodCache, ServiceCache, pod_selector};
 use crate::endpointslice_controller::enqueue;
@@ -217,7 +217,7 @@ impl Inner {
         match delta {
             Delta::Upsert(pod) => {
                 let new = CachedPod {
-                    info: PodInfo::from_pod(&pod),
+                    info: IndexedPod::new(PodInfo::from_pod(&pod)),
                     resource_version: pod.metadata.resource_version.clone().unwrap_or_default(),
                 };
                 let old = write(&self.pods).insert(new.clone());
@@ -243,7 +243,8 @@ impl Inner {
             }
             Delta::Delete(pod) => {
                 let removed = write(&self.pods).remove(&ObjectKey::of(&pod));
-                let info = removed.map_or_else(|| PodInfo::from_pod(&pod), |p| p.info.clone());
+                let info =
+                    removed.map_or_else(|| PodInfo::from_pod(&pod), |p| p.info.info().clone());
                 self.enqueue_for_pod(&info);
             }
             Delta::Relisted(seen) => {
@@ -350,7 +351,7 @@ impl Inner {
             .compute(
                 key,
                 service.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                selected.iter().map(|p| &p.info),
+                selected.iter().map(|p| p.info.info()),
             )
             .trigger_time;
         let pods: Vec<Pod> = selected.iter().map(|p| pod_from_info(&p.info)).collect();

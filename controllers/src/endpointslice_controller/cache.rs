@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::endpointslice::{LABEL_SERVICE_NAME, PodInfo};
+use crate::endpointslice::{IndexedPod, IndexedSlice, LABEL_SERVICE_NAME};
 use crate::runtime::{Delta, ObjectKey};
 
 type LabelKey = (String, String, String);
@@ -146,8 +146,8 @@ impl ServiceCache {
 /// What the controller keeps of a pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CachedPod {
-    /// The planner's view.
-    pub info: PodInfo,
+    /// The planner's view, hashed once.
+    pub info: IndexedPod,
     /// `metadata.resourceVersion`, to ignore resyncs.
     pub resource_version: String,
 }
@@ -265,7 +265,7 @@ pub fn slice_service(slice: &EndpointSlice) -> Option<ObjectKey> {
 /// EndpointSlices by key, indexed by their Service.
 #[derive(Default)]
 pub struct SliceCache {
-    slices: HashMap<ObjectKey, Arc<EndpointSlice>>,
+    slices: HashMap<ObjectKey, Arc<IndexedSlice>>,
     by_service: HashMap<ObjectKey, BTreeSet<String>>,
 }
 
@@ -286,8 +286,8 @@ impl SliceCache {
     }
 
     /// Inserts or replaces a slice; returns the previous one.
-    pub fn insert(&mut self, slice: Arc<EndpointSlice>) -> Option<Arc<EndpointSlice>> {
-        let key = ObjectKey::of(slice.as_ref());
+    pub fn insert(&mut self, slice: Arc<IndexedSlice>) -> Option<Arc<IndexedSlice>> {
+        let key = ObjectKey::of(slice.slice());
         let old = self.remove(&key);
         if let Some(service) = slice_service(&slice) {
             self.by_service
@@ -300,7 +300,7 @@ impl SliceCache {
     }
 
     /// Removes a slice; returns it.
-    pub fn remove(&mut self, key: &ObjectKey) -> Option<Arc<EndpointSlice>> {
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Arc<IndexedSlice>> {
         let old = self.slices.remove(key)?;
         if let Some(service) = slice_service(&old)
             && let Some(names) = self.by_service.get_mut(&service)
@@ -314,7 +314,7 @@ impl SliceCache {
     }
 
     /// The slices labelled with `service`'s name in its namespace, in name order.
-    pub fn for_service(&self, service: &ObjectKey) -> Vec<Arc<EndpointSlice>> {
+    pub fn for_service(&self, service: &ObjectKey) -> Vec<Arc<IndexedSlice>> {
         self.by_service
             .get(service)
             .into_iter()
@@ -361,13 +361,14 @@ mod tests {
     }
 
     fn pod(name: &str, pairs: &[(&str, &str)]) -> CachedPod {
+        use crate::endpointslice::PodInfo;
         CachedPod {
-            info: PodInfo {
+            info: IndexedPod::new(PodInfo {
                 namespace: "ns".into(),
                 name: name.into(),
                 labels: labels(pairs),
                 ..PodInfo::default()
-            },
+            }),
             resource_version: "1".into(),
         }
     }

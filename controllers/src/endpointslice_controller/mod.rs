@@ -27,8 +27,8 @@ use crate::endpointslice::hints::{
     TOPOLOGY_AWARE_HINTS_DISABLED, TOPOLOGY_AWARE_HINTS_ENABLED, topology_annotation_enabled,
 };
 use crate::endpointslice::{
-    CONTROLLER_NAME, EndpointSlicePlan, LABEL_MANAGED_BY, MaxEndpointsPerSlice, NodeInfo,
-    PlanOptions, PodInfo, TopologyHintsOutcome, plan,
+    CONTROLLER_NAME, EndpointSlicePlan, IndexedPod, IndexedSlice, LABEL_MANAGED_BY,
+    MaxEndpointsPerSlice, NodeInfo, PlanOptions, PodInfo, TopologyHintsOutcome, plan_indexed,
 };
 use crate::leader_election::WriteGate;
 use crate::runtime::events::reference_to;
@@ -351,7 +351,7 @@ impl Inner {
         match delta {
             Delta::Upsert(pod) => {
                 let new = CachedPod {
-                    info: PodInfo::from_pod(&pod),
+                    info: IndexedPod::new(PodInfo::from_pod(&pod)),
                     resource_version: pod.metadata.resource_version.clone().unwrap_or_default(),
                 };
                 let old = write(&self.pods).insert(new.clone());
@@ -377,7 +377,8 @@ impl Inner {
             Delta::Delete(pod) => {
                 let key = ObjectKey::of(&pod);
                 let removed = write(&self.pods).remove(&key);
-                let info = removed.map_or_else(|| PodInfo::from_pod(&pod), |p| p.info.clone());
+                let info =
+                    removed.map_or_else(|| PodInfo::from_pod(&pod), |p| p.info.info().clone());
                 let keys = self.services_selecting(&info);
                 self.enqueue_pod_services(keys);
             }
@@ -443,7 +444,7 @@ impl Inner {
         let delay = self.slice_delay();
         match delta {
             Delta::Upsert(slice) => {
-                let slice = Arc::new(slice);
+                let slice = Arc::new(IndexedSlice::new(slice));
                 let old = write(&self.slices).insert(slice.clone());
                 let tracker = lock(&self.tracker);
                 match old {
@@ -479,7 +480,7 @@ impl Inner {
                 self.on_slice_deleted(&slice, delay);
             }
             Delta::Relisted(seen) => {
-                let removed: Vec<Arc<EndpointSlice>> = {
+                let removed: Vec<Arc<IndexedSlice>> = {
                     let mut slices = write(&self.slices);
                     slices
                         .keys()
@@ -556,25 +557,22 @@ impl Inner {
         let Some(selector) = pod_selector(&service) else {
             return Ok(());
         };
-        let pods: Vec<PodInfo> = read(&self.pods)
-            .select(&key.namespace, selector)
-            .iter()
-            .map(|p| p.info.clone())
-            .collect();
-        let cached: Vec<Arc<EndpointSlice>> = read(&self.slices)
+        // The caches' own Arcs: nothing is copied for a sync.
+        let cached_pods = read(&self.pods).select(&key.namespace, selector);
+        let pods: Vec<&IndexedPod> = cached_pods.iter().map(|p| &p.info).collect();
+        let cached: Vec<Arc<IndexedSlice>> = read(&self.slices)
             .for_service(key)
             .into_iter()
             .filter(|s| managed_by_us(s) && s.metadata.deletion_timestamp.is_none())
             .collect();
-        if lock(&self.tracker).stale(key, cached.iter().map(|s| s.as_ref())) {
+        if lock(&self.tracker).stale(key, cached.iter().map(|s| s.slice())) {
             return Err(SyncError::Stale);
         }
-        let existing: Vec<EndpointSlice> = cached.iter().map(|s| (**s).clone()).collect();
-        drop(cached);
+        let existing: Vec<&IndexedSlice> = cached.iter().map(Arc::as_ref).collect();
         let triggers = lock(&self.triggers).compute(
             key,
             service.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            &pods,
+            pods.iter().map(|p| p.info()),
         );
         let options = PlanOptions {
             max_endpoints_per_slice: self.config.max_endpoints_per_slice,
@@ -584,9 +582,10 @@ impl Inner {
         };
         let plan = {
             let nodes = read(&self.nodes);
-            plan(&service, &pods, &nodes, &existing, &options)
+            plan_indexed(&service, &pods, &nodes, &existing, &options)
         };
         drop(existing);
+        drop(cached);
 
         let mut errors: Vec<String> = Vec::new();
         if let Err(e) = self.write_plan(key, &service, &plan).await {

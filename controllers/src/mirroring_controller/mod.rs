@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
 
+use crate::endpointslice::IndexedSlice;
 use crate::endpointslice_controller::NOT_LEADER_ERROR;
 use crate::endpointslice_controller::cache::{SliceCache, slice_service};
 use crate::endpointslice_controller::tracker::SliceTracker;
@@ -255,7 +256,7 @@ impl Inner {
         let delay = self.batch().max(SLICE_CHANGE_MIN_SYNC_DELAY);
         match delta {
             Delta::Upsert(slice) => {
-                let slice = Arc::new(slice);
+                let slice = Arc::new(IndexedSlice::new(slice));
                 let old = write(&self.slices).insert(slice.clone());
                 let sync = lock(&self.tracker).should_sync(&slice)
                     || old.is_some_and(|o| slice_service(&o) != slice_service(&slice));
@@ -268,7 +269,7 @@ impl Inner {
                 self.on_slice_deleted(&slice, delay);
             }
             Delta::Relisted(seen) => {
-                let removed: Vec<Arc<EndpointSlice>> = {
+                let removed: Vec<Arc<IndexedSlice>> = {
                     let mut slices = write(&self.slices);
                     slices
                         .keys()
@@ -319,7 +320,7 @@ impl Inner {
     async fn sync(&self, key: &ObjectKey) -> Result<(), String> {
         let endpoints = read(&self.endpoints).get(key).cloned();
         let service = read(&self.services).get(key).cloned();
-        let cached: Vec<Arc<EndpointSlice>> = read(&self.slices)
+        let cached: Vec<Arc<IndexedSlice>> = read(&self.slices)
             .for_service(key)
             .into_iter()
             .filter(|s| mirrored(s) && s.metadata.deletion_timestamp.is_none())
@@ -327,10 +328,10 @@ impl Inner {
         if service.is_none() && endpoints.is_none() {
             lock(&self.tracker).delete_service(key);
         }
-        if lock(&self.tracker).stale(key, cached.iter().map(|s| s.as_ref())) {
+        if lock(&self.tracker).stale(key, cached.iter().map(|s| s.slice())) {
             return Err("EndpointSlice informer cache is out of date".to_owned());
         }
-        let existing: Vec<EndpointSlice> = cached.iter().map(|s| (**s).clone()).collect();
+        let existing: Vec<EndpointSlice> = cached.iter().map(|s| s.slice().clone()).collect();
         let planned = plan(
             &key.name,
             endpoints.as_deref(),
