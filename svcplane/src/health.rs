@@ -11,9 +11,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use webhook::server::metrics_text;
 
 use crate::component::Shutdown;
-use crate::metrics_text;
 
 /// Says whether the process is ready, or which checks fail.
 pub type ReadinessCheck = Arc<dyn Fn() -> Vec<(String, bool)> + Send + Sync>;
@@ -198,5 +198,71 @@ mod tests {
             (StatusCode::OK, "ok".into())
         );
         assert_eq!(get(&state(false), "/nope").0, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn every_workspace_family_is_exposed_under_its_upstream_name() {
+        use allocator::registry::Scope;
+        use controllers::allocation_repair::{RepairCounts, RepairMetrics, register};
+        use controllers::endpointslice_controller::metrics::{EndpointSliceMetrics, SyncResult};
+
+        let mut registry = Registry::default();
+        let slices = EndpointSliceMetrics::new(&mut registry);
+        let repair = RepairMetrics::default();
+        register(&repair, &mut registry);
+        slices.sync(SyncResult::Success);
+        slices.change("create");
+        repair
+            .allocator
+            .ip_allocated_once("10.96.0.0/12", Scope::Dynamic);
+        repair.allocator.ip_error("10.96.0.0/12", Scope::Static);
+        repair.allocator.port_allocated_once(Scope::Static);
+        repair.allocator.port_error(Scope::Dynamic);
+        repair.allocator.set_ip_usage("10.96.0.0/12", 3, 1_048_571);
+        repair.count(&RepairCounts {
+            ip_errors: [("leak", 2)].into(),
+            port_errors: [("duplicate", 1)].into(),
+        });
+        let text = metrics_text::render(&registry).unwrap();
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        assert_eq!(
+            types,
+            [
+                "# TYPE apiserver_clusterip_repair_ip_errors_total counter",
+                "# TYPE apiserver_nodeport_repair_port_errors_total counter",
+                "# TYPE endpoint_slice_controller_changes counter",
+                "# TYPE endpoint_slice_controller_desired_endpoint_slices gauge",
+                "# TYPE endpoint_slice_controller_endpoints_added_per_sync histogram",
+                "# TYPE endpoint_slice_controller_endpoints_desired gauge",
+                "# TYPE endpoint_slice_controller_endpoints_removed_per_sync histogram",
+                "# TYPE endpoint_slice_controller_num_endpoint_slices gauge",
+                "# TYPE endpoint_slice_controller_pod_ready_to_slice_write_seconds histogram",
+                "# TYPE endpoint_slice_controller_syncs counter",
+                "# TYPE kube_apiserver_clusterip_allocator_allocated_ips gauge",
+                "# TYPE kube_apiserver_clusterip_allocator_allocation_errors_total counter",
+                "# TYPE kube_apiserver_clusterip_allocator_allocation_total counter",
+                "# TYPE kube_apiserver_clusterip_allocator_available_ips gauge",
+                "# TYPE kube_apiserver_nodeport_allocator_allocated_ports gauge",
+                "# TYPE kube_apiserver_nodeport_allocator_allocation_errors_total counter",
+                "# TYPE kube_apiserver_nodeport_allocator_allocation_total counter",
+                "# TYPE kube_apiserver_nodeport_allocator_available_ports gauge",
+            ]
+        );
+        for line in [
+            "apiserver_clusterip_repair_ip_errors_total{type=\"leak\"} 2",
+            "apiserver_nodeport_repair_port_errors_total{type=\"duplicate\"} 1",
+            "endpoint_slice_controller_changes{operation=\"create\"} 1",
+            "endpoint_slice_controller_syncs{result=\"success\"} 1",
+            "endpoint_slice_controller_endpoints_added_per_sync_bucket{le=\"32768\"} 0",
+            "kube_apiserver_clusterip_allocator_allocation_total{cidr=\"10.96.0.0/12\",scope=\"dynamic\"} 1",
+            "kube_apiserver_clusterip_allocator_allocation_errors_total{cidr=\"10.96.0.0/12\",scope=\"static\"} 1",
+            "kube_apiserver_clusterip_allocator_available_ips{cidr=\"10.96.0.0/12\"} 1.048571e+06",
+            "kube_apiserver_nodeport_allocator_allocation_total{scope=\"static\"} 1",
+            "kube_apiserver_nodeport_allocator_allocation_errors_total{scope=\"dynamic\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("_total_total"), "{text}");
+        assert!(!text.contains("_syncs_total"), "{text}");
     }
 }

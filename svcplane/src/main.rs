@@ -8,7 +8,6 @@ mod flags;
 mod gated_client;
 mod health;
 mod logging;
-mod metrics_text;
 mod offline;
 mod signals;
 mod up;

@@ -377,9 +377,9 @@ async fn malformed_reviews_get_400_and_oversized_413() {
     assert_eq!(code, 413);
     let (code, _) = post(&hook.ca_pem, &hook.handle.url("/healthz"), String::new()).await;
     assert_eq!(code, 405);
-    let metrics = hook.handle.metrics_text();
+    let metrics = hook.handle.metrics_text().unwrap();
     assert!(
-        metrics.contains(r#"svcplane_webhook_requests_total{path="/validate",operation="malformed",outcome="error"} 2"#),
+        metrics.contains(r#"svcplane_webhook_requests_total{operation="malformed",outcome="error",path="/validate"} 2"#),
         "{metrics}"
     );
 }

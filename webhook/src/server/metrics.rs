@@ -41,8 +41,10 @@ impl Default for WebhookMetrics {
 impl WebhookMetrics {
     /// Registers `svcplane_webhook_requests_total` and `svcplane_webhook_request_duration_seconds`.
     pub fn register(&self, registry: &mut Registry) {
+        // svcplane's own names (upstream has no webhook-side metrics). The 0.0.4 text exposes a
+        // counter under its registered name, so the `_total` Prometheus expects is spelled here.
         registry.register(
-            "svcplane_webhook_requests",
+            "svcplane_webhook_requests_total",
             "Admission reviews answered, by path, operation and outcome",
             self.requests.clone(),
         );

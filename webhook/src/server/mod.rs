@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod install;
 pub mod lookup;
 pub mod metrics;
+pub mod metrics_text;
 mod registry;
 pub mod tls;
 
@@ -131,9 +132,9 @@ impl WebhookHandle {
         &self.resolver
     }
 
-    /// The metrics in Prometheus text format.
-    pub fn metrics_text(&self) -> String {
-        encode_metrics(&self.metrics)
+    /// The metrics as `/metrics` serves them (Prometheus text format 0.0.4).
+    pub fn metrics_text(&self) -> Result<String, metrics_text::MetricsTextError> {
+        metrics_text::render(&self.metrics)
     }
 
     /// Stops accepting, lets open requests finish (up to the grace period), then returns.
@@ -151,14 +152,6 @@ impl Drop for WebhookHandle {
             task.abort();
         }
     }
-}
-
-fn encode_metrics(registry: &Registry) -> String {
-    let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
-        out.clear();
-    }
-    out
 }
 
 struct Shared {
@@ -312,6 +305,21 @@ fn status_answer(code: StatusCode, reason: &str, message: &str) -> Response<Full
     json(code, status.to_json().into_bytes())
 }
 
+// The format every upstream component, and svcplane's own health listeners, answer with.
+fn metrics_answer(registry: &Registry) -> Response<Full<Bytes>> {
+    match metrics_text::render(registry) {
+        Ok(body) => {
+            let mut resp = text(StatusCode::OK, body);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(metrics_text::CONTENT_TYPE),
+            );
+            resp
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let phase = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok"),
@@ -325,16 +333,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 )
             };
         }
-        (&Method::GET, "/metrics") => {
-            let mut resp = text(StatusCode::OK, encode_metrics(&shared.registry));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            return resp;
-        }
+        (&Method::GET, "/metrics") => return metrics_answer(&shared.registry),
         (&Method::POST, "/validate") => Phase::Validate,
         (&Method::POST, "/mutate") => Phase::Mutate,
         (_, "/validate" | "/mutate" | "/healthz" | "/readyz" | "/metrics") => {
@@ -417,5 +416,54 @@ async fn review(
             "malformed".to_owned(),
             ReviewOutcome::Error,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_prometheus_text_0_0_4_with_the_counter_named_as_registered() {
+        let metrics = WebhookMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        metrics.observe("/validate", "Service/CREATE", "denied", 0.125);
+        metrics.observe("/validate", "Service/CREATE", "denied", 0.25);
+        metrics.observe("/mutate", "malformed", "error", 0.2);
+        let resp = metrics_answer(&registry);
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let body = futures::executor::block_on(resp.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        let requests: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("svcplane_webhook_requests_total"))
+            .collect();
+        assert_eq!(
+            requests,
+            [
+                "svcplane_webhook_requests_total{operation=\"Service/CREATE\",outcome=\"denied\",path=\"/validate\"} 2",
+                "svcplane_webhook_requests_total{operation=\"malformed\",outcome=\"error\",path=\"/mutate\"} 1",
+            ]
+        );
+        for line in [
+            "# TYPE svcplane_webhook_requests_total counter",
+            "# TYPE svcplane_webhook_request_duration_seconds histogram",
+            "svcplane_webhook_request_duration_seconds_bucket{operation=\"Service/CREATE\",outcome=\"denied\",path=\"/validate\",le=\"0.2048\"} 1",
+            "svcplane_webhook_request_duration_seconds_bucket{operation=\"Service/CREATE\",outcome=\"denied\",path=\"/validate\",le=\"0.4096\"} 2",
+            "svcplane_webhook_request_duration_seconds_sum{operation=\"Service/CREATE\",outcome=\"denied\",path=\"/validate\"} 0.375",
+            "svcplane_webhook_request_duration_seconds_count{operation=\"malformed\",outcome=\"error\",path=\"/mutate\"} 1",
+        ] {
+            assert!(body.lines().any(|l| l == line), "missing {line} in\n{body}");
+        }
+        for openmetrics_only in ["_total_total", "_created", "# EOF"] {
+            assert!(!body.contains(openmetrics_only), "{body}");
+        }
     }
 }
