@@ -1,20 +1,28 @@
 //! `svcplane up`: the playground. An in-memory API server on `--listen`, simulated nodes, the
-//! allocator registry, the admission webhook and every controller, until Ctrl-C or SIGTERM.
+//! allocator registry, the admission webhook and every controller, until Ctrl-C or SIGTERM;
+//! `/healthz`, `/readyz` and `/metrics` on `--metrics-listen`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use allocator::registry::AllocationMode;
 use allocator::{PortRange, ServiceClusterIpRanges};
 use anyhow::Context;
-use controllers::allocation_repair::{RepairConfig, RepairMetrics};
+use controllers::allocation_repair::{RepairConfig, RepairMetrics, register};
+use controllers::endpoints_controller::EndpointsControllerConfig;
+use controllers::endpointslice_controller::EndpointSliceControllerConfig;
 use controllers::kubernetes_service_controller::KubernetesServiceConfig;
+use controllers::mirroring_controller::MirroringControllerConfig;
+use controllers::runtime::CacheSyncSignal;
+use prometheus_client::registry::Registry;
 use testenv::nodesim::{NodeSimConfig, NodeSimulator};
 use testenv::{TestEnv, TestEnvOptions};
 
 use crate::component::{Component, Running, shutdown_channel};
 use crate::control_plane;
+use crate::health::{self, HealthState};
 
 /// How long components get to stop before the process exits anyway.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,10 +51,28 @@ pub struct UpArgs {
     /// NodePort range.
     #[arg(long, default_value = "30000-32767", value_parser = crate::flags::parse_node_port_range)]
     service_node_port_range: PortRange,
+    /// Address of /healthz, /readyz and /metrics (port 0 picks one; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics_listen: SocketAddr,
 }
 
-/// The components `up` runs, in start order; `api` is the embedded API server's address.
-fn components(args: &UpArgs, api: SocketAddr) -> Vec<Component> {
+/// The controllers' cache-sync signals, named as `/readyz` lists them.
+type SyncSignals = Vec<(String, CacheSyncSignal)>;
+
+/// A cache-sync signal for `controller`, recorded in `signals` under controller-manager's name.
+fn sync_signal(signals: &mut SyncSignals, controller: &str) -> CacheSyncSignal {
+    let signal = CacheSyncSignal::default();
+    signals.push((format!("informer-sync:{controller}"), signal.clone()));
+    signal
+}
+
+/// The components `up` runs, in start order, with the controllers' cache-sync signals; `api` is
+/// the embedded API server's address and `metrics` what `/metrics` serves.
+fn components(
+    args: &UpArgs,
+    api: SocketAddr,
+    metrics: &Arc<Mutex<Registry>>,
+) -> (Vec<Component>, SyncSignals) {
     let mut nodes = NodeSimConfig::with_node_count(usize::from(args.nodes));
     if args.dual_stack {
         nodes = nodes.dual_stack();
@@ -54,9 +80,28 @@ fn components(args: &UpArgs, api: SocketAddr) -> Vec<Component> {
     let ranges = args.service_cluster_ip_range.clone();
     let ports = args.service_node_port_range;
     let registry = control_plane::SharedRegistry::default();
-    let metrics = std::sync::Arc::new(std::sync::Mutex::new(
-        prometheus_client::registry::Registry::default(),
-    ));
+    let repair_metrics = RepairMetrics::default();
+    register(
+        &repair_metrics,
+        &mut metrics.lock().unwrap_or_else(|e| e.into_inner()),
+    );
+    let mut signals = SyncSignals::new();
+    let slices = EndpointSliceControllerConfig {
+        caches_synced: sync_signal(&mut signals, "endpointslice"),
+        ..Default::default()
+    };
+    let endpoints = EndpointsControllerConfig {
+        caches_synced: sync_signal(&mut signals, "endpoint"),
+        ..Default::default()
+    };
+    let mirroring = MirroringControllerConfig {
+        caches_synced: sync_signal(&mut signals, "endpointslicemirroring"),
+        ..Default::default()
+    };
+    let repair = RepairConfig {
+        caches_synced: sync_signal(&mut signals, "allocation-repair"),
+        ..RepairConfig::new(ranges.clone(), ports)
+    };
     let webhook_bind = SocketAddr::new(api.ip(), 0);
     let kubernetes = KubernetesServiceConfig {
         service_cluster_ip_ranges: ranges.all().into_iter().map(|c| c.net()).collect(),
@@ -64,7 +109,7 @@ fn components(args: &UpArgs, api: SocketAddr) -> Vec<Component> {
         secure_port: i32::from(api.port()),
         ..KubernetesServiceConfig::default()
     };
-    vec![
+    let components = vec![
         node_simulator(nodes),
         control_plane::allocator_registry(
             control_plane::registry_config(ranges.clone(), ports, AllocationMode::Authoritative),
@@ -74,14 +119,12 @@ fn components(args: &UpArgs, api: SocketAddr) -> Vec<Component> {
         // endpoint validation (like kube-apiserver's) refuses from anyone else.
         control_plane::kubernetes_service(kubernetes, true),
         control_plane::embedded_webhook(webhook_bind, ranges.clone(), ports, registry),
-        control_plane::endpointslice(Default::default(), metrics),
-        control_plane::endpoints(Default::default()),
-        control_plane::mirroring(Default::default()),
-        control_plane::allocation_repair(
-            RepairConfig::new(ranges, ports),
-            RepairMetrics::default(),
-        ),
-    ]
+        control_plane::endpointslice(slices, metrics.clone()),
+        control_plane::endpoints(endpoints),
+        control_plane::mirroring(mirroring),
+        control_plane::allocation_repair(repair, repair_metrics),
+    ];
+    (components, signals)
 }
 
 fn node_simulator(config: NodeSimConfig) -> Component {
@@ -109,9 +152,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!(url = %env.url(), data_dir = ?args.data_dir, "API server listening");
     let client = env.try_client()?;
 
+    let metrics = Arc::new(Mutex::new(Registry::default()));
+    let (components, signals) = components(&args, env.addr(), &metrics);
     let (trigger, shutdown) = shutdown_channel();
-    let mut running: Vec<(&'static str, Running)> = Vec::new();
-    for component in components(&args, env.addr()) {
+    let state = HealthState {
+        readiness: Arc::new(move || {
+            signals
+                .iter()
+                .map(|(name, s)| (name.clone(), s.is_synced()))
+                .collect()
+        }),
+        metrics,
+    };
+    let (serving, health_task) =
+        match health::serve(args.metrics_listen, state, shutdown.clone()).await {
+            Ok(served) => served,
+            Err(e) => {
+                env.stop().await;
+                return Err(e);
+            }
+        };
+    tracing::info!(address = %serving, "serving /healthz, /readyz and /metrics");
+    let mut running: Vec<(&'static str, Running)> = vec![("health", health_task)];
+    for component in components {
         let name = component.name;
         match component.start(client.clone(), shutdown.clone()).await {
             Ok(task) => {
@@ -132,7 +195,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     write_atomically(&kubeconfig, &env.kubeconfig())
         .with_context(|| format!("cannot write the kubeconfig to {}", kubeconfig.display()))?;
     println!(
-        "svcplane is up: Kubernetes API at {}, {} nodes.\n\nPoint kubectl at it:\n\n  export KUBECONFIG={}\n  kubectl get nodes\n\nStop with Ctrl-C.",
+        "svcplane is up: Kubernetes API at {}, {} nodes.\nMetrics at http://{serving}/metrics (health: /healthz, /readyz).\n\nPoint kubectl at it:\n\n  export KUBECONFIG={}\n  kubectl get nodes\n\nStop with Ctrl-C.",
         env.url(),
         args.nodes,
         kubeconfig.display()

@@ -1,12 +1,14 @@
 //! `svcplane up` as a user runs it: the built binary, a kubeconfig, nodes through kube::Client,
-//! SIGTERM, exit 0; bad flags and a busy port fail clearly; a data dir survives a restart.
+//! SIGTERM, exit 0; bad flags and a busy port fail clearly; a data dir survives a restart;
+//! `/metrics`, `/healthz` and `/readyz` on `--metrics-listen`.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -112,6 +114,8 @@ async fn up_serves_nodes_and_exits_cleanly_on_sigterm_keeping_its_data() {
         "{stdout}"
     );
     assert!(stdout.contains("kubectl get nodes"), "{stdout}");
+    // Without --metrics-listen, /metrics is on an ephemeral loopback port.
+    assert!(stdout.contains("Metrics at http://127.0.0.1:"), "{stdout}");
     assert!(stderr.contains("shutting down"), "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
 
@@ -128,6 +132,100 @@ async fn up_serves_nodes_and_exits_cleanly_on_sigterm_keeping_its_data() {
     assert_eq!(kept.data.unwrap()["k"], "v");
     assert_eq!(node_names(&client).await, ["node-1", "node-2"]);
     assert_eq!(up.terminate().status.code(), Some(0));
+}
+
+/// `(status, Content-Type, body)` of GET `path` on `port`.
+fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let content_type = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("content-type")
+            .then(|| value.trim().to_string())
+    })?;
+    Some((status, content_type, body.to_string()))
+}
+
+#[tokio::test]
+async fn up_serves_metrics_in_the_upstream_text_format_and_prints_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let mut up = spawn_up(
+        dir.path(),
+        free_port(),
+        &["--nodes", "1", "--metrics-listen", &metrics_listen],
+    );
+    let client = up.client().await;
+    let (status, _, body) = http_get(metrics_port, "/healthz").unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    // The kubeconfig is written once every controller has synced its caches.
+    let (status, _, body) = http_get(metrics_port, "/readyz?verbose").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        "[+]informer-sync:endpointslice ok\n[+]informer-sync:endpoint ok\n\
+         [+]informer-sync:endpointslicemirroring ok\n[+]informer-sync:allocation-repair ok\n\
+         readyz check passed\n"
+    );
+
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let web: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &web).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (content_type, metrics) = loop {
+        let (status, content_type, body) = http_get(metrics_port, "/metrics").unwrap();
+        assert_eq!(status, 200, "{body}");
+        // The placeholder slice of `web`, written by a sync of the controller.
+        if body.contains("endpoint_slice_controller_changes{operation=\"create\"} ") {
+            break (content_type, body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slice creation counted:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    for line in [
+        "# TYPE endpoint_slice_controller_syncs counter",
+        "# TYPE endpoint_slice_controller_changes counter",
+        "endpoint_slice_controller_syncs{result=\"success\"} ",
+        "kube_apiserver_clusterip_allocator_available_ips{cidr=\"10.96.0.0/12\"} ",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(line)),
+            "{line}\n{metrics}"
+        );
+    }
+    for openmetrics_only in ["_syncs_total", "_total_total", "_created", "# EOF"] {
+        assert!(!metrics.contains(openmetrics_only), "{metrics}");
+    }
+
+    let out = up.terminate();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "Metrics at http://{metrics_listen}/metrics (health: /healthz, /readyz)."
+        )),
+        "{stdout}"
+    );
+    // The listener stops with the rest.
+    assert_eq!(http_get(metrics_port, "/healthz"), None);
 }
 
 #[test]
