@@ -109,9 +109,9 @@ pub enum RepairAction {
 /// Counters by upstream's repair error `type` label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairCounts {
-    /// `kube_apiserver_clusterip_repair_ip_errors_total` increments.
+    /// `apiserver_clusterip_repair_ip_errors_total` increments.
     pub ip_errors: BTreeMap<&'static str, u64>,
-    /// `kube_apiserver_nodeport_repair_port_errors_total` increments.
+    /// `apiserver_nodeport_repair_port_errors_total` increments.
     pub port_errors: BTreeMap<&'static str, u64>,
 }
 
