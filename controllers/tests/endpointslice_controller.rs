@@ -456,3 +456,71 @@ async fn pod_on_a_missing_node_is_skipped_until_the_node_appears() {
         Some("zone-z")
     );
 }
+
+/// A headless Service without `ipFamilies` (kube-apiserver would default them; testenv alone
+/// does not) has slices of both address types: the IPv4 placeholder is recycled into the
+/// first filled slice, the IPv6 one stays an empty placeholder, as upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placeholder_of_each_address_type_until_it_has_endpoints() {
+    let mut harness = Harness::start(Some(NodeSimConfig::with_node_count(2))).await;
+    let mut registry = Registry::default();
+    let config = EndpointSliceControllerConfig {
+        max_endpoints_per_slice: controllers::endpointslice::MaxEndpointsPerSlice::new(2)
+            .expect("valid"),
+        ..EndpointSliceControllerConfig::default()
+    };
+    let controller =
+        EndpointSliceController::new(harness.client.clone(), config, &mut registry).expect("valid");
+    harness.spawn(controller.clone().run(std::future::pending()));
+    let h = harness;
+    h.create_service(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 80}]}
+    }))
+    .await;
+    eventually("an empty placeholder per address type", WAIT, || async {
+        let mut shapes: Vec<(String, usize, usize)> = h
+            .slices("web")
+            .await
+            .iter()
+            .map(|s| {
+                let ports = s.ports.as_ref().map_or(0, Vec::len);
+                (s.address_type.clone(), ports, s.endpoints.len())
+            })
+            .collect();
+        shapes.sort();
+        (shapes == [("IPv4".into(), 0, 0), ("IPv6".into(), 0, 0)]).then_some(())
+    })
+    .await;
+    let placeholders: Vec<String> = h
+        .slices("web")
+        .await
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    h.create_pods(pods("web", "web", 5)).await;
+    let slices = eventually("IPv4 2+2+1, IPv6 still a placeholder", WAIT, || async {
+        let s = h.slices("web").await;
+        let of = |family: &str| -> Vec<EndpointSlice> {
+            s.iter()
+                .filter(|x| x.address_type == family)
+                .cloned()
+                .collect()
+        };
+        (endpoint_counts(&of("IPv4")) == [1, 2, 2]
+            && all_ready(&of("IPv4"))
+            && endpoint_counts(&of("IPv6")) == [0])
+        .then_some(s)
+    })
+    .await;
+    // Both placeholders were kept: the IPv4 one now holds endpoints.
+    for name in &placeholders {
+        assert!(
+            slices
+                .iter()
+                .any(|s| s.metadata.name.as_ref() == Some(name)),
+            "{name} was replaced"
+        );
+    }
+}
