@@ -215,7 +215,18 @@ async fn scenario() {
     let rss_before = rss_mib();
     let mark = env.oplog().len();
     let cold = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
+    // `E2E_CONTROLLER_COMMAND` runs another controller binary instead (e.g. one on the
+    // system allocator under `heaptrack`, which cannot see mimalloc's allocations).
+    let mut command = match std::env::var("E2E_CONTROLLER_COMMAND") {
+        Ok(line) => {
+            let mut words = line.split_whitespace();
+            let mut command = std::process::Command::new(words.next().expect("command"));
+            command.args(words);
+            command
+        }
+        Err(_) => std::process::Command::new(std::env::current_exe().expect("own path")),
+    };
+    let mut child = command
         .env("E2E_CONTROLLER_KUBECONFIG", env.kubeconfig())
         .stdout(std::process::Stdio::null())
         .spawn()

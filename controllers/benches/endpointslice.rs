@@ -66,11 +66,11 @@ fn pods() -> Vec<PodInfo> {
             namespace: "bench".into(),
             name: format!("big-{i}"),
             uid: format!("uid-{i}"),
-            labels: BTreeMap::from([("app".into(), "big".into())]),
+            labels: BTreeMap::from([("app".into(), "big".into())]).into(),
             has_ip: true,
             ips: vec![format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)],
             ready: true,
-            node_name: format!("node-{}", i % 100),
+            node_name: format!("node-{}", i % 100).into(),
             ..PodInfo::default()
         })
         .collect()

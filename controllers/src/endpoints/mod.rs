@@ -212,7 +212,7 @@ fn pod_address(service: &Service, pod: &Pod, info: &PodInfo) -> Option<EndpointA
     Some(EndpointAddress {
         ip: ip.clone(),
         hostname,
-        node_name: Some(info.node_name.clone()),
+        node_name: Some(info.node_name.to_string()),
         target_ref: Some(ObjectReference {
             kind: Some("Pod".to_string()),
             namespace: non_empty(&info.namespace),

@@ -28,7 +28,7 @@ pub fn pod_from_info(info: &PodInfo) -> Pod {
             namespace: non_empty(&info.namespace),
             name: non_empty(&info.name),
             uid: non_empty(&info.uid),
-            labels: (!info.labels.is_empty()).then(|| info.labels.clone()),
+            labels: (!info.labels.is_empty()).then(|| (*info.labels).clone()),
             deletion_timestamp: info
                 .terminating
                 .then_some(Time(jiff::Timestamp::UNIX_EPOCH)),
@@ -66,6 +66,7 @@ mod tests {
     use super::*;
     use crate::endpointslice::pod::ContainerPortInfo;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     #[test]
     fn round_trips_through_pod_info() {
@@ -73,7 +74,7 @@ mod tests {
             namespace: "ns".into(),
             name: "web-0".into(),
             uid: "u-1".into(),
-            labels: BTreeMap::from([("app".into(), "web".into())]),
+            labels: BTreeMap::from([("app".into(), "web".into())]).into(),
             has_ip: true,
             ips: vec!["10.0.0.1".into(), "fd00::1".into()],
             ready: true,
@@ -83,7 +84,7 @@ mod tests {
             node_name: "node-1".into(),
             hostname: "web-0".into(),
             subdomain: "web".into(),
-            container_ports: vec![
+            container_ports: Arc::from(vec![
                 ContainerPortInfo {
                     name: "http".into(),
                     protocol: "TCP".into(),
@@ -94,7 +95,7 @@ mod tests {
                     protocol: "UDP".into(),
                     container_port: 53,
                 },
-            ],
+            ]),
         };
         assert_eq!(PodInfo::from_pod(&pod_from_info(&info)), info);
         let bare = PodInfo::default();

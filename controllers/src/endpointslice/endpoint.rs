@@ -136,7 +136,7 @@ impl<'a> DesiredEndpoint<'a> {
         let namespace = target.and_then(|t| t.namespace.as_deref());
         let name = target.and_then(|t| t.name.as_deref());
         let same_identity = name.unwrap_or("") == self.pod.name
-            && namespace.unwrap_or("") == self.pod.namespace
+            && namespace.unwrap_or("") == &*self.pod.namespace
             && existing.hostname.as_deref().unwrap_or("") == self.hostname.unwrap_or("")
             && self.addresses.matches(&existing.addresses);
         if !same_identity {
@@ -162,7 +162,7 @@ impl<'a> DesiredEndpoint<'a> {
     }
 
     fn node_name(&self) -> Option<&'a str> {
-        Some(self.pod.node_name.as_str()).filter(|n| !n.is_empty())
+        Some(&*self.pod.node_name).filter(|n| !n.is_empty())
     }
 
     /// The discovery/v1 Endpoint upstream's `podToEndpoint` builds (no hints).
@@ -179,7 +179,7 @@ impl<'a> DesiredEndpoint<'a> {
             zone: self.zone.map(str::to_owned),
             target_ref: Some(ObjectReference {
                 kind: Some("Pod".to_owned()),
-                namespace: Some(self.pod.namespace.clone()),
+                namespace: Some(self.pod.namespace.to_string()),
                 name: Some(self.pod.name.clone()),
                 uid: Some(self.pod.uid.clone()),
                 ..ObjectReference::default()

@@ -114,7 +114,7 @@ impl PodHashes {
             name: hash_str(&pod.name),
             namespace: hash_str(&pod.namespace),
             uid: hash_str(&pod.uid),
-            node_name: hash_opt(Some(pod.node_name.as_str()).filter(|n| !n.is_empty())),
+            node_name: hash_opt(Some(&*pod.node_name).filter(|n| !n.is_empty())),
             hostname: hash_str(&pod.hostname),
             addresses: [of_type(false), of_type(true)],
         }

@@ -2,9 +2,15 @@
 //!
 //! These helpers are shared with the Endpoints controller: pod readiness, canonical pod IP
 //! strings and named `targetPort` resolution behave the same in both.
+//!
+//! A cluster holds far more pods than distinct label sets, namespaces, nodes or port lists
+//! (a Deployment's replicas share all of them), so those fields are shared `Arc`s, and a
+//! [`PodInterner`] hands out one copy of each distinct value to the pods of a cache.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -14,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 pub const INVALID_IP_STRING: &str = "<nil>";
 
 /// One container port, with the protocol defaulted to `TCP` as the API server does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ContainerPortInfo {
     /// The port's `name` ("" when unnamed).
     pub name: String,
@@ -28,13 +34,13 @@ pub struct ContainerPortInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PodInfo {
     /// `metadata.namespace`.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// `metadata.name`.
     pub name: String,
     /// `metadata.uid`.
     pub uid: String,
     /// `metadata.labels`, matched against Service selectors.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
     /// True if `status.podIP` or `status.podIPs` is non-empty (upstream's "has an IP" test).
     pub has_ip: bool,
     /// `status.podIPs` in order, each in canonical form (see [`canonical_ip`]).
@@ -48,14 +54,14 @@ pub struct PodInfo {
     /// `status.phase` is `Failed` or `Succeeded`.
     pub terminal: bool,
     /// `spec.nodeName` ("" when unscheduled).
-    pub node_name: String,
+    pub node_name: Arc<str>,
     /// `spec.hostname`.
     pub hostname: String,
     /// `spec.subdomain`.
     pub subdomain: String,
     /// Ports of the app containers in order, then of sidecar init containers (restartPolicy
     /// `Always`); the search order of [`find_port`].
-    pub container_ports: Vec<ContainerPortInfo>,
+    pub container_ports: Arc<[ContainerPortInfo]>,
 }
 
 /// No container port matched a named `targetPort` (upstream's error text).
@@ -69,6 +75,16 @@ pub struct PortNotFound {
 impl PodInfo {
     /// Extracts what the planners need from a full Pod.
     pub fn from_pod(pod: &Pod) -> Self {
+        Self::extract(pod, &mut Unshared)
+    }
+
+    /// Extracts what the planners need from a full Pod, sharing the labels, namespace, node
+    /// name and port list with the pods `interner` has seen.
+    pub fn from_pod_interned(pod: &Pod, interner: &mut PodInterner) -> Self {
+        Self::extract(pod, interner)
+    }
+
+    fn extract(pod: &Pod, interner: &mut impl Share) -> Self {
         let metadata = &pod.metadata;
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
@@ -84,10 +100,10 @@ impl PodInfo {
             .is_some_and(|ip| !ip.is_empty());
         let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
         PodInfo {
-            namespace: metadata.namespace.clone().unwrap_or_default(),
+            namespace: interner.string(metadata.namespace.as_deref().unwrap_or("")),
             name: metadata.name.clone().unwrap_or_default(),
             uid: metadata.uid.clone().unwrap_or_default(),
-            labels: metadata.labels.clone().unwrap_or_default(),
+            labels: interner.labels(metadata.labels.as_ref().unwrap_or(&BTreeMap::new())),
             has_ip: has_pod_ip || !pod_ips.is_empty(),
             ips: pod_ips,
             ready: ready_condition.is_some_and(|c| c.status == "True"),
@@ -96,10 +112,10 @@ impl PodInfo {
                 .map(|t| t.0),
             terminating: metadata.deletion_timestamp.is_some(),
             terminal: phase == "Failed" || phase == "Succeeded",
-            node_name: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+            node_name: interner.string(spec.and_then(|s| s.node_name.as_deref()).unwrap_or("")),
             hostname: spec.and_then(|s| s.hostname.clone()).unwrap_or_default(),
             subdomain: spec.and_then(|s| s.subdomain.clone()).unwrap_or_default(),
-            container_ports: spec.map(searchable_ports).unwrap_or_default(),
+            container_ports: interner.ports(spec.map(searchable_ports).unwrap_or_default()),
         }
     }
 
@@ -114,7 +130,7 @@ impl PodInfo {
     pub fn should_set_hostname(&self, service_name: &str, service_namespace: &str) -> bool {
         !self.hostname.is_empty()
             && self.subdomain == service_name
-            && self.namespace == service_namespace
+            && *self.namespace == *service_namespace
     }
 
     /// Resolves a Service port's `targetPort` for this pod (see [`find_port`]).
@@ -127,6 +143,130 @@ impl PodInfo {
         selector
             .iter()
             .all(|(k, v)| self.labels.get(k).is_some_and(|have| have == v))
+    }
+}
+
+/// One shared copy of each distinct label set, namespace or node name, and port list among
+/// the pods of a cache. Values no pod uses any more are dropped once the tables have
+/// doubled since the last sweep, so the interner stays within twice what is in use.
+#[derive(Debug, Default)]
+pub struct PodInterner {
+    strings: HashSet<Arc<str>>,
+    labels: HashSet<Arc<BTreeMap<String, String>>>,
+    ports: HashSet<Arc<[ContainerPortInfo]>>,
+    entries_after_sweep: usize,
+}
+
+/// Where `PodInfo::extract` gets its shared fields: fresh copies, or an interner's.
+trait Share {
+    fn string(&mut self, value: &str) -> Arc<str>;
+    fn labels(&mut self, value: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>>;
+    fn ports(&mut self, value: Vec<ContainerPortInfo>) -> Arc<[ContainerPortInfo]>;
+}
+
+/// Fresh copies, for a `PodInfo` outside any cache.
+struct Unshared;
+
+impl Share for Unshared {
+    fn string(&mut self, value: &str) -> Arc<str> {
+        Arc::from(value)
+    }
+
+    fn labels(&mut self, value: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+        Arc::new(value.clone())
+    }
+
+    fn ports(&mut self, value: Vec<ContainerPortInfo>) -> Arc<[ContainerPortInfo]> {
+        value.into()
+    }
+}
+
+impl Share for PodInterner {
+    fn string(&mut self, value: &str) -> Arc<str> {
+        PodInterner::string(self, value)
+    }
+
+    fn labels(&mut self, value: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+        PodInterner::labels(self, value)
+    }
+
+    fn ports(&mut self, value: Vec<ContainerPortInfo>) -> Arc<[ContainerPortInfo]> {
+        PodInterner::ports(self, value)
+    }
+}
+
+/// The shared copy of `value` in `table`, added if new.
+fn shared<T, Q>(table: &mut HashSet<Arc<T>>, value: &Q, make: impl FnOnce() -> Arc<T>) -> Arc<T>
+where
+    T: Hash + Eq + ?Sized + std::borrow::Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+    Arc<T>: std::borrow::Borrow<Q>,
+{
+    if let Some(existing) = table.get(value) {
+        return existing.clone();
+    }
+    let made = make();
+    table.insert(made.clone());
+    made
+}
+
+impl PodInterner {
+    /// The shared copy of a namespace or node name.
+    pub fn string(&mut self, value: &str) -> Arc<str> {
+        self.sweep_if_grown();
+        shared(&mut self.strings, value, || Arc::from(value))
+    }
+
+    /// The shared copy of a label set.
+    pub fn labels(&mut self, value: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+        self.sweep_if_grown();
+        shared(&mut self.labels, value, || Arc::new(value.clone()))
+    }
+
+    /// The shared copy of a port list.
+    pub fn ports(&mut self, value: Vec<ContainerPortInfo>) -> Arc<[ContainerPortInfo]> {
+        self.sweep_if_grown();
+        if let Some(existing) = self.ports.get(value.as_slice()) {
+            return existing.clone();
+        }
+        let made: Arc<[ContainerPortInfo]> = value.into();
+        self.ports.insert(made.clone());
+        made
+    }
+
+    /// `info` with its shareable fields replaced by the shared copies.
+    pub fn intern(&mut self, info: &mut PodInfo) {
+        info.namespace = self.string(&info.namespace);
+        info.node_name = self.string(&info.node_name);
+        info.labels = self.labels(&info.labels);
+        self.sweep_if_grown();
+        info.container_ports = shared(&mut self.ports, &*info.container_ports, || {
+            info.container_ports.clone()
+        });
+    }
+
+    /// How many distinct values are held (for tests and memory estimates).
+    pub fn len(&self) -> usize {
+        self.strings.len() + self.labels.len() + self.ports.len()
+    }
+
+    /// Whether no value is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every value that only the interner still holds.
+    pub fn sweep(&mut self) {
+        self.strings.retain(|v| Arc::strong_count(v) > 1);
+        self.labels.retain(|v| Arc::strong_count(v) > 1);
+        self.ports.retain(|v| Arc::strong_count(v) > 1);
+        self.entries_after_sweep = self.len();
+    }
+
+    fn sweep_if_grown(&mut self) {
+        if self.len() >= 2 * self.entries_after_sweep.max(64) {
+            self.sweep();
+        }
     }
 }
 
@@ -226,4 +366,97 @@ pub fn canonical_ip(s: &str) -> String {
 pub fn is_ipv6_canonical(canonical: &str) -> bool {
     // A byte scan: pod IPs are short, and `contains` goes through memchr.
     canonical.bytes().any(|b| b == b':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerPort, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str, app: &str, node: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                labels: Some(BTreeMap::from([("app".into(), app.into())])),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some(node.into()),
+                containers: vec![Container {
+                    name: "c".into(),
+                    ports: Some(vec![ContainerPort {
+                        name: Some("http".into()),
+                        container_port: 8080,
+                        ..ContainerPort::default()
+                    }]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn interned_pods_share_equal_values_and_equal_unshared_ones() {
+        let mut interner = PodInterner::default();
+        let a = PodInfo::from_pod_interned(&pod("a", "web", "node-1"), &mut interner);
+        let b = PodInfo::from_pod_interned(&pod("b", "web", "node-2"), &mut interner);
+        let c = PodInfo::from_pod_interned(&pod("c", "db", "node-1"), &mut interner);
+        assert!(Arc::ptr_eq(&a.labels, &b.labels));
+        assert!(!Arc::ptr_eq(&a.labels, &c.labels));
+        assert!(Arc::ptr_eq(&a.namespace, &c.namespace));
+        assert!(Arc::ptr_eq(&a.node_name, &c.node_name));
+        assert!(!Arc::ptr_eq(&a.node_name, &b.node_name));
+        assert!(Arc::ptr_eq(&a.container_ports, &c.container_ports));
+        assert_eq!(a, PodInfo::from_pod(&pod("a", "web", "node-1")));
+        assert_eq!(
+            *a.container_ports,
+            [ContainerPortInfo {
+                name: "http".into(),
+                protocol: "TCP".into(),
+                container_port: 8080,
+            }]
+        );
+        // "ns", "node-1", "node-2"; {app: web}, {app: db}; one port list.
+        assert_eq!(interner.len(), 6);
+    }
+
+    #[test]
+    fn intern_replaces_fresh_copies_with_shared_ones() {
+        let mut interner = PodInterner::default();
+        let a = PodInfo::from_pod_interned(&pod("a", "web", "node-1"), &mut interner);
+        let mut b = PodInfo::from_pod(&pod("b", "web", "node-1"));
+        assert!(!Arc::ptr_eq(&a.labels, &b.labels));
+        let before = b.clone();
+        interner.intern(&mut b);
+        assert_eq!(b, before);
+        assert!(Arc::ptr_eq(&a.labels, &b.labels));
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&a.node_name, &b.node_name));
+        assert!(Arc::ptr_eq(&a.container_ports, &b.container_ports));
+    }
+
+    #[test]
+    fn values_no_pod_uses_are_swept() {
+        let mut interner = PodInterner::default();
+        let kept = PodInfo::from_pod_interned(&pod("kept", "kept", "node-0"), &mut interner);
+        for i in 0..1000 {
+            // Each pod is dropped at once: its label set is garbage from then on.
+            let _ =
+                PodInfo::from_pod_interned(&pod("p", &format!("app-{i}"), "node-0"), &mut interner);
+        }
+        assert!(
+            interner.len() <= 2 * 64 + 1,
+            "{} values held",
+            interner.len()
+        );
+        interner.sweep();
+        // "ns", "node-0", {app: kept}, the port list: what `kept` still uses.
+        assert_eq!(interner.len(), 4);
+        let again = PodInfo::from_pod_interned(&pod("again", "kept", "node-0"), &mut interner);
+        assert!(Arc::ptr_eq(&kept.labels, &again.labels));
+    }
 }

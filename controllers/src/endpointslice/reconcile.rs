@@ -438,7 +438,7 @@ impl<'a> Context<'a> {
                     pod: pod.name.clone(),
                     namespace: self.namespace.to_owned(),
                     service: self.name.to_owned(),
-                    node: pod.node_name.clone(),
+                    node: pod.node_name.to_string(),
                 });
                 continue;
             }

@@ -150,10 +150,10 @@ fn endpoint_for(p: &PodInfo, publish_not_ready: bool) -> Endpoint {
             serving: Some(p.ready),
             terminating: Some(p.terminating),
         }),
-        node_name: Some(p.node_name.clone()).filter(|n| !n.is_empty()),
+        node_name: Some(p.node_name.to_string()).filter(|n| !n.is_empty()),
         target_ref: Some(ObjectReference {
             kind: Some("Pod".into()),
-            namespace: Some(p.namespace.clone()),
+            namespace: Some(p.namespace.to_string()),
             name: Some(p.name.clone()),
             uid: Some(p.uid.clone()),
             ..ObjectReference::default()
@@ -679,7 +679,7 @@ fn pod_info_keeps_app_ports_before_sidecar_ports() {
     ]);
     let info = PodInfo::from_pod(&full);
     assert_eq!(
-        info.container_ports,
+        *info.container_ports,
         vec![
             ContainerPortInfo {
                 name: "a".into(),
@@ -1284,11 +1284,12 @@ fn es16_named_ports() {
     let all: Vec<PodInfo> = (0..300)
         .map(|i| {
             let mut p = pod(i, !i.is_multiple_of(3), false);
-            p.container_ports = vec![ContainerPortInfo {
+            p.container_ports = [ContainerPortInfo {
                 name: "http".into(),
                 protocol: "TCP".into(),
                 container_port: 8080 + (i % 5) as i32,
-            }];
+            }]
+            .into();
             p
         })
         .collect();
@@ -1581,7 +1582,7 @@ fn es22_controller_early_exits_and_selection() {
     assert!(plan(&external, &all, &node1(), &[], &options(100)).is_noop());
 
     let mut other = pod(2, true, false);
-    other.labels = labels(&[("foo", "boo")]);
+    other.labels = labels(&[("foo", "boo")]).into();
     let p = plan(
         &svc_foo(),
         &[pod(1, true, false), other],
@@ -1676,7 +1677,7 @@ fn es24_selector_change() {
     let mut svc = svc_foo();
     let mk = |n: usize, app: &str| {
         let mut p = pod(n, true, false);
-        p.labels = labels(&[("app", app)]);
+        p.labels = labels(&[("app", app)]).into();
         p
     };
     let (a, b, c, d) = (mk(1, "a"), mk(2, "a"), mk(3, "b"), mk(4, "b"));
@@ -1698,9 +1699,9 @@ fn es24_selector_change() {
 
     // keeping A: selector matches A and C only
     let mut a2 = a;
-    a2.labels.insert("keep".into(), "yes".into());
+    std::sync::Arc::make_mut(&mut a2.labels).insert("keep".into(), "yes".into());
     let mut c2 = c;
-    c2.labels.insert("keep".into(), "yes".into());
+    std::sync::Arc::make_mut(&mut c2.labels).insert("keep".into(), "yes".into());
     svc.spec.as_mut().unwrap().selector = Some(labels(&[("keep", "yes")]));
     let p = plan(&svc, &[a2, c2], &node1(), &existing, &options(100));
     assert_eq!(names(&p.update), vec!["foo-1"]);
@@ -1717,11 +1718,12 @@ fn es25_named_port_defined_by_some_pods() {
         "TCP",
     )]);
     let mut p1 = pod(1, true, false);
-    p1.container_ports = vec![ContainerPortInfo {
+    p1.container_ports = [ContainerPortInfo {
         name: "http".into(),
         protocol: "TCP".into(),
         container_port: 8080,
-    }];
+    }]
+    .into();
     let p2 = pod(2, true, false);
     let p = plan(&svc, &[p1, p2], &node1(), &[], &options(100));
     assert_eq!(p.create.len(), 2);
@@ -1880,7 +1882,7 @@ fn traffic_distribution_vectors() {
         .enumerate()
         .map(|(i, n)| {
             let mut p = pod(i, true, false);
-            p.node_name = format!("node-{n}");
+            p.node_name = format!("node-{n}").into();
             p
         })
         .collect();
@@ -2050,13 +2052,14 @@ mod properties {
             _ => vec![v4, v6],
         };
         // node-3 does not exist: exercises the "Node not found" path.
-        p.node_name = format!("node-{}", seed.node);
+        p.node_name = format!("node-{}", seed.node).into();
         if let Some(k) = seed.http_port {
-            p.container_ports = vec![ContainerPortInfo {
+            p.container_ports = [ContainerPortInfo {
                 name: "http".into(),
                 protocol: "TCP".into(),
                 container_port: 8080 + i32::from(k),
-            }];
+            }]
+            .into();
         }
         p
     }
@@ -2147,7 +2150,7 @@ mod properties {
                 let expected: BTreeSet<String> = after
                     .iter()
                     .filter(|p| p.should_be_in_endpoints(true))
-                    .filter(|p| w.publish || nodes.contains_key(&p.node_name))
+                    .filter(|p| w.publish || nodes.contains_key(&*p.node_name))
                     .filter(|p| p.ips.iter().any(|ip| pod::is_ipv6_canonical(ip) == want_v6))
                     .map(|p| p.name.clone())
                     .collect();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::endpointslice::pod::PodInterner;
 use crate::endpointslice::{IndexedPod, IndexedSlice, LABEL_SERVICE_NAME};
 use crate::runtime::{Delta, ObjectKey};
 
@@ -152,68 +153,159 @@ pub struct CachedPod {
     pub resource_version: String,
 }
 
-/// Pods by key, indexed by namespace and by label.
-#[derive(Default)]
+/// A cached pod in a set keyed by its name, so the indexes hold one pointer per pod and
+/// never a copy of its name.
+#[derive(Clone, Debug)]
+struct ByName(Arc<CachedPod>);
+
+impl ByName {
+    fn name(&self) -> &str {
+        &self.0.info.name
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for ByName {}
+
+/// Hashes as the name alone, which `Borrow<str>` requires.
+impl std::hash::Hash for ByName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        self.name()
+    }
+}
+
+/// The pods of one namespace: by name, and by label key and value.
+#[derive(Debug, Default)]
+struct NamespacePods {
+    pods: HashSet<ByName>,
+    by_label: HashMap<String, HashMap<String, HashSet<ByName>>>,
+}
+
+impl NamespacePods {
+    fn index(&mut self, pod: &Arc<CachedPod>) {
+        for (k, v) in pod.info.labels.iter() {
+            let values = match self.by_label.get_mut(k.as_str()) {
+                Some(values) => values,
+                None => self.by_label.entry(k.clone()).or_default(),
+            };
+            let pods = match values.get_mut(v.as_str()) {
+                Some(pods) => pods,
+                None => values.entry(v.clone()).or_default(),
+            };
+            pods.insert(ByName(pod.clone()));
+        }
+        self.pods.insert(ByName(pod.clone()));
+    }
+
+    fn unindex(&mut self, name: &str) -> Option<Arc<CachedPod>> {
+        let old = self.pods.take(name)?.0;
+        for (k, v) in old.info.labels.iter() {
+            let Some(values) = self.by_label.get_mut(k.as_str()) else {
+                continue;
+            };
+            if let Some(pods) = values.get_mut(v.as_str()) {
+                pods.remove(name);
+                if pods.is_empty() {
+                    values.remove(v.as_str());
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(k.as_str());
+            }
+        }
+        Some(old)
+    }
+
+    fn posting(&self, key: &str, value: &str) -> Option<&HashSet<ByName>> {
+        self.by_label.get(key)?.get(value)
+    }
+}
+
+/// Pods by key, indexed by namespace and by label. Pod names are stored once (in the
+/// `PodInfo`), and labels, namespaces, node names and port lists once per distinct value.
+#[derive(Debug, Default)]
 pub struct PodCache {
-    pods: HashMap<ObjectKey, Arc<CachedPod>>,
-    by_label: HashMap<LabelKey, HashSet<String>>,
-    by_namespace: HashMap<String, HashSet<String>>,
+    namespaces: HashMap<Arc<str>, NamespacePods>,
+    interner: PodInterner,
+    len: usize,
 }
 
 impl PodCache {
     /// How many pods are cached.
     pub fn len(&self) -> usize {
-        self.pods.len()
+        self.len
     }
 
     /// Whether no pod is cached.
     pub fn is_empty(&self) -> bool {
-        self.pods.is_empty()
+        self.len == 0
     }
 
     /// A pod by key.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<CachedPod>> {
-        self.pods.get(key).cloned()
+        let pods = &self.namespaces.get(key.namespace.as_str())?.pods;
+        pods.get(key.name.as_str()).map(|p| p.0.clone())
     }
 
     /// Every cached key.
     pub fn keys(&self) -> Vec<ObjectKey> {
-        self.pods.keys().cloned().collect()
+        self.namespaces
+            .iter()
+            .flat_map(|(namespace, pods)| {
+                pods.pods
+                    .iter()
+                    .map(|p| ObjectKey::new(&**namespace, p.name()))
+            })
+            .collect()
     }
 
-    /// Inserts or replaces a pod; returns the previous entry.
+    /// How many distinct shared values (label sets, names, port lists) the pods use.
+    pub fn interned_values(&self) -> usize {
+        self.interner.len()
+    }
+
+    /// Inserts or replaces a pod, sharing its labels, namespace, node name and ports with
+    /// the cached pods that have equal ones; returns the previous entry.
     pub fn insert(&mut self, pod: CachedPod) -> Option<Arc<CachedPod>> {
-        let key = ObjectKey::new(pod.info.namespace.clone(), pod.info.name.clone());
-        let old = self.remove(&key);
-        for (k, v) in &pod.info.labels {
-            self.by_label
-                .entry((key.namespace.clone(), k.clone(), v.clone()))
-                .or_default()
-                .insert(key.name.clone());
-        }
-        self.by_namespace
-            .entry(key.namespace.clone())
+        let mut info = pod.info.into_info();
+        self.interner.intern(&mut info);
+        let pod = CachedPod {
+            // Interning changes no value, so the hashes come out the same.
+            info: IndexedPod::new(info),
+            resource_version: pod.resource_version,
+        };
+        let old = self.remove(&ObjectKey::new(
+            &*pod.info.namespace,
+            pod.info.name.as_str(),
+        ));
+        let pod = Arc::new(pod);
+        self.namespaces
+            .entry(pod.info.namespace.clone())
             .or_default()
-            .insert(key.name.clone());
-        self.pods.insert(key, Arc::new(pod));
+            .index(&pod);
+        self.len += 1;
         old
     }
 
     /// Removes a pod; returns it.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Arc<CachedPod>> {
-        let old = self.pods.remove(key)?;
-        for (k, v) in &old.info.labels {
-            let index = (key.namespace.clone(), k.clone(), v.clone());
-            if let Some(names) = self.by_label.get_mut(&index) {
-                names.remove(&key.name);
-                if names.is_empty() {
-                    self.by_label.remove(&index);
-                }
-            }
+        let pods = self.namespaces.get_mut(key.namespace.as_str())?;
+        let old = pods.unindex(&key.name)?;
+        if pods.pods.is_empty() {
+            self.namespaces.remove(key.namespace.as_str());
         }
-        if let Some(names) = self.by_namespace.get_mut(&key.namespace) {
-            names.remove(&key.name);
-        }
+        self.len -= 1;
         Some(old)
     }
 
@@ -224,29 +316,22 @@ impl PodCache {
         namespace: &str,
         selector: &BTreeMap<String, String>,
     ) -> Vec<Arc<CachedPod>> {
-        let candidates = if selector.is_empty() {
-            self.by_namespace.get(namespace)
-        } else {
-            let mut smallest: Option<&HashSet<String>> = None;
-            for (k, v) in selector {
-                let index = (namespace.to_owned(), k.clone(), v.clone());
-                let Some(names) = self.by_label.get(&index) else {
-                    return Vec::new();
-                };
-                if smallest.is_none_or(|s| names.len() < s.len()) {
-                    smallest = Some(names);
-                }
-            }
-            smallest
-        };
-        let Some(candidates) = candidates else {
+        let Some(pods) = self.namespaces.get(namespace) else {
             return Vec::new();
         };
+        let mut candidates = &pods.pods;
+        for (k, v) in selector {
+            let Some(posting) = pods.posting(k, v) else {
+                return Vec::new();
+            };
+            if posting.len() < candidates.len() {
+                candidates = posting;
+            }
+        }
         let mut out: Vec<Arc<CachedPod>> = candidates
             .iter()
-            .filter_map(|name| self.pods.get(&ObjectKey::new(namespace, name.clone())))
-            .filter(|p| p.info.matches_selector(selector))
-            .cloned()
+            .filter(|p| p.0.info.matches_selector(selector))
+            .map(|p| p.0.clone())
             .collect();
         out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         out
@@ -366,7 +451,7 @@ mod tests {
             info: IndexedPod::new(PodInfo {
                 namespace: "ns".into(),
                 name: name.into(),
-                labels: labels(pairs),
+                labels: labels(pairs).into(),
                 ..PodInfo::default()
             }),
             resource_version: "1".into(),
@@ -399,6 +484,38 @@ mod tests {
             names(cache.selecting("ns", &labels(&[("app", "db")]))),
             ["db"]
         );
+    }
+
+    #[test]
+    fn cached_pods_share_labels_and_leave_the_index_when_replaced() {
+        let mut cache = PodCache::default();
+        cache.insert(pod("a", &[("app", "web")]));
+        cache.insert(pod("b", &[("app", "web")]));
+        let (a, b) = (
+            cache.get(&ObjectKey::new("ns", "a")).expect("a"),
+            cache.get(&ObjectKey::new("ns", "b")).expect("b"),
+        );
+        assert!(Arc::ptr_eq(&a.info.labels, &b.info.labels));
+        assert!(Arc::ptr_eq(&a.info.namespace, &b.info.namespace));
+        assert_eq!(cache.len(), 2);
+        let replaced = cache.insert(pod("a", &[("app", "db")])).expect("old a");
+        assert_eq!(*replaced.info.labels, labels(&[("app", "web")]));
+        assert_eq!(cache.len(), 2);
+        let mut keys = cache.keys();
+        keys.sort();
+        assert_eq!(keys, [ObjectKey::new("ns", "a"), ObjectKey::new("ns", "b")]);
+        let web: Vec<String> = cache
+            .select("ns", &labels(&[("app", "web")]))
+            .iter()
+            .map(|p| p.info.name.clone())
+            .collect();
+        assert_eq!(web, ["b"]);
+        assert!(cache.remove(&ObjectKey::new("ns", "a")).is_some());
+        assert!(cache.remove(&ObjectKey::new("ns", "a")).is_none());
+        assert!(cache.remove(&ObjectKey::new("ns", "b")).is_some());
+        assert!(cache.is_empty());
+        assert!(cache.select("ns", &BTreeMap::new()).is_empty());
+        assert!(cache.get(&ObjectKey::new("ns", "b")).is_none());
     }
 
     #[test]

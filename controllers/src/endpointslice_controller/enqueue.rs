@@ -85,7 +85,7 @@ mod tests {
     fn label_change_alone_syncs_symmetric_difference() {
         let old = PodInfo::default();
         let mut new = PodInfo::default();
-        new.labels.insert("app".into(), "web".into());
+        std::sync::Arc::make_mut(&mut new.labels).insert("app".into(), "web".into());
         let change = pod_change(&old, &new);
         assert!(!change.endpoint_changed && change.labels_changed);
         assert_eq!(

@@ -1,6 +1,10 @@
 //! Reflectors that feed controller-owned caches: a `watcher` stream turned into upserts,
 //! deletes and end-of-relist markers, so each controller keeps only what it needs of an
 //! object (a `PodInfo` instead of a Pod) in its own indexes.
+//!
+//! Every object loses its `managedFields` on the way in, as kube-controller-manager's
+//! informers do (`TransformStripManagedFields`): no controller reads them, they are often the
+//! largest part of an object, and an update that omits them keeps the stored ones.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -75,12 +79,12 @@ pub async fn reflect<K, F>(
     let mut seen: HashSet<ObjectKey> = HashSet::new();
     while let Some(event) = stream.next().await {
         match event {
-            Ok(Event::Apply(object)) => sink(Delta::Upsert(object)),
-            Ok(Event::Delete(object)) => sink(Delta::Delete(object)),
+            Ok(Event::Apply(object)) => sink(Delta::Upsert(without_managed_fields(object))),
+            Ok(Event::Delete(object)) => sink(Delta::Delete(without_managed_fields(object))),
             Ok(Event::Init) => seen.clear(),
             Ok(Event::InitApply(object)) => {
                 seen.insert(ObjectKey::of(&object));
-                sink(Delta::Upsert(object));
+                sink(Delta::Upsert(without_managed_fields(object)));
             }
             Ok(Event::InitDone) => {
                 sink(Delta::Relisted(std::mem::take(&mut seen)));
@@ -90,5 +94,46 @@ pub async fn reflect<K, F>(
             }
             Err(error) => tracing::warn!(%kind, %error, "watch failed; retrying"),
         }
+    }
+}
+
+/// The object with `metadata.managedFields` dropped.
+pub fn without_managed_fields<K: Resource>(mut object: K) -> K {
+    object.meta_mut().managed_fields = None;
+    object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+    #[test]
+    fn managed_fields_are_dropped_and_the_rest_kept() {
+        let service = Service {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                managed_fields: Some(vec![ManagedFieldsEntry {
+                    manager: Some("kubectl".into()),
+                    ..ManagedFieldsEntry::default()
+                }]),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
+        };
+        let trimmed = without_managed_fields(service.clone());
+        assert_eq!(trimmed.metadata.managed_fields, None);
+        assert_eq!(trimmed.metadata.name.as_deref(), Some("web"));
+        assert_eq!(
+            Service {
+                metadata: ObjectMeta {
+                    managed_fields: None,
+                    ..service.metadata
+                },
+                ..service
+            },
+            trimmed
+        );
     }
 }
