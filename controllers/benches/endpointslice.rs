@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;
 
+use controllers::endpointslice::pod::PodInterner;
 use controllers::endpointslice::{
     EndpointSlicePlan, IndexedPod, IndexedSlice, NodeInfo, PlanOptions, PodInfo, plan, plan_indexed,
 };
@@ -60,17 +61,21 @@ fn nodes() -> BTreeMap<String, NodeInfo> {
         .collect()
 }
 
+/// The pods as the controller's cache holds them: label sets, namespace and node names shared
+/// through its interner.
 fn pods() -> Vec<PodInfo> {
+    let mut interner = PodInterner::default();
+    let labels = BTreeMap::from([("app".to_owned(), "big".to_owned())]);
     (0..PODS)
         .map(|i| PodInfo {
-            namespace: "bench".into(),
+            namespace: interner.string("bench"),
             name: format!("big-{i}"),
             uid: format!("uid-{i}"),
-            labels: BTreeMap::from([("app".into(), "big".into())]).into(),
+            labels: interner.labels(&labels),
             has_ip: true,
             ips: vec![format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)],
             ready: true,
-            node_name: format!("node-{}", i % 100).into(),
+            node_name: interner.string(&format!("node-{}", i % 100)),
             ..PodInfo::default()
         })
         .collect()

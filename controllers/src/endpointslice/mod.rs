@@ -29,6 +29,7 @@ mod slice;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -50,6 +51,9 @@ pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 pub const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";
 /// Annotation carrying the time of the change that triggered the write.
 pub const ANNOTATION_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+/// How many distinct (shared) pod label sets a plan remembers the selector's verdict on.
+const MEMOISED_LABEL_SETS: usize = 8;
+
 /// Default of `--max-endpoints-per-slice`.
 pub const DEFAULT_MAX_ENDPOINTS_PER_SLICE: u16 = 100;
 
@@ -240,10 +244,24 @@ pub fn plan_indexed(
     let namespace = service.metadata.namespace.as_deref().unwrap_or("");
     let name = service.metadata.name.as_deref().unwrap_or("");
 
+    // Pods of one template share their label set (the cache interns it), and a Service
+    // selects few templates: match each shared set once.
+    let mut label_sets: Vec<(*const BTreeMap<String, String>, bool)> = Vec::new();
+    let mut matches = |pod: &PodInfo| -> bool {
+        let set = Arc::as_ptr(&pod.labels);
+        if let Some((_, matched)) = label_sets.iter().find(|(seen, _)| *seen == set) {
+            return *matched;
+        }
+        let matched = pod.matches_selector(selector);
+        if label_sets.len() < MEMOISED_LABEL_SETS {
+            label_sets.push((set, matched));
+        }
+        matched
+    };
     let selected: Vec<&IndexedPod> = pods
         .iter()
         .copied()
-        .filter(|p| *p.namespace == *namespace && p.matches_selector(selector))
+        .filter(|p| *p.namespace == *namespace && matches(p))
         .collect();
     let mut ours: Vec<&IndexedSlice> = existing
         .iter()

@@ -2323,3 +2323,23 @@ mod digests_agree_with_field_comparison {
         }
     }
 }
+
+#[test]
+fn pods_sharing_interned_label_sets_are_selected_by_their_labels() {
+    let mut interner = pod::PodInterner::default();
+    let selected = interner.labels(&labels(&[("foo", "bar")]));
+    let other = interner.labels(&labels(&[("foo", "baz")]));
+    let pods: Vec<PodInfo> = (0..6)
+        .map(|i| PodInfo {
+            labels: if i % 2 == 0 {
+                selected.clone()
+            } else {
+                other.clone()
+            },
+            ..pod(i, true, false)
+        })
+        .collect();
+    let plan = plan(&svc_foo(), &pods, &node1(), &[], &options(100));
+    assert_eq!(plan.create.len(), 1);
+    assert_eq!(endpoint_names(&plan.create[0]), ["pod0", "pod2", "pod4"]);
+}
