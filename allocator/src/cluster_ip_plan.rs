@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use serde_json::Value;
 
+use crate::ip::parse_ip_sloppy;
 use crate::outcome::ServiceAllocationError;
 use crate::service_cidr::{IpFamily, ServiceClusterIpRanges};
 
@@ -94,25 +95,6 @@ pub fn held_cluster_ips(service: &Service) -> Vec<IpAddr> {
         _ => spec.cluster_ip.iter().cloned().collect(),
     };
     listed.iter().filter_map(|ip| parse_ip_sloppy(ip)).collect()
-}
-
-/// Go's `ParseIPSloppy`: IPv4 octets may carry leading zeros (read as decimal).
-pub fn parse_ip_sloppy(value: &str) -> Option<IpAddr> {
-    if let Ok(ip) = value.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    let octets: Vec<&str> = value.split('.').collect();
-    if octets.len() != 4 {
-        return None;
-    }
-    let mut bytes = [0u8; 4];
-    for (slot, octet) in bytes.iter_mut().zip(&octets) {
-        if octet.is_empty() || octet.len() > 3 || !octet.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        *slot = octet.parse().ok()?;
-    }
-    Some(IpAddr::from(bytes))
 }
 
 fn family_error(field: String, value: Value, detail: impl Into<String>) -> ServiceAllocationError {
@@ -599,5 +581,32 @@ mod tests {
         );
         assert!(held_cluster_ips(&service(json!({"clusterIP": "None"}))).is_empty());
         assert_eq!(parse_ip_sloppy("1.2.3"), None);
+    }
+
+    /// Literals Go 1.16 accepts that the strict-parse-then-octets reading rejected: octets
+    /// with more than three characters, a zero-padded IPv4 tail, wide zero-padded hex groups.
+    #[test]
+    fn sloppy_literals_go_accepts() {
+        let plan = plan_cluster_ips_for_create(
+            &service(json!({"clusterIP": "0010.096.0.0010", "selector": {"a": "b"}})),
+            &ranges("10.96.0.0/12"),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.requests,
+            vec![(
+                IpFamily::V4,
+                IpRequest::Static {
+                    ip: ip("10.96.0.10"),
+                    requested: "0010.096.0.0010".into()
+                }
+            )]
+        );
+        let svc = service(json!({
+            "clusterIPs": ["0001.2.3.4", "00fd00::0001"],
+        }));
+        assert_eq!(held_cluster_ips(&svc), vec![ip("1.2.3.4"), ip("fd00::1")]);
+        let svc = service(json!({"clusterIP": "::ffff:010.96.0.10"}));
+        assert_eq!(held_cluster_ips(&svc), vec![ip("::ffff:10.96.0.10")]);
     }
 }

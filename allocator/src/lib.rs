@@ -5,6 +5,7 @@
 mod cluster_ip;
 mod cluster_ip_plan;
 mod error;
+pub mod ip;
 mod node_port;
 mod node_port_plan;
 mod offset_set;
@@ -15,10 +16,11 @@ mod service_cidr;
 
 pub use cluster_ip::{ClusterIpAllocator, RangeSnapshot};
 pub use cluster_ip_plan::{
-    ClusterIpPlan, IpRequest, held_cluster_ips, parse_ip_sloppy, plan_cluster_ips_for_create,
+    ClusterIpPlan, IpRequest, held_cluster_ips, plan_cluster_ips_for_create,
     plan_cluster_ips_for_update,
 };
 pub use error::{AllocationError, RangeConfigError};
+pub use ip::parse_ip_sloppy;
 pub use node_port::PortAllocator;
 pub use node_port_plan::{
     NodePortPlan, allocates_node_ports, held_node_ports, needs_health_check, needs_node_ports,

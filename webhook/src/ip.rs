@@ -1,7 +1,12 @@
-//! IP and CIDR parsing as upstream's legacy ("sloppy") fields do it, and the special-address
-//! checks shared by Endpoints, EndpointSlices and `externalIPs`.
+//! IP and CIDR validation of upstream's legacy ("sloppy") fields, and the special-address
+//! checks shared by Endpoints, EndpointSlices and `externalIPs`. The parsing itself is
+//! [`allocator::ip`], re-exported here.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+
+// One Go-faithful parser for the workspace; IPv4-mapped IPv6 stays IPv6 and the checks below
+// ask `to_ipv4` when Go's view matters.
+pub use allocator::ip::{is_ipv6, parse_cidr_sloppy, parse_ip_sloppy, to_ipv4};
 
 use crate::field::{FieldError, FieldPath, FieldValue};
 
@@ -10,85 +15,6 @@ pub const INVALID_IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 
 /// Detail of an unparseable CIDR in a legacy field.
 pub const INVALID_CIDR_MSG: &str =
     "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
-
-// Go's pre-1.17 net.ParseIP: decimal IPv4 octets may carry leading zeros.
-fn parse_ipv4_sloppy(s: &str) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = s.split('.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let digits = part.trim_start_matches('0');
-        if digits.len() > 3 {
-            return None;
-        }
-        let n: u32 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().ok()?
-        };
-        *octet = u8::try_from(n).ok()?;
-    }
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(Ipv4Addr::from(octets))
-}
-
-/// `netutils.ParseIPSloppy`: IPv4 octets may have leading zeros; IPv4-mapped IPv6 is kept as
-/// IPv6 here (callers that care about Go's `To4()` use [`to_ipv4`]).
-pub fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
-    if !s.contains(':') {
-        return parse_ipv4_sloppy(s).map(IpAddr::V4);
-    }
-    if let Some(pos) = s.rfind(':') {
-        let tail = &s[pos + 1..];
-        if tail.contains('.') {
-            let v4 = parse_ipv4_sloppy(tail)?;
-            let rebuilt = format!("{}{}", &s[..=pos], v4);
-            return rebuilt.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
-        }
-    }
-    s.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
-}
-
-/// Go's `ip.To4()`: the IPv4 form of an IPv4 or IPv4-mapped IPv6 address.
-pub fn to_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
-    match ip {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
-    }
-}
-
-/// Whether Go would treat the address as IPv6 (`netutils.IsIPv6`).
-pub fn is_ipv6(ip: IpAddr) -> bool {
-    to_ipv4(ip).is_none()
-}
-
-/// `netutils.ParseCIDRSloppy`: a sloppy IP, `/`, and a decimal prefix length.
-pub fn parse_cidr_sloppy(s: &str) -> Option<(IpAddr, u8)> {
-    let (ip_part, len_part) = s.split_once('/')?;
-    let ip = parse_ip_sloppy(ip_part)?;
-    if len_part.is_empty() || !len_part.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let digits = len_part.trim_start_matches('0');
-    let len: u32 = if digits.is_empty() {
-        0
-    } else if digits.len() > 3 {
-        return None;
-    } else {
-        digits.parse().ok()?
-    };
-    // Go measures the prefix against the written form: dotted quads are 32 bits wide.
-    let width = if ip_part.contains(':') { 128 } else { 32 };
-    if len > width {
-        return None;
-    }
-    u8::try_from(len).ok().map(|l| (ip, l))
-}
 
 /// `validation.IsValidIP` for legacy fields.
 pub fn validate_ip(value: &str, path: &FieldPath) -> Vec<FieldError> {
@@ -197,6 +123,7 @@ pub fn validate_non_special_ip(value: &str, path: &FieldPath) -> Vec<FieldError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn sloppy_parsing() {

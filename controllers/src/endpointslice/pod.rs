@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod, ServicePort};
@@ -318,45 +318,18 @@ pub fn find_port(
     }
 }
 
-/// Parses an IP as Go's `ParseIPSloppy`: IPv4 octets may carry leading zeros (read as
-/// decimal), and IPv4-mapped IPv6 addresses are IPv4.
+/// `netutils.ParseIPSloppy` with Go's identity of addresses: IPv4-mapped IPv6 becomes IPv4
+/// (Go stores both as one 16-byte value), so `is_ipv4()` answers as Go's `To4() != nil`.
 pub fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
-    if s.contains(':') {
-        let v6: Ipv6Addr = s.parse().ok()?;
-        return Some(match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        });
-    }
-    let mut octets = [0u8; 4];
-    let mut parts = s.split('.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let trimmed = part.trim_start_matches('0');
-        if trimmed.len() > 3 {
-            return None;
-        }
-        let value: u16 = if trimmed.is_empty() {
-            0
-        } else {
-            trimmed.parse().ok()?
-        };
-        *octet = u8::try_from(value).ok()?;
-    }
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(IpAddr::V4(Ipv4Addr::from(octets)))
+    allocator::ip::parse_ip_sloppy(s).map(|ip| ip.to_canonical())
 }
 
-/// The canonical string of a pod IP (IPv6 compressed, IPv4 without leading zeros); a
-/// string that does not parse becomes `<nil>`, as upstream.
+/// The canonical string of a pod IP, as Go's `net.IP.String()` prints it (IPv6 compressed,
+/// IPv4 without leading zeros, IPv4-mapped IPv6 as dotted IPv4); a string that does not parse
+/// becomes `<nil>`, as upstream.
 pub fn canonical_ip(s: &str) -> String {
-    match parse_ip_sloppy(s) {
-        Some(ip) => ip.to_string(),
+    match allocator::ip::parse_ip_sloppy(s) {
+        Some(ip) => allocator::ip::go_ip_string(ip),
         None => INVALID_IP_STRING.to_owned(),
     }
 }
@@ -458,5 +431,48 @@ mod tests {
         assert_eq!(interner.len(), 4);
         let again = PodInfo::from_pod_interned(&pod("again", "kept", "node-0"), &mut interner);
         assert!(Arc::ptr_eq(&kept.labels, &again.labels));
+    }
+
+    /// Go's `net.IP.String()` of `ParseIPSloppy`: leading zeros (any number, also in an IPv4
+    /// tail) read as decimal, IPv4-mapped IPv6 printed dotted, zones and blanks rejected.
+    #[test]
+    fn canonical_ip_prints_as_go() {
+        let cases = [
+            ("0001.2.3.4", "1.2.3.4"),
+            ("::ffff:01.2.3.4", "1.2.3.4"),
+            ("::FFFF:10.0.0.1", "10.0.0.1"),
+            ("::1.2.3.4", "::102:304"),
+            ("00fd00::0001", "fd00::1"),
+            ("256.1.1.1", INVALID_IP_STRING),
+            ("fe80::1%eth0", INVALID_IP_STRING),
+            ("", INVALID_IP_STRING),
+            (" 10.0.0.1", INVALID_IP_STRING),
+        ];
+        for (text, want) in cases {
+            assert_eq!(canonical_ip(text), want, "{text:?}");
+        }
+        assert!(!is_ipv6_canonical(&canonical_ip("::ffff:1.2.3.4")));
+        assert!(is_ipv6_canonical(&canonical_ip("::1.2.3.4")));
+        assert_eq!(
+            parse_ip_sloppy("::ffff:010.0.0.1"),
+            Some(IpAddr::from([10, 0, 0, 1]))
+        );
+    }
+
+    /// `getAddressTypesForService` classifies a legacy `clusterIP` with `IsIPv6String`.
+    #[test]
+    fn address_types_classify_cluster_ip_as_go() {
+        let service = |cluster_ip: &str| k8s_openapi::api::core::v1::Service {
+            spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+                cluster_ip: Some(cluster_ip.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let types = |ip: &str| crate::endpointslice::address_types_for_service(&service(ip));
+        assert_eq!(types("::ffff:10.0.0.1"), vec!["IPv4"]);
+        assert_eq!(types("0010.0.0.1"), vec!["IPv4"]);
+        assert_eq!(types("00fd00::1"), vec!["IPv6"]);
+        assert_eq!(types("not-an-ip"), vec!["IPv4"]);
     }
 }
