@@ -299,7 +299,7 @@ pub fn plan_inputs(inputs: &Inputs, max_endpoints_per_slice: MaxEndpointsPerSlic
                 }));
             match crate::endpoints::plan(
                 Some(service),
-                &inputs.pods,
+                &pod_infos,
                 &[],
                 existing_endpoints,
                 &EndpointsOptions::default(),

@@ -7,10 +7,11 @@ mod repack;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Node, ObjectReference, Pod, Service,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Node, ObjectReference, Service,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -61,13 +62,13 @@ pub enum EndpointsPlan {
 /// Plans the sync of one Service's Endpoints (upstream `syncService`).
 ///
 /// `service` is `None` when the Service is gone; the Endpoints of that name is then deleted
-/// (the shell knows the key from `existing`). `pods` may contain any pods: only those in the
-/// Service's namespace matching its selector are used. Nodes are not consulted by this
-/// controller (no zone, no node check) and are accepted only for symmetry with the
-/// EndpointSlice planner.
+/// (the shell knows the key from `existing`). `pods` may contain any pods (owned `PodInfo`s
+/// or references into a cache): only those in the Service's namespace matching its selector
+/// are used. Nodes are not consulted by this controller (no zone, no node check) and are
+/// accepted only for symmetry with the EndpointSlice planner.
 pub fn plan(
     service: Option<&Service>,
-    pods: &[Pod],
+    pods: &[impl Borrow<PodInfo>],
     _nodes: &[Node],
     existing: Option<&Endpoints>,
     options: &EndpointsOptions,
@@ -91,22 +92,13 @@ pub fn plan(
         return EndpointsPlan::NoOp;
     };
 
-    let namespace = service.metadata.namespace.clone().unwrap_or_default();
-    let selected = pods.iter().filter(|pod| {
-        pod.metadata.namespace.as_deref().unwrap_or_default() == namespace
-            && matches_selector(selector, pod.metadata.labels.as_ref())
-    });
+    let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
+    let selected = pods
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|pod| *pod.namespace == *namespace && pod.matches_selector(selector));
     let subsets = desired_subsets(service, selected);
     plan_write(service, subsets, existing, options)
-}
-
-fn matches_selector(
-    selector: &BTreeMap<String, String>,
-    labels: Option<&BTreeMap<String, String>>,
-) -> bool {
-    selector
-        .iter()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
 fn is_service_ip_set(service: &Service) -> bool {
@@ -121,7 +113,7 @@ fn is_service_ip_set(service: &Service) -> bool {
 /// Computes the repacked subsets for the given (already selected) pods.
 pub fn desired_subsets<'a>(
     service: &Service,
-    pods: impl IntoIterator<Item = &'a Pod>,
+    pods: impl IntoIterator<Item = &'a PodInfo>,
 ) -> Vec<EndpointSubset> {
     let spec = service.spec.clone().unwrap_or_default();
     let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
@@ -130,14 +122,13 @@ pub fn desired_subsets<'a>(
 
     let mut subsets = Vec::new();
     for pod in pods {
-        let info = PodInfo::from_pod(pod);
-        if !info.should_be_in_endpoints(publish_not_ready) {
+        if !pod.should_be_in_endpoints(publish_not_ready) {
             continue;
         }
-        let Some(address) = pod_address(service, pod, &info) else {
+        let Some(address) = pod_address(service, pod) else {
             continue;
         };
-        let ready = publish_not_ready || info.ready;
+        let ready = publish_not_ready || pod.ready;
         let mut push = |ports: Option<Vec<EndpointPort>>| {
             let list = Some(vec![address.clone()]);
             subsets.push(EndpointSubset {
@@ -154,7 +145,7 @@ pub fn desired_subsets<'a>(
             continue;
         }
         for service_port in &service_ports {
-            let Ok(number) = info.find_port(service_port) else {
+            let Ok(number) = pod.find_port(service_port) else {
                 continue;
             };
             push(Some(vec![EndpointPort {
@@ -178,7 +169,7 @@ fn is_ipv6_string(text: &str) -> bool {
 /// Upstream `podToEndpointAddressForService`: one address per pod, of the Service's primary
 /// family. A pod IP that does not parse yields no address (upstream would write `<nil>`,
 /// which the API server rejects).
-fn pod_address(service: &Service, pod: &Pod, info: &PodInfo) -> Option<EndpointAddress> {
+fn pod_address(service: &Service, pod: &PodInfo) -> Option<EndpointAddress> {
     let spec = service.spec.as_ref();
     let want_v6 = match spec
         .and_then(|s| s.ip_families.as_ref())
@@ -189,14 +180,13 @@ fn pod_address(service: &Service, pod: &Pod, info: &PodInfo) -> Option<EndpointA
             spec.and_then(|s| s.cluster_ip.as_deref())
                 .unwrap_or_default(),
         ),
-        None => is_ipv6_string(
-            pod.status
-                .as_ref()
-                .and_then(|s| s.pod_ip.as_deref())
-                .unwrap_or_default(),
-        ),
+        // Upstream reads `status.podIP`; the API server keeps it equal to `podIPs[0]`.
+        None => pod
+            .ips
+            .first()
+            .is_some_and(|ip| pod_facts::is_ipv6_canonical(ip)),
     };
-    let ip = info
+    let ip = pod
         .ips
         .iter()
         .find(|ip| pod_facts::is_ipv6_canonical(ip) == want_v6)?;
@@ -205,19 +195,19 @@ fn pod_address(service: &Service, pod: &Pod, info: &PodInfo) -> Option<EndpointA
     }
     let service_name = service.metadata.name.as_deref().unwrap_or_default();
     let service_namespace = service.metadata.namespace.as_deref().unwrap_or_default();
-    let hostname = info
+    let hostname = pod
         .should_set_hostname(service_name, service_namespace)
-        .then(|| info.hostname.clone());
+        .then(|| pod.hostname.clone());
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     Some(EndpointAddress {
         ip: ip.clone(),
         hostname,
-        node_name: Some(info.node_name.to_string()),
+        node_name: Some(pod.node_name.to_string()),
         target_ref: Some(ObjectReference {
             kind: Some("Pod".to_string()),
-            namespace: non_empty(&info.namespace),
-            name: non_empty(&info.name),
-            uid: non_empty(&info.uid),
+            namespace: non_empty(&pod.namespace),
+            name: non_empty(&pod.name),
+            uid: non_empty(&pod.uid),
             ..Default::default()
         }),
     })

@@ -139,8 +139,19 @@ fn existing(ns: &str, labels_: &[(&str, &str)], subsets: Option<Vec<EndpointSubs
     }
 }
 
+/// The planner's view of test Pods, as the controller's cache and `svcplane slices` build it.
+fn infos(pods: &[Pod]) -> Vec<PodInfo> {
+    pods.iter().map(PodInfo::from_pod).collect()
+}
+
 fn run(svc: &Service, pods: &[Pod], current: Option<&Endpoints>) -> EndpointsPlan {
-    plan(Some(svc), pods, &[], current, &EndpointsOptions::default())
+    plan(
+        Some(svc),
+        &infos(pods),
+        &[],
+        current,
+        &EndpointsOptions::default(),
+    )
 }
 
 fn expect_update(p: EndpointsPlan) -> Endpoints {
@@ -517,7 +528,13 @@ fn ep19_trigger_time_annotation() {
         trigger_time: Some(trigger("2018-01-01T00:00:00Z")),
     };
     let current = existing("other", &[], Some(old_subset()));
-    let updated = expect_update(plan(Some(&svc), &pods, &[], Some(&current), &options));
+    let updated = expect_update(plan(
+        Some(&svc),
+        &infos(&pods),
+        &[],
+        Some(&current),
+        &options,
+    ));
     let want = BTreeMap::from([(
         TRIGGER_TIME_ANNOTATION.to_string(),
         "2018-01-01T00:00:00Z".to_string(),
@@ -529,7 +546,13 @@ fn ep19_trigger_time_annotation() {
         TRIGGER_TIME_ANNOTATION.to_string(),
         "2017-12-31T23:00:00Z".to_string(),
     )]));
-    let updated = expect_update(plan(Some(&svc), &pods, &[], Some(&overridden), &options));
+    let updated = expect_update(plan(
+        Some(&svc),
+        &infos(&pods),
+        &[],
+        Some(&overridden),
+        &options,
+    ));
     assert_eq!(updated.metadata.annotations, Some(want));
 
     let cleared = expect_update(run(&svc, &pods, Some(&overridden)));
@@ -553,14 +576,20 @@ fn trigger_time_keeps_fractional_seconds_like_rfc3339nano() {
 fn ep20_service_not_found_deletes() {
     let current = existing("default", &[], Some(old_subset()));
     assert_eq!(
-        plan(None, &[], &[], Some(&current), &EndpointsOptions::default()),
+        plan(
+            None,
+            &infos(&[]),
+            &[],
+            Some(&current),
+            &EndpointsOptions::default()
+        ),
         EndpointsPlan::Delete {
             namespace: "default".into(),
             name: "foo".into()
         }
     );
     assert_eq!(
-        plan(None, &[], &[], None, &EndpointsOptions::default()),
+        plan(None, &infos(&[]), &[], None, &EndpointsOptions::default()),
         EndpointsPlan::NoOp
     );
 }
@@ -860,4 +889,45 @@ fn hostname_only_when_subdomain_names_the_service() {
             .and_then(|a| a[0].hostname.as_deref()),
         None
     );
+}
+
+#[test]
+fn headless_without_ip_families_uses_the_family_of_the_first_pod_ip() {
+    let mut svc = service("default", Some(&[]), vec![svc_port("", 80, 8080, "TCP")]);
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.cluster_ip = Some("None".into());
+    }
+    let mut v6_first = test_pod("default", 0, 1, true, true);
+    if let Some(status) = v6_first.status.as_mut() {
+        status.pod_ip = Some("2000::4".into());
+        status.pod_ips = Some(vec![
+            PodIP {
+                ip: "2000::4".into(),
+            },
+            PodIP {
+                ip: "1.2.3.4".into(),
+            },
+        ]);
+    }
+    let v4_first = test_pod("default", 1, 1, true, true);
+    let created = expect_create(run(&svc, &[v6_first, v4_first], None));
+    let ips: Vec<&str> = created
+        .subsets
+        .iter()
+        .flatten()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .map(|a| a.ip.as_str())
+        .collect();
+    assert_eq!(ips, ["1.2.3.5", "2000::4"]);
+}
+
+#[test]
+fn cached_pod_references_plan_like_owned_pods() {
+    let svc = ep13_service();
+    let owned = infos(&three_pods_plus_foreign());
+    let borrowed: Vec<&PodInfo> = owned.iter().collect();
+    let options = EndpointsOptions::default();
+    let from_owned = plan(Some(&svc), &owned, &[], None, &options);
+    assert_eq!(expect_create(from_owned.clone()).subsets, ep13_subsets());
+    assert_eq!(plan(Some(&svc), &borrowed, &[], None, &options), from_owned);
 }

@@ -1,8 +1,6 @@
 //! The legacy Endpoints controller shell (spec §2): the same reflector, queue and worker
 //! pieces as the EndpointSlice controller, driving the pure `endpoints::plan`.
 
-mod pod;
-
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,7 +10,6 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
 
-pub use self::pod::pod_from_info;
 use crate::endpoints::{EndpointsOptions, EndpointsPlan, plan};
 use crate::endpointslice::{IndexedPod, PodInfo};
 use crate::endpointslice_controller::NOT_LEADER_ERROR;
@@ -354,7 +351,7 @@ impl Inner {
                 selected.iter().map(|p| p.info.info()),
             )
             .trigger_time;
-        let pods: Vec<Pod> = selected.iter().map(|p| pod_from_info(&p.info)).collect();
+        let pods: Vec<&PodInfo> = selected.iter().map(|p| p.info.info()).collect();
         let planned = plan(
             Some(&service),
             &pods,
