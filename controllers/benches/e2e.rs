@@ -62,10 +62,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn rss_mib_of(pid: u32) -> f64 {
+    status_mib_of(pid, "VmRSS:")
+}
+
+/// One `kB` figure of `/proc/PID/status` (`VmRSS:`, `RssAnon:`, `RssFile:`) in MiB.
+fn status_mib_of(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -251,6 +256,10 @@ async fn scenario() {
     }
     let cold_seconds = cold.elapsed().as_secs_f64();
     let rss_after = rss_mib_of(child_pid);
+    let (anon_after, file_after) = (
+        status_mib_of(child_pid, "RssAnon:"),
+        status_mib_of(child_pid, "RssFile:"),
+    );
     let slices: Api<EndpointSlice> = Api::all(client.clone());
     let listed = slices
         .list(&ListParams::default())
@@ -272,6 +281,9 @@ async fn scenario() {
     );
     println!(
         "memory: controller process RSS {rss_after:.0} MiB after convergence (peak {peak_rss:.0} MiB during the cold start); bench+testenv process {rss_before:.0} MiB"
+    );
+    println!(
+        "memory: of which anonymous (heap, stacks) {anon_after:.0} MiB, file-backed (the binary) {file_after:.0} MiB"
     );
     drop(listed);
 
