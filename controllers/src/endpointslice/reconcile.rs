@@ -46,6 +46,8 @@ pub(crate) struct Context<'a> {
 /// A node as the pods on it see it, looked up once per plan.
 #[derive(Clone, Copy)]
 struct NodeEntry<'a> {
+    /// The node name looked up (pods share it through the cache's interner).
+    name: &'a str,
     found: bool,
     zone: Option<&'a str>,
     zone_hash: u64,
@@ -138,8 +140,18 @@ impl<'a> DesiredSet<'a> {
             desired: NO_DESIRED,
             first_existing: END_OF_CHAIN,
         });
+        let collides = slot.desired != NO_DESIRED
+            && self.endpoints[slot.desired as usize].pod.name != endpoint.pod.name;
+        let Ok(slotted) = u32::try_from(position) else {
+            return self.insert_unmatched(endpoint);
+        };
+        if collides {
+            // Two pod names with one hash: the second is kept too, but not matched to an
+            // existing endpoint, so at worst its slice is rewritten, never wrong.
+            return self.insert_unmatched(endpoint);
+        }
         // A later endpoint with the same identity replaces the earlier one, as in a Go map.
-        let previous = std::mem::replace(&mut slot.desired, position as u32);
+        let previous = std::mem::replace(&mut slot.desired, slotted);
         match (previous != NO_DESIRED).then_some(previous as usize) {
             Some(previous) => {
                 self.taken[previous] = true;
@@ -166,6 +178,14 @@ impl<'a> DesiredSet<'a> {
         self.endpoints.push(endpoint);
         self.taken.push(false);
         self.claimed.push(claim);
+    }
+
+    /// Adds a desired endpoint that claims no existing one.
+    fn insert_unmatched(&mut self, endpoint: DesiredEndpoint<'a>) {
+        self.endpoints.push(endpoint);
+        self.taken.push(false);
+        self.claimed.push(None);
+        self.remaining += 1;
     }
 
     fn take(&mut self, i: usize) {
@@ -283,6 +303,19 @@ impl<'a> Context<'a> {
             .collect()
     }
 
+    fn node_entry(&self, name: &'a str) -> NodeEntry<'a> {
+        let node = self.nodes.get(name);
+        let zone = node
+            .and_then(|n| n.zone.as_deref())
+            .filter(|z| !z.is_empty());
+        NodeEntry {
+            name,
+            found: node.is_some(),
+            zone,
+            zone_hash: hash_opt(zone),
+        }
+    }
+
     /// The endpoint a pod becomes for one address type (upstream's `podToEndpoint`), with
     /// the digests of its identity and details; `None` if it has no address of the type.
     fn desired_endpoint(
@@ -343,16 +376,7 @@ impl<'a> Context<'a> {
         indexed: &'a IndexedPod,
         want_v6: bool,
     ) -> Option<(DesiredEndpoint<'a>, u64, u64)> {
-        let zone = self
-            .nodes
-            .get(&*indexed.node_name)
-            .and_then(|n| n.zone.as_deref())
-            .filter(|z| !z.is_empty());
-        let node = NodeEntry {
-            found: true,
-            zone,
-            zone_hash: hash_opt(zone),
-        };
+        let node = self.node_entry(&indexed.info().node_name);
         self.desired_endpoint(indexed, want_v6, node)
     }
 
@@ -422,17 +446,15 @@ impl<'a> Context<'a> {
                     }
                 }
             };
-            let node = *node_memo.entry(hashes.node_name).or_insert_with(|| {
-                let node = self.nodes.get(&*pod.node_name);
-                let zone = node
-                    .and_then(|n| n.zone.as_deref())
-                    .filter(|z| !z.is_empty());
-                NodeEntry {
-                    found: node.is_some(),
-                    zone,
-                    zone_hash: hash_opt(zone),
+            let node = match node_memo.get(&hashes.node_name) {
+                Some(entry) if entry.name == &*pod.node_name => *entry,
+                // First pod on this node, or (never seen) another name with the same hash.
+                _ => {
+                    let entry = self.node_entry(&pod.node_name);
+                    node_memo.entry(hashes.node_name).or_insert(entry);
+                    entry
                 }
-            });
+            };
             if !node.found && !self.publish_not_ready {
                 errors.push(PlanError::NodeNotFound {
                     pod: pod.name.clone(),
@@ -813,4 +835,55 @@ fn same_content(old: &EndpointSlice, new: &EndpointSlice) -> bool {
         && annotations(old) == annotations(new)
         && old.endpoints.len() == new.endpoints.len()
         && sorted(old) == sorted(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(pod: &PodInfo) -> DesiredEndpoint<'_> {
+        DesiredEndpoint {
+            pod,
+            addresses: Addresses::One("10.0.0.1"),
+            ready: true,
+            serving: true,
+            terminating: false,
+            zone: None,
+            hostname: None,
+        }
+    }
+
+    #[test]
+    fn pod_names_sharing_a_hash_both_stay_desired() {
+        let a = PodInfo {
+            name: "a".into(),
+            ..PodInfo::default()
+        };
+        let b = PodInfo {
+            name: "b".into(),
+            ..PodInfo::default()
+        };
+        let mut set = DesiredSet::new(2, &[]);
+        set.insert(desired(&a), 7, 1, 1);
+        set.insert(desired(&b), 7, 2, 2);
+        let mut names = Vec::new();
+        while let Some(i) = set.pop() {
+            names.push(set.endpoints[i].pod.name.clone());
+        }
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_repeated_pod_name_replaces_its_earlier_endpoint() {
+        let a = PodInfo {
+            name: "a".into(),
+            ..PodInfo::default()
+        };
+        let mut set = DesiredSet::new(2, &[]);
+        set.insert(desired(&a), 7, 1, 1);
+        set.insert(desired(&a), 7, 1, 1);
+        assert_eq!(set.remaining, 1);
+        assert_eq!(set.pop(), Some(1));
+        assert_eq!(set.pop(), None);
+    }
 }
