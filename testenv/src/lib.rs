@@ -18,6 +18,7 @@ pub mod api;
 mod crd;
 pub mod defaults;
 pub mod discovery;
+pub mod durability;
 pub mod faults;
 mod gc;
 pub mod meta;

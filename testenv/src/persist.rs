@@ -1,6 +1,13 @@
 //! Keeps the store on disk: a write-ahead log of every committed change, synced before the change
 //! is acknowledged, and snapshots that let old log segments be deleted.
 //!
+//! Syncs are grouped: a commit writes its record to the segment under the store lock (so the log
+//! order is the commit order) and returns; a syncer thread runs `fdatasync` outside every lock,
+//! each sync covering all records written before it started, and announces through
+//! [`Durability`] the resourceVersion it reached. Responses and watch events wait for that, so
+//! "acknowledged" still means "synced", while concurrent writes share one sync and nobody waits
+//! for the disk while holding the store lock.
+//!
 //! A data directory holds `wal-N.log` segments and at most one `snapshot-N.snap`: snapshot N is
 //! the state at the moment segment N was started, so start-up loads snapshot N and replays segments
 //! N, N+1, ... in order. Every record is framed with its length and CRC-32. Only the newest segment
@@ -13,9 +20,11 @@ pub mod frame;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::durability::{Durability, DurabilityPublisher};
 use crate::store::{ChangeLog, CollectionKey, LogRecord, Store};
 use frame::{Entry, FrameError};
 
@@ -131,7 +140,8 @@ pub struct CompactionReport {
 struct Segment {
     seq: u64,
     path: PathBuf,
-    file: File,
+    /// Shared with the syncer, which syncs it without holding the log lock.
+    file: Arc<File>,
     len: u64,
 }
 
@@ -141,19 +151,47 @@ struct LogState {
     /// After a failed write whose bytes could not be cut off again, appending more would put
     /// good records behind garbage; every later append fails instead.
     broken: bool,
+    /// A sync failed: what the kernel kept of the unsynced records is unknown (a failed fsync
+    /// may drop dirty pages and report success next time), so nothing is appended any more.
+    sync_failed: bool,
     snapshot_bytes: u64,
     scratch: Vec<u8>,
+    /// The resourceVersion of the newest record written.
+    appended_rv: u64,
+    /// The newest resourceVersion a completed sync covers.
+    synced_rv: u64,
+    /// Segment sequence number and length that the newest completed sync covers.
+    synced_position: (u64, u64),
+    /// The store let go of its writer: the syncer syncs what is left and stops.
+    closed: bool,
+}
+
+/// The log as the store's writer, the syncer thread and [`Persistence`] share it.
+struct SharedLog {
+    state: Mutex<LogState>,
+    /// Wakes the syncer when a record is written or the log closes.
+    wake_syncer: Condvar,
+    publisher: DurabilityPublisher,
+    syncs: AtomicU64,
+    appends: AtomicU64,
+    /// Held by the syncer around each sync, and by [`Persistence::pause_syncs`].
+    sync_gate: Mutex<()>,
+}
+
+/// Holds back every sync while it lives; see [`Persistence::pause_syncs`].
+pub struct SyncPause<'a> {
+    _gate: MutexGuard<'a, ()>,
 }
 
 /// The `ChangeLog` the store writes through.
 struct LogWriter {
-    state: Arc<Mutex<LogState>>,
+    shared: Arc<SharedLog>,
 }
 
 /// An open data directory: compaction and inspection. Appends go through the store.
 pub struct Persistence {
     dir: PathBuf,
-    state: Arc<Mutex<LogState>>,
+    shared: Arc<SharedLog>,
     options: PersistOptions,
     compaction: Mutex<()>,
     _lock: File,
@@ -202,7 +240,13 @@ fn read_frames(data: &[u8]) -> (Vec<Entry>, Option<(u64, FrameError)>) {
 }
 
 impl LogState {
-    fn append_record(&mut self, record: &LogRecord) -> io::Result<()> {
+    /// Writes one record to the segment (into the page cache; the syncer makes it durable).
+    fn append_record(&mut self, record: &LogRecord, resource_version: u64) -> io::Result<()> {
+        if self.sync_failed {
+            return Err(io::Error::other(
+                "the write-ahead log is unusable after a failed sync",
+            ));
+        }
         if self.broken {
             return Err(io::Error::other(
                 "the write-ahead log is unusable after an earlier failed write",
@@ -210,14 +254,10 @@ impl LogState {
         }
         self.scratch.clear();
         frame::encode_change(record, &mut self.scratch);
-        let result = self
-            .segment
-            .file
-            .write_all(&self.scratch)
-            .and_then(|()| self.segment.file.sync_data());
-        match result {
+        match (&*self.segment.file).write_all(&self.scratch) {
             Ok(()) => {
                 self.segment.len += self.scratch.len() as u64;
+                self.appended_rv = self.appended_rv.max(resource_version);
                 Ok(())
             }
             Err(e) => {
@@ -230,8 +270,26 @@ impl LogState {
         }
     }
 
-    /// Starts segment `seq + 1`; later appends go there.
-    fn rotate(&mut self) -> Result<u64, PersistError> {
+    /// Syncs the current segment and starts segment `seq + 1`; later appends go there. The
+    /// sync makes the old segment complete on disk before a snapshot can replace it.
+    fn rotate(&mut self, publisher: &DurabilityPublisher) -> Result<u64, PersistError> {
+        if self.sync_failed {
+            return Err(PersistError::Io {
+                path: self.segment.path.clone(),
+                source: io::Error::other("the write-ahead log is unusable after a failed sync"),
+            });
+        }
+        if let Err(source) = self.segment.file.sync_data() {
+            self.sync_failed = true;
+            publisher.failed();
+            return Err(PersistError::Io {
+                path: self.segment.path.clone(),
+                source,
+            });
+        }
+        self.synced_rv = self.appended_rv;
+        self.synced_position = (self.segment.seq, self.segment.len);
+        publisher.synced_through(self.appended_rv);
         let seq = self.segment.seq + 1;
         self.segment = create_segment(&self.dir, seq)?;
         self.broken = false;
@@ -240,8 +298,69 @@ impl LogState {
 }
 
 impl ChangeLog for LogWriter {
-    fn append(&mut self, record: &LogRecord) -> io::Result<()> {
-        lock(&self.state).append_record(record)
+    fn append(&mut self, record: &LogRecord, resource_version: u64) -> io::Result<()> {
+        lock(&self.shared.state).append_record(record, resource_version)?;
+        self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        self.shared.wake_syncer.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        lock(&self.shared.state).closed = true;
+        self.shared.wake_syncer.notify_one();
+    }
+}
+
+/// The syncer thread: whenever records are written and not yet synced, syncs the segment once
+/// for all of them (outside the lock, so commits go on meanwhile) and announces how far it got.
+fn run_syncer(shared: Arc<SharedLog>) {
+    let mut state = lock(&shared.state);
+    loop {
+        if state.appended_rv <= state.synced_rv {
+            if state.closed {
+                return;
+            }
+            state = shared
+                .wake_syncer
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        drop(state);
+        let gate = shared.sync_gate.lock().unwrap_or_else(|e| e.into_inner());
+        // Taken after the gate, so that one sync covers everything written while it was closed.
+        let (target_rv, target_position, file, path) = {
+            let s = lock(&shared.state);
+            let position = (s.segment.seq, s.segment.len);
+            (
+                s.appended_rv,
+                position,
+                s.segment.file.clone(),
+                s.segment.path.clone(),
+            )
+        };
+        let result = file.sync_data();
+        shared.syncs.fetch_add(1, Ordering::Relaxed);
+        drop(gate);
+        state = lock(&shared.state);
+        match result {
+            Ok(()) => {
+                // A rotation meanwhile may have synced further already.
+                if target_rv > state.synced_rv {
+                    state.synced_rv = target_rv;
+                    state.synced_position = state.synced_position.max(target_position);
+                    shared.publisher.synced_through(target_rv);
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "syncing the write-ahead log failed; refusing further writes");
+                state.sync_failed = true;
+                shared.publisher.failed();
+                return;
+            }
+        }
     }
 }
 
@@ -264,7 +383,7 @@ fn create_segment(dir: &Path, seq: u64) -> Result<Segment, PersistError> {
     Ok(Segment {
         seq,
         path,
-        file,
+        file: Arc::new(file),
         len: SEGMENT_MAGIC.len() as u64,
     })
 }
@@ -422,13 +541,16 @@ pub fn open(
                 .append(true)
                 .open(&path)
                 .map_err(io_err(&path))?;
+            // A crashed process may have written records it never synced (nor acknowledged):
+            // they are served from now on, so they must be on disk first.
+            file.sync_data().map_err(io_err(&path))?;
             let len = bad
                 .as_ref()
                 .map_or(data.len() as u64, |(offset, _)| *offset);
             current = Some(Segment {
                 seq,
                 path,
-                file,
+                file: Arc::new(file),
                 len,
             });
         }
@@ -438,22 +560,43 @@ pub fn open(
         None => create_segment(dir, base.unwrap_or(1))?,
     };
     report.resource_version = state.resource_version();
-    let shared = Arc::new(Mutex::new(LogState {
-        dir: dir.to_path_buf(),
-        segment,
-        broken: false,
-        snapshot_bytes,
-        scratch: Vec::with_capacity(4096),
-    }));
-    state.set_log(Box::new(LogWriter {
-        state: shared.clone(),
-    }));
+    let (publisher, durability) = Durability::channel(report.resource_version);
+    let shared = Arc::new(SharedLog {
+        state: Mutex::new(LogState {
+            dir: dir.to_path_buf(),
+            synced_position: (segment.seq, segment.len),
+            segment,
+            broken: false,
+            sync_failed: false,
+            snapshot_bytes,
+            scratch: Vec::with_capacity(4096),
+            appended_rv: report.resource_version,
+            synced_rv: report.resource_version,
+            closed: false,
+        }),
+        wake_syncer: Condvar::new(),
+        publisher,
+        syncs: AtomicU64::new(0),
+        appends: AtomicU64::new(0),
+        sync_gate: Mutex::new(()),
+    });
+    let syncer = shared.clone();
+    std::thread::Builder::new()
+        .name("wal-sync".into())
+        .spawn(move || run_syncer(syncer))
+        .map_err(io_err(dir))?;
+    state.set_log(
+        Box::new(LogWriter {
+            shared: shared.clone(),
+        }),
+        durability,
+    );
     drop(state);
     Ok((
         store,
         Persistence {
             dir: dir.to_path_buf(),
-            state: shared,
+            shared,
             options,
             compaction: Mutex::new(()),
             _lock: lock_file,
@@ -481,17 +624,47 @@ impl Persistence {
 
     /// The segment appends go to now.
     pub fn current_segment(&self) -> PathBuf {
-        lock(&self.state).segment.path.clone()
+        lock(&self.shared.state).segment.path.clone()
     }
 
     /// Bytes in the current segment.
     pub fn segment_bytes(&self) -> u64 {
-        lock(&self.state).segment.len
+        lock(&self.shared.state).segment.len
+    }
+
+    /// The segment and the byte length of it that the newest completed sync covers: what a power
+    /// failure at this moment would keep at least.
+    pub fn synced_position(&self) -> (PathBuf, u64) {
+        let (seq, len) = lock(&self.shared.state).synced_position;
+        (self.dir.join(segment_name(seq)), len)
+    }
+
+    /// Records appended since the directory was opened.
+    pub fn append_count(&self) -> u64 {
+        self.shared.appends.load(Ordering::Relaxed)
+    }
+
+    /// Log syncs the syncer ran since the directory was opened (each covers every record written
+    /// before it started); under concurrent writes this stays below [`Self::append_count`].
+    pub fn sync_count(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Holds back syncs until the returned guard is dropped: writes still commit but are not
+    /// acknowledged, which lets tests stage a crash with writes in flight.
+    pub fn pause_syncs(&self) -> SyncPause<'_> {
+        SyncPause {
+            _gate: self
+                .shared
+                .sync_gate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     /// Whether the current segment has grown enough to be worth compacting.
     pub fn wants_compaction(&self) -> bool {
-        let s = lock(&self.state);
+        let s = lock(&self.shared.state);
         s.segment.len >= self.options.compact_after_bytes.max(s.snapshot_bytes)
     }
 
@@ -509,7 +682,7 @@ impl Persistence {
                     objects.push((c.clone(), o.json.clone()));
                 }
             }
-            let seq = lock(&self.state).rotate()?;
+            let seq = lock(&self.shared.state).rotate(&self.shared.publisher)?;
             (objects, state.resource_version(), seq)
         };
         let path = self.dir.join(snapshot_name(seq));
@@ -533,7 +706,7 @@ impl Persistence {
         drop(file);
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
-        lock(&self.state).snapshot_bytes = bytes;
+        lock(&self.shared.state).snapshot_bytes = bytes;
 
         let mut removed_segments = 0;
         for entry in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {

@@ -188,6 +188,7 @@ impl ApiServer {
             user_agent: user_agent.clone(),
         };
         let response = self.respond(&api_req, &accept).await;
+        let response = self.once_durable(verb, response).await;
         self.log(
             &method,
             &path,
@@ -196,6 +197,19 @@ impl ApiServer {
             &user_agent,
         );
         response
+    }
+
+    /// Holds a response back until every change it could show is durable, as etcd only lets
+    /// kube-apiserver see a write once its log entry is synced: a client never learns of a change
+    /// that a crash could still lose. Watches gate each event instead.
+    async fn once_durable(&self, verb: Verb, response: Response<Body>) -> Response<Body> {
+        if verb == Verb::Watch && response.status().is_success() {
+            return response;
+        }
+        match self.store.wait_durable().await {
+            Ok(()) => response,
+            Err(e) => error_response(&ApiError::internal(e.to_string())),
+        }
     }
 
     /// Answers a routed resource request: injected faults first, then watch, the LIST fast

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::durability::{Durability, DurabilityError};
+
 /// Which collection an object belongs to: group and plural (all versions share one collection).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CollectionKey {
@@ -160,10 +162,11 @@ pub enum LogRecord {
     },
 }
 
-/// Where committed changes are made durable before they are acknowledged.
+/// Where committed changes are logged, in commit order, to be made durable.
 pub trait ChangeLog: Send + Sync {
-    /// Appends and syncs one record; an error fails the write.
-    fn append(&mut self, record: &LogRecord) -> std::io::Result<()>;
+    /// Appends one record, the change at `resource_version`, without waiting for it to be synced
+    /// (the log's [`Durability`] says when it is); an error fails the write.
+    fn append(&mut self, record: &LogRecord, resource_version: u64) -> std::io::Result<()>;
 }
 
 type ObjectKey = (String, String);
@@ -180,6 +183,7 @@ pub struct StoreState {
     compacted_below: u64,
     changes: broadcast::Sender<Arc<ChangeEvent>>,
     log: Option<Box<dyn ChangeLog>>,
+    durability: Durability,
 }
 
 /// Shared handle to the store.
@@ -220,6 +224,7 @@ impl Store {
                 compacted_below: 0,
                 changes,
                 log: None,
+                durability: Durability::immediate(),
             })),
         }
     }
@@ -232,6 +237,16 @@ impl Store {
     /// Write access.
     pub fn write(&self) -> RwLockWriteGuard<'_, StoreState> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every change the store holds now is durable: call it after releasing the lock,
+    /// before acknowledging a write or showing what was read.
+    pub async fn wait_durable(&self) -> Result<(), DurabilityError> {
+        let (rv, durability) = {
+            let s = self.read();
+            (s.resource_version, s.durability.clone())
+        };
+        durability.wait(rv).await
     }
 }
 
@@ -246,9 +261,16 @@ impl StoreState {
         self.resource_version + 1
     }
 
-    /// Installs the write-ahead log; later commits go through it.
-    pub fn set_log(&mut self, log: Box<dyn ChangeLog>) {
+    /// Installs the write-ahead log and the handle that says how far it is synced; later
+    /// commits go through it.
+    pub fn set_log(&mut self, log: Box<dyn ChangeLog>, durability: Durability) {
         self.log = Some(log);
+        self.durability = durability;
+    }
+
+    /// Says which changes are durable (for a store without a log, all of them).
+    pub fn durability(&self) -> Durability {
+        self.durability.clone()
     }
 
     /// One object.
@@ -325,7 +347,8 @@ impl StoreState {
         keys
     }
 
-    /// Subscribes to changes committed from now on.
+    /// Subscribes to changes committed from now on. A change arrives as soon as it is applied,
+    /// possibly before it is durable: wait on [`Self::durability`] before showing it to a client.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
         self.changes.subscribe()
     }
@@ -391,9 +414,9 @@ impl StoreState {
         let _ = self.changes.send(event);
     }
 
-    fn log(&mut self, record: LogRecord) -> Result<(), CommitError> {
+    fn log(&mut self, record: LogRecord, resource_version: u64) -> Result<(), CommitError> {
         if let Some(log) = self.log.as_mut() {
-            log.append(&record)?;
+            log.append(&record, resource_version)?;
         }
         Ok(())
     }
@@ -420,10 +443,13 @@ impl StoreState {
             _ => {}
         }
         let rv = self.resource_version + 1;
-        self.log(LogRecord::Put {
-            collection: c.clone(),
-            json: obj.json.clone(),
-        })?;
+        self.log(
+            LogRecord::Put {
+                collection: c.clone(),
+                json: obj.json.clone(),
+            },
+            rv,
+        )?;
         self.resource_version = rv;
         let obj = Arc::new(StoredObject {
             resource_version: rv,
@@ -469,12 +495,15 @@ impl StoreState {
             return Err(CommitError::Conflict);
         }
         let rv = self.resource_version + 1;
-        self.log(LogRecord::Delete {
-            collection: c.clone(),
-            namespace: namespace.into(),
-            name: name.into(),
-            resource_version: rv,
-        })?;
+        self.log(
+            LogRecord::Delete {
+                collection: c.clone(),
+                namespace: namespace.into(),
+                name: name.into(),
+                resource_version: rv,
+            },
+            rv,
+        )?;
         self.resource_version = rv;
         if let Some(m) = self.collections.get_mut(c) {
             m.remove(&key);

@@ -1,5 +1,6 @@
 //! Watch streams: replay from a resourceVersion, live changes, selector transitions, bookmarks,
-//! streaming lists, and 410 Expired as an in-stream ERROR event.
+//! streaming lists, and 410 Expired as an in-stream ERROR event. Nothing is sent before the
+//! change it shows is durable, as etcd only lets watchers see a revision once it is committed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::api::{ApiRequest, object_matches_fields};
+use crate::durability::Durability;
 use crate::resources::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::{ApiServer, Body};
@@ -144,14 +146,15 @@ pub fn start(
     };
 
     // Under the read lock: take the backlog and subscribe, so no change falls between them.
-    let (backlog, initial, start_rv, receiver, expired) = {
+    let (backlog, initial, start_rv, receiver, expired, durability) = {
         let state = server.store.read();
+        let durability = state.durability();
         let current = state.resource_version();
         let receiver = state.subscribe();
         match requested_rv {
             Some(rv) if !send_initial => match state.history_since(rv) {
-                Some(events) => (events, Vec::new(), rv, receiver, false),
-                None => (Vec::new(), Vec::new(), rv, receiver, true),
+                Some(events) => (events, Vec::new(), rv, receiver, false, durability),
+                None => (Vec::new(), Vec::new(), rv, receiver, true, durability),
             },
             _ => {
                 // No resourceVersion (or streaming list): synthetic ADDED for the current state.
@@ -160,7 +163,7 @@ pub fn start(
                     .filter(|o| filter.matches(o))
                     .cloned()
                     .collect();
-                (Vec::new(), initial, current, receiver, false)
+                (Vec::new(), initial, current, receiver, false, durability)
             }
         }
     };
@@ -181,6 +184,12 @@ pub fn start(
             return;
         }
         let mut last_rv = start_rv;
+        if !initial.is_empty() || send_initial {
+            // The listed state includes every change through `start_rv`.
+            if durable(&durability, start_rv, &tx).await.is_err() {
+                return;
+            }
+        }
         for obj in initial {
             if tx
                 .send(event_line(&server2, &rt, &accept, "ADDED", &obj.json))
@@ -194,6 +203,9 @@ pub fn start(
             return;
         }
         for e in backlog {
+            if durable(&durability, e.resource_version, &tx).await.is_err() {
+                return;
+            }
             if let Some((t, obj)) = filter.translate(&e)
                 && tx
                     .send(event_line(&server2, &rt, &accept, t.as_str(), &obj.json))
@@ -209,6 +221,7 @@ pub fn start(
             &rt,
             &accept,
             &filter,
+            &durability,
             receiver,
             &tx,
             &mut epoch,
@@ -247,6 +260,7 @@ async fn run_live(
     rt: &ResourceType,
     accept: &str,
     filter: &WatchFilter,
+    durability: &Durability,
     mut receiver: broadcast::Receiver<Arc<ChangeEvent>>,
     tx: &mpsc::Sender<Bytes>,
     epoch: &mut tokio::sync::watch::Receiver<u64>,
@@ -268,17 +282,18 @@ async fn run_live(
                 let seen = server.store.read().resource_version();
                 loop {
                     match receiver.try_recv() {
-                        Ok(e) => forward(server, rt, accept, filter, &e, tx, last_rv).await?,
+                        Ok(e) => forward(server, rt, accept, filter, durability, &e, tx, last_rv).await?,
                         Err(broadcast::error::TryRecvError::Empty) => break,
                         Err(broadcast::error::TryRecvError::Lagged(_)) => return lagged(tx, *last_rv).await,
                         Err(broadcast::error::TryRecvError::Closed) => return Ok(()),
                     }
                 }
                 *last_rv = (*last_rv).max(seen);
+                durable(durability, *last_rv, tx).await?;
                 tx.send(bookmark_line(rt, *last_rv, false)).await.map_err(|_| ())?;
             }
             received = receiver.recv() => match received {
-                Ok(e) => forward(server, rt, accept, filter, &e, tx, last_rv).await?,
+                Ok(e) => forward(server, rt, accept, filter, durability, &e, tx, last_rv).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => return lagged(tx, *last_rv).await,
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
@@ -286,22 +301,43 @@ async fn run_live(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     server: &ApiServer,
     rt: &ResourceType,
     accept: &str,
     filter: &WatchFilter,
+    durability: &Durability,
     e: &ChangeEvent,
     tx: &mpsc::Sender<Bytes>,
     last_rv: &mut u64,
 ) -> Result<(), ()> {
     if let Some((t, obj)) = filter.translate(e) {
+        durable(durability, e.resource_version, tx).await?;
         tx.send(event_line(server, rt, accept, t.as_str(), &obj.json))
             .await
             .map_err(|_| ())?;
     }
     *last_rv = e.resource_version;
     Ok(())
+}
+
+/// Waits until the change at `resource_version` is durable; if it never can be, ends the watch
+/// with an ERROR event (the client relists, and sees the storage error).
+async fn durable(
+    durability: &Durability,
+    resource_version: u64,
+    tx: &mpsc::Sender<Bytes>,
+) -> Result<(), ()> {
+    match durability.wait(resource_version).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = tx
+                .send(status_line(&ApiError::internal(e.to_string())))
+                .await;
+            Err(())
+        }
+    }
 }
 
 /// A watcher too slow for the change rate: end with 410 so it relists, as the apiserver would.

@@ -335,20 +335,20 @@ async fn a_restarted_server_with_a_data_dir_serves_what_was_acknowledged() {
     assert!(rv > old);
 }
 
-/// Measures the latency of a synced append; run with `--ignored --nocapture`.
-#[test]
+/// Measures the latency of a synced append from one writer; run with `--ignored --nocapture`.
+#[tokio::test]
 #[ignore = "measurement"]
-fn measure_append_latency() {
+async fn measure_append_latency() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _p, _) = open(dir.path());
     let data = "x".repeat(1000);
-    let mut samples: Vec<Duration> = (0..2000)
-        .map(|i| {
-            let start = Instant::now();
-            put(&store, &format!("cm-{i}"), &data);
-            start.elapsed()
-        })
-        .collect();
+    let mut samples = Vec::new();
+    for i in 0..2000 {
+        let start = Instant::now();
+        put(&store, &format!("cm-{i}"), &data);
+        store.wait_durable().await.unwrap();
+        samples.push(start.elapsed());
+    }
     samples.sort();
     let p = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     println!(
@@ -397,4 +397,210 @@ async fn the_background_task_compacts_once_the_log_outgrows_its_threshold() {
     assert!(report.snapshot.is_some());
     assert_eq!(report.snapshot_objects + report.log_records, 41);
     assert_eq!(contents(&store), before);
+}
+
+/// Waits until the change at `rv` is durable: the point where a server acknowledges it.
+async fn acknowledge(store: &Store, rv: u64) {
+    let durability = store.read().durability();
+    durability.wait(rv).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_over_http_are_all_acknowledged_and_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = start_on(dir.path()).await;
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let api: Api<ConfigMap> = Api::default_namespaced(env.client());
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..25 {
+                let name = format!("w{w}-{i:02}");
+                let cm: ConfigMap = serde_json::from_value(
+                    json!({"metadata": {"name": name}, "data": {"k": name}}),
+                )
+                .unwrap();
+                let created = api.create(&PostParams::default(), &cm).await.unwrap();
+                acknowledged.push((
+                    name,
+                    created.metadata.uid.unwrap(),
+                    created.metadata.resource_version.unwrap(),
+                ));
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    acknowledged.sort();
+    assert_eq!(acknowledged.len(), 200);
+    env.stop().await;
+    drop(env);
+
+    let env = start_on(dir.path()).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(env.client());
+    let mut recovered: Vec<(String, String, String)> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| {
+            (
+                c.metadata.name.unwrap(),
+                c.metadata.uid.unwrap(),
+                c.metadata.resource_version.unwrap(),
+            )
+        })
+        .collect();
+    recovered.sort();
+    assert_eq!(recovered, acknowledged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p, _) = open(dir.path());
+    let syncs_before = p.sync_count();
+
+    // Eight writers commit while syncs are held back: none of them is durable yet, and the
+    // single sync that follows acknowledges all of them.
+    let pause = p.pause_syncs();
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let rv = put(&store, &format!("held-{w}"), "x");
+            acknowledge(&store, rv).await;
+            rv
+        }));
+    }
+    let durability = store.read().durability();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.append_count() < 8 {
+        assert!(Instant::now() < deadline, "the writers did not commit");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let newest = store.read().resource_version();
+    assert_eq!(durability.is_durable(newest), Ok(false));
+    assert!(writers.iter().all(|w| !w.is_finished()));
+    drop(pause);
+    for w in writers {
+        let rv = w.await.unwrap();
+        assert_eq!(durability.is_durable(rv), Ok(true));
+    }
+    assert_eq!(p.sync_count() - syncs_before, 1);
+
+    // Free-running writers that each wait for their own acknowledgement still share syncs.
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let rv = put(&store, &format!("free-{w}-{i}"), "y");
+                acknowledge(&store, rv).await;
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(p.append_count(), 8 + 400);
+    assert!(
+        p.sync_count() < p.append_count(),
+        "{} syncs for {} appends",
+        p.sync_count(),
+        p.append_count()
+    );
+}
+
+#[tokio::test]
+async fn a_crash_with_unsynced_writes_keeps_every_acknowledged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p, _) = open(dir.path());
+    for name in ["a", "b"] {
+        let rv = put(&store, name, "acknowledged");
+        acknowledge(&store, rv).await;
+    }
+    let pause = p.pause_syncs();
+    let c = put(&store, "c", "in flight");
+    put(&store, "d", "in flight");
+    assert_eq!(store.read().durability().is_durable(c), Ok(false));
+    // What a power failure now leaves: the synced prefix, and a torn piece of the next record.
+    let (segment, synced) = p.synced_position();
+    assert_eq!(segment, p.current_segment());
+    assert!(synced < p.segment_bytes());
+    let bytes = std::fs::read(&segment).unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let torn = synced as usize + 11;
+    std::fs::write(
+        image.path().join(segment.file_name().unwrap()),
+        &bytes[..torn],
+    )
+    .unwrap();
+    drop(pause);
+    drop((store, p));
+
+    let (store, _p, report) = open(image.path());
+    let tail = report.dropped_tail.expect("the torn record is reported");
+    assert_eq!((tail.offset, tail.dropped_bytes), (synced, 11));
+    assert_eq!(names(&store), ["a", "b"]);
+    assert_eq!(store.read().resource_version(), c - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_under_concurrent_load_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p, _) = open(dir.path());
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (store, acknowledged, stop) = (store.clone(), acknowledged.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = format!("w{w}-{i:05}");
+                let rv = put(&store, &name, "v");
+                acknowledge(&store, rv).await;
+                acknowledged.lock().unwrap().push(name);
+                i += 1;
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The crash: everything acknowledged so far, then what the disk holds for sure (synced
+    // bytes only grow, so they cover every acknowledgement taken before), plus a torn record.
+    let mut acked: Vec<String> = acknowledged.lock().unwrap().clone();
+    let (segment, synced) = p.synced_position();
+    let bytes = std::fs::read(&segment).unwrap();
+    let torn = (synced as usize + 5).min(bytes.len());
+    let image = tempfile::tempdir().unwrap();
+    std::fs::write(
+        image.path().join(segment.file_name().unwrap()),
+        &bytes[..torn],
+    )
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    drop((store, p));
+
+    let (store, _p, report) = open(image.path());
+    let recovered = names(&store);
+    acked.sort();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|n| recovered.binary_search(n).is_err())
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(recovered.len() >= acked.len());
+    if torn > synced as usize {
+        assert_eq!(report.dropped_tail.unwrap().offset, synced);
+    }
 }
