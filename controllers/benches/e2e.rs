@@ -3,15 +3,19 @@
 //!
 //! 1. Cold start: SERVICES Services × PODS_PER_SERVICE ready pods exist; the controller
 //!    starts; seconds until every Service has its slice with all endpoints ready.
-//! 2. Memory: process RSS before the controller starts and after convergence (the controller
-//!    runs in this process next to testenv, so the delta is the controller plus transient
-//!    server buffers), and the controller's cache sizes.
+//! 2. Memory: RSS of the controller, which runs alone in a child process (this executable
+//!    again, with `E2E_CONTROLLER_KUBECONFIG` set), after convergence and at its peak during
+//!    the cold start, split into anonymous (heap) and file-backed (the binary) pages; and the
+//!    bench+testenv process before the controller starts.
 //! 3. Readiness churn: FLIPS_PER_SECOND pod readiness flips for FLIP_SECONDS with batch
 //!    period 0; latency from the pod's Ready change (seen on a pod watch) to the slice change
 //!    that reflects it (seen on a slice watch).
 //!
 //! Scale by environment: `E2E_SERVICES` (default 10000), `E2E_PODS_PER_SERVICE` (15),
 //! `E2E_NAMESPACES` (100), `E2E_FLIPS_PER_SECOND` (20), `E2E_FLIP_SECONDS` (60).
+//! `E2E_CONTROLLER_COMMAND` runs another binary as the controller process; heaptrack cannot
+//! see mimalloc's allocations, so profile one built on the system allocator, e.g.
+//! `E2E_CONTROLLER_COMMAND="heaptrack -o /tmp/e2e ./controller-on-malloc"`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
