@@ -8,6 +8,13 @@
 //! "acknowledged" still means "synced", while concurrent writes share one sync and nobody waits
 //! for the disk while holding the store lock.
 //!
+//! Measured with `tests/write_throughput.rs` (8 HTTP clients creating ConfigMaps for 5 s, release
+//! build, 2 shared cores; four alternating runs each, the disk's sync time varying with the other
+//! builds on the machine): one sync per write under the store lock managed 339 to 2,019 writes/s
+//! with a p99 create latency of 36 to 54 ms; group commit manages 2,024 to 2,439 writes/s with a
+//! p99 of 9.7 to 15.7 ms, about 4 records per sync. Without a data directory the same load runs
+//! at about 10,000 writes/s with a p99 of 4.8 ms.
+//!
 //! A data directory holds `wal-N.log` segments and at most one `snapshot-N.snap`: snapshot N is
 //! the state at the moment segment N was started, so start-up loads snapshot N and replays segments
 //! N, N+1, ... in order. Every record is framed with its length and CRC-32. Only the newest segment

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use testenv::persist;
 use testenv::{TestEnv, TestEnvOptions};
 
 const CLIENTS: usize = 8;
@@ -69,13 +70,19 @@ fn report(label: &str, latencies: &[Duration]) {
 #[ignore = "measurement"]
 async fn measure_concurrent_creates_with_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let env = TestEnv::start_with(TestEnvOptions {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..TestEnvOptions::default()
-    })
-    .await
-    .unwrap();
+    let (store, persistence, _) =
+        persist::open(dir.path(), 10_000, persist::PersistOptions::default()).unwrap();
+    let env = TestEnv::start_on_store(TestEnvOptions::default(), store)
+        .await
+        .unwrap();
+    let (appends, syncs) = (persistence.append_count(), persistence.sync_count());
     report("with a data dir", &hammer(&env).await);
+    let appends = persistence.append_count() - appends;
+    let syncs = persistence.sync_count() - syncs;
+    println!(
+        "  {appends} log records, {syncs} syncs ({:.1} records per sync)",
+        appends as f64 / syncs.max(1) as f64
+    );
     env.stop().await;
 
     let env = TestEnv::start().await.unwrap();
