@@ -3,9 +3,11 @@
 //! SIGTERM vacating the lease, and two replicas — exactly one writes, SIGKILL hands over,
 //! a paused (SIGSTOP) leader makes no write once its claim has expired.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +18,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams};
 use testenv::nodesim::NodeSimConfig;
 use testenv::{FaultMatch, TestEnv, TestEnvOptions};
+
+use common::{assert_upstream_exposition, http_get};
 
 const LEASE: &str = "svcplane-controller-manager";
 /// Short timings so that failover tests take seconds: lease 3 s, renew 2 s, retry 500 ms.
@@ -103,7 +107,7 @@ impl Manager {
 
     /// `(status, body)` of GET `path` on the health port, or `None` when nothing answers.
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.port, path)
+        http_get(self.port, path).map(|a| (a.status, a.body))
     }
 
     /// Whether this replica reports itself leader (`leader_election_master_status`).
@@ -140,44 +144,6 @@ impl Drop for Manager {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-/// `(Content-Type, body)` of a 200 answer to GET `/metrics` on `port`.
-fn scrape(port: u16) -> Option<(String, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    if head.split(' ').nth(1) != Some("200") {
-        return None;
-    }
-    let content_type = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("content-type")
-            .then(|| value.trim().to_string())
-    })?;
-    Some((content_type, body.to_string()))
 }
 
 /// The two replicas, leader first, once exactly one of them reports leading.
@@ -322,7 +288,7 @@ async fn flags_win_over_the_config_file_which_wins_over_defaults() {
     manager.wait_ready().await;
     // --port on the command line beats `port:` in the file.
     assert_eq!(manager.get("/healthz"), Some((200, "ok".into())));
-    assert_eq!(http_get(file_port, "/healthz"), None);
+    assert!(http_get(file_port, "/healthz").is_none());
     // max-endpoints-per-slice from the file beats the default 100: 5 pods → 2+2+1.
     create_app(&env, "web", 5).await;
     wait_for_endpoints(&env, "web", 5).await;
@@ -342,23 +308,11 @@ async fn flags_win_over_the_config_file_which_wins_over_defaults() {
     }
     // Only the endpointslice controller runs: no Endpoints were written.
     assert!(env.oplog().writes("endpoints").is_empty());
-    let (content_type, metrics) = scrape(flag_port).unwrap();
     // Upstream's exposition: Prometheus text 0.0.4, counters under their registered names.
-    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
-    for line in [
-        "# TYPE endpoint_slice_controller_syncs counter",
-        "# TYPE endpoint_slice_controller_changes counter",
-        "endpoint_slice_controller_changes{operation=\"create\"} ",
-        "endpoint_slice_controller_syncs{result=\"success\"} ",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l.starts_with(line)),
-            "{line}\n{metrics}"
-        );
-    }
-    for openmetrics_only in ["_syncs_total", "_changes_total", "_created", "# EOF"] {
-        assert!(!metrics.contains(openmetrics_only), "{metrics}");
-    }
+    assert_upstream_exposition(
+        &http_get(flag_port, "/metrics").unwrap(),
+        &["endpoint_slice_controller_changes{operation=\"create\"} "],
+    );
     manager.signal("-TERM");
     assert_eq!(
         manager.wait(Duration::from_secs(15)).await.status.code(),

@@ -2,8 +2,9 @@
 //! SIGTERM, exit 0; bad flags and a busy port fail clearly; a data dir survives a restart;
 //! `/metrics`, `/healthz` and `/readyz` on `--metrics-listen`.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use common::{Answer, assert_upstream_exposition, http_get};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -134,27 +137,6 @@ async fn up_serves_nodes_and_exits_cleanly_on_sigterm_keeping_its_data() {
     assert_eq!(up.terminate().status.code(), Some(0));
 }
 
-/// `(status, Content-Type, body)` of GET `path` on `port`.
-fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let content_type = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("content-type")
-            .then(|| value.trim().to_string())
-    })?;
-    Some((status, content_type, body.to_string()))
-}
-
 #[tokio::test]
 async fn up_serves_metrics_in_the_upstream_text_format_and_prints_where() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,10 +148,10 @@ async fn up_serves_metrics_in_the_upstream_text_format_and_prints_where() {
         &["--nodes", "1", "--metrics-listen", &metrics_listen],
     );
     let client = up.client().await;
-    let (status, _, body) = http_get(metrics_port, "/healthz").unwrap();
-    assert_eq!((status, body.as_str()), (200, "ok"));
+    let healthz = http_get(metrics_port, "/healthz").unwrap();
+    assert_eq!((healthz.status, healthz.body.as_str()), (200, "ok"));
     // The kubeconfig is written once every controller has synced its caches.
-    let (status, _, body) = http_get(metrics_port, "/readyz?verbose").unwrap();
+    let Answer { status, body, .. } = http_get(metrics_port, "/readyz?verbose").unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
@@ -186,34 +168,27 @@ async fn up_serves_metrics_in_the_upstream_text_format_and_prints_where() {
     .unwrap();
     services.create(&PostParams::default(), &web).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let (content_type, metrics) = loop {
-        let (status, content_type, body) = http_get(metrics_port, "/metrics").unwrap();
-        assert_eq!(status, 200, "{body}");
+    let scrape = loop {
+        let answer = http_get(metrics_port, "/metrics").unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
         // The placeholder slice of `web`, written by a sync of the controller.
-        if body.contains("endpoint_slice_controller_changes{operation=\"create\"} ") {
-            break (content_type, body);
+        if answer
+            .body
+            .contains("endpoint_slice_controller_changes{operation=\"create\"} ")
+        {
+            break answer;
         }
         assert!(
             Instant::now() < deadline,
-            "no slice creation counted:\n{body}"
+            "no slice creation counted:\n{}",
+            answer.body
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
-    for line in [
-        "# TYPE endpoint_slice_controller_syncs counter",
-        "# TYPE endpoint_slice_controller_changes counter",
-        "endpoint_slice_controller_syncs{result=\"success\"} ",
-        "kube_apiserver_clusterip_allocator_available_ips{cidr=\"10.96.0.0/12\"} ",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l.starts_with(line)),
-            "{line}\n{metrics}"
-        );
-    }
-    for openmetrics_only in ["_syncs_total", "_total_total", "_created", "# EOF"] {
-        assert!(!metrics.contains(openmetrics_only), "{metrics}");
-    }
+    assert_upstream_exposition(
+        &scrape,
+        &["kube_apiserver_clusterip_allocator_available_ips{cidr=\"10.96.0.0/12\"} "],
+    );
 
     let out = up.terminate();
     assert_eq!(out.status.code(), Some(0));
@@ -225,7 +200,7 @@ async fn up_serves_metrics_in_the_upstream_text_format_and_prints_where() {
         "{stdout}"
     );
     // The listener stops with the rest.
-    assert_eq!(http_get(metrics_port, "/healthz"), None);
+    assert!(http_get(metrics_port, "/healthz").is_none());
 }
 
 #[test]
