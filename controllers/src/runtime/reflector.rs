@@ -85,12 +85,12 @@ pub async fn reflect<K, F>(
     let mut seen: HashSet<ObjectKey> = HashSet::new();
     while let Some(event) = stream.next().await {
         match event {
-            Ok(Event::Apply(object)) => sink(Delta::Upsert(without_managed_fields(object))),
-            Ok(Event::Delete(object)) => sink(Delta::Delete(without_managed_fields(object))),
+            Ok(Event::Apply(object)) => sink(Delta::Upsert(trimmed_for_cache(object))),
+            Ok(Event::Delete(object)) => sink(Delta::Delete(trimmed_for_cache(object))),
             Ok(Event::Init) => seen.clear(),
             Ok(Event::InitApply(object)) => {
                 seen.insert(ObjectKey::of(&object));
-                sink(Delta::Upsert(without_managed_fields(object)));
+                sink(Delta::Upsert(trimmed_for_cache(object)));
             }
             Ok(Event::InitDone) => {
                 sink(Delta::Relisted(std::mem::take(&mut seen)));
@@ -104,7 +104,7 @@ pub async fn reflect<K, F>(
 }
 
 /// The object with `metadata.managedFields` dropped and its lists compacted.
-pub fn without_managed_fields<K: Resource + Compact>(mut object: K) -> K {
+pub fn trimmed_for_cache<K: Resource + Compact>(mut object: K) -> K {
     object.meta_mut().managed_fields = None;
     object.compact();
     object
@@ -183,7 +183,7 @@ mod tests {
         // From text, as a watch decodes it: lists grow as they are read.
         let decoded: EndpointSlice = serde_json::from_str(&json.to_string()).expect("slice");
         assert!(decoded.endpoints.capacity() > 5);
-        let compacted = without_managed_fields(decoded.clone());
+        let compacted = trimmed_for_cache(decoded.clone());
         assert_eq!(compacted, decoded);
         assert_eq!(compacted.endpoints.capacity(), 5);
         assert!(
@@ -213,7 +213,7 @@ mod tests {
             },
             ..Service::default()
         };
-        let trimmed = without_managed_fields(service.clone());
+        let trimmed = trimmed_for_cache(service.clone());
         assert_eq!(trimmed.metadata.managed_fields, None);
         assert_eq!(trimmed.metadata.name.as_deref(), Some("web"));
         assert_eq!(
