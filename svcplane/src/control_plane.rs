@@ -90,13 +90,13 @@ pub fn embedded_webhook(
             ..AdmissionPolicy::default()
         };
         let mut config = WebhookConfig::new(bind, CertificateSource::Pem { cert, key }, policy);
-        config.allocator = Some(Arc::new(registry));
+        config.allocator = Some(Arc::new(registry.clone()));
         config.services = Some(Arc::new(ServiceClusterIpIndex::start(client.clone())));
         let handle = WebhookServer::start(config).await?;
         let target = WebhookTarget::Url(format!("https://{}", handle.addr()));
         install_configurations(client.clone(), ca.as_bytes(), &target).await?;
         tracing::info!(url = %handle.url(""), "webhook configurations installed");
-        readmit_kubernetes_service(&client).await?;
+        readmit_kubernetes_service(&client, &registry).await?;
         Ok(tokio::spawn(async move {
             shutdown.wait().await;
             // A restart from a data dir must not find configurations pointing at a dead port.
@@ -109,20 +109,37 @@ pub fn embedded_webhook(
     })
 }
 
-/// Sends the `kubernetes` Service, created before the webhook was installed, through admission
-/// once, so the mutating webhook defaults `clusterIPs` and `ipFamilies` as kube-apiserver does.
-async fn readmit_kubernetes_service(client: &kube::Client) -> anyhow::Result<()> {
+/// Sends the `kubernetes` Service, created before the webhook was installed, through allocation
+/// and admission once, as kube-apiserver's create would have: its ClusterIP is claimed (an
+/// IPAddress naming the Service, so the repair loop does not find it in use but unallocated)
+/// and the mutating webhook defaults `clusterIPs` and `ipFamilies`.
+async fn readmit_kubernetes_service(
+    client: &kube::Client,
+    allocator: &ServiceRegistry,
+) -> anyhow::Result<()> {
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    if let Some(service) = services.get_opt("kubernetes").await?
-        && service
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.cluster_ips.is_none())
+    let Some(service) = services.get_opt("kubernetes").await? else {
+        return Ok(());
+    };
+    if service
+        .spec
+        .as_ref()
+        .is_none_or(|s| s.cluster_ips.is_some())
     {
-        services
-            .replace("kubernetes", &PostParams::default(), &service)
-            .await?;
+        // Admitted on an earlier start (a `--data-dir` playground).
+        return Ok(());
     }
+    let admitted = match allocator.allocate_for_create(&service).await {
+        Ok(allocated) => allocated.service,
+        Err(error) => {
+            // Already held (e.g. repaired on an earlier start): admission still defaults it.
+            tracing::warn!(%error, "the kubernetes Service's ClusterIP was not claimed");
+            service
+        }
+    };
+    services
+        .replace("kubernetes", &PostParams::default(), &admitted)
+        .await?;
     Ok(())
 }
 
