@@ -19,7 +19,7 @@ use crate::endpointslice_controller::{api_error_text, is_namespace_terminating};
 use crate::leader_election::WriteGate;
 use crate::mirroring::LEADER_ANNOTATION;
 use crate::runtime::events::reference_to;
-use crate::runtime::reflector::reflect;
+use crate::runtime::reflector::spawn_reflector;
 use crate::runtime::{
     CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker,
     WorkQueue, run_workers,
@@ -124,33 +124,27 @@ impl EndpointsController {
         let client = inner.client.clone();
         let synced = SyncedFlags::new(3);
         let reflectors = vec![
-            tokio::spawn(reflect(
-                Api::<Service>::all(client.clone()),
+            spawn_reflector(
+                &client,
                 watcher::Config::default(),
                 synced.flag(0),
-                {
-                    let inner = inner.clone();
-                    move |d| inner.on_service(d)
-                },
-            )),
-            tokio::spawn(reflect(
-                Api::<Pod>::all(client.clone()),
+                &inner,
+                Inner::on_service,
+            ),
+            spawn_reflector(
+                &client,
                 watcher::Config::default(),
                 synced.flag(1),
-                {
-                    let inner = inner.clone();
-                    move |d| inner.on_pod(d)
-                },
-            )),
-            tokio::spawn(reflect(
-                Api::<Endpoints>::all(client.clone()),
+                &inner,
+                Inner::on_pod,
+            ),
+            spawn_reflector(
+                &client,
                 watcher::Config::default(),
                 synced.flag(2),
-                {
-                    let inner = inner.clone();
-                    move |d| inner.on_endpoints(d)
-                },
-            )),
+                &inner,
+                Inner::on_endpoints,
+            ),
         ];
         let workers = {
             let inner = inner.clone();

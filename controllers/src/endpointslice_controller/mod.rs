@@ -32,7 +32,7 @@ use crate::endpointslice::{
 };
 use crate::leader_election::WriteGate;
 use crate::runtime::events::reference_to;
-use crate::runtime::reflector::reflect;
+use crate::runtime::reflector::spawn_reflector;
 use crate::runtime::{
     CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker,
     WorkQueue, run_workers,
@@ -251,43 +251,32 @@ impl EndpointSliceController {
         let inner = self.inner.clone();
         let synced = SyncedFlags::new(4);
         let client = inner.client.clone();
-        let mut reflectors = Vec::new();
-        {
-            let inner = inner.clone();
-            reflectors.push(tokio::spawn(reflect(
-                Api::<Service>::all(client.clone()),
+        let by_us =
+            watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={CONTROLLER_NAME}"));
+        let reflectors = vec![
+            spawn_reflector(
+                &client,
                 watcher::Config::default(),
                 synced.flag(0),
-                move |delta| inner.on_service(delta),
-            )));
-        }
-        {
-            let inner = inner.clone();
-            reflectors.push(tokio::spawn(reflect(
-                Api::<Pod>::all(client.clone()),
+                &inner,
+                Inner::on_service,
+            ),
+            spawn_reflector(
+                &client,
                 watcher::Config::default(),
                 synced.flag(1),
-                move |delta| inner.on_pod(delta),
-            )));
-        }
-        {
-            let inner = inner.clone();
-            reflectors.push(tokio::spawn(reflect(
-                Api::<Node>::all(client.clone()),
+                &inner,
+                Inner::on_pod,
+            ),
+            spawn_reflector(
+                &client,
                 watcher::Config::default(),
                 synced.flag(2),
-                move |delta| inner.on_node(delta),
-            )));
-        }
-        {
-            let inner = inner.clone();
-            reflectors.push(tokio::spawn(reflect(
-                Api::<EndpointSlice>::all(client.clone()),
-                watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={CONTROLLER_NAME}")),
-                synced.flag(3),
-                move |delta| inner.on_slice(delta),
-            )));
-        }
+                &inner,
+                Inner::on_node,
+            ),
+            spawn_reflector(&client, by_us, synced.flag(3), &inner, Inner::on_slice),
+        ];
         let workers = {
             let inner = inner.clone();
             async move {

@@ -20,7 +20,7 @@ use crate::endpointslice_controller::{api_error_text, is_namespace_terminating};
 use crate::leader_election::WriteGate;
 use crate::mirroring::{CONTROLLER_NAME, MANAGED_BY_LABEL, MirroringOptions, plan};
 use crate::runtime::events::reference_to;
-use crate::runtime::reflector::reflect;
+use crate::runtime::reflector::spawn_reflector;
 use crate::runtime::{
     CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, WorkQueue,
     run_workers,
@@ -135,34 +135,24 @@ impl MirroringController {
         let inner = self.inner.clone();
         let client = inner.client.clone();
         let synced = SyncedFlags::new(3);
+        let mirrored =
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
         let reflectors = vec![
-            tokio::spawn(reflect(
-                Api::<Service>::all(client.clone()),
+            spawn_reflector(
+                &client,
                 watcher::Config::default(),
                 synced.flag(0),
-                {
-                    let inner = inner.clone();
-                    move |d| inner.on_service(d)
-                },
-            )),
-            tokio::spawn(reflect(
-                Api::<Endpoints>::all(client.clone()),
+                &inner,
+                Inner::on_service,
+            ),
+            spawn_reflector(
+                &client,
                 watcher::Config::default(),
                 synced.flag(1),
-                {
-                    let inner = inner.clone();
-                    move |d| inner.on_endpoints(d)
-                },
-            )),
-            tokio::spawn(reflect(
-                Api::<EndpointSlice>::all(client.clone()),
-                watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}")),
-                synced.flag(2),
-                {
-                    let inner = inner.clone();
-                    move |d| inner.on_slice(d)
-                },
-            )),
+                &inner,
+                Inner::on_endpoints,
+            ),
+            spawn_reflector(&client, mirrored, synced.flag(2), &inner, Inner::on_slice),
         ];
         let workers = {
             let inner = inner.clone();

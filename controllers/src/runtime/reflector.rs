@@ -67,6 +67,29 @@ impl SyncedFlags {
     }
 }
 
+/// Spawns [`reflect`] over every `K` in the cluster, handing each change to `handler` on
+/// `state` (a controller's `Arc`-shared inner state and one of its `on_*` methods).
+pub fn spawn_reflector<K, S>(
+    client: &kube::Client,
+    config: watcher::Config,
+    synced: Option<Arc<watch::Sender<bool>>>,
+    state: &Arc<S>,
+    handler: fn(&S, Delta<K>),
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource + Compact + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default,
+    S: Send + Sync + 'static,
+{
+    let state = state.clone();
+    tokio::spawn(reflect(
+        Api::all(client.clone()),
+        config,
+        synced,
+        move |delta| handler(&state, delta),
+    ))
+}
+
 /// Watches `api` with `config` and hands every change to `sink`, forever (the watcher
 /// re-lists with backoff on errors). `synced` is set after the first complete list.
 pub async fn reflect<K, F>(
