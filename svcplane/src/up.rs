@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 use testenv::nodesim::{NodeSimConfig, NodeSimulator};
 use testenv::{TestEnv, TestEnvOptions};
 
-use crate::component::{Component, Running, shutdown_channel};
+use crate::component::{Component, Running, Shutdown, ShutdownTrigger, shutdown_channel};
 use crate::control_plane;
 use crate::health::{self, HealthState};
 
@@ -173,22 +173,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         };
     tracing::info!(address = %serving, "serving /healthz, /readyz and /metrics");
-    let mut running: Vec<(&'static str, Running)> = vec![("health", health_task)];
-    for component in components {
-        let name = component.name;
-        match component.start(client.clone(), shutdown.clone()).await {
-            Ok(task) => {
-                tracing::info!(component = name, "started");
-                running.push((name, task));
-            }
-            Err(e) => {
-                trigger.fire();
-                stop_all(running).await;
-                env.stop().await;
-                return Err(e.context(format!("cannot start {name}")));
-            }
+    let running = vec![("health", health_task)];
+    let mut running = match start_in_order(components, &client, &shutdown, &trigger, running).await
+    {
+        Ok(running) => running,
+        Err(e) => {
+            env.stop().await;
+            return Err(e);
         }
-    }
+    };
 
     let kubeconfig =
         std::path::absolute(&args.kubeconfig_out).unwrap_or_else(|_| args.kubeconfig_out.clone());
@@ -239,6 +232,32 @@ pub(crate) async fn first_to_exit(
     let (result, index, _) =
         futures::future::select_all(running.iter_mut().map(|(_, task)| task)).await;
     (running[index].0, result)
+}
+
+/// Starts `components` one after the other, after those already `running`. If one fails,
+/// fires `trigger`, stops everything started and returns the failure naming the component.
+pub(crate) async fn start_in_order(
+    components: Vec<Component>,
+    client: &kube::Client,
+    shutdown: &Shutdown,
+    trigger: &ShutdownTrigger,
+    mut running: Vec<(&'static str, Running)>,
+) -> anyhow::Result<Vec<(&'static str, Running)>> {
+    for component in components {
+        let name = component.name;
+        match component.start(client.clone(), shutdown.clone()).await {
+            Ok(task) => {
+                tracing::info!(component = name, "started");
+                running.push((name, task));
+            }
+            Err(e) => {
+                trigger.fire();
+                stop_all(running).await;
+                return Err(e.context(format!("cannot start {name}")));
+            }
+        }
+    }
+    Ok(running)
 }
 
 pub(crate) async fn stop_all(running: Vec<(&'static str, Running)>) {

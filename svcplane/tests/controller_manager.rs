@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use kube::api::{Api, ListParams, PostParams};
 use testenv::nodesim::NodeSimConfig;
 use testenv::{FaultMatch, TestEnv, TestEnvOptions};
 
-use common::{assert_upstream_exposition, http_get};
+use common::{assert_upstream_exposition, free_port, http_get};
 
 const LEASE: &str = "svcplane-controller-manager";
 /// Short timings so that failover tests take seconds: lease 3 s, renew 2 s, retry 500 ms.
@@ -28,14 +27,6 @@ const FAST_ELECTION: [&str; 3] = [
     "--leader-elect-renew-deadline=2s",
     "--leader-elect-retry-period=500ms",
 ];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn env_with_nodes() -> TestEnv {
     TestEnv::start_with(TestEnvOptions {

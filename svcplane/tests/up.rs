@@ -13,15 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use common::{Answer, assert_upstream_exposition, http_get};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Answer, assert_upstream_exposition, free_port, http_get};
 
 struct Up {
     child: Child,

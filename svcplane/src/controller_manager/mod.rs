@@ -28,10 +28,10 @@ use prometheus_client::registry::Registry;
 
 pub use self::flags::ControllerManagerArgs;
 use self::selection::{ControllerName, enabled_controllers};
-use crate::component::{Component, Running, shutdown_channel};
+use crate::component::{Component, shutdown_channel};
 use crate::control_plane;
 use crate::health::{self, HealthState};
-use crate::up::{first_to_exit, stop_all};
+use crate::up::{first_to_exit, start_in_order, stop_all};
 
 /// A configuration mistake: the process exits with status 2, as for a bad flag.
 #[derive(Debug, thiserror::Error)]
@@ -241,24 +241,17 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
         health::serve(args.serving_address(), state, shutdown.clone()).await?;
     tracing::info!(address = %serving, "serving /healthz, /readyz and /metrics");
 
-    let mut running: Vec<(&'static str, Running)> = vec![("health", health_task)];
-    for component in components {
-        let name = component.name;
-        match component.start(client.clone(), shutdown.clone()).await {
-            Ok(task) => {
-                tracing::info!(controller = name, "caches synced");
-                running.push((name, task));
+    let running = vec![("health", health_task)];
+    let mut running = match start_in_order(components, &client, &shutdown, &trigger, running).await
+    {
+        Ok(running) => running,
+        Err(e) => {
+            if let Some(elector) = elector {
+                elector.shutdown().await;
             }
-            Err(e) => {
-                trigger.fire();
-                stop_all(running).await;
-                if let Some(elector) = elector {
-                    elector.shutdown().await;
-                }
-                return Err(e.context(format!("cannot start {name}")));
-            }
+            return Err(e);
         }
-    }
+    };
     tracing::info!("all controllers synced");
 
     let mut claims = elector.as_ref().map(|e| e.claims());

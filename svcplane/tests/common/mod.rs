@@ -2,8 +2,17 @@
 //! listener and the check that a scrape is upstream's exposition.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// An HTTP answer: status, Content-Type (if any) and body.
 pub struct Answer {
