@@ -159,12 +159,6 @@ impl Deref for IndexedPod {
     }
 }
 
-impl From<PodInfo> for IndexedPod {
-    fn from(info: PodInfo) -> Self {
-        IndexedPod::new(info)
-    }
-}
-
 /// What the planner matches an existing endpoint on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct EndpointHashes {
@@ -236,11 +230,6 @@ impl IndexedSlice {
         &self.slice
     }
 
-    /// Gives the slice back.
-    pub fn into_slice(self) -> EndpointSlice {
-        self.slice
-    }
-
     pub(crate) fn port_key(&self) -> &PortKey {
         &self.port_key
     }
@@ -260,11 +249,5 @@ impl Deref for IndexedSlice {
 
     fn deref(&self) -> &EndpointSlice {
         &self.slice
-    }
-}
-
-impl From<EndpointSlice> for IndexedSlice {
-    fn from(slice: EndpointSlice) -> Self {
-        IndexedSlice::new(slice)
     }
 }
