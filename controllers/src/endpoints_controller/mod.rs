@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
 
 use crate::endpoints::{EndpointsOptions, EndpointsPlan, plan};
-use crate::endpointslice::{IndexedPod, PodInfo};
+use crate::endpointslice::PodInfo;
 use crate::endpointslice_controller::NOT_LEADER_ERROR;
 use crate::endpointslice_controller::cache::{CachedPod, PodCache, ServiceCache, pod_selector};
 use crate::endpointslice_controller::enqueue;
@@ -207,11 +207,10 @@ impl Inner {
     fn on_pod(&self, delta: Delta<Pod>) {
         match delta {
             Delta::Upsert(pod) => {
-                let new = CachedPod {
-                    info: IndexedPod::new(PodInfo::from_pod(&pod)),
-                    resource_version: pod.metadata.resource_version.clone().unwrap_or_default(),
-                };
-                let old = write(&self.pods).insert(new.clone());
+                let (new, old) = write(&self.pods).insert(
+                    PodInfo::from_pod(&pod),
+                    pod.metadata.resource_version.clone().unwrap_or_default(),
+                );
                 match old {
                     None => self.enqueue_for_pod(&new.info),
                     Some(old) if old.resource_version == new.resource_version => {}

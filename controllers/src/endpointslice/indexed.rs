@@ -141,11 +141,6 @@ impl IndexedPod {
         &self.info
     }
 
-    /// Gives the pod back.
-    pub fn into_info(self) -> PodInfo {
-        self.info
-    }
-
     pub(crate) fn hashes(&self) -> &PodHashes {
         &self.hashes
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::endpointslice::pod::PodInterner;
+use crate::endpointslice::pod::{PodInfo, PodInterner};
 use crate::endpointslice::{IndexedPod, IndexedSlice, LABEL_SERVICE_NAME};
 use crate::runtime::{Delta, ObjectKey};
 
@@ -275,27 +275,26 @@ impl PodCache {
         self.interner.len()
     }
 
-    /// Inserts or replaces a pod, sharing its labels, namespace, node name and ports with
-    /// the cached pods that have equal ones; returns the previous entry.
-    pub fn insert(&mut self, pod: CachedPod) -> Option<Arc<CachedPod>> {
-        let mut info = pod.info.into_info();
+    /// Inserts or replaces a pod, sharing its labels, namespace, node name and ports with the
+    /// cached pods that have equal ones and hashing it once; returns the stored entry and the
+    /// previous one.
+    pub fn insert(
+        &mut self,
+        mut info: PodInfo,
+        resource_version: String,
+    ) -> (Arc<CachedPod>, Option<Arc<CachedPod>>) {
         self.interner.intern(&mut info);
-        let pod = CachedPod {
-            // Interning changes no value, so the hashes come out the same.
+        let old = self.remove(&ObjectKey::new(&*info.namespace, info.name.as_str()));
+        let pod = Arc::new(CachedPod {
             info: IndexedPod::new(info),
-            resource_version: pod.resource_version,
-        };
-        let old = self.remove(&ObjectKey::new(
-            &*pod.info.namespace,
-            pod.info.name.as_str(),
-        ));
-        let pod = Arc::new(pod);
+            resource_version,
+        });
         self.namespaces
             .entry(pod.info.namespace.clone())
             .or_default()
             .index(&pod);
         self.len += 1;
-        old
+        (pod, old)
     }
 
     /// Removes a pod; returns it.
@@ -445,16 +444,12 @@ mod tests {
             .collect()
     }
 
-    fn pod(name: &str, pairs: &[(&str, &str)]) -> CachedPod {
-        use crate::endpointslice::PodInfo;
-        CachedPod {
-            info: IndexedPod::new(PodInfo {
-                namespace: "ns".into(),
-                name: name.into(),
-                labels: labels(pairs).into(),
-                ..PodInfo::default()
-            }),
-            resource_version: "1".into(),
+    fn pod(name: &str, pairs: &[(&str, &str)]) -> PodInfo {
+        PodInfo {
+            namespace: "ns".into(),
+            name: name.into(),
+            labels: labels(pairs).into(),
+            ..PodInfo::default()
         }
     }
 
@@ -489,8 +484,8 @@ mod tests {
     #[test]
     fn cached_pods_share_labels_and_leave_the_index_when_replaced() {
         let mut cache = PodCache::default();
-        cache.insert(pod("a", &[("app", "web")]));
-        cache.insert(pod("b", &[("app", "web")]));
+        cache.insert(pod("a", &[("app", "web")]), "1".into());
+        cache.insert(pod("b", &[("app", "web")]), "1".into());
         let (a, b) = (
             cache.get(&ObjectKey::new("ns", "a")).expect("a"),
             cache.get(&ObjectKey::new("ns", "b")).expect("b"),
@@ -498,7 +493,10 @@ mod tests {
         assert!(Arc::ptr_eq(&a.info.labels, &b.info.labels));
         assert!(Arc::ptr_eq(&a.info.namespace, &b.info.namespace));
         assert_eq!(cache.len(), 2);
-        let replaced = cache.insert(pod("a", &[("app", "db")])).expect("old a");
+        let replaced = cache
+            .insert(pod("a", &[("app", "db")]), "1".into())
+            .1
+            .expect("old a");
         assert_eq!(*replaced.info.labels, labels(&[("app", "web")]));
         assert_eq!(cache.len(), 2);
         let mut keys = cache.keys();
@@ -521,9 +519,9 @@ mod tests {
     #[test]
     fn pods_selected_by_a_service() {
         let mut cache = PodCache::default();
-        cache.insert(pod("a", &[("app", "web"), ("tier", "front")]));
-        cache.insert(pod("b", &[("app", "web")]));
-        cache.insert(pod("c", &[("app", "db")]));
+        cache.insert(pod("a", &[("app", "web"), ("tier", "front")]), "1".into());
+        cache.insert(pod("b", &[("app", "web")]), "1".into());
+        cache.insert(pod("c", &[("app", "db")]), "1".into());
         let names = |pods: Vec<Arc<CachedPod>>| {
             pods.iter().map(|p| p.info.name.clone()).collect::<Vec<_>>()
         };
@@ -536,7 +534,7 @@ mod tests {
             ["a"]
         );
         assert_eq!(names(cache.select("ns", &BTreeMap::new())), ["a", "b", "c"]);
-        cache.insert(pod("a", &[("app", "db")]));
+        cache.insert(pod("a", &[("app", "db")]), "1".into());
         assert_eq!(
             names(cache.select("ns", &labels(&[("app", "db")]))),
             ["a", "c"]

@@ -339,11 +339,10 @@ impl Inner {
     fn on_pod(&self, delta: Delta<Pod>) {
         match delta {
             Delta::Upsert(pod) => {
-                let new = CachedPod {
-                    info: IndexedPod::new(PodInfo::from_pod(&pod)),
-                    resource_version: pod.metadata.resource_version.clone().unwrap_or_default(),
-                };
-                let old = write(&self.pods).insert(new.clone());
+                let (new, old) = write(&self.pods).insert(
+                    PodInfo::from_pod(&pod),
+                    pod.metadata.resource_version.clone().unwrap_or_default(),
+                );
                 let keys = match old {
                     None => self.services_selecting(&new.info),
                     Some(old) if old.resource_version == new.resource_version => return,
