@@ -273,26 +273,30 @@ impl AdmissionHandler {
                     &self.policy.ranges,
                     &self.policy.options,
                 );
-                if let Err(rejection) = checked {
-                    self.release(
-                        allocator.as_ref(),
-                        &allocation.service,
-                        &allocation.claimed,
-                        dry_run,
-                    )
-                    .await;
-                    return AdmissionResponse::deny(
-                        uid,
-                        rejection.to_status("Service", &name, style),
-                    );
-                }
+                // The prepared object, not the allocated one, is what gets stored: it is the one
+                // `dropTypeDependentFields` wiped, and the allocator released what it wiped.
+                let prepared = match checked {
+                    Ok(prepared) => prepared,
+                    Err(rejection) => {
+                        self.release(
+                            allocator.as_ref(),
+                            &allocation.service,
+                            &allocation.claimed,
+                            dry_run,
+                        )
+                        .await;
+                        return AdmissionResponse::deny(
+                            uid,
+                            rejection.to_status("Service", &name, style),
+                        );
+                    }
+                };
                 // A webhook never learns whether the write commits; releasing what the update
                 // drops now is the best it can do (the repair controller fixes a lost race).
                 self.release(allocator.as_ref(), &old, &allocation.dropped, dry_run)
                     .await;
                 let original = request.object.clone().unwrap_or(Value::Null);
-                AdmissionResponse::allow(uid)
-                    .with_patch(&allocation_patch(&original, &allocation.service))
+                AdmissionResponse::allow(uid).with_patch(&allocation_patch(&original, &prepared))
             }
             Operation::Delete => {
                 if let Ok(old) = decode_old::<Service>(request, "Service") {
@@ -547,8 +551,11 @@ fn fill_namespace(svc: &mut Service, request: &AdmissionRequest) {
 }
 
 /// The JSON Patch that turns `original` (the object as the apiserver sent it) into one carrying
-/// the allocated fields of `allocated`; nothing else is touched, so fields this build of the
-/// API types does not know survive.
+/// the allocated and type-dependent fields of `allocated`: the ClusterIPs and families, the
+/// NodePorts, and what a type change wipes (`externalTrafficPolicy`,
+/// `allocateLoadBalancerNodePorts`, `loadBalancerClass`). A value that is absent (or a port
+/// number 0, which Go omits) removes the field. Nothing else is touched, so fields this build
+/// of the API types does not know survive.
 pub fn allocation_patch(original: &Value, allocated: &Service) -> Patch {
     let mut target = original.clone();
     let spec = allocated.spec.clone().unwrap_or_default();
@@ -581,13 +588,31 @@ pub fn allocation_patch(original: &Value, allocated: &Service) -> Patch {
     );
     set(
         "healthCheckNodePort",
-        spec.health_check_node_port.map(Value::from),
+        spec.health_check_node_port
+            .filter(|&p| p != 0)
+            .map(Value::from),
+    );
+    set(
+        "externalTrafficPolicy",
+        spec.external_traffic_policy.clone().map(Value::from),
+    );
+    set(
+        "allocateLoadBalancerNodePorts",
+        spec.allocate_load_balancer_node_ports.map(Value::from),
+    );
+    set(
+        "loadBalancerClass",
+        spec.load_balancer_class.clone().map(Value::from),
     );
     if let Some(ports) = target_spec.get_mut("ports").and_then(Value::as_array_mut) {
         for (port, allocated) in ports.iter_mut().zip(spec.ports.iter().flatten()) {
-            if let (Some(port), Some(node_port)) = (port.as_object_mut(), allocated.node_port) {
-                port.insert("nodePort".to_owned(), Value::from(node_port));
-            }
+            let Some(port) = port.as_object_mut() else {
+                continue;
+            };
+            match allocated.node_port.filter(|&p| p != 0) {
+                Some(node_port) => port.insert("nodePort".to_owned(), Value::from(node_port)),
+                None => port.remove("nodePort"),
+            };
         }
     }
     json_patch::diff(original, &target)
