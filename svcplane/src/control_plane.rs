@@ -71,11 +71,13 @@ pub fn allocator_registry(config: RegistryConfig, slot: SharedRegistry) -> Compo
 }
 
 /// The admission webhook on loopback: a fresh CA and serving certificate, the registry of
-/// `slot` as allocator, and both webhook configurations installed with the CA bundle.
+/// `slot` as allocator, and both webhook configurations installed with the CA bundle. The
+/// embedded API server's own `apiserver_addresses` may stand in its `kubernetes` endpoints.
 pub fn embedded_webhook(
     bind: SocketAddr,
     ranges: ServiceClusterIpRanges,
     node_ports: PortRange,
+    apiserver_addresses: Vec<std::net::IpAddr>,
     slot: SharedRegistry,
 ) -> Component {
     Component::new("webhook", move |client, shutdown| async move {
@@ -87,6 +89,7 @@ pub fn embedded_webhook(
             generate_certificates(&[bind.ip().to_string(), "localhost".to_string()])?;
         let policy = AdmissionPolicy {
             ranges: crate::flags::validation_ranges(&ranges, node_ports),
+            apiserver_addresses,
             ..AdmissionPolicy::default()
         };
         let mut config = WebhookConfig::new(bind, CertificateSource::Pem { cert, key }, policy);

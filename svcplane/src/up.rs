@@ -115,10 +115,16 @@ fn components(
             control_plane::registry_config(ranges.clone(), ports, AllocationMode::Authoritative),
             registry.clone(),
         ),
-        // Before the webhook: the apiserver lists its loopback address, which the webhook's
-        // endpoint validation (like kube-apiserver's) refuses from anyone else.
+        // Before the webhook, as kube-apiserver's bootstrap; the webhook waives the loopback
+        // rule for this address on these endpoints only, so a recreated Service gets them too.
         control_plane::kubernetes_service(kubernetes, true),
-        control_plane::embedded_webhook(webhook_bind, ranges.clone(), ports, registry),
+        control_plane::embedded_webhook(
+            webhook_bind,
+            ranges.clone(),
+            ports,
+            vec![api.ip()],
+            registry,
+        ),
         control_plane::endpointslice(slices, metrics.clone()),
         control_plane::endpoints(endpoints),
         control_plane::mirroring(mirroring),

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -202,6 +203,70 @@ async fn up_serves_metrics_in_the_upstream_text_format_and_prints_where() {
     );
     // The listener stops with the rest.
     assert!(http_get(metrics_port, "/healthz").is_none());
+}
+
+/// The addresses the `kubernetes` Endpoints and EndpointSlice list, if both exist.
+async fn kubernetes_endpoint_addresses(
+    client: &kube::Client,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let from_endpoints: Vec<String> = endpoints
+        .get_opt("kubernetes")
+        .await
+        .unwrap()?
+        .subsets
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s.addresses.into_iter().flatten())
+        .map(|a| a.ip)
+        .collect();
+    let from_slice: Vec<String> = slices
+        .get_opt("kubernetes")
+        .await
+        .unwrap()?
+        .endpoints
+        .into_iter()
+        .flat_map(|e| e.addresses)
+        .collect();
+    Some((from_endpoints, from_slice))
+}
+
+#[tokio::test]
+async fn the_kubernetes_endpoints_come_back_after_every_delete_of_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = spawn_up(dir.path(), free_port(), &[]);
+    let client = up.client().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let listed = (vec!["127.0.0.1".to_owned()], vec!["127.0.0.1".to_owned()]);
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    for cycle in 0..3 {
+        // `kubectl delete svc,ep,endpointslices kubernetes`: everything must be written anew.
+        services
+            .delete("kubernetes", &Default::default())
+            .await
+            .unwrap();
+        // Either may already be gone (the Endpoints controller deletes a Service's Endpoints).
+        let _ = endpoints.delete("kubernetes", &Default::default()).await;
+        let _ = slices.delete("kubernetes", &Default::default()).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let service = services.get_opt("kubernetes").await.unwrap();
+            let addresses = kubernetes_endpoint_addresses(&client).await;
+            if service.is_some() && addresses.as_ref() == Some(&listed) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: the kubernetes Service and endpoints did not come back: {addresses:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let out = up.terminate();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("loopback range"), "{stderr}");
 }
 
 #[test]

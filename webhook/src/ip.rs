@@ -66,6 +66,9 @@ pub fn validate_ipv6_address(value: &str, path: &FieldPath) -> Vec<FieldError> {
     }
 }
 
+/// The detail of `ValidateNonSpecialIP`'s loopback error.
+pub const LOOPBACK_DETAIL: &str = "may not be in the loopback range (127.0.0.0/8, ::1/128)";
+
 /// `ValidateNonSpecialIP`: rejects unspecified, loopback, link-local and link-local multicast
 /// addresses, with Go's `net.IP` classification (IPv4-mapped IPv6 counts as IPv4).
 pub fn validate_non_special_ip(value: &str, path: &FieldPath) -> Vec<FieldError> {
@@ -103,9 +106,7 @@ pub fn validate_non_special_ip(value: &str, path: &FieldPath) -> Vec<FieldError>
         errs.push(invalid(format!("may not be unspecified ({value})")));
     }
     if loopback {
-        errs.push(invalid(
-            "may not be in the loopback range (127.0.0.0/8, ::1/128)".to_owned(),
-        ));
+        errs.push(invalid(LOOPBACK_DETAIL.to_owned()));
     }
     if link_local {
         errs.push(invalid(

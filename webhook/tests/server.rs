@@ -1,6 +1,8 @@
 //! Envtest-style: the webhook over HTTPS (rcgen certificates), registered in testenv, judged
 //! through kube::Client exactly as a client of kube-apiserver would see it.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -596,34 +598,9 @@ async fn open_connections_survive_rotation_and_unknown_kinds_are_policy() {
 
 #[tokio::test]
 async fn the_registry_of_record_allocates_through_the_webhook() {
-    use allocator::registry::{RegistryConfig, ServiceRegistry};
     use k8s_openapi::api::networking::v1::IPAddress;
-    let env = TestEnv::start().await.unwrap();
-    let registry = ServiceRegistry::start(
-        env.client(),
-        RegistryConfig::new(
-            ServiceClusterIpRanges::parse("10.96.0.0/12", BitmapSizeLimit::Enforced).unwrap(),
-            PortRange::parse("30000-32767").unwrap(),
-        ),
-    )
-    .await
-    .unwrap();
-    let (ca, cert, key) =
-        webhook::server::embedded::generate_certificates(&["127.0.0.1".to_owned()]).unwrap();
-    let mut config = WebhookConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        CertificateSource::Pem { cert, key },
-        AdmissionPolicy::default(),
-    );
-    config.allocator = Some(Arc::new(registry));
-    let server = WebhookServer::start(config).await.unwrap();
-    install_configurations(
-        env.client(),
-        ca.as_bytes(),
-        &WebhookTarget::Url(format!("https://{}", server.addr())),
-    )
-    .await
-    .unwrap();
+    let common::RegistryBackedWebhook { env, server } =
+        common::RegistryBackedWebhook::start().await;
     let api: Api<Service> = Api::namespaced(env.client(), "default");
     let created = create(
         &api,

@@ -17,8 +17,8 @@ use crate::admission_review::{
 use crate::endpoints::{
     validate_container_ports, validate_endpoint_address, validate_endpoint_slice_addresses,
 };
-use crate::field::{FieldError, FieldPath, ValueRendering};
-use crate::ip::parse_ip_sloppy;
+use crate::field::{FieldError, FieldPath, FieldValue, ValueRendering};
+use crate::ip::{LOOPBACK_DETAIL, parse_ip_sloppy};
 use crate::server::allocation::{HeldValues, ServiceAllocator};
 use crate::server::lookup::ClusterIpLookup;
 use crate::status::{Status, StatusDetails};
@@ -26,6 +26,11 @@ use crate::{
     AllocationSnapshot, ServiceRanges, ValidationOptions, check_service_create,
     check_service_update, default_service,
 };
+
+/// The Service the API server maintains for itself.
+const KUBERNETES_SERVICE: &str = "kubernetes";
+/// The label naming an EndpointSlice's Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// What to do with a kind no handler knows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,6 +103,11 @@ pub struct AdmissionPolicy {
     pub rendering: ValueRendering,
     /// What to do with kinds no handler knows.
     pub unknown_kinds: UnknownKindPolicy,
+    /// The loopback addresses an embedded API server (`svcplane up`) lists for itself in the
+    /// `default/kubernetes` Endpoints and EndpointSlice. No real cluster can advertise a
+    /// loopback address, so the loopback rule is waived for exactly these addresses on exactly
+    /// that object, and for nothing else; empty (the default) against a real API server.
+    pub apiserver_addresses: Vec<IpAddr>,
 }
 
 /// Answers AdmissionReviews.
@@ -348,6 +358,9 @@ impl AdmissionHandler {
             }
         }
         let namespace = namespace_of(request, endpoints.metadata.namespace.as_deref());
+        if namespace == "default" && request.object_name() == KUBERNETES_SERVICE {
+            self.waive_apiserver_loopback(&mut errs);
+        }
         self.endpoint_answer(request, "Endpoints", "", errs, &namespace, &addresses)
     }
 
@@ -359,7 +372,7 @@ impl AdmissionHandler {
             Ok(s) => s,
             Err(status) => return AdmissionResponse::deny(&request.uid, *status),
         };
-        let errs = validate_endpoint_slice_addresses(&slice);
+        let mut errs = validate_endpoint_slice_addresses(&slice);
         let mut addresses = Vec::new();
         if matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
             for (i, endpoint) in slice.endpoints.iter().enumerate() {
@@ -373,6 +386,14 @@ impl AdmissionHandler {
             }
         }
         let namespace = namespace_of(request, slice.metadata.namespace.as_deref());
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL));
+        if namespace == "default" && service.is_some_and(|s| s == KUBERNETES_SERVICE) {
+            self.waive_apiserver_loopback(&mut errs);
+        }
         self.endpoint_answer(
             request,
             "EndpointSlice",
@@ -381,6 +402,19 @@ impl AdmissionHandler {
             &namespace,
             &addresses,
         )
+    }
+
+    /// Drops the loopback errors about the embedded API server's own addresses (see
+    /// [`AdmissionPolicy::apiserver_addresses`]); every other error stays.
+    fn waive_apiserver_loopback(&self, errs: &mut Vec<FieldError>) {
+        let own = &self.policy.apiserver_addresses;
+        errs.retain(|e| {
+            let FieldValue::Str(value) = &e.value else {
+                return true;
+            };
+            let listed = parse_ip_sloppy(value).is_some_and(|ip| own.contains(&ip));
+            !(listed && e.detail == LOOPBACK_DETAIL)
+        });
     }
 
     fn endpoint_answer(
@@ -642,6 +676,67 @@ mod tests {
                 "clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10"],"ipFamilies":["IPv4"],
                 "ipFamilyPolicy":"SingleStack"}})
         );
+    }
+
+    fn review(kind: (&str, &str), name: &str, object: Value) -> Vec<u8> {
+        serde_json::to_vec(
+            &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+                "resource": {"group": kind.0, "version": "v1", "resource": "x"},
+                "name": name, "namespace": "default", "operation": "CREATE",
+                "userInfo": {"username": "admin"}, "object": object}}),
+        )
+        .unwrap()
+    }
+
+    fn endpoints(name: &str, ip: &str) -> Vec<u8> {
+        review(
+            ("", "Endpoints"),
+            name,
+            json!({"metadata": {"name": name, "namespace": "default"},
+                "subsets": [{"addresses": [{"ip": ip}], "ports": [{"port": 6443}]}]}),
+        )
+    }
+
+    fn slice(service: &str, ip: &str) -> Vec<u8> {
+        review(
+            ("discovery.k8s.io", "EndpointSlice"),
+            service,
+            json!({"metadata": {"name": service, "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4", "endpoints": [{"addresses": [ip]}],
+                "ports": [{"port": 6443}]}),
+        )
+    }
+
+    #[test]
+    fn only_the_embedded_apiservers_own_address_on_its_own_endpoints_may_be_loopback() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let allowed = |handler: &AdmissionHandler, body: Vec<u8>| {
+            let answer = runtime
+                .block_on(handler.review(Phase::Validate, &body))
+                .unwrap();
+            answer.response.allowed
+        };
+        let playground = AdmissionHandler::new(
+            AdmissionPolicy {
+                apiserver_addresses: vec!["127.0.0.1".parse().unwrap()],
+                ..AdmissionPolicy::default()
+            },
+            None,
+            None,
+        );
+        assert!(allowed(&playground, endpoints("kubernetes", "127.0.0.1")));
+        assert!(allowed(&playground, slice("kubernetes", "127.0.0.1")));
+        // Another address, another object, or a webhook in front of a real API server: refused.
+        assert!(!allowed(&playground, endpoints("kubernetes", "127.0.0.2")));
+        assert!(!allowed(&playground, endpoints("web", "127.0.0.1")));
+        assert!(!allowed(&playground, slice("web", "127.0.0.1")));
+        let real = AdmissionHandler::new(AdmissionPolicy::default(), None, None);
+        assert!(!allowed(&real, endpoints("kubernetes", "127.0.0.1")));
+        assert!(!allowed(&real, slice("kubernetes", "127.0.0.1")));
     }
 
     #[test]

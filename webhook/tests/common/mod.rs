@@ -15,7 +15,6 @@ use webhook::server::{
 /// allocating through it.
 pub struct RegistryBackedWebhook {
     pub env: TestEnv,
-    pub registry: ServiceRegistry,
     pub server: WebhookHandle,
 }
 
@@ -38,7 +37,7 @@ impl RegistryBackedWebhook {
             CertificateSource::Pem { cert, key },
             AdmissionPolicy::default(),
         );
-        config.allocator = Some(Arc::new(registry.clone()));
+        config.allocator = Some(Arc::new(registry));
         let server = WebhookServer::start(config).await.unwrap();
         install_configurations(
             env.client(),
@@ -47,10 +46,6 @@ impl RegistryBackedWebhook {
         )
         .await
         .unwrap();
-        RegistryBackedWebhook {
-            env,
-            registry,
-            server,
-        }
+        RegistryBackedWebhook { env, server }
     }
 }
