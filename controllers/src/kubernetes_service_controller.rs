@@ -80,7 +80,7 @@ pub enum MaintainerError {
     #[error(transparent)]
     Plan(#[from] KubernetesServiceError),
     /// The API answered with an error.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", gocompat::api_error_text(source))]
     Api {
         what: &'static str,
         source: kube::Error,
@@ -288,7 +288,7 @@ impl Maintainer {
                 Ok(_) => {}
                 Err(e) if is_status(&e, 409) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "Unable to create required kubernetes system namespace")
+                    tracing::error!(error = %gocompat::api_error_text(&e), "Unable to create required kubernetes system namespace")
                 }
             }
         }
@@ -388,7 +388,7 @@ impl Maintainer {
             match result {
                 Ok(()) => {}
                 Err(e) if is_status(&e, 409) => {
-                    tracing::debug!(error = %e, "kubernetes endpoints write raced; retrying next pass")
+                    tracing::debug!(error = %gocompat::api_error_text(&e), "kubernetes endpoints write raced; retrying next pass")
                 }
                 Err(e) => return Err(api_err("writing the kubernetes endpoints")(e)),
             }

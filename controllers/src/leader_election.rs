@@ -119,7 +119,7 @@ impl WriteGate {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderElectionError {
     /// The API answered with an error.
-    #[error("lease {namespace}/{name}: {source}")]
+    #[error("lease {namespace}/{name}: {}", gocompat::api_error_text(source))]
     Api {
         namespace: String,
         name: String,

@@ -46,7 +46,10 @@ pub async fn wait_for_sync(
             anyhow::bail!("{name} stopped before its caches synced");
         }
         if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!("{name}: caches not synced after {SYNC_TIMEOUT:?}");
+            anyhow::bail!(
+                "{name}: caches not synced after {}s",
+                SYNC_TIMEOUT.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -104,7 +107,7 @@ pub fn embedded_webhook(
             shutdown.wait().await;
             // A restart from a data dir must not find configurations pointing at a dead port.
             if let Err(e) = uninstall_configurations(client).await {
-                tracing::warn!(error = %e, "cannot remove the webhook configurations");
+                tracing::warn!(error = %gocompat::api_error_text(&e), "cannot remove the webhook configurations");
             }
             handle.shutdown().await;
             Ok(())

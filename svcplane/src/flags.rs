@@ -68,6 +68,16 @@ pub enum AllocationModeFlag {
     Audit,
 }
 
+impl AllocationModeFlag {
+    /// The flag's value as typed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllocationModeFlag::Authoritative => "authoritative",
+            AllocationModeFlag::Audit => "audit",
+        }
+    }
+}
+
 impl From<AllocationModeFlag> for AllocationMode {
     fn from(flag: AllocationModeFlag) -> Self {
         match flag {
@@ -90,6 +100,23 @@ pub fn validation_ranges(
             u16::try_from(last).unwrap_or(u16::MAX),
         ),
     }
+}
+
+/// The one line a user reads when an address flag's address cannot be bound: the address, the
+/// flag that set it, and why, in plain words.
+pub fn listen_error(
+    flag: &str,
+    addr: std::net::SocketAddr,
+    error: &std::io::Error,
+) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let why = match error.kind() {
+        ErrorKind::AddrInUse => "the address is already in use".to_owned(),
+        ErrorKind::AddrNotAvailable => "the address is not on this machine".to_owned(),
+        ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => error.to_string(),
+    };
+    anyhow::anyhow!("cannot listen on {addr} ({why}); choose another address with {flag}")
 }
 
 #[cfg(test)]

@@ -27,15 +27,17 @@ pub struct HealthState {
     pub metrics: Arc<Mutex<Registry>>,
 }
 
-/// Binds `addr` and serves until `shutdown`; returns the bound address and the serving task.
+/// Binds `addr` (set by `flag`) and serves until `shutdown`; returns the bound address and the
+/// serving task.
 pub async fn serve(
+    flag: &str,
     addr: SocketAddr,
     state: HealthState,
     shutdown: Shutdown,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        .map_err(|e| crate::flags::listen_error(flag, addr, &e))?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let stop = shutdown.wait();

@@ -98,8 +98,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("svcplane: {e:#}");
+            let text = gocompat::error_chain_text(e.as_ref());
+            // Said once: a line for people, or a JSON event for log collectors (a plain line
+            // would break their parsing), never both on the same stderr.
+            match log_format {
+                logging::LogFormat::Text => eprintln!("svcplane: {text}"),
+                logging::LogFormat::Json => tracing::error!("{text}"),
+            }
             if e.downcast_ref::<controller_manager::UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -154,8 +154,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         ..TestEnvOptions::default()
     })
-    .await?;
-    tracing::info!(url = %env.url(), data_dir = ?args.data_dir, "API server listening");
+    .await
+    .map_err(|e| match e {
+        testenv::TestEnvError::Bind { addr, source } => {
+            crate::flags::listen_error("--listen", addr, &source)
+        }
+        other => other.into(),
+    })?;
+    let storage = match &args.data_dir {
+        Some(dir) => dir.display().to_string(),
+        None => "memory".to_owned(),
+    };
+    tracing::info!(url = %env.url(), data_dir = %storage, "API server listening");
     let client = env.try_client()?;
 
     let metrics = Arc::new(Mutex::new(Registry::default()));
@@ -170,14 +180,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }),
         metrics,
     };
-    let (serving, health_task) =
-        match health::serve(args.metrics_listen, state, shutdown.clone()).await {
-            Ok(served) => served,
-            Err(e) => {
-                env.stop().await;
-                return Err(e);
-            }
-        };
+    let (serving, health_task) = match health::serve(
+        "--metrics-listen",
+        args.metrics_listen,
+        state,
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok(served) => served,
+        Err(e) => {
+            env.stop().await;
+            return Err(e);
+        }
+    };
     tracing::info!(address = %serving, "serving /healthz, /readyz and /metrics");
     let running = vec![("health", health_task)];
     let mut running = match start_in_order(components, &client, &shutdown, &trigger, running).await
@@ -274,7 +290,7 @@ pub(crate) async fn stop_all(running: Vec<(&'static str, Running)>) {
         match tokio::time::timeout(STOP_TIMEOUT, task).await {
             Ok(Ok(Ok(()))) => tracing::info!(component = name, "stopped"),
             Ok(Ok(Err(e))) => {
-                tracing::warn!(component = name, error = %format!("{e:#}"), "stopped with an error")
+                tracing::warn!(component = name, error = %gocompat::error_chain_text(e.as_ref()), "stopped with an error")
             }
             Ok(Err(e)) => tracing::warn!(component = name, error = %e, "crashed while stopping"),
             Err(_) => tracing::warn!(component = name, "did not stop in time"),

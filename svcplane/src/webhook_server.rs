@@ -73,8 +73,13 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let mut config = WebhookConfig::new(args.bind_address, certificate, policy);
     config.allocator = Some(Arc::new(registry));
     config.services = Some(Arc::new(ServiceClusterIpIndex::start(client)));
-    let handle = WebhookServer::start(config).await?;
-    tracing::info!(address = %handle.addr(), mode = ?args.allocation_mode, "webhook serving");
+    let handle = WebhookServer::start(config).await.map_err(|e| match e {
+        webhook::server::ServerError::Bind { addr, source } => {
+            crate::flags::listen_error("--bind-address", addr, &source)
+        }
+        other => other.into(),
+    })?;
+    tracing::info!(address = %handle.addr(), mode = args.allocation_mode.as_str(), "webhook serving");
     let signal = termination.await;
     tracing::info!(signal, "shutting down");
     handle.shutdown().await;

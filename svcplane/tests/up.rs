@@ -301,11 +301,42 @@ fn a_port_in_use_is_reported_with_its_address() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("svcplane: cannot listen on {addr}: ")),
+    // One line that names the flag, and the reason once (it used to be printed twice).
+    let line = format!(
+        "svcplane: cannot listen on {addr} (the address is already in use); choose another address with --listen"
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("cannot listen"))
+            .collect::<Vec<_>>(),
+        [line.as_str()],
         "{stderr}"
     );
+    assert!(!stderr.contains("os error"), "{stderr}");
     assert!(!dir.path().join("kubeconfig").exists());
+
+    // The same for the metrics address.
+    let out = Command::new(env!("CARGO_BIN_EXE_svcplane"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &addr.to_string(),
+        ])
+        .arg("--kubeconfig-out")
+        .arg(dir.path().join("kubeconfig"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "svcplane: cannot listen on {addr} (the address is already in use); choose another address with --metrics-listen\n"
+        )),
+        "{stderr}"
+    );
 }
 
 /// Time from spawning `svcplane up` to its kubeconfig (everything ready), median of five;

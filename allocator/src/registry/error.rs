@@ -14,7 +14,7 @@ pub enum RegistryError {
     Allocation(#[from] ServiceAllocationError),
     /// The API failed while claiming; `context` is upstream's prefix for the operation
     /// (`failed to allocate a serviceIP`, `failed to allocate a nodePort`).
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", gocompat::api_error_text(source))]
     Api {
         /// What was being done.
         context: &'static str,
@@ -26,7 +26,7 @@ pub enum RegistryError {
     #[error("allocator not ready")]
     NotReady,
     /// The NodePortAllocation CRD could not be installed or was not served in time.
-    #[error("the NodePortAllocation CRD is not served after {waited:?}: {detail}")]
+    #[error("the NodePortAllocation CRD is not served after {}s: {detail}", waited.as_secs())]
     CrdNotServed {
         /// How long `start` waited.
         waited: Duration,
@@ -45,5 +45,29 @@ impl RegistryError {
                 message: other.to_string(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_failure_reads_as_kube_apiserver_s_500_without_rust_debug() {
+        let status = kube::core::Status::failure(
+            "IPAddress.networking.k8s.io \"fd00:10:96::4:f50a\" is invalid: metadata.name: Invalid value",
+            "Invalid",
+        );
+        let error = RegistryError::Api {
+            context: "failed to allocate a serviceIP",
+            source: kube::Error::Api(Box::new(status)),
+        };
+        let Outcome::Internal { message } = error.outcome() else {
+            panic!("an API failure is a 500");
+        };
+        assert_eq!(
+            message,
+            "failed to allocate a serviceIP: IPAddress.networking.k8s.io \"fd00:10:96::4:f50a\" is invalid: metadata.name: Invalid value"
+        );
     }
 }

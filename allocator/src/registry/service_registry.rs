@@ -792,7 +792,7 @@ async fn install_crd(
     match crds.create(&PostParams::default(), &crd()).await {
         Ok(_) => {}
         Err(e) if is_already_exists(&e) => {}
-        Err(e) => return Err(not_served(e.to_string())),
+        Err(e) => return Err(not_served(gocompat::api_error_text(&e))),
     }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {

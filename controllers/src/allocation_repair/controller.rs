@@ -306,7 +306,9 @@ impl AllocationRepair {
                 // Gone already, changed since (uid precondition), or re-made by someone else:
                 // the next pass sees the new state.
                 Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
-                Err(error) => tracing::warn!(?action, %error, "allocation repair write failed"),
+                Err(error) => {
+                    tracing::warn!(%action, error = %gocompat::api_error_text(&error), "allocation repair write failed")
+                }
             }
         }
     }
@@ -338,7 +340,9 @@ impl AllocationRepair {
                 Ok(()) => {
                     reported.insert(event.clone(), Instant::now());
                 }
-                Err(error) => tracing::warn!(%error, reason = event.reason, "cannot record event"),
+                Err(error) => {
+                    tracing::warn!(error = %gocompat::api_error_text(&error), reason = event.reason, "cannot record event")
+                }
             }
         }
     }
@@ -384,7 +388,9 @@ where
                     on_event(&event);
                     notify.notify_one();
                 }
-                Err(error) => tracing::debug!(%error, "allocation repair watch error"),
+                Err(error) => {
+                    tracing::debug!(error = %gocompat::watcher_error_text(&error), "allocation repair watch error")
+                }
             }
         }
     })

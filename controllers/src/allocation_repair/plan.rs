@@ -106,6 +106,27 @@ pub enum RepairAction {
     CreateNodePort(Box<NodePortAllocation>),
 }
 
+/// What the write does, for logs: `delete IPAddress 10.96.0.10`.
+impl std::fmt::Display for RepairAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            meta.name.clone().unwrap_or_default()
+        };
+        match self {
+            RepairAction::DeleteIpAddress { name, .. } => write!(f, "delete IPAddress {name}"),
+            RepairAction::DeleteNodePort { name, .. } => {
+                write!(f, "delete NodePortAllocation {name}")
+            }
+            RepairAction::CreateIpAddress(obj) => {
+                write!(f, "create IPAddress {}", name(&obj.metadata))
+            }
+            RepairAction::CreateNodePort(obj) => {
+                write!(f, "create NodePortAllocation {}", name(&obj.metadata))
+            }
+        }
+    }
+}
+
 /// Counters by upstream's repair error `type` label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairCounts {

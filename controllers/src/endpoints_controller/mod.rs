@@ -15,7 +15,7 @@ use crate::endpointslice::PodInfo;
 use crate::endpointslice_controller::NOT_LEADER_ERROR;
 use crate::endpointslice_controller::cache::{CachedPod, PodCache, ServiceCache, pod_selector};
 use crate::endpointslice_controller::enqueue;
-use crate::endpointslice_controller::{api_error_text, is_namespace_terminating};
+use crate::endpointslice_controller::is_namespace_terminating;
 use crate::leader_election::WriteGate;
 use crate::mirroring::LEADER_ANNOTATION;
 use crate::runtime::events::reference_to;
@@ -24,6 +24,7 @@ use crate::runtime::{
     CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker,
     WorkQueue, run_workers,
 };
+use gocompat::api_error_text;
 
 /// Event source component.
 pub const EVENT_COMPONENT: &str = "endpoint-controller";

@@ -9,6 +9,7 @@ pub mod enqueue;
 pub mod metrics;
 pub mod tracker;
 
+use gocompat::api_error_text;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -119,14 +120,6 @@ pub fn aggregate_error_text(messages: &[String]) -> String {
     match messages {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
-    }
-}
-
-/// The message of an API error (the Status message), or the error's text.
-pub fn api_error_text(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
     }
 }
 

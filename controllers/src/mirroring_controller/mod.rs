@@ -15,8 +15,8 @@ use kube::runtime::watcher;
 use crate::endpointslice::IndexedSlice;
 use crate::endpointslice_controller::NOT_LEADER_ERROR;
 use crate::endpointslice_controller::cache::{SliceCache, slice_service};
+use crate::endpointslice_controller::is_namespace_terminating;
 use crate::endpointslice_controller::tracker::SliceTracker;
-use crate::endpointslice_controller::{api_error_text, is_namespace_terminating};
 use crate::leader_election::WriteGate;
 use crate::mirroring::{CONTROLLER_NAME, MANAGED_BY_LABEL, MirroringOptions, plan};
 use crate::runtime::events::reference_to;
@@ -25,6 +25,7 @@ use crate::runtime::{
     CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, WorkQueue,
     run_workers,
 };
+use gocompat::api_error_text;
 
 /// Event source component.
 pub const EVENT_COMPONENT: &str = "endpoint-slice-mirroring-controller";

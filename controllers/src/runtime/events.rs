@@ -53,7 +53,7 @@ impl EventRecorder {
         tokio::spawn(async move {
             while let Some(p) = receiver.recv().await {
                 if let Err(error) = recorder.publish(&p.event, &p.reference).await {
-                    tracing::debug!(%error, reason = %p.event.reason, "cannot publish event");
+                    tracing::debug!(error = %gocompat::api_error_text(&error), reason = %p.event.reason, "cannot publish event");
                 }
             }
         });

@@ -121,7 +121,9 @@ pub async fn reflect<K, F>(
                     flag.send_replace(true);
                 }
             }
-            Err(error) => tracing::warn!(%kind, %error, "watch failed; retrying"),
+            Err(error) => {
+                tracing::warn!(%kind, error = %gocompat::watcher_error_text(&error), "watch failed; retrying")
+            }
         }
     }
 }

@@ -202,7 +202,8 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
         .as_ref()
         .map_or_else(WriteGate::always, |e| e.gate());
     let client = crate::gated_client::gated_client(config, gate.clone())?;
-    tracing::info!(%identity, controllers = ?enabled.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+    let controllers: Vec<&str> = enabled.iter().map(|c| c.as_str()).collect();
+    tracing::info!(%identity, controllers = %controllers.join(","),
         leader_elect = args.leader_elect, "starting");
 
     let metrics = Arc::new(Mutex::new(Registry::default()));
@@ -237,8 +238,13 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
         }),
         metrics: metrics.clone(),
     };
-    let (serving, health_task) =
-        health::serve(args.serving_address(), state, shutdown.clone()).await?;
+    let (serving, health_task) = health::serve(
+        "--bind-address and --port",
+        args.serving_address(),
+        state,
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(address = %serving, "serving /healthz, /readyz and /metrics");
 
     let running = vec![("health", health_task)];

@@ -330,7 +330,7 @@ impl AdmissionHandler {
             return;
         }
         if let Err(e) = allocator.release(owner, values).await {
-            tracing::warn!(error = ?e, ips = ?values.ips, ports = ?values.ports, "releasing allocations failed; the repair controller will reclaim them");
+            tracing::warn!(error = %e, ips = %values.ips_text(), ports = %values.ports_text(), "releasing allocations failed; the repair controller will reclaim them");
         }
     }
 

@@ -48,6 +48,21 @@ impl AllocationRejection {
     }
 }
 
+/// The refusal as one line of text: the field errors, or the message.
+impl std::fmt::Display for AllocationRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllocationRejection::Invalid(errs) => {
+                let texts: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                f.write_str(&texts.join(", "))
+            }
+            AllocationRejection::Internal(message) | AllocationRejection::Unknown(message) => {
+                f.write_str(message)
+            }
+        }
+    }
+}
+
 impl From<&Outcome> for AllocationRejection {
     fn from(outcome: &Outcome) -> Self {
         match outcome {
@@ -129,6 +144,18 @@ impl HeldValues {
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.ips.is_empty() && self.ports.is_empty()
+    }
+
+    /// The ClusterIPs, comma-separated (for logs).
+    pub fn ips_text(&self) -> String {
+        let texts: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
+        texts.join(",")
+    }
+
+    /// The NodePorts, comma-separated (for logs).
+    pub fn ports_text(&self) -> String {
+        let texts: Vec<String> = self.ports.iter().map(ToString::to_string).collect();
+        texts.join(",")
     }
 
     /// What `service` holds.

@@ -29,7 +29,7 @@ pub enum EmbeddedError {
     #[error(transparent)]
     Server(#[from] ServerError),
     /// The API server refused a request.
-    #[error("talking to the API server: {0}")]
+    #[error("talking to the API server: {}", gocompat::api_error_text(.0))]
     Api(#[from] kube::Error),
 }
 

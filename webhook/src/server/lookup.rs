@@ -75,7 +75,7 @@ impl ServiceClusterIpIndex {
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 if let Err(e) = event {
-                    tracing::warn!(error = %e, "Service watch failed; retrying");
+                    tracing::warn!(error = %gocompat::watcher_error_text(&e), "Service watch failed; retrying");
                 }
             }
         });
