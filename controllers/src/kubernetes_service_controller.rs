@@ -17,7 +17,7 @@ use k8s_openapi::api::coordination::v1::{Lease as LeaseObject, LeaseSpec};
 use k8s_openapi::api::core::v1::{EndpointPort, Endpoints, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
@@ -284,7 +284,7 @@ impl Maintainer {
             .filter_map(|n| n.metadata.name)
             .collect();
         for ns in planner::missing_system_namespaces(&existing) {
-            match api.create(&PostParams::default(), &ns).await {
+            match api.create(&crate::runtime::write_params(), &ns).await {
                 Ok(_) => {}
                 Err(e) if is_status(&e, 409) => {}
                 Err(e) => {
@@ -304,14 +304,14 @@ impl Maintainer {
         match planner::plan_service(existing.as_ref(), &self.plan.service, false) {
             planner::ServiceAction::NoOp => Ok(()),
             planner::ServiceAction::Create(svc) => {
-                match api.create(&PostParams::default(), &svc).await {
+                match api.create(&crate::runtime::write_params(), &svc).await {
                     Ok(_) => Ok(()),
                     Err(e) if is_status(&e, 409) => Ok(()),
                     Err(e) => Err(api_err("creating the kubernetes service")(e)),
                 }
             }
             planner::ServiceAction::Update(svc) => {
-                api.replace(SERVICE_NAME, &PostParams::default(), &svc)
+                api.replace(SERVICE_NAME, &crate::runtime::write_params(), &svc)
                     .await
                     .map_err(api_err("updating the kubernetes service"))?;
                 Ok(())
@@ -354,7 +354,7 @@ impl Maintainer {
     async fn write(&self, writes: Vec<ApiServerWrite>) -> Result<(), MaintainerError> {
         let endpoints: Api<Endpoints> = Api::namespaced(self.client.clone(), SERVICE_NAMESPACE);
         let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), SERVICE_NAMESPACE);
-        let pp = PostParams::default();
+        let pp = crate::runtime::write_params();
         for w in writes {
             let result = match w {
                 ApiServerWrite::PutLease(lease) => self.put_lease(&lease).await,
@@ -418,11 +418,14 @@ impl Maintainer {
         };
         let api = self.lease_api();
         match api.get_opt(&name).await? {
-            None => api.create(&PostParams::default(), &object).await.map(drop),
+            None => api
+                .create(&crate::runtime::write_params(), &object)
+                .await
+                .map(drop),
             Some(existing) => {
                 let mut updated = object;
                 updated.metadata.resource_version = existing.metadata.resource_version;
-                api.replace(&name, &PostParams::default(), &updated)
+                api.replace(&name, &crate::runtime::write_params(), &updated)
                     .await
                     .map(drop)
             }

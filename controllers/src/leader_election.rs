@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -296,7 +296,7 @@ async fn try_acquire_or_renew(
                     ..Default::default()
                 }),
             };
-            match api.create(&PostParams::default(), &lease).await {
+            match api.create(&crate::runtime::write_params(), &lease).await {
                 Ok(_) => Ok(None),
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(Some(String::new())),
                 Err(e) => Err(err(e)),
@@ -314,7 +314,7 @@ async fn try_acquire_or_renew(
             spec.renew_time = Some(now_micro());
             // The resourceVersion we read is the precondition: a concurrent claimant makes this 409.
             match api
-                .replace(&params.name, &PostParams::default(), &lease)
+                .replace(&params.name, &crate::runtime::write_params(), &lease)
                 .await
             {
                 Ok(_) => Ok(None),
@@ -342,7 +342,7 @@ async fn vacate(api: &Api<Lease>, params: &LeaseParams) -> Result<(), LeaderElec
     spec.holder_identity = None;
     spec.lease_duration_seconds = Some(1);
     spec.renew_time = Some(now_micro());
-    api.replace(&params.name, &PostParams::default(), &lease)
+    api.replace(&params.name, &crate::runtime::write_params(), &lease)
         .await
         .map_err(err)?;
     Ok(())

@@ -53,6 +53,18 @@ async fn endpoints_follow_pods_and_go_with_the_service() {
             .map(String::as_str),
         Some("endpoint-controller")
     );
+    let managers: Vec<Option<String>> = endpoints
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|f| f.manager.clone())
+        .collect();
+    assert_eq!(
+        managers,
+        [Some("svcplane".to_owned())],
+        "a named field manager"
+    );
     let subset = &endpoints.subsets.clone().unwrap_or_default()[0];
     let port = &subset.ports.clone().unwrap_or_default()[0];
     assert_eq!(

@@ -96,6 +96,15 @@ async fn ready_pods_fill_slices_of_100_and_one_unready_pod_is_one_write() {
             ("Service", "web", Some(true))
         );
         assert_eq!(slice.ports.as_ref().map(|p| p[0].port), Some(Some(8080)));
+        // Written under a named field manager, as kube-controller-manager's are.
+        let managers: Vec<Option<String>> = slice
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|f| f.manager.clone())
+            .collect();
+        assert_eq!(managers, [Some("svcplane".to_owned())]);
     }
 
     // Quiet period: the controller settles (slice-triggered syncs run after 1 s).

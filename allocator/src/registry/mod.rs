@@ -10,6 +10,18 @@ mod objects;
 mod service_registry;
 
 pub use cache::ClaimCache;
+
+/// The field manager of every object svcplane writes, as `kube-controller-manager` and
+/// `kube-apiserver` name theirs: `managedFields` show who wrote what.
+pub const FIELD_MANAGER: &str = "svcplane";
+
+/// Create/replace parameters naming [`FIELD_MANAGER`].
+pub fn write_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..kube::api::PostParams::default()
+    }
+}
 pub use error::RegistryError;
 pub use metrics::{AllocatorMetrics, Scope};
 pub use objects::{

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::IPAddress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -559,7 +559,7 @@ impl ServiceRegistry {
         let result = self
             .inner
             .ip_api
-            .create(&PostParams::default(), &ip_address_claim(ip, parent))
+            .create(&super::write_params(), &ip_address_claim(ip, parent))
             .await;
         let mut cache = lock(&self.inner.cache);
         cache.end_ip(ip);
@@ -613,7 +613,7 @@ impl ServiceRegistry {
             let result = self
                 .inner
                 .ip_api
-                .create(&PostParams::default(), &ip_address_claim(ip, parent))
+                .create(&super::write_params(), &ip_address_claim(ip, parent))
                 .await;
             let mut cache = lock(&self.inner.cache);
             cache.end_ip(ip);
@@ -677,7 +677,7 @@ impl ServiceRegistry {
                 match self
                     .inner
                     .port_api
-                    .create(&PostParams::default(), &node_port_claim(*port, parent))
+                    .create(&super::write_params(), &node_port_claim(*port, parent))
                     .await
                 {
                     Ok(obj) => round.push(Created::Port {
@@ -789,7 +789,7 @@ async fn install_crd(
         waited: timeout,
         detail,
     };
-    match crds.create(&PostParams::default(), &crd()).await {
+    match crds.create(&super::write_params(), &crd()).await {
         Ok(_) => {}
         Err(e) if is_already_exists(&e) => {}
         Err(e) => return Err(not_served(gocompat::api_error_text(&e))),

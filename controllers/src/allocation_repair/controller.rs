@@ -9,7 +9,7 @@ use allocator::{PortRange, ServiceClusterIpRanges, held_cluster_ips, held_node_p
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::networking::v1::IPAddress;
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -293,11 +293,12 @@ impl AllocationRepair {
                 RepairAction::DeleteNodePort { name, uid } => {
                     port_api.delete(name, &precondition(uid)).await.map(|_| ())
                 }
-                RepairAction::CreateIpAddress(obj) => {
-                    ip_api.create(&PostParams::default(), obj).await.map(|_| ())
-                }
+                RepairAction::CreateIpAddress(obj) => ip_api
+                    .create(&crate::runtime::write_params(), obj)
+                    .await
+                    .map(|_| ()),
                 RepairAction::CreateNodePort(obj) => port_api
-                    .create(&PostParams::default(), obj)
+                    .create(&crate::runtime::write_params(), obj)
                     .await
                     .map(|_| ()),
             };

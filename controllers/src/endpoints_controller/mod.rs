@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::watcher;
 
 use crate::endpoints::{EndpointsOptions, EndpointsPlan, plan};
@@ -360,7 +360,7 @@ impl Inner {
         match planned {
             EndpointsPlan::NoOp => Ok(()),
             EndpointsPlan::Create(object) => {
-                match api.create(&PostParams::default(), &object).await {
+                match api.create(&crate::runtime::write_params(), &object).await {
                     Ok(_) => Ok(()),
                     Err(e) if is_namespace_terminating(&e) => Ok(()),
                     Err(e) => {
@@ -378,7 +378,7 @@ impl Inner {
             EndpointsPlan::Update(object) => {
                 let old_rv = object.metadata.resource_version.clone().unwrap_or_default();
                 match api
-                    .replace(&key.name, &PostParams::default(), &object)
+                    .replace(&key.name, &crate::runtime::write_params(), &object)
                     .await
                 {
                     Ok(updated) => {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::watcher;
 use prometheus_client::registry::Registry;
 
@@ -626,7 +626,7 @@ impl Inner {
         if service.metadata.deletion_timestamp.is_none() {
             for slice in &plan.create {
                 self.may_write()?;
-                match api.create(&PostParams::default(), slice).await {
+                match api.create(&crate::runtime::write_params(), slice).await {
                     Ok(created) => {
                         lock(&self.tracker).update(&created);
                         self.metrics.change("create");
@@ -646,7 +646,10 @@ impl Inner {
         for slice in &plan.update {
             let name = slice.metadata.name.clone().unwrap_or_default();
             self.may_write()?;
-            match api.replace(&name, &PostParams::default(), slice).await {
+            match api
+                .replace(&name, &crate::runtime::write_params(), slice)
+                .await
+            {
                 Ok(updated) => {
                     lock(&self.tracker).update(&updated);
                     self.metrics.change("update");

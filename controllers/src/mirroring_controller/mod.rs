@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::watcher;
 
 use crate::endpointslice::IndexedSlice;
@@ -345,7 +345,7 @@ impl Inner {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         for slice in &planned.create {
             self.may_write()?;
-            match api.create(&PostParams::default(), slice).await {
+            match api.create(&crate::runtime::write_params(), slice).await {
                 Ok(created) => lock(&self.tracker).update(&created),
                 Err(e) if is_namespace_terminating(&e) => return Ok(()),
                 Err(e) => return Err(api_error_text(&e)),
@@ -354,7 +354,10 @@ impl Inner {
         for slice in &planned.update {
             let name = slice.metadata.name.clone().unwrap_or_default();
             self.may_write()?;
-            match api.replace(&name, &PostParams::default(), slice).await {
+            match api
+                .replace(&name, &crate::runtime::write_params(), slice)
+                .await
+            {
                 Ok(updated) => lock(&self.tracker).update(&updated),
                 Err(e) => return Err(api_error_text(&e)),
             }

@@ -14,6 +14,8 @@ pub use queue::{QueueConfig, WorkQueue};
 pub use reflector::{Delta, SyncedFlags};
 pub use trigger_time::TriggerTimeTracker;
 
+pub use allocator::registry::{FIELD_MANAGER, write_params};
+
 /// Set once by a controller when its caches have synced, for a `/readyz` that waits for them.
 #[derive(Clone, Debug, Default)]
 pub struct CacheSyncSignal(std::sync::Arc<std::sync::atomic::AtomicBool>);
