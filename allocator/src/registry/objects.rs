@@ -42,9 +42,10 @@ pub struct NodePortParentRef {
     pub uid: Option<String>,
 }
 
-/// One NodePort held by one Service: the object's name is the port number.
+/// Which Service holds the NodePort this object is named after.
 #[derive(CustomResource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    doc = "NodePortAllocation records that one NodePort (or healthCheckNodePort) is held by one Service: the object's name is the port number, and creating it is the claim. svcplane's allocator writes one per allocated port, as kube-apiserver writes an IPAddress per ClusterIP; the repair loop deletes those whose Service no longer holds the port.",
     group = "allocation.svcplane.io",
     version = "v1alpha1",
     kind = "NodePortAllocation",
@@ -215,5 +216,34 @@ mod tests {
             ["properties"];
         assert_eq!(props["port"]["type"], "integer");
         assert_eq!(props["parentRef"]["required"], json!(["name", "namespace"]));
+    }
+
+    /// Every node of the schema: (path, node).
+    fn schema_nodes(
+        path: String,
+        node: &serde_json::Value,
+        out: &mut Vec<(String, serde_json::Value)>,
+    ) {
+        out.push((path.clone(), node.clone()));
+        for (name, child) in node["properties"].as_object().into_iter().flatten() {
+            schema_nodes(format!("{path}.{name}"), child, out);
+        }
+    }
+
+    #[test]
+    fn every_field_kubectl_explain_shows_has_a_written_description() {
+        let crd = serde_json::to_value(crd()).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut nodes = Vec::new();
+        schema_nodes("NodePortAllocation".into(), schema, &mut nodes);
+        assert!(nodes.len() >= 6, "{nodes:?}");
+        for (path, node) in nodes {
+            let description = node["description"].as_str().unwrap_or_default();
+            assert!(!description.is_empty(), "{path} has no description");
+            assert!(
+                !description.contains("Auto-generated") && !description.contains("CustomResource"),
+                "{path}: {description}"
+            );
+        }
     }
 }
