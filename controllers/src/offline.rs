@@ -109,11 +109,16 @@ impl Output {
     }
 }
 
-/// Reads `paths` and plans what the controllers would write.
+/// Reads `paths` and plans what the controllers would write, taking the objects as written.
 pub fn plan_files(
     paths: &[impl AsRef<Path>],
     max_endpoints_per_slice: MaxEndpointsPerSlice,
 ) -> Result<Output, OfflineError> {
+    Ok(plan_inputs(&read_files(paths)?, max_endpoints_per_slice))
+}
+
+/// Reads the objects of `paths`.
+pub fn read_files(paths: &[impl AsRef<Path>]) -> Result<Inputs, OfflineError> {
     let mut inputs = Inputs::default();
     for path in paths {
         let path = path.as_ref();
@@ -124,7 +129,7 @@ pub fn plan_files(
         })?;
         read_documents(&name, &text, &mut inputs)?;
     }
-    Ok(plan_inputs(&inputs, max_endpoints_per_slice))
+    Ok(inputs)
 }
 
 /// Splits a file into documents: a JSON stream, or YAML separated by `---` lines.
@@ -247,12 +252,44 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
     )
 }
 
+/// A warning when pods carry no status: without an IP and a Ready condition they are no
+/// endpoints, and offline input is exactly what was written (no kubelet runs here).
+fn pods_without_status(pods: &[Pod]) -> Option<String> {
+    let bare: Vec<String> = pods
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .is_none_or(|s| s.pod_ip.as_deref().unwrap_or("").is_empty())
+        })
+        .map(|p| {
+            let (namespace, name) = key_of(&p.metadata);
+            let namespace = if namespace.is_empty() {
+                "default".to_owned()
+            } else {
+                namespace
+            };
+            format!("{namespace}/{name}")
+        })
+        .collect();
+    if bare.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} of {} pods have no status (no IP, not Ready), so they are no endpoints: {}. To model running pods, give them status.podIP(s) and a Ready condition, as a kubelet would; in `svcplane up` the node simulator does, and the annotation testenv.svcplane.io/ready: \"false\" keeps a pod unready",
+        bare.len(),
+        pods.len(),
+        bare.join(", ")
+    ))
+}
+
 /// Plans every Service of `inputs` (pure).
 pub fn plan_inputs(inputs: &Inputs, max_endpoints_per_slice: MaxEndpointsPerSlice) -> Output {
     let mut output = Output {
         warnings: inputs.warnings.clone(),
         ..Output::default()
     };
+    output.warnings.extend(pods_without_status(&inputs.pods));
     let pod_infos: Vec<PodInfo> = inputs.pods.iter().map(PodInfo::from_pod).collect();
     let nodes: BTreeMap<String, NodeInfo> = inputs
         .nodes

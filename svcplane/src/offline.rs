@@ -21,7 +21,8 @@ pub enum ValidateOutput {
 /// Flags of `svcplane validate`.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// Service manifests (YAML or JSON, several documents, `List`s).
+    /// Service manifests (YAML or JSON, several documents, `List`s; `-` reads standard input),
+    /// checked as one set, as applying them together would.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     files: Vec<PathBuf>,
     /// Output format.
@@ -35,7 +36,8 @@ pub struct ValidateArgs {
     service_node_port_range: PortRange,
 }
 
-/// Exit 0 when every Service is valid, 1 when any is invalid, 2 when an input is unreadable.
+/// Exit 0 when every Service is valid, 1 when any is invalid, 2 when an input is unreadable or
+/// undecodable.
 pub fn validate(args: ValidateArgs) -> ExitCode {
     let ranges = crate::flags::validation_ranges(
         &args.service_cluster_ip_range,
@@ -44,13 +46,9 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
     let report = webhook::offline::validate_files(&args.files, &ranges);
     match args.output {
         ValidateOutput::Text => print!("{}", report.kubectl_text()),
-        ValidateOutput::Json => {
-            print!("{}", report.json_text());
-            for u in &report.unreadable {
-                eprintln!("error: {}: {}", u.source.display(), u.error);
-            }
-        }
+        ValidateOutput::Json => print!("{}", report.json_text()),
     }
+    eprint!("{}", report.errors_text());
     ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(2))
 }
 
@@ -75,6 +73,10 @@ pub struct SlicesArgs {
     /// Maximum endpoints in one EndpointSlice (1..1000).
     #[arg(long, default_value_t = 100)]
     max_endpoints_per_slice: i64,
+    /// ClusterIP range(s) a Service without a clusterIP is assumed to get one from, as the
+    /// apiserver would allocate it.
+    #[arg(long, default_value = "10.96.0.0/12", value_parser = parse_cluster_ip_ranges)]
+    service_cluster_ip_range: ServiceClusterIpRanges,
 }
 
 /// Prints the EndpointSlices and Endpoints the controllers would write; exit 2 on bad input.
@@ -86,13 +88,39 @@ pub fn slices(args: SlicesArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let output = match controllers::offline::plan_files(&args.files, max) {
-        Ok(output) => output,
+    let mut inputs = match controllers::offline::read_files(&args.files) {
+        Ok(inputs) => inputs,
         Err(e) => {
             eprintln!("svcplane: {e}");
             return ExitCode::from(2);
         }
     };
+    // Files hold what a user wrote, not what the apiserver stored: store each Service as the
+    // apiserver would (defaults, families, a ClusterIP) before planning, and say what was assumed.
+    let ranges = webhook::ServiceRanges {
+        cluster_ip: args
+            .service_cluster_ip_range
+            .all()
+            .into_iter()
+            .map(|c| c.net())
+            .collect(),
+        ..webhook::ServiceRanges::default()
+    };
+    let mut stored = Vec::new();
+    for service in std::mem::take(&mut inputs.services) {
+        match webhook::offline::as_stored(&service, &ranges) {
+            Ok((service, notes)) => {
+                stored.push(service);
+                inputs.warnings.extend(notes);
+            }
+            Err(status) => inputs.warnings.push(format!(
+                "the apiserver would refuse this Service, so nothing is planned for it: {}",
+                status.message
+            )),
+        }
+    }
+    inputs.services = stored;
+    let output = controllers::offline::plan_inputs(&inputs, max);
     for warning in &output.warnings {
         eprintln!("Warning: {warning}");
     }
