@@ -3,74 +3,19 @@
 //! `/metrics`, `/healthz` and `/readyz` on `--metrics-listen`.
 
 mod common;
+#[path = "common/up_process.rs"]
+mod up_process;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use common::{Answer, assert_upstream_exposition, free_port, http_get};
-
-struct Up {
-    child: Child,
-    kubeconfig: PathBuf,
-}
-
-fn spawn_up(dir: &Path, port: u16, extra: &[&str]) -> Up {
-    let kubeconfig = dir.join("kube").join("config");
-    let child = Command::new(env!("CARGO_BIN_EXE_svcplane"))
-        .arg("up")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--kubeconfig-out")
-        .arg(&kubeconfig)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Up { child, kubeconfig }
-}
-
-impl Up {
-    /// Waits for the kubeconfig, which `up` writes once everything is ready.
-    async fn client(&mut self) -> kube::Client {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.kubeconfig.exists() {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("svcplane up exited early with {status}");
-            }
-            assert!(Instant::now() < deadline, "no kubeconfig after 20s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        kube::Client::try_from(config).unwrap()
-    }
-
-    /// Sends SIGTERM and collects the exit status and output.
-    fn terminate(self) -> Output {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut child = self.child;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "svcplane up ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
-    }
-}
+use up_process::spawn_up;
 
 async fn node_names(client: &kube::Client) -> Vec<String> {
     let nodes: Api<Node> = Api::all(client.clone());

@@ -124,6 +124,22 @@ impl Status {
         Status::failure(message, "Invalid", details, 422)
     }
 
+    /// `errors.NewAlreadyExists(resource, name)` for a core-group resource: the 409 of a create
+    /// whose name is taken (`services "web" already exists`).
+    pub fn already_exists(resource: &str, name: &str) -> Self {
+        let details = StatusDetails {
+            name: name.to_owned(),
+            kind: resource.to_owned(),
+            ..StatusDetails::default()
+        };
+        Status::failure(
+            format!("{resource} {} already exists", go_quote(name)),
+            "AlreadyExists",
+            details,
+            409,
+        )
+    }
+
     /// `errors.NewInternalError(err)`: the 500 whose single cause carries the error text.
     pub fn internal_error(err: &str) -> Self {
         let details = StatusDetails {

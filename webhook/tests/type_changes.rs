@@ -279,3 +279,37 @@ async fn a_released_cluster_ip_is_not_left_on_the_external_name_service() {
     assert_eq!(holders, vec!["b".to_owned()], "two Services show {ip}");
     rig.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn creates_refused_as_already_exists_leave_no_claims_behind() {
+    let rig = RegistryBackedWebhook::start().await;
+    let api: Api<Service> = Api::namespaced(rig.env.client(), "default");
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": "dupl"}, "spec": Kind::NodePort.create_spec()}),
+    )
+    .unwrap();
+    let created = api.create(&PostParams::default(), &svc).await.unwrap();
+    // Let the webhook's Service cache see it, as it would long before a user retries.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        // `kubectl create svc nodeport dupl --tcp=80:80` again: admitted (and claimed), then 409.
+        match api.create(&PostParams::default(), &svc).await {
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            other => panic!("expected 409 AlreadyExists, got {other:?}"),
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let claims = claims(&rig, "dupl").await;
+        if claims == held(&created) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refused creates' claims stayed: {claims:?}, the Service holds {:?}",
+            held(&created)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    rig.server.shutdown().await;
+}

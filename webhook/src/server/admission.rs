@@ -234,6 +234,9 @@ impl AdmissionHandler {
                 };
                 default_service(&mut svc);
                 fill_namespace(&mut svc, request);
+                if let Some(status) = self.already_exists(&svc).await {
+                    return AdmissionResponse::deny(uid, status);
+                }
                 let allocation = match allocator.allocate_for_create(&svc, dry_run).await {
                     Ok(a) => a,
                     Err(rejection) => {
@@ -317,6 +320,19 @@ impl AdmissionHandler {
             }
             Operation::Connect => AdmissionResponse::allow(uid),
         }
+    }
+
+    /// The apiserver's 409 for a create of a name another Service holds. Upstream allocates,
+    /// fails to store and reverts at once; a webhook is never told that the write failed, so
+    /// it must not claim at all: each such claim would hold an address until the repair loop's
+    /// grace period ends (and a small range fills up with them). Asked of the API server, not
+    /// a cache, so that `kubectl delete svc x && kubectl create svc x` is never refused.
+    async fn already_exists(&self, svc: &Service) -> Option<Status> {
+        let lookup = self.services.as_ref()?;
+        let namespace = svc.metadata.namespace.as_deref().unwrap_or_default();
+        let name = svc.metadata.name.as_deref().filter(|n| !n.is_empty())?;
+        lookup.current_uid(namespace, name).await?;
+        Some(Status::already_exists("services", name))
     }
 
     async fn release(

@@ -22,12 +22,38 @@ pub trait ClusterIpLookup: Send + Sync {
     fn is_ready(&self) -> bool {
         true
     }
+
+    /// The uid of Service `namespace/name` as the API server has it now (not a cache), or
+    /// `None` when it does not exist or the API cannot say.
+    fn current_uid<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<String>> {
+        let _ = (namespace, name);
+        Box::pin(async { None })
+    }
 }
 
 /// A fixed list of Services (tests, offline use).
 impl ClusterIpLookup for Vec<Service> {
     fn services_with_cluster_ip(&self, namespace: &str, ip: IpAddr) -> Vec<String> {
         matching(self.iter(), namespace, ip)
+    }
+
+    fn current_uid<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<String>> {
+        let uid = self
+            .iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(namespace)
+                    && s.metadata.name.as_deref() == Some(name)
+            })
+            .and_then(|s| s.metadata.uid.clone());
+        Box::pin(async move { uid })
     }
 }
 
@@ -57,6 +83,7 @@ fn matching<'a>(
 
 /// A reflector over all Services of the cluster.
 pub struct ServiceClusterIpIndex {
+    client: Client,
     store: Store<Service>,
     ready: Arc<AtomicBool>,
     task: JoinHandle<()>,
@@ -65,7 +92,7 @@ pub struct ServiceClusterIpIndex {
 impl ServiceClusterIpIndex {
     /// Starts watching Services; answers are empty until the first list completes.
     pub fn start(client: Client) -> Self {
-        let api: Api<Service> = Api::all(client);
+        let api: Api<Service> = Api::all(client.clone());
         let (store, writer) = reflector::store();
         let ready = Arc::new(AtomicBool::new(false));
         let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
@@ -86,7 +113,12 @@ impl ServiceClusterIpIndex {
                 flag.store(true, Ordering::Release);
             }
         });
-        ServiceClusterIpIndex { store, ready, task }
+        ServiceClusterIpIndex {
+            client,
+            store,
+            ready,
+            task,
+        }
     }
 }
 
@@ -104,5 +136,16 @@ impl ClusterIpLookup for ServiceClusterIpIndex {
 
     fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    fn current_uid<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+            api.get_opt(name).await.ok().flatten()?.metadata.uid
+        })
     }
 }

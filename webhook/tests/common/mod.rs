@@ -7,8 +7,8 @@ use allocator::registry::{RegistryConfig, ServiceRegistry};
 use allocator::{BitmapSizeLimit, PortRange, ServiceClusterIpRanges};
 use testenv::TestEnv;
 use webhook::server::{
-    AdmissionPolicy, CertificateSource, WebhookConfig, WebhookHandle, WebhookServer, WebhookTarget,
-    install_configurations,
+    AdmissionPolicy, CertificateSource, ServiceClusterIpIndex, WebhookConfig, WebhookHandle,
+    WebhookServer, WebhookTarget, install_configurations,
 };
 
 /// testenv, the allocator registry of record (`10.96.0.0/12`, `30000-32767`) and the webhook
@@ -38,6 +38,7 @@ impl RegistryBackedWebhook {
             AdmissionPolicy::default(),
         );
         config.allocator = Some(Arc::new(registry));
+        config.services = Some(Arc::new(ServiceClusterIpIndex::start(env.client())));
         let server = WebhookServer::start(config).await.unwrap();
         install_configurations(
             env.client(),
