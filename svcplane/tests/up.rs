@@ -214,6 +214,63 @@ async fn the_kubernetes_endpoints_come_back_after_every_delete_of_the_service() 
     assert!(!stderr.contains("loopback range"), "{stderr}");
 }
 
+#[tokio::test]
+async fn dual_stack_services_are_allocated_in_both_families() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = spawn_up(
+        dir.path(),
+        free_port(),
+        &[
+            "--dual-stack",
+            "--service-cluster-ip-range",
+            "10.96.0.0/16,fd00:10:96::/108",
+        ],
+    );
+    let client = up.client().await;
+    let services: Api<Service> = Api::namespaced(client, "default");
+    let cases = [
+        (
+            "prefer",
+            serde_json::json!({"ipFamilyPolicy": "PreferDualStack"}),
+            vec!["IPv4", "IPv6"],
+        ),
+        (
+            "require",
+            serde_json::json!({"ipFamilyPolicy": "RequireDualStack"}),
+            vec!["IPv4", "IPv6"],
+        ),
+        (
+            "v6",
+            serde_json::json!({"ipFamilies": ["IPv6"]}),
+            vec!["IPv6"],
+        ),
+        (
+            "static-v6",
+            serde_json::json!({"clusterIP": "fd00:10:96::a"}),
+            vec!["IPv6"],
+        ),
+    ];
+    for (name, spec, families) in cases {
+        let mut spec = spec;
+        spec["ports"] = serde_json::json!([{"port": 80}]);
+        let svc: Service =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": spec}))
+                .unwrap();
+        let created = services
+            .create(&PostParams::default(), &svc)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {}", gocompat::api_error_text(&e)));
+        let spec = created.spec.unwrap();
+        assert_eq!(spec.ip_families.unwrap(), families, "{name}");
+        let ips = spec.cluster_ips.unwrap();
+        assert_eq!(ips.len(), families.len(), "{name}: {ips:?}");
+        if name == "static-v6" {
+            assert_eq!(ips, ["fd00:10:96::a"]);
+        }
+    }
+    assert_eq!(up.terminate().status.code(), Some(0));
+}
+
 #[test]
 fn a_bad_flag_exits_2_with_clap_s_message() {
     let out = Command::new(env!("CARGO_BIN_EXE_svcplane"))
