@@ -49,7 +49,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 pub use faults::{FaultAction, FaultMatch, Faults};
-pub use oplog::{Operation, OperationLog};
+pub use oplog::{Operation, OperationLog, OperationsDropped};
 pub use server::{ApiServer, ServerOptions};
 
 /// Errors starting or driving a test environment.
@@ -224,7 +224,8 @@ impl TestEnv {
         write_file(path, &self.kubeconfig())
     }
 
-    /// The log of every request served.
+    /// The log of the requests served: the most recent `ServerOptions::operation_log_capacity`
+    /// of them, with marks that count every one.
     pub fn oplog(&self) -> &OperationLog {
         &self.server.oplog
     }
