@@ -21,6 +21,7 @@ pub mod discovery;
 pub mod durability;
 pub mod faults;
 mod gc;
+mod history;
 pub mod meta;
 mod names;
 pub mod nodesim;
@@ -136,12 +137,12 @@ impl TestEnv {
     /// Starts a server with `options`.
     pub async fn start_with(options: TestEnvOptions) -> Result<Self, TestEnvError> {
         let Some(dir) = options.data_dir.clone() else {
-            let store = store::Store::new(options.server.history_limit);
+            let store = store::Store::new(options.server.watch_cache);
             return Self::start_on_store(options, store).await;
         };
         let (store, persistence, _) = persist::open(
             &dir,
-            options.server.history_limit,
+            options.server.watch_cache,
             persist::PersistOptions::default(),
         )?;
         let mut env = Self::start_on_store(options, store.clone()).await?;

@@ -38,8 +38,9 @@ pub struct ServerOptions {
     pub allow_writes_in_terminating_namespaces: bool,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
-    /// How many change events are kept for watches to resume from.
-    pub history_limit: usize,
+    /// How the change events watches resume from are kept: per resource, as kube-apiserver's
+    /// watch cache keeps them.
+    pub watch_cache: crate::store::WatchCacheSizing,
     /// How many requests the operation log keeps (the most recent); `None` keeps every one,
     /// `Some(0)` none.
     pub operation_log_capacity: Option<usize>,
@@ -53,7 +54,7 @@ impl Default for ServerOptions {
             enforce_namespaces: true,
             allow_writes_in_terminating_namespaces: false,
             bookmark_interval: Duration::from_secs(5),
-            history_limit: 50_000,
+            watch_cache: crate::store::WatchCacheSizing::default(),
             operation_log_capacity: Some(crate::oplog::DEFAULT_OPERATION_LOG_CAPACITY),
             git_version: "v1.34.0-testenv".to_string(),
         }
