@@ -760,8 +760,9 @@ impl ApiServer {
     async fn patch(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
         let rt = req.resource.clone();
         let name = req.name.clone().unwrap_or_default();
+        let strategic = rt.group.is_empty() || self.is_builtin(&rt);
         let patch_type = PatchType::from_content_type(&req.content_type)
-            .ok_or_else(|| ApiError::unsupported_media_type(&req.content_type))?;
+            .ok_or_else(|| ApiError::unsupported_patch_type(strategic))?;
         let patch_value: Value = if patch_type == PatchType::Apply {
             serde_saphyr::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
@@ -821,8 +822,8 @@ impl ApiServer {
                     patch::json_patch(&old, &patch_value, &rt.kind, &rt.group, &name)?
                 }
                 PatchType::Strategic => {
-                    if !rt.group.is_empty() && !self.is_builtin(&rt) {
-                        return Err(ApiError::unsupported_media_type(&req.content_type));
+                    if !strategic {
+                        return Err(ApiError::unsupported_patch_type(false));
                     }
                     patch::strategic::strategic_merge_patch(
                         &old,

@@ -229,7 +229,9 @@ fn mask_trailing_dash(name: &str) -> String {
     }
 }
 
-/// Go's `%q` of a string, as field errors render values.
+/// Go's `%q` of a string (`strconv.Quote`), as field errors and upstream's messages render
+/// values; Rust's `{:?}` differs (`"\u{1}"` where Go writes `"\x01"`, no `\a`, `\v`), so no
+/// message uses it.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -237,17 +239,40 @@ pub fn go_quote(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32))
             }
+            c if !go_printable(c) && (c as u32) < 0x10000 => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if !go_printable(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Go's `unicode.IsPrint`, as far as std can tell: control characters, separators other than
+/// the ASCII space and the usual invisible format characters are not printable.
+fn go_printable(c: char) -> bool {
+    !(c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{feff}'
+        ))
 }
 
 fn invalid(field: &str, value: &str, detail: &str) -> StatusCause {
@@ -585,5 +610,9 @@ mod tests {
     #[test]
     fn go_quote_escapes_like_percent_q() {
         assert_eq!(go_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+        // strconv.Quote's escapes, which Rust's `{:?}` does not produce.
+        assert_eq!(go_quote("\u{1}\u{7}\u{b}\u{7f}"), r#""\x01\a\v\x7f""#);
+        assert_eq!(go_quote("a\u{200b}b\u{a0}"), r#""a\u200bb\u00a0""#);
+        assert_eq!(go_quote("café ☕"), "\"café ☕\"");
     }
 }
