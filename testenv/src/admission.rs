@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
+use crate::meta::go_quote;
 use crate::resources::ResourceType;
 use crate::server::ApiServer;
 use crate::status::ApiError;
@@ -373,8 +374,8 @@ impl AdmissionChain {
         };
         let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
             ApiError::internal(format!(
-                "admission webhook {:?} returned an invalid JSON patch: {e}",
-                hook.name
+                "admission webhook {} returned an invalid JSON patch: {e}",
+                go_quote(&hook.name)
             ))
         })?;
         let mut patched = obj.clone();

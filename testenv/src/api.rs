@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::admission::{AdmissionAttributes, Operation};
 use crate::defaults::apply_defaults;
-use crate::meta::{name_rule, validate_object_meta};
+use crate::meta::{generates_suffix, name_rule, validate_object_meta};
 use crate::names;
 use crate::patch::{self, PatchType};
 use crate::resources::ResourceType;
@@ -435,11 +435,15 @@ impl ApiServer {
         for attempt in 0..8 {
             let mut candidate = obj.clone();
             if wants_generated {
-                let name = format!("{generate_name}{}", names::name_suffix());
+                let name = if generates_suffix(&rt.group, &rt.kind) {
+                    format!("{generate_name}{}", names::name_suffix())
+                } else {
+                    generate_name.clone()
+                };
                 meta_mut(&mut candidate).insert("name".into(), json!(name));
             }
             let causes = validate_object_meta(
-                name_rule(&rt.group, &rt.kind),
+                &name_rule(&rt.group, &rt.kind, &candidate),
                 rt.namespaced,
                 candidate.get("metadata").unwrap_or(&Value::Null),
             );
@@ -677,7 +681,7 @@ impl ApiServer {
             meta_mut(&mut new).insert("namespace".into(), json!(req.ns()));
         }
         let causes = validate_object_meta(
-            name_rule(&rt.group, &rt.kind),
+            &name_rule(&rt.group, &rt.kind, &new),
             rt.namespaced,
             new.get("metadata").unwrap_or(&Value::Null),
         );
@@ -756,8 +760,9 @@ impl ApiServer {
     async fn patch(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
         let rt = req.resource.clone();
         let name = req.name.clone().unwrap_or_default();
+        let strategic = rt.group.is_empty() || self.is_builtin(&rt);
         let patch_type = PatchType::from_content_type(&req.content_type)
-            .ok_or_else(|| ApiError::unsupported_media_type(&req.content_type))?;
+            .ok_or_else(|| ApiError::unsupported_patch_type(strategic))?;
         let patch_value: Value = if patch_type == PatchType::Apply {
             serde_saphyr::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
@@ -817,8 +822,8 @@ impl ApiServer {
                     patch::json_patch(&old, &patch_value, &rt.kind, &rt.group, &name)?
                 }
                 PatchType::Strategic => {
-                    if !rt.group.is_empty() && !self.is_builtin(&rt) {
-                        return Err(ApiError::unsupported_media_type(&req.content_type));
+                    if !strategic {
+                        return Err(ApiError::unsupported_patch_type(false));
                     }
                     patch::strategic::strategic_merge_patch(
                         &old,

@@ -21,6 +21,7 @@ pub mod discovery;
 pub mod durability;
 pub mod faults;
 mod gc;
+mod history;
 pub mod meta;
 mod names;
 pub mod nodesim;
@@ -49,7 +50,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 pub use faults::{FaultAction, FaultMatch, Faults};
-pub use oplog::{Operation, OperationLog};
+pub use oplog::{Operation, OperationLog, OperationsDropped};
 pub use server::{ApiServer, ServerOptions};
 
 /// Errors starting or driving a test environment.
@@ -74,7 +75,7 @@ pub enum TestEnvError {
     #[error("the test environment is stopped")]
     Stopped,
     /// A wait ran out of time.
-    #[error("timed out after {0:?} waiting for {1}")]
+    #[error("timed out after {} waiting for {}", duration_text(.0), .1)]
     Timeout(Duration, String),
     /// The data directory could not be opened.
     #[error(transparent)]
@@ -82,6 +83,36 @@ pub enum TestEnvError {
     /// The node simulator could not start.
     #[error(transparent)]
     NodeSimulator(#[from] nodesim::NodeSimError),
+}
+
+/// A duration as Go's `time.Duration.String` writes it (`1.5s`, `2m0s`, `250ms`), as the rest of
+/// kube's tooling prints timeouts.
+fn duration_text(d: &Duration) -> String {
+    fn trim(units: u128, fraction: u128, digits: usize) -> String {
+        let f = format!("{fraction:0digits$}");
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            units.to_string()
+        } else {
+            format!("{units}.{f}")
+        }
+    }
+    let nanos = d.as_nanos();
+    match nanos {
+        0 => "0s".to_string(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{}µs", trim(n / 1_000, n % 1_000, 3)),
+        n if n < 1_000_000_000 => format!("{}ms", trim(n / 1_000_000, n % 1_000_000, 6)),
+        n => {
+            let secs = n / 1_000_000_000;
+            let s = format!("{}s", trim(secs % 60, n % 1_000_000_000, 9));
+            match (secs / 3600, secs / 60 % 60) {
+                (0, 0) => s,
+                (0, m) => format!("{m}m{s}"),
+                (h, m) => format!("{h}h{m}m{s}"),
+            }
+        }
+    }
 }
 
 /// How to start a test environment.
@@ -136,12 +167,12 @@ impl TestEnv {
     /// Starts a server with `options`.
     pub async fn start_with(options: TestEnvOptions) -> Result<Self, TestEnvError> {
         let Some(dir) = options.data_dir.clone() else {
-            let store = store::Store::new(options.server.history_limit);
+            let store = store::Store::new(options.server.watch_cache);
             return Self::start_on_store(options, store).await;
         };
         let (store, persistence, _) = persist::open(
             &dir,
-            options.server.history_limit,
+            options.server.watch_cache,
             persist::PersistOptions::default(),
         )?;
         let mut env = Self::start_on_store(options, store.clone()).await?;
@@ -224,7 +255,8 @@ impl TestEnv {
         write_file(path, &self.kubeconfig())
     }
 
-    /// The log of every request served.
+    /// The log of the requests served: the most recent `ServerOptions::operation_log_capacity`
+    /// of them, with marks that count every one.
     pub fn oplog(&self) -> &OperationLog {
         &self.server.oplog
     }
@@ -385,5 +417,32 @@ impl ApiServer {
         for crd in crds {
             self.crd_changed(&crd);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_go_prints_them() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(500), "500ns"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(120), "2m0s"),
+            (Duration::from_secs(3725), "1h2m5s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(duration_text(&d), want, "{d:?}");
+        }
+        assert_eq!(
+            TestEnvError::Timeout(Duration::from_secs(90), "the pod".into()).to_string(),
+            "timed out after 1m30s waiting for the pod"
+        );
     }
 }

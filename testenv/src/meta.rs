@@ -1,5 +1,7 @@
 //! ObjectMeta validation with kube-apiserver's messages: names, namespaces, labels, annotations.
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use serde_json::Value;
 
 use crate::status::{StatusCause, cause};
@@ -10,8 +12,9 @@ const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alp
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
-/// Which rule a kind's names follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which rule a kind's names follow (the `ValidateNameFunc` its strategy passes to
+/// `ValidateObjectMeta`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameRule {
     /// DNS-1123 subdomain (most kinds).
     Subdomain,
@@ -19,17 +22,46 @@ pub enum NameRule {
     Label,
     /// DNS-1035 label (services).
     Dns1035,
-    /// Any non-empty path-safe name (events, leases use subdomain; this is for CRs without rules).
+    /// Any name that is safe as a URL path segment: what the generic registry checks for every
+    /// kind, and the only rule core v1 Events have (their strategy skips name validation).
     PathSegment,
+    /// An IP address in canonical form (IPAddress, named by the IP it holds).
+    Ip,
+    /// A DNS-1123 subdomain equal to `spec.names.plural + "." + spec.group` (CRDs); carries that
+    /// required name.
+    PluralDotGroup(String),
 }
 
-/// The name rule upstream applies to a kind.
-pub fn name_rule(group: &str, kind: &str) -> NameRule {
+/// The name rule upstream applies to a kind; `obj` is the object being written (a CRD's required
+/// name comes from its spec).
+pub fn name_rule(group: &str, kind: &str, obj: &Value) -> NameRule {
     match (group, kind) {
         ("", "Service") => NameRule::Dns1035,
         ("", "Namespace") => NameRule::Label,
+        ("", "Event") => NameRule::PathSegment,
+        ("networking.k8s.io", "IPAddress") => NameRule::Ip,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            let field = |path: &[&str]| {
+                path.iter()
+                    .fold(obj.get("spec"), |v, k| v.and_then(|v| v.get(k)))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            NameRule::PluralDotGroup(format!(
+                "{}.{}",
+                field(&["names", "plural"]),
+                field(&["group"])
+            ))
+        }
         _ => NameRule::Subdomain,
     }
+}
+
+/// Whether names of this kind are generated from `generateName` by appending a random suffix;
+/// IPAddress's strategy appends nothing (the prefix must already be the IP).
+pub fn generates_suffix(group: &str, kind: &str) -> bool {
+    (group, kind) != ("networking.k8s.io", "IPAddress")
 }
 
 fn is_alnum_lower(c: char) -> bool {
@@ -91,19 +123,115 @@ pub fn dns1035_label_errors(s: &str) -> Vec<String> {
     errs
 }
 
-fn path_segment_errors(s: &str) -> Vec<String> {
-    if s == "." || s == ".." {
+/// `IsPathSegmentName`, or `IsPathSegmentPrefix` for a prefix: every offending substring.
+fn path_segment_errors(s: &str, prefix: bool) -> Vec<String> {
+    if !prefix && (s == "." || s == "..") {
         return vec![format!("may not be '{s}'")];
     }
-    for bad in ["/", "%"] {
-        if s.contains(bad) {
-            return vec![format!("may not contain '{bad}'")];
+    ["/", "%"]
+        .iter()
+        .filter(|bad| s.contains(**bad))
+        .map(|bad| format!("may not contain '{bad}'"))
+        .collect()
+}
+
+const IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+
+/// Parses an IP as `netutils.ParseIPSloppy` does (Go 1.16's `net.ParseIP`): like the strict
+/// parser, but IPv4 octets may carry leading zeros and IPv6 groups any number of hex digits.
+fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    fn ipv4(s: &str) -> Option<String> {
+        let octets: Vec<&str> = s.split('.').collect();
+        if octets.len() != 4 {
+            return None;
         }
+        let mut out = Vec::with_capacity(4);
+        for o in octets {
+            if o.is_empty() || !o.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let trimmed = o.trim_start_matches('0');
+            // More than three significant digits is over 255 whatever they are.
+            let n: u16 = if trimmed.is_empty() {
+                0
+            } else if trimmed.len() > 3 {
+                return None;
+            } else {
+                trimmed.parse().ok()?
+            };
+            if n > 255 {
+                return None;
+            }
+            out.push(n.to_string());
+        }
+        Some(out.join("."))
+    }
+    if !s.contains(':') {
+        return ipv4(s)?.parse().ok();
+    }
+    let mut groups: Vec<String> = Vec::new();
+    let parts: Vec<&str> = s.split(':').collect();
+    for (i, g) in parts.iter().enumerate() {
+        if i == parts.len() - 1 && g.contains('.') {
+            groups.push(ipv4(g)?);
+        } else if g.len() > 4 && g.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let trimmed = g.trim_start_matches('0');
+            if trimmed.len() > 4 {
+                return None;
+            }
+            groups.push(if trimmed.is_empty() { "0" } else { trimmed }.to_string());
+        } else {
+            groups.push(g.to_string());
+        }
+    }
+    groups.join(":").parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
+/// `IsValidIP` as of 1.34 (strict): a valid IP, without leading zeros, not IPv4-mapped, and in
+/// canonical form.
+pub fn ip_errors(s: &str) -> Vec<String> {
+    let Some(ip) = parse_ip_sloppy(s) else {
+        return vec![IP_MSG.to_string()];
+    };
+    // Rust's parser is as strict as Go's `netip.ParseAddr` (minus zones, which the sloppy parse
+    // already refused): what only the sloppy parse accepts has leading zeros.
+    match s.parse::<IpAddr>() {
+        Err(_) => return vec!["must not have leading 0s".to_string()],
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => {
+            return vec!["must not be an IPv4-mapped IPv6 address".to_string()];
+        }
+        Ok(_) => {}
+    }
+    // Rust prints IPv6 as RFC 5952 says, as Go's `net.IP.String` does.
+    let canonical = ip.to_string();
+    if canonical != s {
+        return vec![format!(
+            "must be in canonical form ({})",
+            go_quote(&canonical)
+        )];
     }
     Vec::new()
 }
 
-/// Go's `%q` of a string, as field errors render values.
+/// `maskTrailingDash`: a prefix that ends in a dash is checked as if a suffix followed. Upstream
+/// drops the last two characters and appends one; kept as is, since it decides which prefixes
+/// pass the length limits.
+fn mask_trailing_dash(name: &str) -> String {
+    match name.strip_suffix('-') {
+        Some(_) if name.len() > 1 => {
+            let cut = name.char_indices().rev().nth(1).map_or(0, |(i, _)| i);
+            format!("{}a", &name[..cut])
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Go's `%q` of a string (`strconv.Quote`), as field errors and upstream's messages render
+/// values; Rust's `{:?}` differs (`"\u{1}"` where Go writes `"\x01"`, no `\a`, `\v`), so no
+/// message uses it.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -111,17 +239,40 @@ pub fn go_quote(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32))
             }
+            c if !go_printable(c) && (c as u32) < 0x10000 => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if !go_printable(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Go's `unicode.IsPrint`, as far as std can tell: control characters, separators other than
+/// the ASCII space and the usual invisible format characters are not printable.
+fn go_printable(c: char) -> bool {
+    !(c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{feff}'
+        ))
 }
 
 fn invalid(field: &str, value: &str, detail: &str) -> StatusCause {
@@ -132,13 +283,29 @@ fn invalid(field: &str, value: &str, detail: &str) -> StatusCause {
     )
 }
 
-/// Checks a name against a rule; `field` is the path reported.
-pub fn validate_name(rule: NameRule, name: &str, field: &str) -> Vec<StatusCause> {
+/// Checks a name (or, with `prefix`, a `generateName`) against a rule; `field` is the path
+/// reported.
+pub fn validate_name(rule: &NameRule, name: &str, field: &str, prefix: bool) -> Vec<StatusCause> {
+    let masked = || {
+        if prefix {
+            mask_trailing_dash(name)
+        } else {
+            name.to_string()
+        }
+    };
     let errs = match rule {
-        NameRule::Subdomain => dns1123_subdomain_errors(name),
-        NameRule::Label => dns1123_label_errors(name),
-        NameRule::Dns1035 => dns1035_label_errors(name),
-        NameRule::PathSegment => path_segment_errors(name),
+        NameRule::Subdomain => dns1123_subdomain_errors(&masked()),
+        NameRule::Label => dns1123_label_errors(&masked()),
+        NameRule::Dns1035 => dns1035_label_errors(&masked()),
+        NameRule::PathSegment => path_segment_errors(name, prefix),
+        NameRule::Ip => ip_errors(name),
+        NameRule::PluralDotGroup(required) => {
+            let mut errs = dns1123_subdomain_errors(&masked());
+            if name != required {
+                errs.push("must be spec.names.plural+\".\"+spec.group".to_string());
+            }
+            errs
+        }
     };
     errs.iter().map(|e| invalid(field, name, e)).collect()
 }
@@ -209,13 +376,22 @@ pub fn label_value_errors(v: &str) -> Vec<String> {
 }
 
 /// Validates the metadata of an object about to be stored (names, labels, annotations).
-pub fn validate_object_meta(rule: NameRule, namespaced: bool, meta: &Value) -> Vec<StatusCause> {
+pub fn validate_object_meta(rule: &NameRule, namespaced: bool, meta: &Value) -> Vec<StatusCause> {
     let mut causes = Vec::new();
     let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
     let generate_name = meta
         .get("generateName")
         .and_then(Value::as_str)
         .unwrap_or("");
+    // As `ValidateObjectMetaAccessor`: the prefix first, whenever there is one, then the name.
+    if !generate_name.is_empty() {
+        causes.extend(validate_name(
+            rule,
+            generate_name,
+            "metadata.generateName",
+            true,
+        ));
+    }
     if name.is_empty() {
         causes.push(cause(
             "FieldValueRequired",
@@ -223,15 +399,7 @@ pub fn validate_object_meta(rule: NameRule, namespaced: bool, meta: &Value) -> V
             "Required value: name or generateName is required",
         ));
     } else {
-        causes.extend(validate_name(rule, name, "metadata.name"));
-    }
-    if !generate_name.is_empty() && name.is_empty() {
-        // A prefix is checked with a trailing character as upstream's `maskTrailingDash`.
-        let masked = generate_name
-            .strip_suffix('-')
-            .map(|p| format!("{p}a"))
-            .unwrap_or(generate_name.to_string());
-        causes.extend(validate_name(rule, &masked, "metadata.generateName"));
+        causes.extend(validate_name(rule, name, "metadata.name", false));
     }
     let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
     if namespaced {
@@ -301,21 +469,23 @@ mod tests {
 
     #[test]
     fn service_names_are_dns1035_labels() {
-        let errs = validate_name(NameRule::Dns1035, "123-web", "metadata.name");
+        let errs = validate_name(&NameRule::Dns1035, "123-web", "metadata.name", false);
         assert_eq!(errs.len(), 1);
         assert_eq!(
             errs[0].message,
             format!("Invalid value: \"123-web\": {DNS1035_LABEL_MSG}")
         );
-        assert!(validate_name(NameRule::Dns1035, "web", "metadata.name").is_empty());
-        assert!(validate_name(NameRule::Subdomain, "web.example", "metadata.name").is_empty());
+        assert!(validate_name(&NameRule::Dns1035, "web", "metadata.name", false).is_empty());
+        assert!(
+            validate_name(&NameRule::Subdomain, "web.example", "metadata.name", false).is_empty()
+        );
         assert_eq!(dns1123_label_errors("web.1"), ["must not contain dots"]);
     }
 
     #[test]
     fn missing_name_and_bad_labels() {
         let causes = validate_object_meta(
-            NameRule::Subdomain,
+            &NameRule::Subdomain,
             true,
             &json!({"namespace": "default", "labels": {"-x": "ok", "a": "-bad"}}),
         );
@@ -329,7 +499,7 @@ mod tests {
             "Required value: name or generateName is required"
         );
         let ok = validate_object_meta(
-            NameRule::Subdomain,
+            &NameRule::Subdomain,
             true,
             &json!({"generateName": "web-", "namespace": "default"}),
         );
@@ -340,7 +510,109 @@ mod tests {
     }
 
     #[test]
+    fn ips_are_checked_as_is_valid_ip_does() {
+        // Vectors from apimachinery's TestIsValidIP (1.34).
+        for good in [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "1234::abcd",
+            "::",
+            "::102:304",
+        ] {
+            assert!(ip_errors(good).is_empty(), "{good}");
+        }
+        let canonical = |c: &str| vec![format!("must be in canonical form (\"{c}\")")];
+        assert_eq!(ip_errors("0:0:0:0:0:0:0:0"), canonical("::"));
+        assert_eq!(ip_errors("0001:002:03:4::"), canonical("1:2:3:4::"));
+        assert_eq!(ip_errors("1234::ABCD"), canonical("1234::abcd"));
+        assert_eq!(ip_errors("1:0:0:2:0:0:0:3"), canonical("1:0:0:2::3"));
+        assert_eq!(ip_errors("1:0:0:2:0:0:3:4"), canonical("1::2:0:0:3:4"));
+        assert_eq!(ip_errors("::1.2.3.4"), canonical("::102:304"));
+        for leading in ["1.1.1.01", "00001::", "::ffff:01.1.1.1"] {
+            assert_eq!(
+                ip_errors(leading),
+                ["must not have leading 0s"],
+                "{leading}"
+            );
+        }
+        for mapped in ["::ffff:1.1.1.1", "::ffff:0101:0101"] {
+            assert_eq!(
+                ip_errors(mapped),
+                ["must not be an IPv4-mapped IPv6 address"],
+                "{mapped}"
+            );
+        }
+        for bad in [
+            "",
+            "aaaaaaa",
+            "myhost.mydomain",
+            "1.2.3.0/24",
+            "1.2.3.400",
+            "-1.0.0.0",
+            "2001:db8::10005",
+            "1.2.3.4:80",
+            "[2001:db8::1]",
+            "[2001:db8::1]:80",
+            "example.com:80",
+            "1234::abcd%eth0",
+            "169.254.0.0%eth0",
+            "1.2.3",
+            "1.2.3.4.5",
+            "0000256.0.0.0",
+        ] {
+            assert_eq!(ip_errors(bad), [IP_MSG], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn prefixes_are_masked_as_upstream_does() {
+        assert_eq!(mask_trailing_dash("web-"), "wea");
+        assert_eq!(mask_trailing_dash("a-"), "a");
+        assert_eq!(mask_trailing_dash("-"), "-");
+        assert_eq!(mask_trailing_dash("web"), "web");
+        let prefix =
+            |rule: &NameRule, p: &str| validate_name(rule, p, "metadata.generateName", true);
+        assert!(prefix(&NameRule::Subdomain, "web-").is_empty());
+        assert!(prefix(&NameRule::Dns1035, "web-").is_empty());
+        assert_eq!(prefix(&NameRule::Dns1035, "Web-").len(), 1);
+        // A path-segment prefix may be "." or "..": a suffix follows.
+        assert!(prefix(&NameRule::PathSegment, "..").is_empty());
+        assert_eq!(
+            validate_name(&NameRule::PathSegment, "a/%", "metadata.name", false)
+                .iter()
+                .map(|c| c.message.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "Invalid value: \"a/%\": may not contain '/'",
+                "Invalid value: \"a/%\": may not contain '%'"
+            ]
+        );
+    }
+
+    #[test]
+    fn crd_names_must_be_plural_dot_group() {
+        let crd = json!({"spec": {"group": "example.com", "names": {"plural": "widgets"}}});
+        let rule = name_rule("apiextensions.k8s.io", "CustomResourceDefinition", &crd);
+        assert_eq!(rule, NameRule::PluralDotGroup("widgets.example.com".into()));
+        assert!(validate_name(&rule, "widgets.example.com", "metadata.name", false).is_empty());
+        let errs = validate_name(&rule, "Widgets", "metadata.name", false);
+        assert_eq!(
+            errs.iter().map(|c| c.message.as_str()).collect::<Vec<_>>(),
+            [
+                format!("Invalid value: \"Widgets\": {DNS1123_SUBDOMAIN_MSG}"),
+                "Invalid value: \"Widgets\": must be spec.names.plural+\".\"+spec.group"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
     fn go_quote_escapes_like_percent_q() {
         assert_eq!(go_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+        // strconv.Quote's escapes, which Rust's `{:?}` does not produce.
+        assert_eq!(go_quote("\u{1}\u{7}\u{b}\u{7f}"), r#""\x01\a\v\x7f""#);
+        assert_eq!(go_quote("a\u{200b}b\u{a0}"), r#""a\u200bb\u00a0""#);
+        assert_eq!(go_quote("café ☕"), "\"café ☕\"");
     }
 }

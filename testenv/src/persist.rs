@@ -32,7 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::durability::{Durability, DurabilityPublisher};
-use crate::store::{ChangeLog, CollectionKey, LogRecord, Store};
+use crate::store::{ChangeLog, CollectionKey, LogRecord, Store, WatchCacheSizing};
 use frame::{Entry, FrameError};
 
 /// First bytes of every log segment.
@@ -395,11 +395,11 @@ fn create_segment(dir: &Path, seq: u64) -> Result<Segment, PersistError> {
     })
 }
 
-/// Opens (creating if needed) the data directory `dir`, loads its state into a new store keeping
-/// `history_limit` events, and installs the write-ahead log on the store.
+/// Opens (creating if needed) the data directory `dir`, loads its state into a new store whose
+/// watch history is sized by `watch_cache`, and installs the write-ahead log on the store.
 pub fn open(
     dir: &Path,
-    history_limit: usize,
+    watch_cache: WatchCacheSizing,
     options: PersistOptions,
 ) -> Result<(Store, Persistence, OpenReport), PersistError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -434,7 +434,7 @@ pub fn open(
     segments.sort_unstable();
     snapshots.sort_unstable();
 
-    let store = Store::new(history_limit);
+    let store = Store::new(watch_cache);
     let mut report = OpenReport::default();
     let mut state = store.write();
     let base = snapshots.last().copied();

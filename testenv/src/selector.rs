@@ -106,7 +106,10 @@ impl LabelSelector {
                 | Requirement::DoesNotExist(k) => k,
             };
             if !valid_key(key) {
-                return Err(SelectorError(format!("{part}: invalid label key {key:?}")));
+                return Err(SelectorError(format!(
+                    "{part}: invalid label key {}",
+                    crate::meta::go_quote(key)
+                )));
             }
             requirements.push(req);
         }

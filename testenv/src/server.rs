@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::admission::AdmissionChain;
 use crate::api::{ApiRequest, Verb};
 use crate::faults::{FaultAction, Faults};
-use crate::oplog::{Operation, OperationLog};
+use crate::oplog::{OperationFields, OperationLog};
 use crate::resources::{ResourceTable, ResourceType};
 use crate::status::ApiError;
 use crate::store::Store;
@@ -38,8 +38,12 @@ pub struct ServerOptions {
     pub allow_writes_in_terminating_namespaces: bool,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
-    /// How many change events are kept for watches to resume from.
-    pub history_limit: usize,
+    /// How the change events watches resume from are kept: per resource, as kube-apiserver's
+    /// watch cache keeps them.
+    pub watch_cache: crate::store::WatchCacheSizing,
+    /// How many requests the operation log keeps (the most recent); `None` keeps every one,
+    /// `Some(0)` none.
+    pub operation_log_capacity: Option<usize>,
     /// The version `/version` reports.
     pub git_version: String,
 }
@@ -50,7 +54,8 @@ impl Default for ServerOptions {
             enforce_namespaces: true,
             allow_writes_in_terminating_namespaces: false,
             bookmark_interval: Duration::from_secs(5),
-            history_limit: 50_000,
+            watch_cache: crate::store::WatchCacheSizing::default(),
+            operation_log_capacity: Some(crate::oplog::DEFAULT_OPERATION_LOG_CAPACITY),
             git_version: "v1.34.0-testenv".to_string(),
         }
     }
@@ -71,12 +76,13 @@ pub struct ApiServer {
 impl ApiServer {
     /// A server over `store`.
     pub fn new(store: Store, options: ServerOptions) -> Arc<Self> {
+        let oplog = OperationLog::with_capacity(options.operation_log_capacity);
         Arc::new(Self {
             store,
             resources: RwLock::new(ResourceTable::builtin()),
             admission: AdmissionChain::new(),
             options,
-            oplog: OperationLog::default(),
+            oplog,
             faults: Faults::default(),
             watch_epoch: watch::channel(0).0,
         })
@@ -286,31 +292,31 @@ impl ApiServer {
         code: u16,
         user_agent: &str,
     ) {
-        let op = match req {
-            Some(r) => Operation {
-                verb: r.verb.as_str().to_string(),
-                path: path.to_string(),
-                group: r.resource.group.clone(),
-                resource: r.resource.plural.clone(),
-                namespace: r.namespace.clone().unwrap_or_default(),
-                name: r.name.clone().unwrap_or_default(),
-                subresource: r.subresource.clone().unwrap_or_default(),
+        let fields = match req {
+            Some(r) => OperationFields {
+                verb: r.verb.as_str(),
+                path,
+                group: &r.resource.group,
+                resource: &r.resource.plural,
+                namespace: r.namespace.as_deref().unwrap_or(""),
+                name: r.name.as_deref().unwrap_or(""),
+                subresource: r.subresource.as_deref().unwrap_or(""),
                 code,
-                user_agent: user_agent.to_string(),
+                user_agent,
             },
-            None => Operation {
-                verb: method.as_str().to_string(),
-                path: path.to_string(),
-                group: String::new(),
-                resource: String::new(),
-                namespace: String::new(),
-                name: String::new(),
-                subresource: String::new(),
+            None => OperationFields {
+                verb: method.as_str(),
+                path,
+                group: "",
+                resource: "",
+                namespace: "",
+                name: "",
+                subresource: "",
                 code,
-                user_agent: user_agent.to_string(),
+                user_agent,
             },
         };
-        self.oplog.push(op);
+        self.oplog.record(fields);
     }
 }
 

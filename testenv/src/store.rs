@@ -4,14 +4,17 @@
 //! Objects are kept as bytes, not as parsed JSON trees: a list or a watch event is then a copy of
 //! bytes, and 150,000 pods fit in a few hundred MiB instead of gigabytes.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::durability::{Durability, DurabilityError};
+pub use crate::history::WatchCacheSizing;
+use crate::history::WatchHistory;
 
 /// Which collection an object belongs to: group and plural (all versions share one collection).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -177,9 +180,11 @@ pub struct StoreState {
     collections: HashMap<CollectionKey, BTreeMap<ObjectKey, Arc<StoredObject>>>,
     by_uid: HashMap<String, (CollectionKey, ObjectKey)>,
     dependents: HashMap<String, Vec<(CollectionKey, ObjectKey)>>,
-    history: VecDeque<Arc<ChangeEvent>>,
-    history_limit: usize,
-    /// Watches from a resourceVersion below this get 410 Expired.
+    /// Per collection, the recent changes watches resume from.
+    histories: HashMap<CollectionKey, WatchHistory>,
+    sizing: WatchCacheSizing,
+    /// Watches from a resourceVersion below this get 410 Expired, whatever the collection
+    /// (after a compaction or a load from disk).
     compacted_below: u64,
     changes: broadcast::Sender<Arc<ChangeEvent>>,
     log: Option<Box<dyn ChangeLog>>,
@@ -210,8 +215,8 @@ pub enum CommitError {
 }
 
 impl Store {
-    /// An empty store keeping `history_limit` events for watches.
-    pub fn new(history_limit: usize) -> Self {
+    /// An empty store whose watch history per collection is sized by `sizing`.
+    pub fn new(sizing: WatchCacheSizing) -> Self {
         let (changes, _) = broadcast::channel(16_384);
         Self {
             state: Arc::new(RwLock::new(StoreState {
@@ -219,8 +224,8 @@ impl Store {
                 collections: HashMap::new(),
                 by_uid: HashMap::new(),
                 dependents: HashMap::new(),
-                history: VecDeque::new(),
-                history_limit,
+                histories: HashMap::new(),
+                sizing,
                 compacted_below: 0,
                 changes,
                 log: None,
@@ -353,20 +358,43 @@ impl StoreState {
         self.changes.subscribe()
     }
 
-    /// Changes after `resource_version` still in the history, or `None` when it was compacted away.
-    pub fn history_since(&self, resource_version: u64) -> Option<Vec<Arc<ChangeEvent>>> {
+    /// Changes to collection `c` after `resource_version`, or — when some were compacted away —
+    /// the oldest resourceVersion a watch can resume from (for the 410's message).
+    pub fn history_since(
+        &self,
+        c: &CollectionKey,
+        resource_version: u64,
+    ) -> Result<Vec<Arc<ChangeEvent>>, u64> {
         if resource_version < self.compacted_below {
-            return None;
+            return Err(self.compacted_below);
         }
-        let start = self
-            .history
-            .partition_point(|e| e.resource_version <= resource_version);
-        Some(self.history.range(start..).cloned().collect())
+        match self.histories.get(c) {
+            Some(h) => h.since(resource_version),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// How many change events the watch history of `c` keeps now.
+    pub fn history_len(&self, c: &CollectionKey) -> usize {
+        self.histories.get(c).map_or(0, WatchHistory::len)
+    }
+
+    /// How many change events the watch history of `c` may keep now (it grows under a burst of
+    /// changes and shrinks back, within the sizing's bounds).
+    pub fn history_capacity(&self, c: &CollectionKey) -> usize {
+        self.histories
+            .get(c)
+            .map_or(self.sizing.lower_bound, WatchHistory::capacity)
+    }
+
+    /// How many objects the store holds, over every collection.
+    pub fn object_count(&self) -> usize {
+        self.collections.values().map(BTreeMap::len).sum()
     }
 
     /// Drops the whole event history: watches from any older resourceVersion now get 410.
     pub fn compact(&mut self) {
-        self.history.clear();
+        self.histories.clear();
         self.compacted_below = self.resource_version + 1;
     }
 
@@ -404,12 +432,11 @@ impl StoreState {
 
     fn record(&mut self, event: ChangeEvent) {
         let event = Arc::new(event);
-        self.history.push_back(event.clone());
-        while self.history.len() > self.history_limit {
-            if let Some(old) = self.history.pop_front() {
-                self.compacted_below = old.resource_version;
-            }
-        }
+        let sizing = self.sizing;
+        self.histories
+            .entry(event.collection.clone())
+            .or_insert_with(|| WatchHistory::new(&sizing))
+            .push(event.clone(), Instant::now(), &sizing);
         // No receivers is normal (no watches open).
         let _ = self.changes.send(event);
     }
@@ -580,7 +607,7 @@ mod tests {
 
     #[test]
     fn put_enforces_create_and_conflict_rules() {
-        let store = Store::new(100);
+        let store = Store::new(WatchCacheSizing::fixed(100));
         let c = CollectionKey::new("", "configmaps");
         let mut s = store.write();
         let rv = s.next_resource_version();
@@ -596,28 +623,45 @@ mod tests {
         ));
         let rv2 = s.next_resource_version();
         assert!(s.put(&c, &obj("a", rv2), Some(rv)).is_ok());
-        assert_eq!(s.history_since(rv).unwrap().len(), 1);
+        assert_eq!(s.history_since(&c, rv).unwrap().len(), 1);
         s.compact();
-        assert!(s.history_since(rv).is_none());
+        assert!(s.history_since(&c, rv).is_err());
     }
 
     #[test]
-    fn history_limit_expires_old_resource_versions() {
-        let store = Store::new(2);
-        let c = CollectionKey::new("", "configmaps");
+    fn each_collection_keeps_its_own_history() {
+        let store = Store::new(WatchCacheSizing::fixed(2));
+        let configmaps = CollectionKey::new("", "configmaps");
+        let secrets = CollectionKey::new("", "secrets");
         let mut s = store.write();
+        let rv = s.next_resource_version();
+        s.put(&secrets, &obj("s", rv), None).unwrap();
         let first = s.resource_version();
         for i in 0..5 {
             let rv = s.next_resource_version();
-            s.put(&c, &obj(&format!("o{i}"), rv), None).unwrap();
+            s.put(&configmaps, &obj(&format!("o{i}"), rv), None)
+                .unwrap();
         }
-        assert!(s.history_since(first).is_none());
-        assert_eq!(s.history_since(s.resource_version() - 1).unwrap().len(), 1);
+        // Five configmaps overflowed their window of two: only the last two can be replayed.
+        assert_eq!(
+            s.history_since(&configmaps, first).unwrap_err(),
+            s.resource_version() - 2
+        );
+        assert_eq!(
+            s.history_since(&configmaps, s.resource_version() - 2)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(s.history_len(&configmaps), 2);
+        // The secret's history is untouched by the configmaps' churn.
+        assert_eq!(s.history_since(&secrets, first - 1).unwrap().len(), 1);
+        assert_eq!(s.object_count(), 6);
     }
 
     #[test]
     fn namespace_listing_stays_inside_the_namespace() {
-        let store = Store::new(100);
+        let store = Store::new(WatchCacheSizing::fixed(100));
         let c = CollectionKey::new("", "configmaps");
         let mut s = store.write();
         for (ns, name) in [("a", "x"), ("b", "x"), ("b", "y"), ("c", "x")] {

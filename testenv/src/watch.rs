@@ -152,9 +152,16 @@ pub fn start(
         let current = state.resource_version();
         let receiver = state.subscribe();
         match requested_rv {
-            Some(rv) if !send_initial => match state.history_since(rv) {
-                Some(events) => (events, Vec::new(), rv, receiver, false, durability),
-                None => (Vec::new(), Vec::new(), rv, receiver, true, durability),
+            Some(rv) if !send_initial => match state.history_since(&filter.collection, rv) {
+                Ok(events) => (events, Vec::new(), rv, receiver, None, durability),
+                Err(resumable) => (
+                    Vec::new(),
+                    Vec::new(),
+                    rv,
+                    receiver,
+                    Some(resumable),
+                    durability,
+                ),
             },
             _ => {
                 // No resourceVersion (or streaming list): synthetic ADDED for the current state.
@@ -163,7 +170,7 @@ pub fn start(
                     .filter(|o| filter.matches(o))
                     .cloned()
                     .collect();
-                (Vec::new(), initial, current, receiver, false, durability)
+                (Vec::new(), initial, current, receiver, None, durability)
             }
         }
     };
@@ -175,10 +182,10 @@ pub fn start(
     let accept = accept.to_string();
     let mut epoch = server.watch_epoch.subscribe();
     tokio::spawn(async move {
-        if expired {
+        if let Some(resumable) = expired {
+            // The watch cache's wording: the requested version, then the oldest it can serve.
             let e = ApiError::expired(format!(
-                "too old resource version: {start_rv} ({})",
-                server2.store.read().resource_version()
+                "too old resource version: {start_rv} ({resumable})"
             ));
             let _ = tx.send(status_line(&e)).await;
             return;

@@ -229,3 +229,45 @@ async fn injected_faults_answer_with_their_code_and_retry_after() {
     .await;
     assert_eq!(code, 201, "the fault was used up");
 }
+
+#[tokio::test]
+async fn messages_quote_values_as_go_does_never_as_rust_debug() {
+    let env = TestEnv::start().await.unwrap();
+    let (code, _) = send(
+        &env,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        r#"{"metadata":{"name":"a"}}"#,
+    )
+    .await;
+    assert_eq!(code, 201);
+    // kube-apiserver lists what it accepts and nothing more (no Rust-quoted echo of the type).
+    let (code, status) = send(
+        &env,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/a",
+        "text/plain",
+        "{}",
+    )
+    .await;
+    assert_eq!(code, 415);
+    assert_eq!(
+        status["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+    );
+    // A control character in a value is quoted as Go's %q writes it (\x01), not as Rust's
+    // Debug does (\u{1}).
+    let (code, status) = send(
+        &env,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?labelSelector=%01%3Db",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(code, 400);
+    let message = status["message"].as_str().unwrap();
+    assert!(message.contains(r#""\x01""#), "{message}");
+    assert!(!message.contains("\\u{"), "{message}");
+}

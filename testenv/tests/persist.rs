@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use testenv::persist::{self, PersistError, PersistOptions};
-use testenv::store::{CollectionKey, Store};
+use testenv::store::{CollectionKey, Store, WatchCacheSizing};
 use testenv::{TestEnv, TestEnvError, TestEnvOptions};
 
 fn configmaps() -> CollectionKey {
@@ -17,7 +17,7 @@ fn configmaps() -> CollectionKey {
 }
 
 fn open(dir: &Path) -> (Store, persist::Persistence, persist::OpenReport) {
-    persist::open(dir, 1000, PersistOptions::default()).unwrap()
+    persist::open(dir, WatchCacheSizing::default(), PersistOptions::default()).unwrap()
 }
 
 /// Commits a ConfigMap through the store (and so through the log).
@@ -85,9 +85,13 @@ fn reopening_restores_objects_and_resource_version() {
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, _p, _) = open(dir.path());
-    let err = persist::open(dir.path(), 10, PersistOptions::default())
-        .err()
-        .unwrap();
+    let err = persist::open(
+        dir.path(),
+        WatchCacheSizing::default(),
+        PersistOptions::default(),
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, PersistError::Locked(_)), "{err}");
     assert!(
         err.to_string()
@@ -242,9 +246,13 @@ fn damage_outside_the_newest_segment_refuses_to_open() {
     let last = bytes.len() - 3;
     bytes[last] ^= 0xff;
     std::fs::write(&report.snapshot, &bytes).unwrap();
-    let err = persist::open(dir.path(), 10, PersistOptions::default())
-        .err()
-        .unwrap();
+    let err = persist::open(
+        dir.path(),
+        WatchCacheSizing::default(),
+        PersistOptions::default(),
+    )
+    .err()
+    .unwrap();
     match err {
         PersistError::Corrupt { path, reason, .. } => {
             assert_eq!(path, report.snapshot);
@@ -262,9 +270,13 @@ fn a_foreign_file_is_not_read_as_a_log() {
         b"hello world, not a log",
     )
     .unwrap();
-    let err = persist::open(dir.path(), 10, PersistOptions::default())
-        .err()
-        .unwrap();
+    let err = persist::open(
+        dir.path(),
+        WatchCacheSizing::default(),
+        PersistOptions::default(),
+    )
+    .err()
+    .unwrap();
     assert!(
         matches!(err, PersistError::BadHeader { what: "log", .. }),
         "{err}"
@@ -366,7 +378,7 @@ async fn the_background_task_compacts_once_the_log_outgrows_its_threshold() {
         compact_after_bytes: 4096,
         check_interval: Duration::from_millis(10),
     };
-    let (store, p, _) = persist::open(dir.path(), 1000, options).unwrap();
+    let (store, p, _) = persist::open(dir.path(), WatchCacheSizing::default(), options).unwrap();
     let p = std::sync::Arc::new(p);
     let first_segment = p.current_segment();
     put(&store, "small", "x");
@@ -387,7 +399,11 @@ async fn the_background_task_compacts_once_the_log_outgrows_its_threshold() {
     // A compaction already running on the blocking pool finishes and then lets go of the directory.
     let deadline = Instant::now() + Duration::from_secs(5);
     let (store, _p, report) = loop {
-        match persist::open(dir.path(), 1000, PersistOptions::default()) {
+        match persist::open(
+            dir.path(),
+            WatchCacheSizing::default(),
+            PersistOptions::default(),
+        ) {
             Err(PersistError::Locked(_)) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

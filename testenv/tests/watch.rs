@@ -203,3 +203,100 @@ async fn a_controller_reconciles_objects_and_their_changes() {
     assert!(reconciles.load(Ordering::SeqCst) >= 2);
     controller.abort();
 }
+
+/// The first line a raw watch request streams back, parsed.
+async fn first_watch_event(env: &TestEnv, path_and_query: &str) -> serde_json::Value {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: http::Uri = format!("{}{path_and_query}", env.url()).parse().unwrap();
+    let resp = client.get(uri).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "a watch answers 200, errors come in-stream"
+    );
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    while !buf.contains(&b'\n') {
+        let frame = tokio::time::timeout(WAIT, body.frame())
+            .await
+            .expect("a watch event in time")
+            .expect("the stream is open")
+            .unwrap();
+        buf.extend_from_slice(frame.data_ref().expect("a data frame"));
+    }
+    let line = buf.split(|b| *b == b'\n').next().unwrap();
+    serde_json::from_slice(line).unwrap()
+}
+
+#[tokio::test]
+async fn each_resource_keeps_its_own_history_and_expired_watches_get_410_in_stream() {
+    use testenv::store::WatchCacheSizing;
+    use testenv::{ServerOptions, TestEnvOptions};
+    let env = TestEnv::start_with(TestEnvOptions {
+        server: ServerOptions {
+            watch_cache: WatchCacheSizing::fixed(10),
+            ..ServerOptions::default()
+        },
+        ..TestEnvOptions::default()
+    })
+    .await
+    .unwrap();
+    let configmaps: Api<ConfigMap> = Api::default_namespaced(env.client());
+    let quiet = configmaps
+        .create(&PostParams::default(), &cm("quiet"))
+        .await
+        .unwrap();
+    let quiet_rv = quiet.metadata.resource_version.unwrap();
+    let before_quiet: u64 = quiet_rv.parse::<u64>().unwrap() - 1;
+    // Twenty changes to one Secret overflow the Secrets' window of ten, not the ConfigMaps'.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::default_namespaced(env.client());
+    let secret = serde_json::from_value(json!({"metadata": {"name": "busy"}})).unwrap();
+    let first = secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let first_rv = first.metadata.resource_version.unwrap();
+    let mut last_rv = String::new();
+    for i in 0..20 {
+        let patch = json!({"stringData": {"n": i.to_string()}});
+        let s = secrets
+            .patch("busy", &Default::default(), &kube::api::Patch::Merge(patch))
+            .await
+            .unwrap();
+        last_rv = s.metadata.resource_version.unwrap();
+    }
+
+    let event = first_watch_event(
+        &env,
+        &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={before_quiet}"),
+    )
+    .await;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "quiet");
+
+    let event = first_watch_event(
+        &env,
+        &format!("/api/v1/namespaces/default/secrets?watch=true&resourceVersion={first_rv}"),
+    )
+    .await;
+    let oldest: u64 = last_rv.parse::<u64>().unwrap() - 10;
+    assert_eq!(
+        event,
+        json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": format!("too old resource version: {first_rv} ({oldest})"),
+            "reason": "Expired", "code": 410}})
+    );
+    // From the oldest resumable version, the ten kept changes replay.
+    let event = first_watch_event(
+        &env,
+        &format!("/api/v1/namespaces/default/secrets?watch=true&resourceVersion={oldest}"),
+    )
+    .await;
+    assert_eq!(event["type"], "MODIFIED");
+    assert_eq!(
+        event["object"]["metadata"]["resourceVersion"],
+        (oldest + 1).to_string()
+    );
+}

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use testenv::persist;
+use testenv::store::WatchCacheSizing;
 use testenv::{TestEnv, TestEnvOptions};
 
 const CLIENTS: usize = 8;
@@ -70,8 +71,12 @@ fn report(label: &str, latencies: &[Duration]) {
 #[ignore = "measurement"]
 async fn measure_concurrent_creates_with_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, persistence, _) =
-        persist::open(dir.path(), 10_000, persist::PersistOptions::default()).unwrap();
+    let (store, persistence, _) = persist::open(
+        dir.path(),
+        WatchCacheSizing::default(),
+        persist::PersistOptions::default(),
+    )
+    .unwrap();
     let env = TestEnv::start_on_store(TestEnvOptions::default(), store)
         .await
         .unwrap();

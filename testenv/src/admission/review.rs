@@ -4,6 +4,7 @@
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+use crate::meta::go_quote;
 use crate::status::ApiError;
 
 /// The request fields that do not come from the objects.
@@ -96,7 +97,11 @@ pub fn verify_response(body: &Value, uid: &str, mutating: bool) -> Result<Review
     };
     let got_uid = resp.get("uid").and_then(Value::as_str).unwrap_or("");
     if got_uid != uid {
-        return Err(format!("expected response.uid={uid:?}, got {got_uid:?}"));
+        return Err(format!(
+            "expected response.uid={}, got {}",
+            go_quote(uid),
+            go_quote(got_uid)
+        ));
     }
     let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -122,7 +127,8 @@ pub fn verify_response(body: &Value, uid: &str, mutating: bool) -> Result<Review
     }
     if mutating && !patch_type.is_empty() && patch_type != "JSONPatch" {
         return Err(format!(
-            "webhook returned invalid response.patchType of {patch_type:?}"
+            "webhook returned invalid response.patchType of {}",
+            go_quote(patch_type)
         ));
     }
     let patch = if patch_text.is_empty() {
@@ -160,7 +166,7 @@ pub fn denial_error(webhook: &str, status: Option<&Value>) -> ApiError {
     if err.code < 400 {
         err.code = 400;
     }
-    let denied_by = format!("admission webhook {webhook:?} denied the request");
+    let denied_by = format!("admission webhook {} denied the request", go_quote(webhook));
     err.message = if !err.message.is_empty() {
         format!("{denied_by}: {}", err.message)
     } else if !err.reason.is_empty() {
@@ -173,13 +179,17 @@ pub fn denial_error(webhook: &str, status: Option<&Value>) -> ApiError {
 
 /// A webhook that could not be called (transport, timeout, invalid answer) under `Fail`.
 pub fn calling_error(webhook: &str, reason: &str) -> ApiError {
-    ApiError::internal(format!("failed calling webhook {webhook:?}: {reason}"))
+    ApiError::internal(format!(
+        "failed calling webhook {}: {reason}",
+        go_quote(webhook)
+    ))
 }
 
 /// A dry-run request reaching a webhook with side effects.
 pub fn dry_run_unsupported(webhook: &str) -> ApiError {
     ApiError::bad_request(format!(
-        "admission webhook {webhook:?} does not support dry run"
+        "admission webhook {} does not support dry run",
+        go_quote(webhook)
     ))
 }
 

@@ -157,7 +157,7 @@ fn tls_error_text(err: &rustls::Error) -> String {
                 | C::NotValidYetContext { .. } => {
                     "x509: certificate has expired or is not yet valid".to_string()
                 }
-                other => format!("x509: {other:?}"),
+                other => format!("x509: {other}"),
             };
             format!("tls: failed to verify certificate: {why}")
         }
@@ -172,7 +172,12 @@ pub async fn post_review(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Value, CallError> {
-    let fail = |why: String| CallError(format!("Post {:?}: {why}", target.display_url));
+    let fail = |why: String| {
+        CallError(format!(
+            "Post {}: {why}",
+            crate::meta::go_quote(&target.display_url)
+        ))
+    };
     let config = tls_config(ca_bundle).map_err(fail)?;
     let builder = HttpsConnectorBuilder::new()
         .with_tls_config(config)

@@ -9,6 +9,7 @@ pub mod fields;
 
 use serde_json::{Map, Value, json};
 
+use crate::meta::go_quote;
 use crate::status::ApiError;
 pub use fields::{
     Comparison, FieldPath, FieldSet, FieldsError, ListType, PathElement, applied_fields, compare,
@@ -52,9 +53,12 @@ impl ManagedFieldsEntry {
 
     /// `"name"`, `"name" using v1`, as conflicts print a manager.
     fn describe(&self) -> String {
-        let mut s = format!("{:?}", self.manager);
+        let mut s = go_quote(&self.manager);
         if !self.subresource.is_empty() {
-            s.push_str(&format!(" with subresource {:?}", self.subresource));
+            s.push_str(&format!(
+                " with subresource {}",
+                go_quote(&self.subresource)
+            ));
         }
         if self.operation == "Update" {
             s.push_str(&format!(" using {}", self.api_version));

@@ -11,6 +11,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::meta::go_quote;
 use crate::openapi::{builtin_schemas, schema_ref};
 use crate::status::ApiError;
 
@@ -133,7 +134,8 @@ fn merge_map(
         for k in patch.keys() {
             if !k.starts_with('$') && !keep.contains(&k.as_str()) && !patch[k].is_null() {
                 return Err(bad(format!(
-                    "The content of the patch doesn't match the $retainKeys list: key {k:?} is not in $retainKeys"
+                    "The content of the patch doesn't match the $retainKeys list: key {} is not in $retainKeys",
+                    go_quote(k)
                 )));
             }
         }

@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use crate::meta::go_quote;
+
 /// One step of a field path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PathElement {
@@ -77,7 +79,7 @@ impl PathElement {
 /// `value.ToString`: strings quoted, everything else as JSON.
 fn value_display(v: &Value) -> String {
     match v {
-        Value::String(s) => format!("{s:?}"),
+        Value::String(s) => go_quote(s),
         other => other.to_string(),
     }
 }
@@ -261,10 +263,10 @@ fn read_trie(
             continue;
         }
         let pe = PathElement::decode(key)
-            .ok_or_else(|| FieldsError(format!("unknown path element {key:?}")))?;
+            .ok_or_else(|| FieldsError(format!("unknown path element {}", go_quote(key))))?;
         let m = child
             .as_object()
-            .ok_or_else(|| FieldsError(format!("{key:?} is not an object")))?;
+            .ok_or_else(|| FieldsError(format!("{} is not an object", go_quote(key))))?;
         path.push(pe);
         if m.is_empty() {
             set.insert(path.clone());
