@@ -92,7 +92,10 @@ impl WatchHistory {
         }
         let age = |i: usize| now.saturating_duration_since(self.events[i].0);
         if age(0) < sizing.event_fresh {
-            self.capacity = (self.capacity * 2).min(sizing.upper_bound.max(1));
+            // Never below the current size, even if the bounds were given the wrong way round.
+            self.capacity = (self.capacity * 2)
+                .min(sizing.upper_bound)
+                .max(self.capacity);
             return;
         }
         // The event a quarter of the window from the newest (the oldest, for a tiny window).
@@ -207,6 +210,22 @@ mod tests {
         h.push(event(50), now, &sizing());
         assert_eq!(h.since(3).unwrap().len(), 1);
         assert!(h.since(50).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bounds_given_the_wrong_way_round_never_overfill_the_window() {
+        let s = WatchCacheSizing {
+            lower_bound: 8,
+            upper_bound: 4,
+            event_fresh: Duration::from_secs(75),
+        };
+        let mut h = WatchHistory::new(&s);
+        let now = Instant::now();
+        for rv in 1..=20 {
+            h.push(event(rv), now, &s);
+            assert!(h.len() <= h.capacity());
+        }
+        assert_eq!((h.capacity(), h.len()), (8, 8));
     }
 
     #[test]
