@@ -129,6 +129,11 @@ async fn scenario() {
     nodes.max_in_flight = 256;
     let env = TestEnv::start_with(TestEnvOptions {
         node_simulator: Some(nodes),
+        // The bench reads every write of the run back from the log: keep all of it.
+        server: testenv::ServerOptions {
+            operation_log_capacity: None,
+            ..testenv::ServerOptions::default()
+        },
         ..TestEnvOptions::default()
     })
     .await
