@@ -234,7 +234,12 @@ impl AdmissionHandler {
                 };
                 default_service(&mut svc);
                 fill_namespace(&mut svc, request);
-                if let Some(status) = self.already_exists(&svc).await {
+                // Only where a claim would outlive the refused write: elsewhere the API server's
+                // own 409 (without this webhook's name in it) is the better answer.
+                if !dry_run
+                    && allocator.makes_claims()
+                    && let Some(status) = self.already_exists(&svc).await
+                {
                     return AdmissionResponse::deny(uid, status);
                 }
                 let allocation = match allocator.allocate_for_create(&svc, dry_run).await {

@@ -196,6 +196,12 @@ pub trait ServiceAllocator: Send + Sync {
     fn is_ready(&self) -> bool {
         true
     }
+
+    /// Whether a (non-dry-run) allocation makes claims that outlive a refused write; an
+    /// allocator that only checks (audit mode next to kube-apiserver) makes none.
+    fn makes_claims(&self) -> bool {
+        true
+    }
 }
 
 type Owner = (String, String);

@@ -89,4 +89,8 @@ impl ServiceAllocator for ServiceRegistry {
                 .map_err(rejection)
         })
     }
+
+    fn makes_claims(&self) -> bool {
+        self.config().mode == allocator::registry::AllocationMode::Authoritative
+    }
 }
