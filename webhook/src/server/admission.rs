@@ -19,7 +19,7 @@ use crate::endpoints::{
 };
 use crate::field::{FieldError, FieldPath, FieldValue, ValueRendering};
 use crate::ip::{LOOPBACK_DETAIL, parse_ip_sloppy};
-use crate::server::allocation::{HeldValues, ServiceAllocator};
+use crate::server::allocation::{Allocation, HeldValues, ServiceAllocator};
 use crate::server::lookup::ClusterIpLookup;
 use crate::status::{Status, StatusDetails};
 use crate::{
@@ -255,18 +255,9 @@ impl AdmissionHandler {
                     &self.policy.options,
                 );
                 if let Err(rejection) = checked {
-                    // Upstream reverts the allocation transaction when validation fails.
-                    self.release(
-                        allocator.as_ref(),
-                        &allocation.service,
-                        &allocation.claimed,
-                        dry_run,
-                    )
-                    .await;
-                    return AdmissionResponse::deny(
-                        uid,
-                        rejection.to_status("Service", &name, style),
-                    );
+                    return self
+                        .revert(allocator.as_ref(), &allocation, &rejection, request)
+                        .await;
                 }
                 let original = request.object.clone().unwrap_or(Value::Null);
                 AdmissionResponse::allow(uid)
@@ -296,17 +287,9 @@ impl AdmissionHandler {
                 let prepared = match checked {
                     Ok(prepared) => prepared,
                     Err(rejection) => {
-                        self.release(
-                            allocator.as_ref(),
-                            &allocation.service,
-                            &allocation.claimed,
-                            dry_run,
-                        )
-                        .await;
-                        return AdmissionResponse::deny(
-                            uid,
-                            rejection.to_status("Service", &name, style),
-                        );
+                        return self
+                            .revert(allocator.as_ref(), &allocation, &rejection, request)
+                            .await;
                     }
                 };
                 // A webhook never learns whether the write commits; releasing what the update
@@ -325,6 +308,26 @@ impl AdmissionHandler {
             }
             Operation::Connect => AdmissionResponse::allow(uid),
         }
+    }
+
+    /// Validation refused what was allocated: upstream reverts the allocation transaction, so
+    /// what this write claimed is released before the refusal is answered.
+    async fn revert(
+        &self,
+        allocator: &dyn ServiceAllocator,
+        allocation: &Allocation,
+        rejection: &crate::Rejection,
+        request: &AdmissionRequest,
+    ) -> AdmissionResponse {
+        self.release(
+            allocator,
+            &allocation.service,
+            &allocation.claimed,
+            request.is_dry_run(),
+        )
+        .await;
+        let status = rejection.to_status("Service", &request.object_name(), self.policy.rendering);
+        AdmissionResponse::deny(&request.uid, status)
     }
 
     /// The apiserver's 409 for a create of a name another Service holds. Upstream allocates,
