@@ -351,7 +351,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
             status_answer(
                 StatusCode::GATEWAY_TIMEOUT,
                 "Timeout",
-                &format!("the admission review was not answered within {timeout:?}"),
+                &format!(
+                    "the admission review was not answered within {}s",
+                    timeout.as_secs_f64()
+                ),
             ),
             "unknown".to_owned(),
             ReviewOutcome::Error,
