@@ -288,6 +288,409 @@ impl Pass<'_> {
     }
 }
 
+impl Pass<'_> {
+    /// Services → their ClusterIPs: invalid, out-of-range and duplicate addresses reported,
+    /// missing and mislabelled claims repaired. Returns which Service holds each address.
+    fn services_to_cluster_ips(&mut self, inv: &Inventory<'_>) -> BTreeMap<IpAddr, ServiceKey> {
+        let mut ip_holder: BTreeMap<IpAddr, ServiceKey> = BTreeMap::new();
+        for service in &inv.services {
+            let key = key_of(service);
+            for text in listed_cluster_ips(service) {
+                let Ok(ip) = text.parse::<IpAddr>() else {
+                    self.ip_error("invalid");
+                    self.event(
+                        regarding_service(service),
+                        "ClusterIPNotValid",
+                        "ClusterIPValidation",
+                        format!("Cluster IP {text} is not a valid IP; please recreate Service"),
+                    );
+                    continue;
+                };
+                let family = IpFamily::of(&ip);
+                let in_range = self
+                    .input
+                    .ranges
+                    .for_family(family)
+                    .and_then(|cidr| cidr.offset_of(ip).map(|_| cidr.to_string()));
+                let Some(cidr) = in_range else {
+                    self.ip_error("outOfRange");
+                    self.event(
+                        regarding_service(service),
+                        "ClusterIPOutOfRange",
+                        "ClusterIPAllocation",
+                        format!(
+                            "Cluster IP [{family}]: {ip} is not within any configured Service CIDR; please recreate service"
+                        ),
+                    );
+                    continue;
+                };
+                if let Some(first) = ip_holder.get(&ip) {
+                    if first != &key {
+                        self.ip_error("duplicate");
+                        self.event(
+                            regarding_service(service),
+                            "ClusterIPAlreadyAllocated",
+                            "ClusterIPAllocation",
+                            format!(
+                                "Cluster IP [{family}]:{ip} was assigned to multiple services; please recreate service"
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                ip_holder.insert(ip, key.clone());
+                *self.plan.allocated_ips.entry(cidr).or_default() += 1;
+                let parent = ServiceRef {
+                    namespace: key.0.clone(),
+                    name: key.1.clone(),
+                    uid: service.metadata.uid.clone(),
+                };
+                match inv.ip_objects.get(&ip) {
+                    None => {
+                        self.ip_error("repair");
+                        self.event(
+                            regarding_service(service),
+                            "ClusterIPNotAllocated",
+                            "ClusterIPAllocation",
+                            format!("Cluster IP [{family}]: {ip} is not allocated; repairing"),
+                        );
+                        if self.authoritative {
+                            self.plan
+                                .actions
+                                .push(RepairAction::CreateIpAddress(Box::new(ip_address_claim(
+                                    ip, &parent,
+                                ))));
+                        }
+                    }
+                    Some(obj) => {
+                        let managed = label(obj, MANAGED_BY_LABEL) == Some(inv.ours);
+                        let labels_right =
+                            label(obj, IP_FAMILY_LABEL) == Some(family.as_str()) && managed;
+                        let wrong_reference = match service_parent(obj) {
+                            None => true,
+                            Some(owner) if owner == key => false,
+                            Some(owner) => match inv.by_key.get(&owner) {
+                                Some(other)
+                                    if listed_cluster_ips(other).contains(&ip.to_string()) =>
+                                {
+                                    self.ip_error("duplicate");
+                                    self.event(
+                                        regarding_service(service),
+                                        "ClusterIPAlreadyAllocated",
+                                        "ClusterIPAllocation",
+                                        format!(
+                                            "Cluster IP [{family}]:{ip} was assigned to multiple services; please recreate service"
+                                        ),
+                                    );
+                                    continue;
+                                }
+                                _ => true,
+                            },
+                        };
+                        if wrong_reference {
+                            self.event(
+                                regarding_service(service),
+                                "ClusterIPNotAllocated",
+                                "ClusterIPAllocation",
+                                format!(
+                                    "the ClusterIP [{family}]: {ip} for Service {}/{} has a wrong reference; repairing",
+                                    key.0, key.1
+                                ),
+                            );
+                        }
+                        // Someone else's object is reported, never rewritten.
+                        if (wrong_reference || !labels_right) && managed && self.authoritative {
+                            self.plan.actions.push(RepairAction::DeleteIpAddress {
+                                name: ip.to_string(),
+                                uid: obj.metadata.uid.clone(),
+                            });
+                            self.plan
+                                .actions
+                                .push(RepairAction::CreateIpAddress(Box::new(ip_address_claim(
+                                    ip, &parent,
+                                ))));
+                        }
+                    }
+                }
+            }
+        }
+        ip_holder
+    }
+
+    /// Managed IPAddresses → their Service: claims whose Service is gone, or holds another
+    /// address, are freed once their grace period is over.
+    fn ip_addresses_to_services(
+        &mut self,
+        inv: &Inventory<'_>,
+        ip_holder: &BTreeMap<IpAddr, ServiceKey>,
+    ) {
+        for (ip, obj) in &inv.ip_objects {
+            if label(obj, MANAGED_BY_LABEL) != Some(inv.ours) {
+                continue;
+            }
+            let name = ip.to_string();
+            let regarding = Regarding::IpAddress {
+                name: name.clone(),
+                uid: obj.metadata.uid.clone(),
+            };
+            let delete = RepairAction::DeleteIpAddress {
+                name: name.clone(),
+                uid: obj.metadata.uid.clone(),
+            };
+            let Some(owner) = service_parent(obj) else {
+                self.ip_error("invalid");
+                self.event(
+                    regarding,
+                    "IPAddressNotAllocated",
+                    "IPAddressAllocation",
+                    format!(
+                        "IPAddress {name} appears to have been modified, not referencing a Service {}: cleaning up",
+                        parent_go_value(obj)
+                    ),
+                );
+                if self.authoritative {
+                    self.plan.actions.push(delete);
+                }
+                continue;
+            };
+            let created = obj.metadata.creation_timestamp.as_ref();
+            match inv.by_key.get(&owner) {
+                None => {
+                    if !self.may_release(&owner, Claim::Ip(*ip), created) {
+                        continue;
+                    }
+                    let seen_go = self
+                        .input
+                        .dropped
+                        .contains(&(owner.clone(), Claim::Ip(*ip)));
+                    if !seen_go {
+                        self.ip_error("leak");
+                        let message = if self.authoritative {
+                            format!(
+                                "IPAddress: {name} for Service {}/{} appears to have leaked: cleaning up",
+                                owner.0, owner.1
+                            )
+                        } else {
+                            format!(
+                                "IPAddress: {name} for Service {}/{} appears to have leaked",
+                                owner.0, owner.1
+                            )
+                        };
+                        self.event(
+                            regarding,
+                            "IPAddressNotAllocated",
+                            "IPAddressAllocation",
+                            message,
+                        );
+                    }
+                    if self.authoritative {
+                        self.plan.actions.push(delete);
+                    }
+                }
+                Some(service) => {
+                    if listed_cluster_ips(service).contains(&name)
+                        || ip_holder.get(ip) == Some(&owner)
+                    {
+                        continue;
+                    }
+                    if !self.may_release(&owner, Claim::Ip(*ip), created) {
+                        continue;
+                    }
+                    if !self
+                        .input
+                        .dropped
+                        .contains(&(owner.clone(), Claim::Ip(*ip)))
+                    {
+                        self.ip_error("wrongReference");
+                        self.event(
+                            regarding,
+                            "IPAddressWrongReference",
+                            "IPAddressAllocation",
+                            format!(
+                                "IPAddress: {name} for Service {}/{} has a wrong reference; cleaning up",
+                                owner.0, owner.1
+                            ),
+                        );
+                    }
+                    if self.authoritative {
+                        self.plan.actions.push(delete);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Services → their NodePorts: out-of-range and duplicate ports reported, missing claims
+    /// repaired. Returns which Service holds each port.
+    fn services_to_node_ports(&mut self, inv: &Inventory<'_>) -> BTreeMap<i32, ServiceKey> {
+        let range = self.input.node_ports;
+        let mut port_holder: BTreeMap<i32, ServiceKey> = BTreeMap::new();
+        for service in &inv.services {
+            let key = key_of(service);
+            let ports: BTreeSet<i32> = held_node_ports(service).into_iter().collect();
+            for port in ports {
+                if !range.contains(i64::from(port)) {
+                    self.port_error("outOfRange");
+                    self.event(
+                        regarding_service(service),
+                        "PortOutOfRange",
+                        "PortAllocation",
+                        format!(
+                            "Port {port} is not within the port range {range}; please recreate service"
+                        ),
+                    );
+                    continue;
+                }
+                if port_holder.contains_key(&port) {
+                    self.port_error("duplicate");
+                    self.event(
+                        regarding_service(service),
+                        "PortAlreadyAllocated",
+                        "PortAllocation",
+                        format!(
+                            "Port {port} was assigned to multiple services; please recreate service"
+                        ),
+                    );
+                    continue;
+                }
+                port_holder.insert(port, key.clone());
+                self.plan.allocated_ports += 1;
+                if !self.authoritative {
+                    continue;
+                }
+                match inv.port_objects.get(&port) {
+                    None => {
+                        self.port_error("repair");
+                        self.event(
+                            regarding_service(service),
+                            "PortNotAllocated",
+                            "PortAllocation",
+                            format!("Port {port} is not allocated; repairing"),
+                        );
+                        let parent = ServiceRef {
+                            namespace: key.0.clone(),
+                            name: key.1.clone(),
+                            uid: service.metadata.uid.clone(),
+                        };
+                        self.plan
+                            .actions
+                            .push(RepairAction::CreateNodePort(Box::new(node_port_claim(
+                                port, &parent,
+                            ))));
+                    }
+                    Some(obj) => {
+                        let held = &obj.spec.parent_ref;
+                        let owner = (held.namespace.clone(), held.name.clone());
+                        if owner != key
+                            && inv
+                                .by_key
+                                .get(&owner)
+                                .is_some_and(|other| held_node_ports(other).contains(&port))
+                        {
+                            self.port_error("duplicate");
+                            self.event(
+                                regarding_service(service),
+                                "PortAlreadyAllocated",
+                                "PortAllocation",
+                                format!("Port {port} was assigned to multiple services; please recreate service"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        port_holder
+    }
+
+    /// NodePortAllocations → their Service: claims nobody rightfully holds are freed once
+    /// their grace period is over.
+    fn node_port_allocations_to_services(
+        &mut self,
+        inv: &Inventory<'_>,
+        port_holder: &BTreeMap<i32, ServiceKey>,
+    ) {
+        if self.authoritative {
+            for (port, obj) in &inv.port_objects {
+                let held = &obj.spec.parent_ref;
+                let owner = (held.namespace.clone(), held.name.clone());
+                let rightful = inv.by_key.get(&owner).is_some_and(|service| {
+                    let same_uid = match (&held.uid, &service.metadata.uid) {
+                        (Some(a), Some(b)) => a == b,
+                        _ => true,
+                    };
+                    same_uid && port_holder.get(port) == Some(&owner)
+                });
+                if rightful
+                    || !self.may_release(
+                        &owner,
+                        Claim::Port(*port),
+                        obj.metadata.creation_timestamp.as_ref(),
+                    )
+                {
+                    continue;
+                }
+                if !self
+                    .input
+                    .dropped
+                    .contains(&(owner.clone(), Claim::Port(*port)))
+                {
+                    self.port_error("leak");
+                    tracing::warn!("the node port {port} appears to have leaked: cleaning up");
+                }
+                self.plan.actions.push(RepairAction::DeleteNodePort {
+                    name: port.to_string(),
+                    uid: obj.metadata.uid.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// What one pass looks at, indexed: the live Services in key order, and the claims by value.
+struct Inventory<'a> {
+    services: Vec<&'a Service>,
+    by_key: BTreeMap<ServiceKey, &'a Service>,
+    ip_objects: BTreeMap<IpAddr, &'a IPAddress>,
+    port_objects: BTreeMap<i32, &'a NodePortAllocation>,
+    /// The `managed-by` value of the IPAddresses the pass judges (svcplane's, or upstream's in
+    /// audit mode).
+    ours: &'static str,
+}
+
+impl<'a> Inventory<'a> {
+    fn of(input: &'a RepairInput<'a>, authoritative: bool) -> Self {
+        let mut services: Vec<&Service> = input
+            .services
+            .iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .collect();
+        services.sort_by_key(|s| key_of(s));
+        let by_key = services.iter().map(|s| (key_of(s), *s)).collect();
+        let ip_objects = input
+            .ip_addresses
+            .iter()
+            .filter_map(|o| ip_address_ip(o).map(|ip| (ip, o)))
+            .collect();
+        let port_objects = input
+            .node_port_allocations
+            .iter()
+            .map(|o| (o.spec.port, o))
+            .collect();
+        let ours = if authoritative {
+            SVCPLANE_MANAGED_BY
+        } else {
+            UPSTREAM_MANAGED_BY
+        };
+        Inventory {
+            services,
+            by_key,
+            ip_objects,
+            port_objects,
+            ours,
+        }
+    }
+}
+
 /// Plans one repair pass. Only IPAddresses labelled `managed-by` svcplane and svcplane's
 /// NodePortAllocations are ever written; in audit mode nothing is, and only upstream-managed
 /// IPAddresses are judged.
@@ -297,346 +700,11 @@ pub fn plan_repair(input: &RepairInput<'_>) -> RepairPlan {
         plan: RepairPlan::default(),
         authoritative: input.mode == AllocationMode::Authoritative,
     };
-    let mut services: Vec<&Service> = input
-        .services
-        .iter()
-        .filter(|s| s.metadata.deletion_timestamp.is_none())
-        .collect();
-    services.sort_by_key(|s| key_of(s));
-    let by_key: BTreeMap<ServiceKey, &Service> = services.iter().map(|s| (key_of(s), *s)).collect();
-    let ip_objects: BTreeMap<IpAddr, &IPAddress> = input
-        .ip_addresses
-        .iter()
-        .filter_map(|o| ip_address_ip(o).map(|ip| (ip, o)))
-        .collect();
-    let port_objects: BTreeMap<i32, &NodePortAllocation> = input
-        .node_port_allocations
-        .iter()
-        .map(|o| (o.spec.port, o))
-        .collect();
-    let ours = if pass.authoritative {
-        SVCPLANE_MANAGED_BY
-    } else {
-        UPSTREAM_MANAGED_BY
-    };
-
-    // Services → their ClusterIPs.
-    let mut ip_holder: BTreeMap<IpAddr, ServiceKey> = BTreeMap::new();
-    for service in &services {
-        let key = key_of(service);
-        for text in listed_cluster_ips(service) {
-            let Ok(ip) = text.parse::<IpAddr>() else {
-                pass.ip_error("invalid");
-                pass.event(
-                    regarding_service(service),
-                    "ClusterIPNotValid",
-                    "ClusterIPValidation",
-                    format!("Cluster IP {text} is not a valid IP; please recreate Service"),
-                );
-                continue;
-            };
-            let family = IpFamily::of(&ip);
-            let in_range = input
-                .ranges
-                .for_family(family)
-                .and_then(|cidr| cidr.offset_of(ip).map(|_| cidr.to_string()));
-            let Some(cidr) = in_range else {
-                pass.ip_error("outOfRange");
-                pass.event(
-                    regarding_service(service),
-                    "ClusterIPOutOfRange",
-                    "ClusterIPAllocation",
-                    format!(
-                        "Cluster IP [{family}]: {ip} is not within any configured Service CIDR; please recreate service"
-                    ),
-                );
-                continue;
-            };
-            if let Some(first) = ip_holder.get(&ip) {
-                if first != &key {
-                    pass.ip_error("duplicate");
-                    pass.event(
-                        regarding_service(service),
-                        "ClusterIPAlreadyAllocated",
-                        "ClusterIPAllocation",
-                        format!(
-                            "Cluster IP [{family}]:{ip} was assigned to multiple services; please recreate service"
-                        ),
-                    );
-                }
-                continue;
-            }
-            ip_holder.insert(ip, key.clone());
-            *pass.plan.allocated_ips.entry(cidr).or_default() += 1;
-            let parent = ServiceRef {
-                namespace: key.0.clone(),
-                name: key.1.clone(),
-                uid: service.metadata.uid.clone(),
-            };
-            match ip_objects.get(&ip) {
-                None => {
-                    pass.ip_error("repair");
-                    pass.event(
-                        regarding_service(service),
-                        "ClusterIPNotAllocated",
-                        "ClusterIPAllocation",
-                        format!("Cluster IP [{family}]: {ip} is not allocated; repairing"),
-                    );
-                    if pass.authoritative {
-                        pass.plan
-                            .actions
-                            .push(RepairAction::CreateIpAddress(Box::new(ip_address_claim(
-                                ip, &parent,
-                            ))));
-                    }
-                }
-                Some(obj) => {
-                    let managed = label(obj, MANAGED_BY_LABEL) == Some(ours);
-                    let labels_right =
-                        label(obj, IP_FAMILY_LABEL) == Some(family.as_str()) && managed;
-                    let wrong_reference = match service_parent(obj) {
-                        None => true,
-                        Some(owner) if owner == key => false,
-                        Some(owner) => match by_key.get(&owner) {
-                            Some(other) if listed_cluster_ips(other).contains(&ip.to_string()) => {
-                                pass.ip_error("duplicate");
-                                pass.event(
-                                    regarding_service(service),
-                                    "ClusterIPAlreadyAllocated",
-                                    "ClusterIPAllocation",
-                                    format!(
-                                        "Cluster IP [{family}]:{ip} was assigned to multiple services; please recreate service"
-                                    ),
-                                );
-                                continue;
-                            }
-                            _ => true,
-                        },
-                    };
-                    if wrong_reference {
-                        pass.event(
-                            regarding_service(service),
-                            "ClusterIPNotAllocated",
-                            "ClusterIPAllocation",
-                            format!(
-                                "the ClusterIP [{family}]: {ip} for Service {}/{} has a wrong reference; repairing",
-                                key.0, key.1
-                            ),
-                        );
-                    }
-                    // Someone else's object is reported, never rewritten.
-                    if (wrong_reference || !labels_right) && managed && pass.authoritative {
-                        pass.plan.actions.push(RepairAction::DeleteIpAddress {
-                            name: ip.to_string(),
-                            uid: obj.metadata.uid.clone(),
-                        });
-                        pass.plan
-                            .actions
-                            .push(RepairAction::CreateIpAddress(Box::new(ip_address_claim(
-                                ip, &parent,
-                            ))));
-                    }
-                }
-            }
-        }
-    }
-
-    // Managed IPAddresses → their Service.
-    for (ip, obj) in &ip_objects {
-        if label(obj, MANAGED_BY_LABEL) != Some(ours) {
-            continue;
-        }
-        let name = ip.to_string();
-        let regarding = Regarding::IpAddress {
-            name: name.clone(),
-            uid: obj.metadata.uid.clone(),
-        };
-        let delete = RepairAction::DeleteIpAddress {
-            name: name.clone(),
-            uid: obj.metadata.uid.clone(),
-        };
-        let Some(owner) = service_parent(obj) else {
-            pass.ip_error("invalid");
-            pass.event(
-                regarding,
-                "IPAddressNotAllocated",
-                "IPAddressAllocation",
-                format!(
-                    "IPAddress {name} appears to have been modified, not referencing a Service {}: cleaning up",
-                    parent_go_value(obj)
-                ),
-            );
-            if pass.authoritative {
-                pass.plan.actions.push(delete);
-            }
-            continue;
-        };
-        let created = obj.metadata.creation_timestamp.as_ref();
-        match by_key.get(&owner) {
-            None => {
-                if !pass.may_release(&owner, Claim::Ip(*ip), created) {
-                    continue;
-                }
-                let seen_go = input.dropped.contains(&(owner.clone(), Claim::Ip(*ip)));
-                if !seen_go {
-                    pass.ip_error("leak");
-                    let message = if pass.authoritative {
-                        format!(
-                            "IPAddress: {name} for Service {}/{} appears to have leaked: cleaning up",
-                            owner.0, owner.1
-                        )
-                    } else {
-                        format!(
-                            "IPAddress: {name} for Service {}/{} appears to have leaked",
-                            owner.0, owner.1
-                        )
-                    };
-                    pass.event(
-                        regarding,
-                        "IPAddressNotAllocated",
-                        "IPAddressAllocation",
-                        message,
-                    );
-                }
-                if pass.authoritative {
-                    pass.plan.actions.push(delete);
-                }
-            }
-            Some(service) => {
-                if listed_cluster_ips(service).contains(&name) || ip_holder.get(ip) == Some(&owner)
-                {
-                    continue;
-                }
-                if !pass.may_release(&owner, Claim::Ip(*ip), created) {
-                    continue;
-                }
-                if !input.dropped.contains(&(owner.clone(), Claim::Ip(*ip))) {
-                    pass.ip_error("wrongReference");
-                    pass.event(
-                        regarding,
-                        "IPAddressWrongReference",
-                        "IPAddressAllocation",
-                        format!(
-                            "IPAddress: {name} for Service {}/{} has a wrong reference; cleaning up",
-                            owner.0, owner.1
-                        ),
-                    );
-                }
-                if pass.authoritative {
-                    pass.plan.actions.push(delete);
-                }
-            }
-        }
-    }
-
-    // Services → their NodePorts.
-    let range = input.node_ports;
-    let mut port_holder: BTreeMap<i32, ServiceKey> = BTreeMap::new();
-    for service in &services {
-        let key = key_of(service);
-        let ports: BTreeSet<i32> = held_node_ports(service).into_iter().collect();
-        for port in ports {
-            if !range.contains(i64::from(port)) {
-                pass.port_error("outOfRange");
-                pass.event(
-                    regarding_service(service),
-                    "PortOutOfRange",
-                    "PortAllocation",
-                    format!(
-                        "Port {port} is not within the port range {range}; please recreate service"
-                    ),
-                );
-                continue;
-            }
-            if port_holder.contains_key(&port) {
-                pass.port_error("duplicate");
-                pass.event(
-                    regarding_service(service),
-                    "PortAlreadyAllocated",
-                    "PortAllocation",
-                    format!(
-                        "Port {port} was assigned to multiple services; please recreate service"
-                    ),
-                );
-                continue;
-            }
-            port_holder.insert(port, key.clone());
-            pass.plan.allocated_ports += 1;
-            if !pass.authoritative {
-                continue;
-            }
-            match port_objects.get(&port) {
-                None => {
-                    pass.port_error("repair");
-                    pass.event(
-                        regarding_service(service),
-                        "PortNotAllocated",
-                        "PortAllocation",
-                        format!("Port {port} is not allocated; repairing"),
-                    );
-                    let parent = ServiceRef {
-                        namespace: key.0.clone(),
-                        name: key.1.clone(),
-                        uid: service.metadata.uid.clone(),
-                    };
-                    pass.plan
-                        .actions
-                        .push(RepairAction::CreateNodePort(Box::new(node_port_claim(
-                            port, &parent,
-                        ))));
-                }
-                Some(obj) => {
-                    let held = &obj.spec.parent_ref;
-                    let owner = (held.namespace.clone(), held.name.clone());
-                    if owner != key
-                        && by_key
-                            .get(&owner)
-                            .is_some_and(|other| held_node_ports(other).contains(&port))
-                    {
-                        pass.port_error("duplicate");
-                        pass.event(
-                            regarding_service(service),
-                            "PortAlreadyAllocated",
-                            "PortAllocation",
-                            format!("Port {port} was assigned to multiple services; please recreate service"),
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    // NodePortAllocations → their Service.
-    if pass.authoritative {
-        for (port, obj) in &port_objects {
-            let held = &obj.spec.parent_ref;
-            let owner = (held.namespace.clone(), held.name.clone());
-            let rightful = by_key.get(&owner).is_some_and(|service| {
-                let same_uid = match (&held.uid, &service.metadata.uid) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => true,
-                };
-                same_uid && port_holder.get(port) == Some(&owner)
-            });
-            if rightful
-                || !pass.may_release(
-                    &owner,
-                    Claim::Port(*port),
-                    obj.metadata.creation_timestamp.as_ref(),
-                )
-            {
-                continue;
-            }
-            if !input.dropped.contains(&(owner.clone(), Claim::Port(*port))) {
-                pass.port_error("leak");
-                tracing::warn!("the node port {port} appears to have leaked: cleaning up");
-            }
-            pass.plan.actions.push(RepairAction::DeleteNodePort {
-                name: port.to_string(),
-                uid: obj.metadata.uid.clone(),
-            });
-        }
-    }
+    let inv = Inventory::of(input, pass.authoritative);
+    let ip_holder = pass.services_to_cluster_ips(&inv);
+    pass.ip_addresses_to_services(&inv, &ip_holder);
+    let port_holder = pass.services_to_node_ports(&inv);
+    pass.node_port_allocations_to_services(&inv, &port_holder);
 
     // Deletes before creates, so that a recreated claim does not collide with its old self.
     pass.plan.actions.sort_by_key(|a| match a {
