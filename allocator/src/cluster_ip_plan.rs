@@ -139,40 +139,129 @@ fn plan(
             printed_cluster_ips: Vec::new(),
         });
     }
-    // Step 1: `clusterIP` alone becomes `clusterIPs = [clusterIP]` (on update too, so that a
-    // changed singular field is what immutability checks see).
     let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
-    let mut cluster_ips = spec.cluster_ips.clone().unwrap_or_default();
+    let cluster_ips = normalized_cluster_ips(&spec, old);
+    let headless = cluster_ips.first().map(String::as_str) == Some(NONE);
+    let selectorless = spec.selector.as_ref().is_none_or(|s| s.is_empty());
+    let policy = effective_policy(&spec, old, headless && selectorless);
+    let requested_families = spec.ip_families.clone().unwrap_or_default();
+    let parsed = parse_cluster_ips(&cluster_ip, &cluster_ips, &requested_families, headless)?;
+    check_single_stack(&policy, &cluster_ips, &requested_families)?;
+    let mut families = families_of(&requested_families, &parsed, &cluster_ips, ranges)?;
+
+    let primary = ranges.primary.family();
+    // Step 6: headless without selector: families only, even on a single-stack cluster.
+    if headless && selectorless {
+        if families.is_empty() {
+            families.push(primary);
+        }
+        if policy != SINGLE_STACK && families.len() == 1 {
+            families.push(families[0].other());
+        }
+        return Ok(ClusterIpPlan {
+            external_name: false,
+            headless: true,
+            ip_family_policy: Some(policy),
+            ip_families: families,
+            requests: Vec::new(),
+            printed_cluster_ips: cluster_ips,
+        });
+    }
+
+    // Steps 7 and 8.
+    if policy == REQUIRE_DUAL_STACK && !ranges.is_dual_stack() {
+        return Err(policy_error(
+            &policy,
+            "this cluster is not configured for dual-stack services",
+        ));
+    }
+    for (i, family) in families.iter().enumerate() {
+        if ranges.for_family(*family).is_none() {
+            return Err(family_error(
+                format!("spec.ipFamilies[{i}]"),
+                Value::from(family.as_str()),
+                "not configured on this cluster",
+            ));
+        }
+    }
+    // Step 9.
+    if families.is_empty() {
+        families.push(primary);
+    }
+    if policy != SINGLE_STACK && families.len() == 1 && ranges.is_dual_stack() {
+        families.push(families[0].other());
+    }
+
+    // Step 10.
+    let mut printed = cluster_ips.clone();
+    while printed.len() < families.len() {
+        printed.push(String::new());
+    }
+    let requests = if headless {
+        Vec::new()
+    } else {
+        requests_for(&families, &parsed, &cluster_ips)
+    };
+    Ok(ClusterIpPlan {
+        external_name: false,
+        headless,
+        ip_family_policy: Some(policy),
+        ip_families: families,
+        requests,
+        printed_cluster_ips: printed,
+    })
+}
+
+/// Step 1: `clusterIP` alone becomes `clusterIPs = [clusterIP]` (on update too, so that a
+/// changed singular field is what immutability checks see).
+fn normalized_cluster_ips(spec: &ServiceSpec, old: Option<&Service>) -> Vec<String> {
+    let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
+    let cluster_ips = spec.cluster_ips.clone().unwrap_or_default();
     if !cluster_ip.is_empty() && cluster_ips.is_empty() {
-        cluster_ips = vec![cluster_ip.clone()];
-    } else if !cluster_ip.is_empty() && old.is_some() && cluster_ips.first() != Some(&cluster_ip) {
+        return vec![cluster_ip];
+    }
+    if !cluster_ip.is_empty() && old.is_some() && cluster_ips.first() != Some(&cluster_ip) {
         let old_ips = old
             .and_then(|o| o.spec.as_ref())
             .and_then(|s| s.cluster_ips.clone())
             .unwrap_or_default();
         if old_ips == cluster_ips {
-            cluster_ips = vec![cluster_ip.clone()];
+            return vec![cluster_ip];
         }
     }
-    let list_value = || Value::from(cluster_ips.clone());
-    let headless = cluster_ips.first().map(String::as_str) == Some(NONE);
-    let selectorless = spec.selector.as_ref().is_none_or(|s| s.is_empty());
+    cluster_ips
+}
 
-    // Step 2: the policy.
-    let policy = match &spec.ip_family_policy {
-        Some(p) => p.clone(),
-        None => match old
-            .and_then(|o| o.spec.as_ref())
-            .and_then(|s| s.ip_family_policy.clone())
-        {
-            Some(inherited) => inherited,
-            None if headless && selectorless => REQUIRE_DUAL_STACK.to_string(),
-            None => SINGLE_STACK.to_string(),
-        },
-    };
+/// Step 2: the policy asked for, else the old object's, else upstream's default
+/// (`RequireDualStack` for a headless Service without selector, `SingleStack` otherwise).
+fn effective_policy(
+    spec: &ServiceSpec,
+    old: Option<&Service>,
+    headless_without_selector: bool,
+) -> String {
+    if let Some(policy) = &spec.ip_family_policy {
+        return policy.clone();
+    }
+    match old
+        .and_then(|o| o.spec.as_ref())
+        .and_then(|s| s.ip_family_policy.clone())
+    {
+        Some(inherited) => inherited,
+        None if headless_without_selector => REQUIRE_DUAL_STACK.to_string(),
+        None => SINGLE_STACK.to_string(),
+    }
+}
 
-    // Step 3: the allocation-relevant part of §4.6.
-    if !cluster_ip.is_empty() && cluster_ips.first() != Some(&cluster_ip) {
+/// Step 3, the allocation-relevant part of §4.6: the addresses parsed (`None` for `None`),
+/// or the first thing wrong with them.
+fn parse_cluster_ips(
+    cluster_ip: &str,
+    cluster_ips: &[String],
+    requested_families: &[String],
+    headless: bool,
+) -> Result<Vec<Option<IpAddr>>, ServiceAllocationError> {
+    let list_value = || Value::from(cluster_ips.to_vec());
+    if !cluster_ip.is_empty() && cluster_ips.first().map(String::as_str) != Some(cluster_ip) {
         return Err(family_error(
             "spec.clusterIPs".into(),
             list_value(),
@@ -217,9 +306,8 @@ fn plan(
             "may specify no more than one IP for each IP family",
         ));
     }
-    let requested_families = spec.ip_families.clone().unwrap_or_default();
     if !headless {
-        for (i, (ip, family)) in parsed.iter().zip(&requested_families).enumerate() {
+        for (i, (ip, family)) in parsed.iter().zip(requested_families).enumerate() {
             if let (Some(ip), Some(family)) = (ip, IpFamily::parse(family))
                 && IpFamily::of(ip) != family
             {
@@ -231,29 +319,48 @@ fn plan(
             }
         }
     }
+    Ok(parsed)
+}
 
-    // Step 4: SingleStack with two of anything.
-    let policy_error = |detail: &str| {
-        family_error(
-            "spec.ipFamilyPolicy".into(),
-            Value::from(policy.clone()),
-            detail,
-        )
-    };
-    if policy == SINGLE_STACK {
-        if cluster_ips.len() == 2 {
-            return Err(policy_error(
-                "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified",
-            ));
-        }
-        if requested_families.len() == 2 {
-            return Err(policy_error(
-                "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified",
-            ));
-        }
+fn policy_error(policy: &str, detail: &str) -> ServiceAllocationError {
+    family_error(
+        "spec.ipFamilyPolicy".into(),
+        Value::from(policy.to_owned()),
+        detail,
+    )
+}
+
+/// Step 4: `SingleStack` with two addresses or two families.
+fn check_single_stack(
+    policy: &str,
+    cluster_ips: &[String],
+    requested_families: &[String],
+) -> Result<(), ServiceAllocationError> {
+    if policy != SINGLE_STACK {
+        return Ok(());
     }
+    if cluster_ips.len() == 2 {
+        return Err(policy_error(
+            policy,
+            "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified",
+        ));
+    }
+    if requested_families.len() == 2 {
+        return Err(policy_error(
+            policy,
+            "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified",
+        ));
+    }
+    Ok(())
+}
 
-    // Step 5: infer the families of addresses given without one.
+/// Step 5: the families asked for, then those of addresses given without one.
+fn families_of(
+    requested_families: &[String],
+    parsed: &[Option<IpAddr>],
+    cluster_ips: &[String],
+    ranges: &ServiceClusterIpRanges,
+) -> Result<Vec<IpFamily>, ServiceAllocationError> {
     let mut families: Vec<IpFamily> = Vec::new();
     for (i, name) in requested_families.iter().enumerate() {
         match IpFamily::parse(name) {
@@ -276,86 +383,35 @@ fn plan(
         if ranges.for_family(family).is_none() {
             return Err(family_error(
                 format!("spec.clusterIPs[{i}]"),
-                list_value(),
+                Value::from(cluster_ips.to_vec()),
                 format!("{family} is not configured on this cluster"),
             ));
         }
         families.push(family);
     }
+    Ok(families)
+}
 
-    let primary = ranges.primary.family();
-    // Step 6: headless without selector: families only, even on a single-stack cluster.
-    if headless && selectorless {
-        if families.is_empty() {
-            families.push(primary);
-        }
-        if policy != SINGLE_STACK && families.len() == 1 {
-            families.push(families[0].other());
-        }
-        return Ok(ClusterIpPlan {
-            external_name: false,
-            headless: true,
-            ip_family_policy: Some(policy),
-            ip_families: families,
-            requests: Vec::new(),
-            printed_cluster_ips: cluster_ips,
-        });
-    }
-
-    // Steps 7 and 8.
-    if policy == REQUIRE_DUAL_STACK && !ranges.is_dual_stack() {
-        return Err(policy_error(
-            "this cluster is not configured for dual-stack services",
-        ));
-    }
-    for (i, family) in families.iter().enumerate() {
-        if ranges.for_family(*family).is_none() {
-            return Err(family_error(
-                format!("spec.ipFamilies[{i}]"),
-                Value::from(family.as_str()),
-                "not configured on this cluster",
-            ));
-        }
-    }
-    // Step 9.
-    if families.is_empty() {
-        families.push(primary);
-    }
-    if policy != SINGLE_STACK && families.len() == 1 && ranges.is_dual_stack() {
-        families.push(families[0].other());
-    }
-
-    // Step 10.
-    let mut printed = cluster_ips.clone();
-    while printed.len() < families.len() {
-        printed.push(String::new());
-    }
-    let requests = if headless {
-        Vec::new()
-    } else {
-        families
-            .iter()
-            .enumerate()
-            .map(|(i, family)| {
-                let request = match (parsed.get(i).copied().flatten(), cluster_ips.get(i)) {
-                    (Some(ip), Some(requested)) => IpRequest::Static {
-                        ip,
-                        requested: requested.clone(),
-                    },
-                    _ => IpRequest::Dynamic,
-                };
-                (*family, request)
-            })
-            .collect()
-    };
-    Ok(ClusterIpPlan {
-        external_name: false,
-        headless,
-        ip_family_policy: Some(policy),
-        ip_families: families,
-        requests,
-        printed_cluster_ips: printed,
-    })
+/// Step 10: one request per family, static where the Service names the address.
+fn requests_for(
+    families: &[IpFamily],
+    parsed: &[Option<IpAddr>],
+    cluster_ips: &[String],
+) -> Vec<(IpFamily, IpRequest)> {
+    families
+        .iter()
+        .enumerate()
+        .map(|(i, family)| {
+            let request = match (parsed.get(i).copied().flatten(), cluster_ips.get(i)) {
+                (Some(ip), Some(requested)) => IpRequest::Static {
+                    ip,
+                    requested: requested.clone(),
+                },
+                _ => IpRequest::Dynamic,
+            };
+            (*family, request)
+        })
+        .collect()
 }
 
 #[cfg(test)]
