@@ -402,6 +402,85 @@ pub fn open(
     watch_cache: WatchCacheSizing,
     options: PersistOptions,
 ) -> Result<(Store, Persistence, OpenReport), PersistError> {
+    let lock_file = lock_data_dir(dir)?;
+    let (segments, snapshots) = list_data_files(dir)?;
+
+    let store = Store::new(watch_cache);
+    let mut report = OpenReport::default();
+    let mut state = store.write();
+    let base = snapshots.last().copied();
+    let snapshot_bytes = match base {
+        Some(seq) => load_snapshot(dir, seq, &mut state, &mut report)?,
+        None => 0,
+    };
+    for &seq in &snapshots[..snapshots.len().saturating_sub(1)] {
+        let path = dir.join(snapshot_name(seq));
+        std::fs::remove_file(&path).map_err(io_err(&path))?;
+    }
+
+    let live: Vec<u64> = segments
+        .iter()
+        .copied()
+        .filter(|&s| base.is_none_or(|b| s >= b))
+        .collect();
+    for &seq in segments.iter().filter(|&&s| base.is_some_and(|b| s < b)) {
+        // Already folded into the snapshot; a compaction crashed before deleting it.
+        let path = dir.join(segment_name(seq));
+        std::fs::remove_file(&path).map_err(io_err(&path))?;
+    }
+    let current = replay_segments(dir, &live, &mut state, &mut report)?;
+    let segment = match current {
+        Some(s) => s,
+        None => create_segment(dir, base.unwrap_or(1))?,
+    };
+    report.resource_version = state.resource_version();
+    let (publisher, durability) = Durability::channel(report.resource_version);
+    let shared = Arc::new(SharedLog {
+        state: Mutex::new(LogState {
+            dir: dir.to_path_buf(),
+            synced_position: (segment.seq, segment.len),
+            segment,
+            broken: false,
+            sync_failed: false,
+            snapshot_bytes,
+            scratch: Vec::with_capacity(4096),
+            appended_rv: report.resource_version,
+            synced_rv: report.resource_version,
+            closed: false,
+        }),
+        wake_syncer: Condvar::new(),
+        publisher,
+        syncs: AtomicU64::new(0),
+        appends: AtomicU64::new(0),
+        sync_gate: Mutex::new(()),
+    });
+    let syncer = shared.clone();
+    std::thread::Builder::new()
+        .name("wal-sync".into())
+        .spawn(move || run_syncer(syncer))
+        .map_err(io_err(dir))?;
+    state.set_log(
+        Box::new(LogWriter {
+            shared: shared.clone(),
+        }),
+        durability,
+    );
+    drop(state);
+    Ok((
+        store,
+        Persistence {
+            dir: dir.to_path_buf(),
+            shared,
+            options,
+            compaction: Mutex::new(()),
+            _lock: lock_file,
+        },
+        report,
+    ))
+}
+
+/// Creates `dir` if needed and takes its lock file: one process per data directory.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, PersistError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let lock_path = dir.join(LOCK_FILE);
     let lock_file = OpenOptions::new()
@@ -411,11 +490,15 @@ pub fn open(
         .open(&lock_path)
         .map_err(io_err(&lock_path))?;
     match lock_file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(PersistError::Locked(dir.into())),
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        Ok(()) => Ok(lock_file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PersistError::Locked(dir.into())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
     }
+}
 
+/// The log segments and snapshots in `dir`, each sorted by sequence number; leftovers of a
+/// crashed compaction are removed.
+fn list_data_files(dir: &Path) -> Result<(Vec<u64>, Vec<u64>), PersistError> {
     let mut segments = Vec::new();
     let mut snapshots = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
@@ -433,58 +516,55 @@ pub fn open(
     }
     segments.sort_unstable();
     snapshots.sort_unstable();
+    Ok((segments, snapshots))
+}
 
-    let store = Store::new(watch_cache);
-    let mut report = OpenReport::default();
-    let mut state = store.write();
-    let base = snapshots.last().copied();
-    let mut snapshot_bytes = 0;
-    if let Some(seq) = base {
-        let path = dir.join(snapshot_name(seq));
-        let data = std::fs::read(&path).map_err(io_err(&path))?;
-        snapshot_bytes = data.len() as u64;
-        if !data.starts_with(SNAPSHOT_MAGIC) {
-            return Err(PersistError::BadHeader {
-                path,
-                what: "snapshot",
-            });
-        }
-        let (entries, bad) = read_frames(&data);
-        if let Some((offset, reason)) = bad {
-            // Snapshots are synced before they are renamed into place: damage is not a torn write.
-            return Err(PersistError::Corrupt {
-                path,
-                offset,
-                reason,
-            });
-        }
-        for entry in entries {
-            match entry {
-                Entry::Change(record) => {
-                    report.snapshot_objects += 1;
-                    state.replay(record);
-                }
-                Entry::ResourceVersion(rv) => replay_resource_version(&mut state, rv),
+/// Replays snapshot `seq` into `state`; returns its size.
+fn load_snapshot(
+    dir: &Path,
+    seq: u64,
+    state: &mut crate::store::StoreState,
+    report: &mut OpenReport,
+) -> Result<u64, PersistError> {
+    let path = dir.join(snapshot_name(seq));
+    let data = std::fs::read(&path).map_err(io_err(&path))?;
+    let snapshot_bytes = data.len() as u64;
+    if !data.starts_with(SNAPSHOT_MAGIC) {
+        return Err(PersistError::BadHeader {
+            path,
+            what: "snapshot",
+        });
+    }
+    let (entries, bad) = read_frames(&data);
+    if let Some((offset, reason)) = bad {
+        // Snapshots are synced before they are renamed into place: damage is not a torn write.
+        return Err(PersistError::Corrupt {
+            path,
+            offset,
+            reason,
+        });
+    }
+    for entry in entries {
+        match entry {
+            Entry::Change(record) => {
+                report.snapshot_objects += 1;
+                state.replay(record);
             }
+            Entry::ResourceVersion(rv) => replay_resource_version(state, rv),
         }
-        report.snapshot = Some(path);
     }
-    for &seq in &snapshots[..snapshots.len().saturating_sub(1)] {
-        let path = dir.join(snapshot_name(seq));
-        std::fs::remove_file(&path).map_err(io_err(&path))?;
-    }
+    report.snapshot = Some(path);
+    Ok(snapshot_bytes)
+}
 
-    let live: Vec<u64> = segments
-        .iter()
-        .copied()
-        .filter(|&s| base.is_none_or(|b| s >= b))
-        .collect();
-    for &seq in segments.iter().filter(|&&s| base.is_some_and(|b| s < b)) {
-        // Already folded into the snapshot; a compaction crashed before deleting it.
-        let path = dir.join(segment_name(seq));
-        std::fs::remove_file(&path).map_err(io_err(&path))?;
-    }
-
+/// Replays the live log segments in order into `state`, truncating a torn or corrupt tail of
+/// the newest one (damage anywhere else is an error); returns the segment to append to.
+fn replay_segments(
+    dir: &Path,
+    live: &[u64],
+    state: &mut crate::store::StoreState,
+    report: &mut OpenReport,
+) -> Result<Option<Segment>, PersistError> {
     let mut current = None;
     for (i, &seq) in live.iter().enumerate() {
         let newest = i + 1 == live.len();
@@ -506,7 +586,7 @@ pub fn open(
                     report.log_records += 1;
                     state.replay(record);
                 }
-                Entry::ResourceVersion(rv) => replay_resource_version(&mut state, rv),
+                Entry::ResourceVersion(rv) => replay_resource_version(state, rv),
             }
         }
         if let Some((offset, reason)) = bad.clone() {
@@ -562,54 +642,7 @@ pub fn open(
             });
         }
     }
-    let segment = match current {
-        Some(s) => s,
-        None => create_segment(dir, base.unwrap_or(1))?,
-    };
-    report.resource_version = state.resource_version();
-    let (publisher, durability) = Durability::channel(report.resource_version);
-    let shared = Arc::new(SharedLog {
-        state: Mutex::new(LogState {
-            dir: dir.to_path_buf(),
-            synced_position: (segment.seq, segment.len),
-            segment,
-            broken: false,
-            sync_failed: false,
-            snapshot_bytes,
-            scratch: Vec::with_capacity(4096),
-            appended_rv: report.resource_version,
-            synced_rv: report.resource_version,
-            closed: false,
-        }),
-        wake_syncer: Condvar::new(),
-        publisher,
-        syncs: AtomicU64::new(0),
-        appends: AtomicU64::new(0),
-        sync_gate: Mutex::new(()),
-    });
-    let syncer = shared.clone();
-    std::thread::Builder::new()
-        .name("wal-sync".into())
-        .spawn(move || run_syncer(syncer))
-        .map_err(io_err(dir))?;
-    state.set_log(
-        Box::new(LogWriter {
-            shared: shared.clone(),
-        }),
-        durability,
-    );
-    drop(state);
-    Ok((
-        store,
-        Persistence {
-            dir: dir.to_path_buf(),
-            shared,
-            options,
-            compaction: Mutex::new(()),
-            _lock: lock_file,
-        },
-        report,
-    ))
+    Ok(current)
 }
 
 /// Raises the store's resourceVersion to `rv`: the store only learns resourceVersions from
