@@ -902,22 +902,7 @@ impl ApiServer {
         preconditions: &Value,
     ) -> Result<Reply, ApiError> {
         let rt = req.resource.clone();
-        if let Some(p) = propagation
-            && !matches!(p, "Orphan" | "Background" | "Foreground")
-        {
-            return Err(ApiError::invalid(
-                "DeleteOptions",
-                "meta.k8s.io",
-                "",
-                &[cause(
-                    "FieldValueNotSupported",
-                    "propagationPolicy",
-                    format!(
-                        "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
-                    ),
-                )],
-            ));
-        }
+        check_propagation_policy(propagation)?;
         for _ in 0..16 {
             let current = self
                 .store
@@ -925,30 +910,7 @@ impl ApiServer {
                 .get(&req.collection(), req.ns(), name)
                 .ok_or_else(|| ApiError::not_found(&rt, name))?;
             let mut obj = current.value();
-            if let Some(uid) = preconditions.get("uid").and_then(Value::as_str)
-                && uid != current.uid
-            {
-                return Err(ApiError::conflict_with(
-                    &rt,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        current.uid
-                    ),
-                ));
-            }
-            if let Some(rv) = preconditions.get("resourceVersion").and_then(Value::as_str)
-                && rv != current.resource_version.to_string()
-            {
-                return Err(ApiError::conflict_with(
-                    &rt,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        current.resource_version
-                    ),
-                ));
-            }
+            check_delete_preconditions(&rt, name, preconditions, &current)?;
             let attrs = AdmissionAttributes {
                 operation: Operation::Delete,
                 resource: rt.clone(),
@@ -971,43 +933,8 @@ impl ApiServer {
                     body: obj,
                 });
             }
-            let mut finalizers: Vec<String> = meta(&obj)
-                .and_then(|m| m.get("finalizers"))
-                .and_then(Value::as_array)
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let graceful_pod = rt.group.is_empty()
-                && rt.kind == "Pod"
-                && obj
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| !n.is_empty())
-                && !matches!(
-                    obj.pointer("/status/phase").and_then(Value::as_str),
-                    Some("Failed" | "Succeeded")
-                );
-            let pod_grace = if graceful_pod {
-                grace.unwrap_or_else(|| {
-                    obj.pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(30)
-                })
-            } else {
-                0
-            };
-            match propagation {
-                Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
-                    finalizers.push("foregroundDeletion".into())
-                }
-                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
-                    finalizers.push("orphan".into())
-                }
-                _ => {}
-            }
+            let finalizers = finalizers_after_delete(&obj, propagation);
+            let pod_grace = pod_grace_seconds(&rt, &obj, grace);
             let already_deleting = current.deleting;
             if !finalizers.is_empty() || pod_grace > 0 {
                 // Graceful: mark for deletion and let finalizers (or the kubelet) finish it.
@@ -1248,4 +1175,107 @@ impl ApiServer {
             req.name.as_deref().unwrap_or(""),
         ))
     }
+}
+
+/// `propagationPolicy` must be one of upstream's three (or unset).
+fn check_propagation_policy(propagation: Option<&str>) -> Result<(), ApiError> {
+    match propagation {
+        None | Some("Orphan" | "Background" | "Foreground") => Ok(()),
+        Some(p) => Err(ApiError::invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            &[cause(
+                "FieldValueNotSupported",
+                "propagationPolicy",
+                format!(
+                    "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                ),
+            )],
+        )),
+    }
+}
+
+/// A delete's `preconditions` (uid, resourceVersion) against the stored object: 409 with
+/// upstream's message when one does not hold.
+fn check_delete_preconditions(
+    rt: &ResourceType,
+    name: &str,
+    preconditions: &Value,
+    current: &crate::store::StoredObject,
+) -> Result<(), ApiError> {
+    if let Some(uid) = preconditions.get("uid").and_then(Value::as_str)
+        && uid != current.uid
+    {
+        return Err(ApiError::conflict_with(
+            rt,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                current.uid
+            ),
+        ));
+    }
+    if let Some(rv) = preconditions.get("resourceVersion").and_then(Value::as_str)
+        && rv != current.resource_version.to_string()
+    {
+        return Err(ApiError::conflict_with(
+            rt,
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                current.resource_version
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The object's finalizers plus the one its propagation policy adds (`foregroundDeletion` or
+/// `orphan`), which the garbage collector acts on.
+fn finalizers_after_delete(obj: &Value, propagation: Option<&str>) -> Vec<String> {
+    let mut finalizers: Vec<String> = meta(obj)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|f| {
+            f.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let added = match propagation {
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Orphan") => Some("orphan"),
+        _ => None,
+    };
+    if let Some(added) = added
+        && !finalizers.iter().any(|f| f == added)
+    {
+        finalizers.push(added.into());
+    }
+    finalizers
+}
+
+/// How long a deleted pod terminates: a bound, unfinished pod gets the request's grace period
+/// or its own `terminationGracePeriodSeconds` (30 s by default), for its kubelet to act on;
+/// anything else goes at once.
+fn pod_grace_seconds(rt: &ResourceType, obj: &Value, grace: Option<i64>) -> i64 {
+    let graceful_pod = rt.group.is_empty()
+        && rt.kind == "Pod"
+        && obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+        && !matches!(
+            obj.pointer("/status/phase").and_then(Value::as_str),
+            Some("Failed" | "Succeeded")
+        );
+    if !graceful_pod {
+        return 0;
+    }
+    grace.unwrap_or_else(|| {
+        obj.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    })
 }
