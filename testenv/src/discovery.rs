@@ -8,18 +8,6 @@ use crate::router::Route;
 use crate::server::{ApiServer, Body, bytes_response, error_response, json_response};
 use crate::status::ApiError;
 
-/// The verbs every served resource supports, as discovery lists them.
-pub(crate) const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// The APIResource entries of one group/version, subresources included.
 pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -32,7 +20,7 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
             "singularName": rt.singular,
             "namespaced": rt.namespaced,
             "kind": rt.kind,
-            "verbs": VERBS,
+            "verbs": crate::resources::VERBS,
         });
         if !rt.short_names.is_empty() {
             r["shortNames"] = json!(rt.short_names);
@@ -100,7 +88,7 @@ pub fn serve_non_resource(server: &ApiServer, route: &Route, accept: &str) -> Re
             bytes::Bytes::from_static(b"ok"),
         ),
         Route::CoreVersions => {
-            if let Some(r) = crate::openapi::aggregated_discovery(server, accept, true) {
+            if let Some(r) = aggregated_discovery(server, accept, true) {
                 return r;
             }
             json_response(
@@ -114,7 +102,7 @@ pub fn serve_non_resource(server: &ApiServer, route: &Route, accept: &str) -> Re
             )
         }
         Route::Groups => {
-            if let Some(r) = crate::openapi::aggregated_discovery(server, accept, false) {
+            if let Some(r) = aggregated_discovery(server, accept, false) {
                 return r;
             }
             let groups: Vec<Value> = table
@@ -166,13 +154,147 @@ pub fn serve_non_resource(server: &ApiServer, route: &Route, accept: &str) -> Re
     }
 }
 
-/// The resource types of one group/version, for documents that list them.
-pub fn resources_of<'a>(
-    table: &'a ResourceTable,
-    group: &'a str,
-    version: &'a str,
-) -> impl Iterator<Item = &'a std::sync::Arc<ResourceType>> + 'a {
-    table
-        .all()
-        .filter(move |rt| rt.group == group && rt.version == version)
+/// The aggregated-discovery version a client's Accept header asks for first (`v2`, or `v2beta1`
+/// for kubectl 1.27), if any.
+pub fn aggregated_discovery_version(accept: &str) -> Option<&'static str> {
+    for media in accept.split(',') {
+        let params: Vec<(&str, &str)> = media
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.trim().split_once('='))
+            .collect();
+        let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| *pk == k && *pv == v);
+        if has("g", "apidiscovery.k8s.io") && has("as", "APIGroupDiscoveryList") {
+            if has("v", "v2") {
+                return Some("v2");
+            }
+            if has("v", "v2beta1") {
+                return Some("v2beta1");
+            }
+        }
+    }
+    None
+}
+
+/// One `APIResourceDiscovery` entry.
+fn resource_discovery(rt: &ResourceType) -> Value {
+    let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
+    let mut r = json!({
+        "resource": rt.plural,
+        "responseKind": kind,
+        "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": rt.singular,
+        "verbs": crate::resources::VERBS,
+    });
+    if !rt.short_names.is_empty() {
+        r["shortNames"] = json!(rt.short_names);
+    }
+    if !rt.categories.is_empty() {
+        r["categories"] = json!(rt.categories);
+    }
+    if !rt.subresources.is_empty() {
+        let subs: Vec<Value> = rt
+            .subresources
+            .iter()
+            .map(|s| json!({"subresource": s, "responseKind": kind, "verbs": ["get", "patch", "update"]}))
+            .collect();
+        r["subresources"] = json!(subs);
+    }
+    r
+}
+
+/// The `APIGroupDiscoveryList` of the core group (`core`) or of the named groups.
+pub fn aggregated_discovery_document(table: &ResourceTable, core: bool, version: &str) -> Value {
+    let items: Vec<Value> = table
+        .groups()
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = crate::resources::resources_of(table, &group, v)
+                        .map(|rt| resource_discovery(rt))
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let mut metadata = json!({"creationTimestamp": null});
+            if !group.is_empty() {
+                metadata["name"] = json!(group);
+            }
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2`, or `v2beta1`) when the client asks for it;
+/// `None` falls back to the legacy documents.
+pub fn aggregated_discovery(
+    server: &ApiServer,
+    accept: &str,
+    core: bool,
+) -> Option<Response<Body>> {
+    let version = aggregated_discovery_version(accept)?;
+    let doc = aggregated_discovery_document(&server.resources(), core, version);
+    Some(json_response(
+        200,
+        &format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+        doc,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_discovery_lists_groups_versions_and_resources() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_discovery_version(kubectl), Some("v2"));
+        assert_eq!(
+            aggregated_discovery_version(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+            ),
+            Some("v2beta1")
+        );
+        assert_eq!(aggregated_discovery_version("application/json, */*"), None);
+
+        let table = ResourceTable::builtin();
+        let core = aggregated_discovery_document(&table, true, "v2");
+        assert_eq!(core["apiVersion"], json!("apidiscovery.k8s.io/v2"));
+        assert_eq!(core["items"].as_array().map(Vec::len), Some(1));
+        let v1 = &core["items"][0]["versions"][0];
+        assert_eq!(v1["version"], json!("v1"));
+        let svc = v1["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["resource"] == json!("services")))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            svc,
+            json!({"resource": "services", "responseKind": {"group": "", "version": "v1", "kind": "Service"},
+                "scope": "Namespaced", "singularResource": "service", "verbs": crate::resources::VERBS,
+                "shortNames": ["svc"], "categories": ["all"],
+                "subresources": [{"subresource": "status",
+                    "responseKind": {"group": "", "version": "v1", "kind": "Service"},
+                    "verbs": ["get", "patch", "update"]}]})
+        );
+        let groups = aggregated_discovery_document(&table, false, "v2");
+        let names: Vec<&str> = groups["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g["metadata"]["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(names.contains(&"discovery.k8s.io") && !names.contains(&""));
+    }
 }

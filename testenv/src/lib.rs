@@ -33,6 +33,7 @@ pub mod protobuf;
 pub mod representation;
 pub mod resources;
 pub mod router;
+pub mod schemas;
 pub mod selector;
 pub mod server;
 pub mod status;

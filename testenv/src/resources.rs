@@ -378,6 +378,29 @@ impl ResourceTable {
     }
 }
 
+/// The verbs every served resource supports, as discovery lists them.
+pub(crate) const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// The resource types of one group/version, for documents that list them.
+pub fn resources_of<'a>(
+    table: &'a ResourceTable,
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'a std::sync::Arc<ResourceType>> + 'a {
+    table
+        .all()
+        .filter(move |rt| rt.group == group && rt.version == version)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

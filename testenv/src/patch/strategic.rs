@@ -4,7 +4,7 @@
 //! `$setElementOrder/<list>` and `$deleteFromPrimitiveList/<list>` steer the merge.
 //!
 //! The patch strategy of each field comes from the kind's OpenAPI schema (see
-//! [`crate::openapi::PATCH_METADATA`]), the same metadata kubectl reads to build such patches.
+//! [`crate::schemas::PATCH_METADATA`]), the same metadata kubectl reads to build such patches.
 
 // ApiError is the crate's one error type; its size is shared by every API path.
 #![allow(clippy::result_large_err)]
@@ -12,7 +12,7 @@
 use serde_json::{Map, Value};
 
 use crate::meta::go_quote;
-use crate::openapi::{builtin_schemas, schema_ref};
+use crate::schemas::{builtin_schemas, schema_ref};
 use crate::status::ApiError;
 
 const DIRECTIVE: &str = "$patch";
