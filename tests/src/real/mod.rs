@@ -11,6 +11,12 @@
 pub mod binaries;
 mod pki;
 mod process;
+mod sidecar;
+
+pub use sidecar::{
+    KCM_CONTROLLERS, KCM_LEASE, SVCPLANE_BIN_ENV, SVCPLANE_LEASE, SidecarOptions, SidecarPorts,
+    start_sidecar_or_skip, svcplane_binary,
+};
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -135,6 +141,7 @@ pub struct RealCluster {
     kubeconfig: String,
     kubeconfig_path: PathBuf,
     binaries: PathBuf,
+    options: RealClusterOptions,
     dir: tempfile::TempDir,
 }
 
@@ -331,6 +338,7 @@ impl RealCluster {
             kubeconfig,
             kubeconfig_path,
             binaries: bin.to_path_buf(),
+            options: options.clone(),
             dir,
         })
     }
@@ -385,6 +393,11 @@ impl RealCluster {
     /// The temporary directory holding etcd's data, the certificates, the kubeconfig and the logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The options this cluster was started with.
+    pub fn options(&self) -> &RealClusterOptions {
+        &self.options
     }
 
     /// The directory the binaries were taken from.
