@@ -22,6 +22,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IPAddress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use svcplane_tests::real::{self, RealCluster, RealClusterOptions, SidecarOptions};
@@ -348,6 +349,14 @@ async fn svcplane_writes_the_slices_of_250_pods_in_place_of_kube_controller_mana
                 .any(|m| m.starts_with("svcplane"))
         );
     }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    assert!(
+        crds.get_opt("nodeportallocations.allocation.svcplane.io")
+            .await
+            .unwrap()
+            .is_none(),
+        "audit mode installed the NodePortAllocation CRD"
+    );
     // ...and reports what it sees: the kubernetes Service's ClusterIP and web's.
     eventually(
         "svcplane's allocator metrics",
