@@ -405,7 +405,8 @@ impl RealCluster {
         &self.binaries
     }
 
-    /// The log file of `component` (`etcd`, `kube-apiserver`).
+    /// The log file of `component` (`etcd`, `kube-apiserver`, `kube-controller-manager`,
+    /// `svcplane`).
     pub fn log_path(&self, component: &str) -> PathBuf {
         self.dir
             .path()
