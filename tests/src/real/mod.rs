@@ -11,6 +11,12 @@
 pub mod binaries;
 mod pki;
 mod process;
+mod sidecar;
+
+pub use sidecar::{
+    KCM_CONTROLLERS, KCM_LEASE, SVCPLANE_BIN_ENV, SVCPLANE_LEASE, SidecarOptions, SidecarPorts,
+    start_sidecar_or_skip, svcplane_binary,
+};
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -135,6 +141,7 @@ pub struct RealCluster {
     kubeconfig: String,
     kubeconfig_path: PathBuf,
     binaries: PathBuf,
+    options: RealClusterOptions,
     dir: tempfile::TempDir,
 }
 
@@ -331,6 +338,7 @@ impl RealCluster {
             kubeconfig,
             kubeconfig_path,
             binaries: bin.to_path_buf(),
+            options: options.clone(),
             dir,
         })
     }
@@ -387,12 +395,18 @@ impl RealCluster {
         self.dir.path()
     }
 
+    /// The options this cluster was started with.
+    pub fn options(&self) -> &RealClusterOptions {
+        &self.options
+    }
+
     /// The directory the binaries were taken from.
     pub fn binaries(&self) -> &Path {
         &self.binaries
     }
 
-    /// The log file of `component` (`etcd`, `kube-apiserver`).
+    /// The log file of `component` (`etcd`, `kube-apiserver`, `kube-controller-manager`,
+    /// `svcplane`).
     pub fn log_path(&self, component: &str) -> PathBuf {
         self.dir
             .path()
