@@ -8,7 +8,6 @@ pub mod embedded;
 pub mod install;
 pub mod lookup;
 pub mod metrics;
-pub mod metrics_text;
 mod registry;
 pub mod tls;
 
@@ -18,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gocompat::metrics_text;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
