@@ -4,5 +4,6 @@
 
 pub mod errors;
 pub mod metrics_text;
+pub mod quote;
 
 pub use errors::{api_error_text, error_chain_text, watcher_error_text};

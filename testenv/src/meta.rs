@@ -104,6 +104,7 @@ fn path_segment_errors(s: &str) -> Vec<String> {
 }
 
 /// Go's `%q` of a string, as field errors render values.
+// Not gocompat's: testenv is an independent check of svcplane and depends on none of its crates.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

@@ -244,7 +244,7 @@ pub fn check_static_claims(
             let Some(parsed) = parse_ip_sloppy(ip) else {
                 return Err(Rejection::Internal(format!(
                     "failed to parse service IP {}",
-                    crate::gostr::go_quote(ip)
+                    gocompat::quote::go_quote(ip)
                 )));
             };
             let reason = if !ranges.contains_assignable(parsed) {

@@ -259,7 +259,7 @@ fn check_service(
                 document: Some(location.document),
                 error: format!(
                     "cannot decode Service {}: {e}",
-                    crate::gostr::go_quote(&name)
+                    gocompat::quote::go_quote(&name)
                 ),
             });
             return;
