@@ -291,7 +291,7 @@ fn hold_requested_values(service: &Service, taken: &mut AllocationSnapshot) {
     };
     if spec.type_.as_deref() != Some("ExternalName") {
         for ip in spec.cluster_ips.iter().flatten() {
-            if let Some(ip) = crate::ip::parse_ip_sloppy(ip) {
+            if let Some(ip) = gocompat::ip::parse_ip_sloppy(ip) {
                 taken.cluster_ips.insert(ip);
             }
         }
