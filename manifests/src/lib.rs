@@ -4,6 +4,7 @@
 //! (the controllers' planners) and `svcplane validate` (the webhook's checks) read their files
 //! through here, so both count documents alike and name the same one in an error.
 
+use std::fmt::Display;
 use std::io::Cursor;
 
 use serde_json::Value;
@@ -31,25 +32,25 @@ pub fn documents(text: &str) -> Result<Vec<Value>, DocumentError> {
 }
 
 fn json_documents(text: &str) -> Result<Vec<Value>, DocumentError> {
-    let mut out = Vec::new();
-    for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-        let value = value.map_err(|e| DocumentError {
-            document: out.len() + 1,
-            message: e.to_string(),
-        })?;
-        out.push(value);
-    }
-    Ok(out)
+    collect(serde_json::Deserializer::from_str(text).into_iter::<Value>())
 }
 
 // serde-saphyr's streaming reader rather than `from_multiple`: it yields each document's result
 // on its own, so an error can name the document, and its messages are one line with the line and
 // column in the whole file.
 fn yaml_documents(text: &str) -> Result<Vec<Value>, DocumentError> {
-    let mut reader = Cursor::new(text.as_bytes());
+    collect(serde_saphyr::read::<_, Value>(&mut Cursor::new(
+        text.as_bytes(),
+    )))
+}
+
+// The documents up to the first that fails, which is named by its place among them.
+fn collect<E: Display>(
+    results: impl Iterator<Item = Result<Value, E>>,
+) -> Result<Vec<Value>, DocumentError> {
     let mut out = Vec::new();
-    for value in serde_saphyr::read::<_, Value>(&mut reader) {
-        let value = value.map_err(|e| DocumentError {
+    for result in results {
+        let value = result.map_err(|e| DocumentError {
             document: out.len() + 1,
             message: e.to_string(),
         })?;
