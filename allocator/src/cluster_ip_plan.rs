@@ -7,10 +7,10 @@
 
 use std::net::IpAddr;
 
+use gocompat::ip::parse_ip_sloppy;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use serde_json::Value;
 
-use crate::ip::parse_ip_sloppy;
 use crate::outcome::ServiceAllocationError;
 use crate::service_cidr::{IpFamily, ServiceClusterIpRanges};
 

@@ -120,32 +120,6 @@ fn aggregate(errors: &[RangeConfigError]) -> String {
     }
 }
 
-/// Go's `%q` for a string: double quotes, backslash escapes for quotes, backslashes and
-/// control characters; printable Unicode is kept.
-pub(crate) fn go_quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,11 +178,5 @@ mod tests {
             two.to_string(),
             "[--service-cluster-ip-range must not contain more than two entries, --service-cluster-ip-range[0] and --service-cluster-ip-range[1] must be of different IP family]"
         );
-    }
-
-    #[test]
-    fn go_quote_escapes_like_percent_q() {
-        assert_eq!(go_quote("abc"), "\"abc\"");
-        assert_eq!(go_quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\x01\"");
     }
 }

@@ -5,7 +5,6 @@
 mod cluster_ip;
 mod cluster_ip_plan;
 mod error;
-pub mod ip;
 mod node_port;
 mod node_port_plan;
 mod offset_set;
@@ -20,7 +19,6 @@ pub use cluster_ip_plan::{
     plan_cluster_ips_for_update,
 };
 pub use error::{AllocationError, RangeConfigError};
-pub use ip::parse_ip_sloppy;
 pub use node_port::PortAllocator;
 pub use node_port_plan::{
     NodePortPlan, allocates_node_ports, held_node_ports, needs_health_check, needs_node_ports,

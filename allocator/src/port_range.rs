@@ -3,7 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{RangeConfigError, go_quote};
+use gocompat::quote::go_quote;
+
+use crate::error::RangeConfigError;
 
 /// An inclusive range of ports, `base..base+size-1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -132,69 +132,15 @@ pub fn read_files(paths: &[impl AsRef<Path>]) -> Result<Inputs, OfflineError> {
     Ok(inputs)
 }
 
-/// Splits a file into documents: a JSON stream, or YAML separated by `---` lines.
-fn split_documents(path: &str, text: &str) -> Result<Vec<(usize, Value)>, OfflineError> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let mut out = Vec::new();
-        for (i, value) in serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
-            .enumerate()
-        {
-            let value = value.map_err(|e| OfflineError::Malformed {
-                path: path.to_owned(),
-                document: i + 1,
-                message: e.to_string(),
-            })?;
-            out.push((i + 1, value));
-        }
-        return Ok(out);
-    }
-    let mut chunks: Vec<String> = vec![String::new()];
-    for line in text.lines() {
-        if line == "---" || line.starts_with("--- ") {
-            chunks.push(String::new());
-            if let Some(rest) = line.strip_prefix("--- ")
-                && let Some(last) = chunks.last_mut()
-            {
-                last.push_str(rest);
-                last.push('\n');
-            }
-            continue;
-        }
-        if let Some(last) = chunks.last_mut() {
-            last.push_str(line);
-            last.push('\n');
-        }
-    }
-    // A leading `---` opens the first document rather than closing an empty one.
-    if text.trim_start().starts_with("---") && chunks.first().is_some_and(|c| c.trim().is_empty()) {
-        chunks.remove(0);
-    }
-    let mut out = Vec::new();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let meaningful = chunk
-            .lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "...");
-        if !meaningful {
-            continue;
-        }
-        let value: Value = serde_saphyr::from_str(chunk).map_err(|e| OfflineError::Malformed {
-            path: path.to_owned(),
-            document: i + 1,
-            message: e.to_string(),
-        })?;
-        if !value.is_null() {
-            out.push((i + 1, value));
-        }
-    }
-    Ok(out)
-}
-
 /// Parses one file's documents into `inputs`.
 pub fn read_documents(path: &str, text: &str, inputs: &mut Inputs) -> Result<(), OfflineError> {
-    for (document, value) in split_documents(path, text)? {
-        add_object(path, document, value, inputs)?;
+    let documents = manifests::documents(text).map_err(|e| OfflineError::Malformed {
+        path: path.to_owned(),
+        document: e.document,
+        message: e.message,
+    })?;
+    for (index, value) in documents.into_iter().enumerate() {
+        add_object(path, index + 1, value, inputs)?;
     }
     Ok(())
 }

@@ -3,5 +3,8 @@
 //! reads must look as upstream's would, and never like Rust's `Debug`.
 
 pub mod errors;
+pub mod ip;
+pub mod metrics_text;
+pub mod quote;
 
 pub use errors::{api_error_text, error_chain_text, watcher_error_text};

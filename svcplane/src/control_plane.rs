@@ -22,8 +22,8 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::Api;
 use kube::api::PostParams;
 use prometheus_client::registry::Registry;
-use webhook::server::embedded::generate_certificates;
 use webhook::server::install::uninstall_configurations;
+use webhook::server::tls::generate_certificates;
 use webhook::server::{
     AdmissionPolicy, CertificateSource, ServiceClusterIpIndex, WebhookConfig, WebhookServer,
     WebhookTarget, install_configurations,

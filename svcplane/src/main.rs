@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 //! `svcplane`: the Kubernetes Service control plane, in Rust.
 
+mod client;
 mod component;
 mod control_plane;
 mod controller_manager;

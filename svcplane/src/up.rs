@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use allocator::registry::AllocationMode;
 use allocator::{PortRange, ServiceClusterIpRanges};
@@ -20,12 +20,9 @@ use prometheus_client::registry::Registry;
 use testenv::nodesim::{NodeSimConfig, NodeSimulator};
 use testenv::{TestEnv, TestEnvOptions};
 
-use crate::component::{Component, Running, Shutdown, ShutdownTrigger, shutdown_channel};
+use crate::component::{Component, first_to_exit, shutdown_channel, start_in_order, stop_all};
 use crate::control_plane;
 use crate::health::{self, HealthState};
-
-/// How long components get to stop before the process exits anyway.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Flags of `svcplane up`.
 #[derive(Debug, clap::Args)]
@@ -226,76 +223,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             tracing::info!(signal, "shutting down");
             Ok(())
         }
-        (name, result) = first_to_exit(&mut running) => {
-            Err(match result {
-                Ok(Ok(())) => anyhow::anyhow!("{name} stopped unexpectedly"),
-                Ok(Err(e)) => e.context(format!("{name} failed")),
-                Err(e) => anyhow::anyhow!("{name} crashed: {e}"),
-            })
-        }
+        failure = first_to_exit(&mut running) => Err(failure),
     };
     trigger.fire();
     stop_all(running).await;
     env.stop().await;
     tracing::info!("stopped");
     outcome
-}
-
-/// Resolves with the first component task that ends; never, if there are none.
-pub(crate) async fn first_to_exit(
-    running: &mut [(&'static str, Running)],
-) -> (
-    &'static str,
-    Result<anyhow::Result<()>, tokio::task::JoinError>,
-) {
-    if running.is_empty() {
-        return std::future::pending().await;
-    }
-    let (result, index, _) =
-        futures::future::select_all(running.iter_mut().map(|(_, task)| task)).await;
-    (running[index].0, result)
-}
-
-/// Starts `components` one after the other, after those already `running`. If one fails,
-/// fires `trigger`, stops everything started and returns the failure naming the component.
-pub(crate) async fn start_in_order(
-    components: Vec<Component>,
-    client: &kube::Client,
-    shutdown: &Shutdown,
-    trigger: &ShutdownTrigger,
-    mut running: Vec<(&'static str, Running)>,
-) -> anyhow::Result<Vec<(&'static str, Running)>> {
-    for component in components {
-        let name = component.name;
-        match component.start(client.clone(), shutdown.clone()).await {
-            Ok(task) => {
-                tracing::info!(component = name, "started");
-                running.push((name, task));
-            }
-            Err(e) => {
-                trigger.fire();
-                stop_all(running).await;
-                return Err(e.context(format!("cannot start {name}")));
-            }
-        }
-    }
-    Ok(running)
-}
-
-pub(crate) async fn stop_all(running: Vec<(&'static str, Running)>) {
-    for (name, task) in running.into_iter().rev() {
-        if task.is_finished() {
-            continue;
-        }
-        match tokio::time::timeout(STOP_TIMEOUT, task).await {
-            Ok(Ok(Ok(()))) => tracing::info!(component = name, "stopped"),
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(component = name, error = %gocompat::error_chain_text(e.as_ref()), "stopped with an error")
-            }
-            Ok(Err(e)) => tracing::warn!(component = name, error = %e, "crashed while stopping"),
-            Err(_) => tracing::warn!(component = name, "did not stop in time"),
-        }
-    }
 }
 
 /// Writes `contents` so readers see the old file or the whole new one, never a partial one.

@@ -44,7 +44,7 @@ pub struct WebhookArgs {
 /// Runs the admission server until a termination signal.
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let termination = crate::signals::termination()?;
-    let client = crate::controller_manager::client(
+    let client = crate::client::client(
         args.kubeconfig.as_ref(),
         concat!("svcplane-webhook/", env!("CARGO_PKG_VERSION")),
     )

@@ -232,6 +232,7 @@ fn mask_trailing_dash(name: &str) -> String {
 /// Go's `%q` of a string (`strconv.Quote`), as field errors and upstream's messages render
 /// values; Rust's `{:?}` differs (`"\u{1}"` where Go writes `"\x01"`, no `\a`, `\v`), so no
 /// message uses it.
+// Not gocompat's: testenv is an independent check of svcplane and depends on none of its crates.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

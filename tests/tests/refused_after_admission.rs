@@ -18,7 +18,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use testenv::TestEnv;
 use webhook::ServiceRanges;
-use webhook::server::embedded::generate_certificates;
+use webhook::server::tls::generate_certificates;
 use webhook::server::{
     AdmissionPolicy, CertificateSource, WebhookConfig, WebhookHandle, WebhookServer, WebhookTarget,
     install_configurations, validating_configuration,

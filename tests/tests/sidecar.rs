@@ -27,10 +27,10 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use svcplane_tests::real::{self, RealCluster, RealClusterOptions, SidecarOptions};
 use webhook::ServiceRanges;
-use webhook::server::embedded::generate_certificates;
 use webhook::server::install::{
     CONFIGURATION_NAME, SERVICES_MUTATING_WEBHOOK, install_configurations,
 };
+use webhook::server::tls::generate_certificates;
 use webhook::server::{
     AdmissionPolicy, CertificateSource, ServiceClusterIpIndex, WebhookConfig, WebhookHandle,
     WebhookServer, WebhookTarget,

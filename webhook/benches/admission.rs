@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
-use webhook::server::embedded::generate_certificates;
+use webhook::server::tls::generate_certificates;
 use webhook::server::{
     AdmissionPolicy, CertificateSource, InMemoryAllocator, WebhookConfig, WebhookServer,
 };

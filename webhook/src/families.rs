@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use gocompat::ip::{is_ipv6, parse_ip_sloppy, to_ipv4};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::field::{FieldError, FieldPath, FieldValue};
-use crate::ip::{is_ipv6, parse_ip_sloppy, to_ipv4};
 use crate::service::{SpecView, spec_of, validate_cluster_ips_related_fields};
 
 /// The cluster's Service ranges (`--service-cluster-ip-range`, `--service-node-port-range`).
@@ -244,7 +244,7 @@ pub fn check_static_claims(
             let Some(parsed) = parse_ip_sloppy(ip) else {
                 return Err(Rejection::Internal(format!(
                     "failed to parse service IP {}",
-                    crate::gostr::go_quote(ip)
+                    gocompat::quote::go_quote(ip)
                 )));
             };
             let reason = if !ranges.contains_assignable(parsed) {

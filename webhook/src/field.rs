@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::gostr::{go_json_string, go_quote};
+use gocompat::quote::{go_json_string, go_quote};
 
 /// A path to a field inside an object, e.g. `spec.ports[0].nodePort`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,6 @@ pub mod defaults;
 pub mod endpoints;
 pub mod families;
 pub mod field;
-pub mod gostr;
 pub mod ip;
 pub mod meta;
 pub mod names;

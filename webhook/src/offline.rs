@@ -60,7 +60,7 @@ pub struct CheckedObject {
 pub struct UnreadableInput {
     /// The file.
     pub source: PathBuf,
-    /// The document, when the file itself was readable.
+    /// The document that could not be parsed or decoded; `None` when the file could not be read.
     pub document: Option<usize>,
     /// Why.
     pub error: String,
@@ -184,17 +184,7 @@ pub fn validate_text(
     ranges: &ServiceRanges,
     report: &mut ValidationReport,
 ) {
-    let trimmed = text.trim_start();
-    let documents: Result<Vec<Value>, String> =
-        if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            serde_json::Deserializer::from_str(text)
-                .into_iter::<Value>()
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())
-        } else {
-            serde_saphyr::from_multiple::<Value>(text).map_err(|e| e.to_string())
-        };
-    match documents {
+    match manifests::documents(text) {
         Ok(documents) => {
             for (i, doc) in documents.into_iter().enumerate() {
                 let location = Location {
@@ -204,10 +194,10 @@ pub fn validate_text(
                 check_value(&location, doc, ranges, report);
             }
         }
-        Err(error) => report.unreadable.push(UnreadableInput {
+        Err(e) => report.unreadable.push(UnreadableInput {
             source: source.to_owned(),
-            document: None,
-            error,
+            document: Some(e.document),
+            error: e.message,
         }),
     }
 }
@@ -259,7 +249,7 @@ fn check_service(
                 document: Some(location.document),
                 error: format!(
                     "cannot decode Service {}: {e}",
-                    crate::gostr::go_quote(&name)
+                    gocompat::quote::go_quote(&name)
                 ),
             });
             return;
@@ -291,7 +281,7 @@ fn hold_requested_values(service: &Service, taken: &mut AllocationSnapshot) {
     };
     if spec.type_.as_deref() != Some("ExternalName") {
         for ip in spec.cluster_ips.iter().flatten() {
-            if let Some(ip) = crate::ip::parse_ip_sloppy(ip) {
+            if let Some(ip) = gocompat::ip::parse_ip_sloppy(ip) {
                 taken.cluster_ips.insert(ip);
             }
         }
@@ -485,6 +475,7 @@ items:
             &mut report,
         );
         assert_eq!(report.exit_code(), 2);
+        assert_eq!(report.unreadable[0].document, Some(1));
         let missing = validate_files(
             &[PathBuf::from("/nonexistent/svc.yaml")],
             &ServiceRanges::default(),

@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 
+use gocompat::ip::{is_ipv6, parse_ip_sloppy};
+use gocompat::quote::{go_json_string, go_quote};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::field::{FieldError, FieldPath, FieldValue};
-use crate::gostr::{go_json_string, go_quote};
-use crate::ip::{is_ipv6, parse_ip_sloppy, validate_cidr, validate_ip, validate_non_special_ip};
+use crate::ip::{validate_cidr, validate_ip, validate_non_special_ip};
 use crate::meta::{NameRule, validate_object_meta, validate_object_meta_update};
 use crate::names::{
     is_dns1123_label, is_qualified_name, is_valid_port_name, is_valid_port_num,

@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 
+use gocompat::quote::{go_quote, push_go_json_escaped};
 use serde::{Deserialize, Serialize};
 
 use crate::field::{FieldError, ValueRendering};
-use crate::gostr::{go_quote, push_go_json_escaped};
 
 /// One entry of `details.causes`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -194,7 +194,7 @@ pub fn address_types_for_service(service: &Service) -> Vec<&'static str> {
     let cluster_ip = spec.and_then(|s| s.cluster_ip.as_deref()).unwrap_or("");
     if !cluster_ip.is_empty() && cluster_ip != "None" {
         // `utilnet.IsIPv6String`: IPv4-mapped IPv6 and unparsable values count as IPv4.
-        let is_v6 = allocator::ip::parse_ip_sloppy(cluster_ip).is_some_and(allocator::ip::is_ipv6);
+        let is_v6 = gocompat::ip::parse_ip_sloppy(cluster_ip).is_some_and(gocompat::ip::is_ipv6);
         return vec![if is_v6 { "IPv6" } else { "IPv4" }];
     }
     vec!["IPv4", "IPv6"]

@@ -321,15 +321,15 @@ pub fn find_port(
 /// `netutils.ParseIPSloppy` with Go's identity of addresses: IPv4-mapped IPv6 becomes IPv4
 /// (Go stores both as one 16-byte value), so `is_ipv4()` answers as Go's `To4() != nil`.
 pub fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
-    allocator::ip::parse_ip_sloppy(s).map(|ip| ip.to_canonical())
+    gocompat::ip::parse_ip_sloppy(s).map(|ip| ip.to_canonical())
 }
 
 /// The canonical string of a pod IP, as Go's `net.IP.String()` prints it (IPv6 compressed,
 /// IPv4 without leading zeros, IPv4-mapped IPv6 as dotted IPv4); a string that does not parse
 /// becomes `<nil>`, as upstream.
 pub fn canonical_ip(s: &str) -> String {
-    match allocator::ip::parse_ip_sloppy(s) {
-        Some(ip) => allocator::ip::go_ip_string(ip),
+    match gocompat::ip::parse_ip_sloppy(s) {
+        Some(ip) => gocompat::ip::go_ip_string(ip),
         None => INVALID_IP_STRING.to_owned(),
     }
 }

@@ -8,10 +8,8 @@ pub mod selection;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use controllers::allocation_repair::{RepairConfig, RepairMetrics, register};
 use controllers::endpoints_controller::EndpointsControllerConfig;
 use controllers::endpointslice::MaxEndpointsPerSlice;
@@ -21,17 +19,15 @@ use controllers::kubernetes_service_controller::KubernetesServiceConfig;
 use controllers::leader_election::{Claim, LeaderElector, LeaseParams, WriteGate};
 use controllers::mirroring_controller::MirroringControllerConfig;
 use controllers::runtime::CacheSyncSignal;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use self::flags::ControllerManagerArgs;
 use self::selection::{ControllerName, enabled_controllers};
-use crate::component::{Component, shutdown_channel};
+use crate::component::{Component, first_to_exit, shutdown_channel, start_in_order, stop_all};
 use crate::control_plane;
 use crate::health::{self, HealthState};
-use crate::up::{first_to_exit, start_in_order, stop_all};
 
 /// A configuration mistake: the process exits with status 2, as for a bad flag.
 #[derive(Debug, thiserror::Error)]
@@ -123,38 +119,6 @@ fn leader_election_checks(args: &ControllerManagerArgs) -> Result<(), UsageError
     Ok(())
 }
 
-/// A client from `--kubeconfig` (or the inferred config) that sends `user_agent`.
-pub async fn client(
-    kubeconfig: Option<&PathBuf>,
-    user_agent: &str,
-) -> anyhow::Result<kube::Client> {
-    Ok(kube::Client::try_from(
-        kube_config(kubeconfig, user_agent).await?,
-    )?)
-}
-
-/// The config from `--kubeconfig` (or the inferred one), sending `user_agent`.
-async fn kube_config(
-    kubeconfig: Option<&PathBuf>,
-    user_agent: &str,
-) -> anyhow::Result<kube::Config> {
-    let mut config = match kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no --kubeconfig, KUBECONFIG, ~/.kube/config or in-cluster config")?,
-    };
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_str(user_agent).context("user agent")?,
-    ));
-    Ok(config)
-}
-
 /// Runs until SIGTERM/SIGINT (exit 0) or until leadership, once held, is lost (error).
 pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let termination = crate::signals::termination()?;
@@ -180,7 +144,7 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
         "{USER_AGENT_PREFIX}/{} ({identity})",
         env!("CARGO_PKG_VERSION")
     );
-    let config = kube_config(args.kubeconfig.as_ref(), &agent).await?;
+    let config = crate::client::kube_config(args.kubeconfig.as_ref(), &agent).await?;
     // The elector writes the Lease whatever the claim; everything else goes through the gate.
     let client = kube::Client::try_from(config.clone())?;
     let elector = args.leader_elect.then(|| {
@@ -270,13 +234,7 @@ pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
         () = leadership_lost(claims.as_mut(), &master_status) => {
             Err(anyhow::anyhow!("leaderelection lost"))
         }
-        (name, result) = first_to_exit(&mut running) => {
-            Err(match result {
-                Ok(Ok(())) => anyhow::anyhow!("{name} stopped unexpectedly"),
-                Ok(Err(e)) => e.context(format!("{name} failed")),
-                Err(e) => anyhow::anyhow!("{name} crashed: {e}"),
-            })
-        }
+        failure = first_to_exit(&mut running) => Err(failure),
     };
     trigger.fire();
     stop_all(running).await;

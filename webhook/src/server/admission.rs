@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use gocompat::ip::parse_ip_sloppy;
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -18,7 +19,7 @@ use crate::endpoints::{
     validate_container_ports, validate_endpoint_address, validate_endpoint_slice_addresses,
 };
 use crate::field::{FieldError, FieldPath, FieldValue, ValueRendering};
-use crate::ip::{LOOPBACK_DETAIL, parse_ip_sloppy};
+use crate::ip::LOOPBACK_DETAIL;
 use crate::server::allocation::{Allocation, HeldValues, ServiceAllocator};
 use crate::server::lookup::ClusterIpLookup;
 use crate::status::{Status, StatusDetails};

@@ -1,5 +1,6 @@
-//! One call for `svcplane up` and tests: a throw-away CA and serving certificate, the server on
-//! loopback with the in-memory allocator, and both configurations installed with a URL target.
+//! A test fixture (feature `testing`): in one call, a throw-away CA and serving certificate, the
+//! server on loopback with the [`InMemoryAllocator`], and both configurations installed with a
+//! URL target. `svcplane up` wires its webhook itself, over the allocator registry.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -8,18 +9,17 @@ use allocator::{PortRange, ServiceClusterIpRanges};
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use thiserror::Error;
 
 use crate::ServiceRanges;
 use crate::server::admission::AdmissionPolicy;
-use crate::server::allocation::InMemoryAllocator;
+use crate::server::in_memory::InMemoryAllocator;
 use crate::server::install::{WebhookTarget, install_configurations};
 use crate::server::lookup::ServiceClusterIpIndex;
-use crate::server::tls::CertificateSource;
+use crate::server::tls::{CertificateSource, generate_certificates};
 use crate::server::{ServerError, WebhookConfig, WebhookHandle, WebhookServer};
 
-/// Why the embedded webhook could not start.
+/// Why the test webhook could not start.
 #[derive(Debug, Error)]
 pub enum EmbeddedError {
     /// Certificate generation failed.
@@ -33,7 +33,7 @@ pub enum EmbeddedError {
     Api(#[from] kube::Error),
 }
 
-/// What the embedded webhook serves.
+/// What the test webhook serves.
 #[derive(Clone, Debug)]
 pub struct EmbeddedWebhookOptions {
     /// `--service-cluster-ip-range`.
@@ -55,27 +55,14 @@ impl EmbeddedWebhookOptions {
     }
 }
 
-/// A running embedded webhook.
+/// A running test webhook.
 pub struct EmbeddedWebhook {
     /// The server.
     pub handle: WebhookHandle,
     /// The CA that signed the serving certificate (PEM), as put into `caBundle`.
     pub ca_pem: String,
-    /// The allocator of record.
+    /// The allocator it fills in ClusterIPs and NodePorts from.
     pub allocator: Arc<InMemoryAllocator>,
-}
-
-/// A CA and a leaf for `names` (IP addresses or DNS names), PEM: (ca, leaf cert, leaf key).
-pub fn generate_certificates(names: &[String]) -> Result<(String, String, String), rcgen::Error> {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "svcplane-webhook-ca");
-    let issuer = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-    let leaf_key = KeyPair::generate()?;
-    let leaf = CertificateParams::new(names.to_vec())?.signed_by(&leaf_key, &issuer)?;
-    Ok((issuer.pem(), leaf.pem(), leaf_key.serialize_pem()))
 }
 
 fn service_ranges(options: &EmbeddedWebhookOptions) -> ServiceRanges {

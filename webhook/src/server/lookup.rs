@@ -11,7 +11,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::task::JoinHandle;
 
-use crate::ip::parse_ip_sloppy;
+use gocompat::ip::parse_ip_sloppy;
 
 /// Looks up Services by ClusterIP.
 pub trait ClusterIpLookup: Send + Sync {

@@ -4,11 +4,13 @@
 
 pub mod admission;
 pub mod allocation;
+#[cfg(feature = "testing")]
 pub mod embedded;
+#[cfg(feature = "testing")]
+pub mod in_memory;
 pub mod install;
 pub mod lookup;
 pub mod metrics;
-pub mod metrics_text;
 mod registry;
 pub mod tls;
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gocompat::metrics_text;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -31,10 +34,11 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use admission::{
     AdmissionHandler, AdmissionPolicy, Phase, ReviewAnswer, ReviewOutcome, UnknownKindPolicy,
 };
-pub use allocation::{
-    Allocation, AllocationRejection, HeldValues, InMemoryAllocator, ServiceAllocator,
-};
+pub use allocation::{Allocation, AllocationRejection, HeldValues, ServiceAllocator};
+#[cfg(feature = "testing")]
 pub use embedded::{EmbeddedWebhook, EmbeddedWebhookOptions};
+#[cfg(feature = "testing")]
+pub use in_memory::InMemoryAllocator;
 pub use install::{
     WebhookTarget, install_configurations, mutating_configuration, validating_configuration,
 };

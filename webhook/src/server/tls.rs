@@ -1,12 +1,14 @@
 //! The serving certificate: loaded from PEM, and reloaded from disk when cert-manager rotates
 //! the files, by swapping an `Arc` that each new handshake picks up (open connections keep
-//! theirs, so none is dropped).
+//! theirs, so none is dropped); or generated with a throw-away CA where nobody issues one
+//! (`svcplane up`, tests).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -247,4 +249,17 @@ pub fn server_config(
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// A CA and a leaf for `names` (IP addresses or DNS names), PEM: (ca, leaf cert, leaf key).
+pub fn generate_certificates(names: &[String]) -> Result<(String, String, String), rcgen::Error> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "svcplane-webhook-ca");
+    let issuer = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let leaf_key = KeyPair::generate()?;
+    let leaf = CertificateParams::new(names.to_vec())?.signed_by(&leaf_key, &issuer)?;
+    Ok((issuer.pem(), leaf.pem(), leaf_key.serialize_pem()))
 }

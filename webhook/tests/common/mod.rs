@@ -31,7 +31,7 @@ impl RegistryBackedWebhook {
         .await
         .unwrap();
         let (ca, cert, key) =
-            webhook::server::embedded::generate_certificates(&["127.0.0.1".to_owned()]).unwrap();
+            webhook::server::tls::generate_certificates(&["127.0.0.1".to_owned()]).unwrap();
         let mut config = WebhookConfig::new(
             "127.0.0.1:0".parse().unwrap(),
             CertificateSource::Pem { cert, key },

@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text exposition format 0.0.4, byte for byte as client_golang
 //! (and so every upstream Kubernetes component) writes it. The admission server answers with it,
-//! and so do svcplane's plain-HTTP health listeners, which depend on this crate.
+//! and so do svcplane's plain-HTTP health listeners.
 //!
 //! prometheus-client only writes OpenMetrics text and keeps its encoders private, so this module
 //! re-reads that text and writes it the way `expfmt.MetricFamilyToText` does after
