@@ -142,7 +142,7 @@ pub enum ServiceAllocationError {
     #[error("failed to allocate a serviceIP: {0}")]
     ClusterIpDynamic(AllocationError),
     /// A requested ClusterIP is not an address (500; validation normally catches it first).
-    #[error("failed to parse service IP {0:?}")]
+    #[error("failed to parse service IP {}", gocompat::quote::go_quote(.0))]
     UnparsableClusterIp(String),
     /// A family/policy rule of §2.6 (422).
     #[error("{field}: Invalid value: {value}: {detail}")]

@@ -39,7 +39,10 @@ pub enum MetricsTextError {
         reason: &'static str,
     },
     /// A metric type the 0.0.4 format cannot carry.
-    #[error("OpenMetrics line {line}: metric type {kind:?} has no Prometheus text form")]
+    #[error(
+        "OpenMetrics line {line}: metric type {} has no Prometheus text form",
+        crate::quote::go_quote(kind)
+    )]
     UnsupportedType {
         /// 1-based line number.
         line: usize,

@@ -21,7 +21,9 @@ pub enum ReviewDecodeError {
     Malformed(#[from] serde_json::Error),
     /// The body is some other object.
     #[error(
-        "expected apiVersion \"admission.k8s.io/v1\" and kind \"AdmissionReview\", got apiVersion {api_version:?} and kind {kind:?}"
+        "expected apiVersion \"admission.k8s.io/v1\" and kind \"AdmissionReview\", got apiVersion {} and kind {}",
+        gocompat::quote::go_quote(api_version),
+        gocompat::quote::go_quote(kind)
     )]
     WrongType {
         /// The `apiVersion` sent.

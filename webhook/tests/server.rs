@@ -202,7 +202,8 @@ async fn valid_services_get_cluster_ips_and_node_ports_from_the_ranges() {
     let stored = api.get("web").await.unwrap().spec.unwrap();
     assert_eq!(stored.cluster_ip, Some(ip.to_string()));
 
-    // A server-side dry run allocates nothing.
+    // A server-side dry run allocates nothing (asked for a port the Service above did not draw).
+    let unheld = (30999..=32767).find(|p| !node_ports.contains(p)).unwrap();
     let dry = api
         .create(
             &PostParams {
@@ -211,13 +212,13 @@ async fn valid_services_get_cluster_ips_and_node_ports_from_the_ranges() {
             },
             &service(
                 "dry",
-                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30999}]}),
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": unheld}]}),
             ),
         )
         .await
         .unwrap();
-    assert_eq!(dry.spec.unwrap().ports.unwrap()[0].node_port, Some(30999));
-    assert!(!hook.allocator.holds_port(30999));
+    assert_eq!(dry.spec.unwrap().ports.unwrap()[0].node_port, Some(unheld));
+    assert!(!hook.allocator.holds_port(unheld));
 
     // A requested address inside the range is honoured.
     let fixed = create(

@@ -61,8 +61,12 @@ pub fn enabled_controllers(entries: &[String]) -> Result<Vec<ControllerName>, St
             Some(name) => (&mut off, name),
             None => (&mut on, entry),
         };
-        let controller = ControllerName::from_name(name)
-            .ok_or_else(|| format!("{name:?} is not in the list of known controllers"))?;
+        let controller = ControllerName::from_name(name).ok_or_else(|| {
+            format!(
+                "{} is not in the list of known controllers",
+                gocompat::quote::go_quote(name)
+            )
+        })?;
         list.push(controller);
     }
     Ok(ALL
