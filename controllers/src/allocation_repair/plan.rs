@@ -289,6 +289,19 @@ impl Pass<'_> {
 }
 
 impl Pass<'_> {
+    /// Reports `service`'s ClusterIP `ip` as held by another Service too, in upstream's words.
+    fn duplicate_cluster_ip(&mut self, service: &Service, family: IpFamily, ip: IpAddr) {
+        self.ip_error("duplicate");
+        self.event(
+            regarding_service(service),
+            "ClusterIPAlreadyAllocated",
+            "ClusterIPAllocation",
+            format!(
+                "Cluster IP [{family}]:{ip} was assigned to multiple services; please recreate service"
+            ),
+        );
+    }
+
     /// Services → their ClusterIPs: invalid, out-of-range and duplicate addresses reported,
     /// missing and mislabelled claims repaired. Returns which Service holds each address.
     fn services_to_cluster_ips(&mut self, inv: &Inventory<'_>) -> BTreeMap<IpAddr, ServiceKey> {
@@ -326,15 +339,7 @@ impl Pass<'_> {
                 };
                 if let Some(first) = ip_holder.get(&ip) {
                     if first != &key {
-                        self.ip_error("duplicate");
-                        self.event(
-                            regarding_service(service),
-                            "ClusterIPAlreadyAllocated",
-                            "ClusterIPAllocation",
-                            format!(
-                                "Cluster IP [{family}]:{ip} was assigned to multiple services; please recreate service"
-                            ),
-                        );
+                        self.duplicate_cluster_ip(service, family, ip);
                     }
                     continue;
                 }
@@ -373,15 +378,7 @@ impl Pass<'_> {
                                 Some(other)
                                     if listed_cluster_ips(other).contains(&ip.to_string()) =>
                                 {
-                                    self.ip_error("duplicate");
-                                    self.event(
-                                        regarding_service(service),
-                                        "ClusterIPAlreadyAllocated",
-                                        "ClusterIPAllocation",
-                                        format!(
-                                            "Cluster IP [{family}]:{ip} was assigned to multiple services; please recreate service"
-                                        ),
-                                    );
+                                    self.duplicate_cluster_ip(service, family, ip);
                                     continue;
                                 }
                                 _ => true,
