@@ -705,3 +705,156 @@ async fn with_the_webhook_down_fail_refuses_a_service_and_ignore_lets_it_pass() 
     assert!(ip.starts_with("10.0.0."), "kube-apiserver allocated {ip}");
     eprintln!("whole test: {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// The names of the Pods whose `Ready` condition is `True`, as the API has them.
+async fn ready_pods(client: &kube::Client) -> std::collections::BTreeSet<String> {
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list Pods")
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+/// The names of the Pods whose endpoints are ready in `service`'s slices.
+fn ready_endpoint_pods(slices: &[EndpointSlice]) -> std::collections::BTreeSet<String> {
+    slices
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .filter_map(|e| e.target_ref.as_ref().and_then(|r| r.name.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn svcplane_recovers_from_kill_9_of_kube_apiserver_mid_churn_and_nothing_acknowledged_is_lost()
+ {
+    const PODS: usize = 40;
+    let Some((cluster, ports)) = real::start_sidecar_or_skip(
+        "sidecar_apiserver_kill",
+        options(),
+        &SidecarOptions::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let client = cluster.client();
+    create_node(&client).await;
+    create_ready_pods(&client, PODS).await;
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    services
+        .create(
+            &PostParams::default(),
+            &from_json(json!({"metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})),
+        )
+        .await
+        .expect("create Service web");
+    eventually("40 ready endpoints", Duration::from_secs(60), || async {
+        (ready_count(&slices_of(&client, "web").await) == PODS).then_some(())
+    })
+    .await;
+
+    // Readiness churn through kube-apiserver, which is killed (-9) and restarted in the middle.
+    // An acknowledged write must survive; a write that failed may or may not have landed.
+    #[derive(Default)]
+    struct Writes {
+        acknowledged: BTreeMap<usize, bool>,
+        uncertain: std::collections::BTreeSet<usize>,
+        failed: usize,
+    }
+    let writes = Arc::new(std::sync::Mutex::new(Writes::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (pods, writes, stop) = (
+            Api::<Pod>::default_namespaced(client.clone()),
+            writes.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut step = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let i = (step * 7) % PODS;
+                let ready = (step / PODS) % 2 == 1;
+                let patch = Patch::Merge(pod_status(i, ready));
+                let result = pods
+                    .patch_status(&format!("web-{i}"), &PatchParams::default(), &patch)
+                    .await;
+                {
+                    let mut writes = writes.lock().unwrap();
+                    match result {
+                        Ok(_) => {
+                            writes.acknowledged.insert(i, ready);
+                            writes.uncertain.remove(&i);
+                        }
+                        Err(_) => {
+                            writes.failed += 1;
+                            writes.uncertain.insert(i);
+                        }
+                    }
+                }
+                step += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            step
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Instant::now();
+    cluster
+        .kill_and_restart_apiserver()
+        .await
+        .expect("kube-apiserver starts again");
+    eprintln!(
+        "kube-apiserver killed and ready again in {:.1} s",
+        killed_at.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let steps = churn.await.unwrap();
+    let writes = std::mem::take(&mut *writes.lock().unwrap());
+    eprintln!(
+        "{steps} readiness writes, {} refused while kube-apiserver was down",
+        writes.failed
+    );
+    assert!(writes.failed > 0, "the churn never saw kube-apiserver down");
+
+    // Nothing acknowledged is lost.
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    for (i, ready) in &writes.acknowledged {
+        if writes.uncertain.contains(i) {
+            continue;
+        }
+        let pod = pods.get(&format!("web-{i}")).await.unwrap();
+        let is_ready = pod
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert_eq!(is_ready, *ready, "web-{i}: an acknowledged write was lost");
+    }
+    // svcplane kept running through it, and its slices follow the Pods as the API has them.
+    assert!(
+        http_get(ports.svcplane, "/healthz").contains("ok"),
+        "svcplane's /healthz after the restart"
+    );
+    let want = ready_pods(&client).await;
+    eventually(
+        "web's ready endpoints to be its ready Pods",
+        Duration::from_secs(60),
+        || async {
+            let got = ready_endpoint_pods(&slices_of(&client, "web").await);
+            (got == want).then_some(())
+        },
+    )
+    .await;
+}

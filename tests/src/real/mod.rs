@@ -142,6 +142,8 @@ pub struct RealCluster {
     kubeconfig_path: PathBuf,
     binaries: PathBuf,
     options: RealClusterOptions,
+    /// kube-apiserver's command line, to start it again the same way.
+    apiserver_args: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -339,8 +341,74 @@ impl RealCluster {
             kubeconfig_path,
             binaries: bin.to_path_buf(),
             options: options.clone(),
+            apiserver_args,
             dir,
         })
+    }
+
+    fn restart_timeout(&self, last: String, log: &Path) -> RealClusterError {
+        RealClusterError::StartTimeout {
+            seconds: self.options.start_timeout.as_secs_f64(),
+            what: "kube-apiserver /readyz after a restart".into(),
+            last,
+            log: log.display().to_string(),
+            tail: process::log_tail(log),
+        }
+    }
+
+    /// `kill -9` of kube-apiserver, then the same kube-apiserver started again on the same port
+    /// and etcd (nothing acknowledged may be lost: etcd keeps running), ready again when this
+    /// returns. The new process logs to `kube-apiserver-<n>.log`.
+    pub async fn kill_and_restart_apiserver(&self) -> Result<(), RealClusterError> {
+        let log = {
+            let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+            let index = processes
+                .0
+                .iter()
+                .position(|p| p.name() == "kube-apiserver")
+                .ok_or_else(|| RealClusterError::Timeout {
+                    seconds: 0.0,
+                    what: "a running kube-apiserver to kill (the cluster was stopped)".into(),
+                })?;
+            processes.0[index].kill();
+            let restarts = processes
+                .0
+                .iter()
+                .filter(|p| p.name() == "kube-apiserver")
+                .count();
+            let log = self
+                .dir
+                .path()
+                .join("logs")
+                .join(format!("kube-apiserver-{}.log", restarts + 1));
+            let restarted = ChildProcess::spawn(
+                "kube-apiserver",
+                &self.binaries.join("kube-apiserver"),
+                &self.apiserver_args,
+                &log,
+                None,
+            )?;
+            // Same place in the stop order: after the controller managers, before etcd.
+            let killed = std::mem::replace(&mut processes.0[index], restarted);
+            drop(killed);
+            log
+        };
+        let client = self.try_client()?;
+        let deadline = Instant::now() + self.options.start_timeout;
+        loop {
+            match probe(&client, "/readyz").await {
+                Ok((StatusCode::OK, _)) => return Ok(()),
+                Ok((status, body)) if Instant::now() >= deadline => {
+                    return Err(
+                        self.restart_timeout(format!("{status}: {}", last_lines(&body, 3)), &log)
+                    );
+                }
+                Err(last) if Instant::now() >= deadline => {
+                    return Err(self.restart_timeout(last, &log));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// The address kube-apiserver listens on.

@@ -158,6 +158,16 @@ impl ChildProcess {
         }
     }
 
+    /// SIGKILL to the group at once (`kill -9`, no shutdown), then reaps the process.
+    pub(crate) fn kill(&mut self) {
+        self.stopped = true;
+        self.stop_watchdog();
+        signal_group(self.pid(), "KILL");
+        if let Ok(status) = self.child.wait() {
+            self.exited = Some(status.to_string());
+        }
+    }
+
     fn stop_watchdog(&mut self) {
         if let Some(mut watchdog) = self.watchdog.take() {
             let _ = watchdog.kill();
