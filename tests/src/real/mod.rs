@@ -129,6 +129,25 @@ impl Default for RealClusterOptions {
     }
 }
 
+/// A process of the control plane that a test can kill and restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    /// etcd.
+    Etcd,
+    /// kube-apiserver.
+    KubeApiserver,
+}
+
+impl Component {
+    /// The binary's (and the process's) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::KubeApiserver => "kube-apiserver",
+        }
+    }
+}
+
 /// How many times a start is retried when a port picked as free was taken meanwhile.
 const START_ATTEMPTS: usize = 3;
 
@@ -142,6 +161,8 @@ pub struct RealCluster {
     kubeconfig_path: PathBuf,
     binaries: PathBuf,
     options: RealClusterOptions,
+    /// etcd's command line, to start it again the same way.
+    etcd_args: Vec<String>,
     /// kube-apiserver's command line, to start it again the same way.
     apiserver_args: Vec<String>,
     dir: tempfile::TempDir,
@@ -341,6 +362,7 @@ impl RealCluster {
             kubeconfig_path,
             binaries: bin.to_path_buf(),
             options: options.clone(),
+            etcd_args,
             apiserver_args,
             dir,
         })
@@ -357,42 +379,44 @@ impl RealCluster {
     }
 
     /// `kill -9` of kube-apiserver, then the same kube-apiserver started again on the same port
-    /// and etcd (nothing acknowledged may be lost: etcd keeps running), ready again when this
-    /// returns. The new process logs to `kube-apiserver-<n>.log`.
+    /// and etcd, ready again when this returns. See [`RealCluster::kill_and_restart`].
     pub async fn kill_and_restart_apiserver(&self) -> Result<(), RealClusterError> {
-        let log = {
+        self.kill_and_restart(Component::KubeApiserver).await
+    }
+
+    /// `kill -9` of `component`, then the same process started again with the same command line
+    /// (the same ports, and for etcd the same data directory: nothing acknowledged may be lost),
+    /// and kube-apiserver ready again when this returns. The new process logs to
+    /// `logs/<name>-<n>.log`.
+    pub async fn kill_and_restart(&self, component: Component) -> Result<(), RealClusterError> {
+        let name = component.name();
+        let (args, cleanup_dir) = match component {
+            // etcd's watchdog also removes the directory when the test process dies.
+            Component::Etcd => (&self.etcd_args, Some(self.dir.path())),
+            Component::KubeApiserver => (&self.apiserver_args, None),
+        };
+        let logs = self.dir.path().join("logs");
+        let log = (2..)
+            .map(|n| logs.join(format!("{name}-{n}.log")))
+            .find(|path| !path.exists())
+            .unwrap_or_else(|| logs.join(format!("{name}-restarted.log")));
+        {
             let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
             let index = processes
                 .0
                 .iter()
-                .position(|p| p.name() == "kube-apiserver")
+                .position(|p| p.name() == name)
                 .ok_or_else(|| RealClusterError::Timeout {
                     seconds: 0.0,
-                    what: "a running kube-apiserver to kill (the cluster was stopped)".into(),
+                    what: format!("a running {name} to kill (the cluster was stopped)"),
                 })?;
             processes.0[index].kill();
-            let restarts = processes
-                .0
-                .iter()
-                .filter(|p| p.name() == "kube-apiserver")
-                .count();
-            let log = self
-                .dir
-                .path()
-                .join("logs")
-                .join(format!("kube-apiserver-{}.log", restarts + 1));
-            let restarted = ChildProcess::spawn(
-                "kube-apiserver",
-                &self.binaries.join("kube-apiserver"),
-                &self.apiserver_args,
-                &log,
-                None,
-            )?;
-            // Same place in the stop order: after the controller managers, before etcd.
+            let restarted =
+                ChildProcess::spawn(name, &self.binaries.join(name), args, &log, cleanup_dir)?;
+            // Same place in the stop order.
             let killed = std::mem::replace(&mut processes.0[index], restarted);
             drop(killed);
-            log
-        };
+        }
         let client = self.try_client()?;
         let deadline = Instant::now() + self.options.start_timeout;
         loop {
