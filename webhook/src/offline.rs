@@ -255,10 +255,7 @@ fn check_service(
             return;
         }
     };
-    default_service(&mut svc);
-    if svc.metadata.namespace.as_deref().unwrap_or("").is_empty() {
-        svc.metadata.namespace = Some("default".to_owned());
-    }
+    default_as_created(&mut svc);
     let checked = check_service_create(&svc, ranges, &report.taken, &ValidationOptions::default());
     let status = match checked {
         Ok(accepted) => {
@@ -305,10 +302,7 @@ pub fn as_stored(
     ranges: &ServiceRanges,
 ) -> Result<(Service, Vec<String>), Box<Status>> {
     let mut svc = service.clone();
-    default_service(&mut svc);
-    if svc.metadata.namespace.as_deref().unwrap_or("").is_empty() {
-        svc.metadata.namespace = Some("default".to_owned());
-    }
+    default_as_created(&mut svc);
     let name = svc.metadata.name.clone().unwrap_or_default();
     let key = format!(
         "{}/{name}",
@@ -352,6 +346,15 @@ pub fn as_stored(
     spec.cluster_ip = ips.first().cloned();
     spec.cluster_ips = Some(ips);
     Ok((stored, notes))
+}
+
+/// What the apiserver does to a Service from a file before anything else: its v1 defaults,
+/// and the `default` namespace a file without one is applied to.
+fn default_as_created(svc: &mut Service) {
+    default_service(svc);
+    if svc.metadata.namespace.as_deref().unwrap_or("").is_empty() {
+        svc.metadata.namespace = Some("default".to_owned());
+    }
 }
 
 #[cfg(test)]

@@ -602,12 +602,7 @@ where
         };
         for p in processes.0.iter_mut() {
             if let Some(status) = p.exit_status() {
-                return Err(RealClusterError::Exited {
-                    component: p.name(),
-                    status,
-                    log: p.log().display().to_string(),
-                    tail: p.log_tail(),
-                });
+                return Err(p.exited_error(status));
             }
         }
         if Instant::now() >= deadline {

@@ -129,6 +129,16 @@ impl ChildProcess {
         self.exited.clone()
     }
 
+    /// The error for this process having exited (with `status`) while it was awaited.
+    pub(crate) fn exited_error(&self, status: String) -> RealClusterError {
+        RealClusterError::Exited {
+            component: self.name,
+            status,
+            log: self.log.display().to_string(),
+            tail: self.log_tail(),
+        }
+    }
+
     /// The last lines of the log, for error messages.
     pub(crate) fn log_tail(&self) -> String {
         log_tail(&self.log)

@@ -272,12 +272,7 @@ where
             Err(e) => e,
         };
         if let Some(status) = process.exit_status() {
-            return Err(RealClusterError::Exited {
-                component: process.name(),
-                status,
-                log: process.log().display().to_string(),
-                tail: process.log_tail(),
-            });
+            return Err(process.exited_error(status));
         }
         if Instant::now() >= deadline {
             return Err(RealClusterError::StartTimeout {
