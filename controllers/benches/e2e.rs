@@ -94,7 +94,9 @@ async fn controller_process(kubeconfig_yaml: String) {
         &mut registry,
     )
     .expect("config");
-    controller.run(std::future::pending()).await;
+    controller
+        .run(controllers::runtime::Shutdown::never())
+        .await;
 }
 
 fn main() {

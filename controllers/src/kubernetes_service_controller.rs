@@ -11,7 +11,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use futures::StreamExt;
 use ipnet::IpNet;
 use k8s_openapi::api::coordination::v1::{Lease as LeaseObject, LeaseSpec};
 use k8s_openapi::api::core::v1::{EndpointPort, Endpoints, Namespace, Service};
@@ -19,7 +18,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::watcher;
-use tokio::sync::watch;
+use kuberun::Shutdown;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 use crate::kubernetes_service::{
     self as planner, ApiServerEndpoints, ApiServerWrite, EndpointsTarget, KubernetesServiceError,
@@ -132,12 +133,12 @@ fn plan_from(config: &KubernetesServiceConfig) -> Result<Plan, MaintainerError> 
     })
 }
 
-/// Runs until `shutdown` turns true; then removes this apiserver from the endpoints first, so the
-/// last one to stop does not stay listed (kubernetes#115804).
+/// Runs until `shutdown`; then removes this apiserver from the endpoints first, so the last one
+/// to stop does not stay listed (kubernetes#115804).
 pub async fn run(
     client: kube::Client,
     config: KubernetesServiceConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<(), MaintainerError> {
     if config.advertise_addresses.is_empty() {
         return Err(MaintainerError::NoAdvertiseAddress);
@@ -159,31 +160,37 @@ pub async fn run(
     }
 
     // Deleting the Service wakes the loop at once instead of waiting for the interval.
-    let services: Api<Service> = Api::namespaced(client, SERVICE_NAMESPACE);
-    let mut service_events = watcher(
-        services,
-        watcher::Config::default().fields(&format!("metadata.name={SERVICE_NAME}")),
-    )
-    .boxed();
-
-    let mut ticker = tokio::time::interval(maintainer.config.interval);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            Some(event) = service_events.next() => {
-                if !matches!(event, Ok(watcher::Event::Delete(_))) {
-                    continue;
+    let deleted = Arc::new(Notify::new());
+    let watch_deletions = {
+        let deleted = deleted.clone();
+        kuberun::watch_events(
+            Api::<Service>::namespaced(client, SERVICE_NAMESPACE),
+            watcher::Config::default().fields(&format!("metadata.name={SERVICE_NAME}")),
+            shutdown.clone(),
+            move |event| {
+                if let watcher::Event::Delete(_) = event {
+                    deleted.notify_one();
                 }
+            },
+        )
+    };
+    let reconcile_loop = async {
+        let mut ticker = tokio::time::interval(maintainer.config.interval);
+        let mut stop = std::pin::pin!(shutdown.wait());
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => break,
+                _ = ticker.tick() => {}
+                () = deleted.notified() => {}
             }
-            _ = shutdown.changed() => {}
+            if let Err(e) = maintainer.reconcile_once().await {
+                tracing::warn!(error = %e, "kubernetes service reconcile failed");
+            }
         }
-        if *shutdown.borrow() {
-            break;
-        }
-        if let Err(e) = maintainer.reconcile_once().await {
-            tracing::warn!(error = %e, "kubernetes service reconcile failed");
-        }
-    }
+    };
+    // Both end on the same shutdown token.
+    tokio::join!(watch_deletions, reconcile_loop);
     match tokio::time::timeout(
         2 * maintainer.config.interval,
         maintainer.remove_endpoints(),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::Api;
+use kuberun::{Shutdown, ShutdownTrigger, shutdown_channel};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -59,6 +60,14 @@ pub enum Claim {
     Other { holder: String },
 }
 
+/// Why a write was not sent: another replica holds (or may hold) the leader lease.
+pub const NOT_LEADER_ERROR: &str = "not the leader: the leader lease is not held";
+
+/// A write refused by the [`WriteGate`]; its text is [`NOT_LEADER_ERROR`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{NOT_LEADER_ERROR}")]
+pub struct NotLeader;
+
 /// A cheap handle that says whether this replica may write now.
 #[derive(Clone, Debug)]
 pub struct WriteGate {
@@ -98,6 +107,15 @@ impl WriteGate {
         }
     }
 
+    /// `Ok` when this replica may write now: every controller asks before each write.
+    pub fn check(&self) -> Result<(), NotLeader> {
+        if self.allows_writes() {
+            Ok(())
+        } else {
+            Err(NotLeader)
+        }
+    }
+
     /// Waits until writes are allowed (returns at once when they are).
     pub async fn wait_for_leadership(&mut self) {
         let Some(rx) = self.claim.as_mut() else {
@@ -130,7 +148,7 @@ pub enum LeaderElectionError {
 /// A running elector.
 pub struct LeaderElector {
     claim: watch::Receiver<Claim>,
-    stop: watch::Sender<bool>,
+    stop: ShutdownTrigger,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -138,7 +156,7 @@ impl LeaderElector {
     /// Starts competing for the lease in the background.
     pub fn spawn(client: kube::Client, params: LeaseParams) -> Self {
         let (tx, claim) = watch::channel(Claim::Unknown);
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = shutdown_channel();
         let task = tokio::spawn(run(
             Api::namespaced(client, &params.namespace),
             params,
@@ -162,7 +180,7 @@ impl LeaderElector {
 
     /// Stops competing and, if this replica holds the lease, vacates it.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.fire();
         let _ = self.task.await;
     }
 }
@@ -215,19 +233,14 @@ fn observe(
     }
 }
 
-async fn run(
-    api: Api<Lease>,
-    params: LeaseParams,
-    claim: watch::Sender<Claim>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run(api: Api<Lease>, params: LeaseParams, claim: watch::Sender<Claim>, stop: Shutdown) {
     let mut observed = Observed {
         record: None,
         at: Instant::now(),
     };
     let mut last_renewal: Option<Instant> = None;
     loop {
-        if *stop.borrow() {
+        if stop.is_requested() {
             break;
         }
         let sent_at = Instant::now();
@@ -253,7 +266,7 @@ async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(params.retry_period) => {}
-            _ = stop.changed() => {}
+            () = stop.clone().wait() => {}
         }
     }
     let held = matches!(*claim.borrow(), Claim::Held { until } if Instant::now() < until);

@@ -330,7 +330,10 @@ async fn deleting_a_service_releases_its_ip_and_ports() {
     // A long grace period: the release must come from seeing the delete, not from the leak path.
     config.grace_period = Duration::from_secs(3600);
     let metrics = RepairMetrics::default();
-    let repair = tokio::spawn(AllocationRepair::new(env.client(), config, metrics.clone()).run());
+    let repair = tokio::spawn(
+        AllocationRepair::new(env.client(), config, metrics.clone())
+            .run(controllers::runtime::Shutdown::never()),
+    );
 
     let services: Api<Service> = Api::namespaced(env.client(), "default");
     let mut kept = Vec::new();
@@ -462,8 +465,10 @@ async fn a_leaked_ip_address_is_repaired_after_its_grace_period() {
 
     let mut config = RepairConfig::new(ranges, ports);
     config.grace_period = Duration::from_secs(2);
-    let repair =
-        tokio::spawn(AllocationRepair::new(env.client(), config, RepairMetrics::default()).run());
+    let repair = tokio::spawn(
+        AllocationRepair::new(env.client(), config, RepairMetrics::default())
+            .run(controllers::runtime::Shutdown::never()),
+    );
     let client = env.client();
     let name = leaked.clone();
     eventually("the leaked IPAddress to go", || {

@@ -17,7 +17,7 @@ async fn start(nodes: NodeSimConfig) -> Harness {
     let mut harness = Harness::start(Some(nodes)).await;
     let controller =
         EndpointsController::new(harness.client.clone(), EndpointsControllerConfig::default());
-    harness.spawn(controller.run(std::future::pending()));
+    harness.spawn(controller.run(controllers::runtime::Shutdown::never()));
     harness
 }
 

@@ -26,7 +26,11 @@ async fn start(nodes: NodeSimConfig) -> (Harness, EndpointSliceController) {
         &mut registry,
     )
     .expect("valid config");
-    harness.spawn(controller.clone().run(std::future::pending()));
+    harness.spawn(
+        controller
+            .clone()
+            .run(controllers::runtime::Shutdown::never()),
+    );
     (harness, controller)
 }
 
@@ -480,7 +484,11 @@ async fn placeholder_of_each_address_type_until_it_has_endpoints() {
     };
     let controller =
         EndpointSliceController::new(harness.client.clone(), config, &mut registry).expect("valid");
-    harness.spawn(controller.clone().run(std::future::pending()));
+    harness.spawn(
+        controller
+            .clone()
+            .run(controllers::runtime::Shutdown::never()),
+    );
     let h = harness;
     h.create_service(json!({
         "apiVersion": "v1", "kind": "Service",

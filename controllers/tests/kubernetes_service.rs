@@ -5,13 +5,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use controllers::kubernetes_service_controller::{self as maintainer, KubernetesServiceConfig};
+use controllers::runtime::{ShutdownTrigger, shutdown_channel};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, PostParams};
 use testenv::TestEnv;
-use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -27,11 +27,11 @@ fn start(
     env: &TestEnv,
     ip: &str,
 ) -> (
-    watch::Sender<bool>,
+    ShutdownTrigger,
     tokio::task::JoinHandle<Result<(), maintainer::MaintainerError>>,
 ) {
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(maintainer::run(env.client(), config(ip), stop_rx));
+    let (stop, shutdown) = shutdown_channel();
+    let task = tokio::spawn(maintainer::run(env.client(), config(ip), shutdown));
     (stop, task)
 }
 
@@ -153,12 +153,12 @@ async fn service_is_created_recreated_and_endpoints_follow_apiservers() {
     wait_for_ips(&env, &["10.0.0.1", "10.0.0.2"]).await;
 
     // A clean shutdown removes the apiserver first.
-    stop_b.send(true).unwrap();
+    stop_b.fire();
     task_b.await.unwrap().unwrap();
     wait_for_ips(&env, &["10.0.0.1"]).await;
 
     // The last one leaves nothing listed (kubernetes#115804).
-    stop_a.send(true).unwrap();
+    stop_a.fire();
     task_a.await.unwrap().unwrap();
     wait_for_ips(&env, &[]).await;
 }
@@ -182,6 +182,6 @@ async fn system_namespaces_are_created_when_missing() {
         .await
         .unwrap();
     }
-    stop.send(true).unwrap();
+    stop.fire();
     task.await.unwrap().unwrap();
 }

@@ -17,7 +17,11 @@ async fn selector_less_service_endpoints_are_mirrored_and_unmirrored() {
     let mut h = Harness::start(None).await;
     let controller =
         MirroringController::new(h.client.clone(), MirroringControllerConfig::default());
-    h.spawn(controller.clone().run(std::future::pending()));
+    h.spawn(
+        controller
+            .clone()
+            .run(controllers::runtime::Shutdown::never()),
+    );
     h.create_service(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "external", "namespace": "default"},

@@ -7,39 +7,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long components get to stop before the process exits anyway.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Fires once when the process is shutting down; cheap to clone into every task.
-#[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
-
-/// Fires the [`Shutdown`] signals it handed out.
-#[derive(Debug)]
-pub struct ShutdownTrigger(watch::Sender<bool>);
-
-/// A new trigger and its signal.
-pub fn shutdown_channel() -> (ShutdownTrigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (ShutdownTrigger(tx), Shutdown(rx))
-}
-
-impl ShutdownTrigger {
-    /// Tells every holder of a [`Shutdown`] to stop.
-    pub fn fire(&self) {
-        let _ = self.0.send(true);
-    }
-}
-
-impl Shutdown {
-    /// Resolves when shutdown is requested (or the trigger is gone).
-    pub async fn wait(mut self) {
-        let _ = self.0.wait_for(|stop| *stop).await;
-    }
-}
+/// The process's shutdown: one trigger, a token in every component (and in every task they
+/// start).
+pub use kuberun::{Shutdown, ShutdownTrigger, shutdown_channel};
 
 /// A component's task after a successful start.
 pub type Running = JoinHandle<anyhow::Result<()>>;

@@ -63,11 +63,12 @@ pub type SharedRegistry = Arc<OnceLock<ServiceRegistry>>;
 pub fn allocator_registry(config: RegistryConfig, slot: SharedRegistry) -> Component {
     Component::new("allocator-registry", move |client, shutdown| async move {
         let registry = ServiceRegistry::start(client, config).await?;
-        if slot.set(registry).is_err() {
+        if slot.set(registry.clone()).is_err() {
             anyhow::bail!("the allocator registry was started twice");
         }
         Ok(tokio::spawn(async move {
             shutdown.wait().await;
+            registry.stop();
             Ok(())
         }))
     })
@@ -155,17 +156,11 @@ async fn readmit_kubernetes_service(
 pub fn kubernetes_service(config: KubernetesServiceConfig, wait_until_listed: bool) -> Component {
     Component::new("kubernetes-service", move |client, shutdown| async move {
         let listed = config.advertise_addresses.first().map(ToString::to_string);
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task_client = client.clone();
         let task = tokio::spawn(async move {
-            let run = kubernetes_service::run(task_client, config, stop_rx);
-            tokio::pin!(run);
-            tokio::select! {
-                result = &mut run => return result.map_err(Into::into),
-                () = shutdown.wait() => {}
-            }
-            let _ = stop.send(true);
-            run.await.map_err(Into::into)
+            kubernetes_service::run(task_client, config, shutdown)
+                .await
+                .map_err(Into::into)
         });
         if let (true, Some(ip)) = (wait_until_listed, listed) {
             let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
@@ -215,7 +210,7 @@ pub fn endpointslice(
             EndpointSliceController::new(client, config, &mut registry)?
         };
         start_synced("endpointslice", signal, async move {
-            controller.run(shutdown.wait()).await;
+            controller.run(shutdown).await;
             Ok(())
         })
         .await
@@ -228,7 +223,7 @@ pub fn endpoints(config: EndpointsControllerConfig) -> Component {
         let signal = config.caches_synced.clone();
         let controller = EndpointsController::new(client, config);
         start_synced("endpoint", signal, async move {
-            controller.run(shutdown.wait()).await;
+            controller.run(shutdown).await;
             Ok(())
         })
         .await
@@ -243,7 +238,7 @@ pub fn mirroring(config: MirroringControllerConfig) -> Component {
             let signal = config.caches_synced.clone();
             let controller = MirroringController::new(client, config);
             start_synced("endpointslicemirroring", signal, async move {
-                controller.run(shutdown.wait()).await;
+                controller.run(shutdown).await;
                 Ok(())
             })
             .await
@@ -257,10 +252,7 @@ pub fn allocation_repair(config: RepairConfig, metrics: RepairMetrics) -> Compon
         let signal = config.caches_synced.clone();
         let repair = AllocationRepair::new(client, config, metrics);
         start_synced("allocation-repair", signal, async move {
-            tokio::select! {
-                result = repair.run() => result.map_err(Into::into),
-                () = shutdown.wait() => Ok(()),
-            }
+            repair.run(shutdown).await.map_err(Into::into)
         })
         .await
     })

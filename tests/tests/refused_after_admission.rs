@@ -104,8 +104,10 @@ async fn claims_of_a_create_a_later_webhook_refused_are_freed_after_the_grace_pe
     // ...until the repair loop's grace period (2 s here, 60 s upstream) is over.
     let mut config = RepairConfig::new(cluster_ips, node_ports);
     config.grace_period = Duration::from_secs(2);
-    let repair =
-        tokio::spawn(AllocationRepair::new(env.client(), config, RepairMetrics::default()).run());
+    let repair = tokio::spawn(
+        AllocationRepair::new(env.client(), config, RepairMetrics::default())
+            .run(controllers::runtime::Shutdown::never()),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ips = list_ip_addresses(env.client()).await.unwrap();

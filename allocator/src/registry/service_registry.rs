@@ -5,15 +5,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::IPAddress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client};
-use tokio::task::JoinHandle;
+use kuberun::{ShutdownTrigger, shutdown_channel, store_reflector};
 
 use crate::cluster_ip_plan::{
     ClusterIpPlan, IpRequest, held_cluster_ips, plan_cluster_ips_for_create,
@@ -110,15 +109,9 @@ struct Inner {
     ip_store: Option<Store<IPAddress>>,
     port_store: Option<Store<NodePortAllocation>>,
     metrics: AllocatorMetrics,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    /// Stops the watches that keep the cache; dropped with the last handle, which stops
+    /// them too.
+    stop_watches: ShutdownTrigger,
 }
 
 /// The registry of record for ClusterIPs and NodePorts. Cloning shares one registry.
@@ -161,44 +154,36 @@ impl ServiceRegistry {
             &config.ranges,
             config.node_ports,
         )));
-        let mut tasks = Vec::new();
+        let (stop_watches, shutdown) = shutdown_channel();
         let (mut ip_store, mut port_store) = (None, None);
         if config.mode == AllocationMode::Authoritative {
             install_crd(&client, &port_api, config.start_timeout).await?;
-            let (store, writer) = reflector::store();
-            let stream = reflector::reflector(
-                writer,
-                watcher(ip_api.clone(), watcher::Config::default()).default_backoff(),
-            );
             let (c, m) = (cache.clone(), metrics.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut stream = std::pin::pin!(stream);
-                while let Some(event) = stream.next().await {
-                    if let Ok(event) = event {
-                        let mut cache = lock(&c);
-                        cache.apply_ip_event(&event);
-                        m.observe(cache.ip_allocators(), cache.port_allocator());
-                    }
-                }
-            }));
+            let (store, keep) = store_reflector(
+                ip_api.clone(),
+                watcher::Config::default(),
+                shutdown.clone(),
+                move |event| {
+                    let mut cache = lock(&c);
+                    cache.apply_ip_event(event);
+                    m.observe(cache.ip_allocators(), cache.port_allocator());
+                },
+            );
+            tokio::spawn(keep);
             ip_store = Some(store);
 
-            let (store, writer) = reflector::store();
-            let stream = reflector::reflector(
-                writer,
-                watcher(port_api.clone(), watcher::Config::default()).default_backoff(),
-            );
             let (c, m) = (cache.clone(), metrics.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut stream = std::pin::pin!(stream);
-                while let Some(event) = stream.next().await {
-                    if let Ok(event) = event {
-                        let mut cache = lock(&c);
-                        cache.apply_port_event(&event);
-                        m.observe(cache.ip_allocators(), cache.port_allocator());
-                    }
-                }
-            }));
+            let (store, keep) = store_reflector(
+                port_api.clone(),
+                watcher::Config::default(),
+                shutdown,
+                move |event| {
+                    let mut cache = lock(&c);
+                    cache.apply_port_event(event);
+                    m.observe(cache.ip_allocators(), cache.port_allocator());
+                },
+            );
+            tokio::spawn(keep);
             port_store = Some(store);
         }
         let registry = ServiceRegistry {
@@ -210,7 +195,7 @@ impl ServiceRegistry {
                 ip_store,
                 port_store,
                 metrics,
-                tasks,
+                stop_watches,
             }),
         };
         if registry.inner.config.mode == AllocationMode::Authoritative {
@@ -223,6 +208,12 @@ impl ServiceRegistry {
             }
         }
         Ok(registry)
+    }
+
+    /// Stops the watches that keep the cache (at process shutdown); the registry still
+    /// answers from what it last saw. Dropping the last handle does the same.
+    pub fn stop(&self) {
+        self.inner.stop_watches.fire();
     }
 
     /// The configuration the registry serves.

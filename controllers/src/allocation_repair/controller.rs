@@ -1,28 +1,30 @@
 //! The shell of the release-and-repair controller: watches, the pass loop, the writes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allocator::registry::{AllocationMode, NodePortAllocation};
 use allocator::{PortRange, ServiceClusterIpRanges, held_cluster_ips, held_node_ports};
-use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::networking::v1::IPAddress;
 use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::allocation_repair::metrics::RepairMetrics;
 use crate::allocation_repair::plan::{
-    Claim, Regarding, RepairAction, RepairEvent, RepairInput, RepairPlan, ServiceKey, plan_repair,
+    Claim, Regarding, RepairAction, RepairEvent, RepairInput, RepairPlan, ServiceKey, key_of,
+    plan_repair,
 };
 use crate::leader_election::WriteGate;
-use crate::runtime::CacheSyncSignal;
+use crate::runtime::locks::lock;
+use crate::runtime::{CacheSyncSignal, Shutdown};
+use kuberun::store_reflector;
 
 /// Upstream's grace period for an IPAddress whose Service is missing.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(60);
@@ -94,21 +96,6 @@ struct Observed {
     dropped: BTreeMap<(ServiceKey, Claim), Instant>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn key_of(service: &Service) -> ServiceKey {
-    (
-        service
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        service.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
 fn claims_of(service: &Service) -> BTreeSet<Claim> {
     held_cluster_ips(service)
         .into_iter()
@@ -127,64 +114,56 @@ impl AllocationRepair {
         }
     }
 
-    /// Runs until a watch ends.
-    pub async fn run(self) -> Result<(), RepairError> {
+    /// Runs until `shutdown` (`Ok`), or until a watch ends without it.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), RepairError> {
         let notify = Arc::new(Notify::new());
         let observed = Arc::new(Mutex::new(Observed::default()));
+        let every = watcher::Config::default;
 
-        let (services, writer) = reflector::store::<Service>();
-        let stream = reflector::reflector(
-            writer,
-            watcher(
-                Api::<Service>::all(self.client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-        );
-        let service_task = {
+        let (services, keep_services) = {
             let (notify, observed) = (notify.clone(), observed.clone());
-            drive(stream, notify, move |event| {
-                observe_service(&mut lock(&observed), event);
-            })
-        };
-
-        let (ips, writer) = reflector::store::<IPAddress>();
-        let stream = reflector::reflector(
-            writer,
-            watcher(
-                Api::<IPAddress>::all(self.client.clone()),
-                watcher::Config::default(),
+            store_reflector(
+                Api::<Service>::all(self.client.clone()),
+                every(),
+                shutdown.clone(),
+                move |event| {
+                    observe_service(&mut lock(&observed), event);
+                    notify.notify_one();
+                },
             )
-            .default_backoff(),
+        };
+        let (ips, keep_ips) = store_reflector(
+            Api::<IPAddress>::all(self.client.clone()),
+            every(),
+            shutdown.clone(),
+            notify_on_change(&notify),
         );
-        let ip_task = drive(stream, notify.clone(), |_| {});
-
-        let (ports, port_task) = if self.config.mode == AllocationMode::Authoritative {
-            let (store, writer) = reflector::store::<NodePortAllocation>();
-            let stream = reflector::reflector(
-                writer,
-                watcher(
-                    Api::<NodePortAllocation>::all(self.client.clone()),
-                    watcher::Config::default(),
-                )
-                .default_backoff(),
+        let (ports, keep_ports) = if self.config.mode == AllocationMode::Authoritative {
+            let (store, keep) = store_reflector(
+                Api::<NodePortAllocation>::all(self.client.clone()),
+                every(),
+                shutdown.clone(),
+                notify_on_change(&notify),
             );
-            (Some(store), Some(drive(stream, notify.clone(), |_| {})))
+            (Some(store), Some(keep))
         } else {
             (None, None)
         };
-
-        let passes = self.pass_loop(services, ips, ports, observed, notify);
-        let ports_ended = async {
-            match port_task {
-                Some(task) => task.await,
+        let keep_ports = async {
+            match keep_ports {
+                Some(keep) => keep.await,
                 None => std::future::pending().await,
             }
         };
+
+        let passes = self.pass_loop(services, ips, ports, observed, notify);
+        // Shutdown first: the watches end on the same token, and that is not an error.
         tokio::select! {
-            _ = service_task => Err(RepairError::WatchEnded("Service")),
-            _ = ip_task => Err(RepairError::WatchEnded("IPAddress")),
-            _ = ports_ended => Err(RepairError::WatchEnded("NodePortAllocation")),
+            biased;
+            () = shutdown.wait() => Ok(()),
+            () = keep_services => Err(RepairError::WatchEnded("Service")),
+            () = keep_ips => Err(RepairError::WatchEnded("IPAddress")),
+            () = keep_ports => Err(RepairError::WatchEnded("NodePortAllocation")),
             result = passes => result,
         }
     }
@@ -372,29 +351,10 @@ fn observe_service(observed: &mut Observed, event: &watcher::Event<Service>) {
     }
 }
 
-fn drive<K, S>(
-    stream: S,
-    notify: Arc<Notify>,
-    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
-) -> tokio::task::JoinHandle<()>
-where
-    K: Send + 'static,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(event) => {
-                    on_event(&event);
-                    notify.notify_one();
-                }
-                Err(error) => {
-                    tracing::debug!(error = %gocompat::watcher_error_text(&error), "allocation repair watch error")
-                }
-            }
-        }
-    })
+/// Wakes the pass loop on every change of a watched kind.
+fn notify_on_change<K>(notify: &Arc<Notify>) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    let notify = notify.clone();
+    move |_| notify.notify_one()
 }
 
 fn precondition(uid: &Option<String>) -> DeleteParams {

@@ -153,7 +153,8 @@ pub struct RepairPlan {
     pub counts: RepairCounts,
 }
 
-fn key_of(service: &Service) -> ServiceKey {
+/// A Service's `(namespace, name)`.
+pub(crate) fn key_of(service: &Service) -> ServiceKey {
     (
         service
             .metadata

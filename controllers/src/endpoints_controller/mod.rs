@@ -12,24 +12,22 @@ use kube::runtime::watcher;
 
 use crate::endpoints::{EndpointsOptions, EndpointsPlan, plan};
 use crate::endpointslice::PodInfo;
-use crate::endpointslice_controller::NOT_LEADER_ERROR;
-use crate::endpointslice_controller::cache::{CachedPod, PodCache, ServiceCache, pod_selector};
-use crate::endpointslice_controller::enqueue;
-use crate::endpointslice_controller::is_namespace_terminating;
-use crate::leader_election::WriteGate;
+use crate::leader_election::{NotLeader, WriteGate};
 use crate::mirroring::LEADER_ANNOTATION;
+use crate::runtime::cache::{
+    Applied, CachedPod, ObjectCache, PodCache, ServiceCache, pod_selector,
+};
 use crate::runtime::events::reference_to;
-use crate::runtime::reflector::spawn_reflector;
+use crate::runtime::locks::{lock, read, write};
 use crate::runtime::{
-    CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker,
-    WorkQueue, run_workers,
+    CacheSyncSignal, ControllerParts, Delta, ErrorPolicy, EventRecorder, ObjectKey, QueueConfig,
+    Reconciler, Reflectors, Shutdown, TriggerTimeTracker, WorkQueue, enqueue,
+    is_namespace_terminating, run_controller,
 };
 use gocompat::api_error_text;
 
 /// Event source component.
 pub const EVENT_COMPONENT: &str = "endpoint-controller";
-/// Requeues after which a failing key is dropped.
-pub const MAX_RETRIES: u32 = 15;
 
 /// Settings, named after kube-controller-manager's flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,16 +53,23 @@ impl Default for EndpointsControllerConfig {
     }
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+/// Why one Endpoints sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Another replica may hold the leader lease.
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
+    /// The cache still shows an Endpoints this controller has replaced (upstream's text).
+    #[error(
+        "endpoints informer cache is out of date, resource version {resource_version} already processed for endpoints {key}"
+    )]
+    Stale {
+        resource_version: String,
+        key: ObjectKey,
+    },
+    /// The API refused a write.
+    #[error("{}", api_error_text(.0))]
+    Api(#[from] kube::Error),
 }
 
 struct Inner {
@@ -72,7 +77,7 @@ struct Inner {
     config: EndpointsControllerConfig,
     services: RwLock<ServiceCache>,
     pods: RwLock<PodCache>,
-    endpoints: RwLock<HashMap<ObjectKey, Arc<Endpoints>>>,
+    endpoints: RwLock<ObjectCache<Endpoints>>,
     /// resourceVersions this controller replaced, per object (upstream's stale tracker).
     replaced: Mutex<HashMap<ObjectKey, String>>,
     triggers: Mutex<TriggerTimeTracker>,
@@ -87,11 +92,7 @@ pub struct EndpointsController {
 }
 
 /// Runs the Endpoints controller until `shutdown`.
-pub async fn run(
-    client: kube::Client,
-    config: EndpointsControllerConfig,
-    shutdown: impl Future<Output = ()> + Send,
-) {
+pub async fn run(client: kube::Client, config: EndpointsControllerConfig, shutdown: Shutdown) {
     EndpointsController::new(client, config).run(shutdown).await;
 }
 
@@ -120,76 +121,46 @@ impl EndpointsController {
     }
 
     /// Runs reflectors and workers until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
-        let inner = self.inner.clone();
+    pub async fn run(self, shutdown: Shutdown) {
+        let inner = self.inner;
         let client = inner.client.clone();
-        let synced = SyncedFlags::new(3);
-        let reflectors = vec![
-            spawn_reflector(
-                &client,
-                watcher::Config::default(),
-                synced.flag(0),
-                &inner,
-                Inner::on_service,
-            ),
-            spawn_reflector(
-                &client,
-                watcher::Config::default(),
-                synced.flag(1),
-                &inner,
-                Inner::on_pod,
-            ),
-            spawn_reflector(
-                &client,
-                watcher::Config::default(),
-                synced.flag(2),
-                &inner,
-                Inner::on_endpoints,
-            ),
-        ];
-        let workers = {
-            let inner = inner.clone();
-            tokio::spawn(async move {
-                synced.wait().await;
-                inner.config.caches_synced.mark_synced();
-                // Non-leaders keep warm caches but run no workers.
-                inner.config.write_gate.clone().wait_for_leadership().await;
-                for key in read(&inner.services).keys() {
-                    inner.queue.add(key);
-                }
-                // Orphans whose Service vanished while we were down get deleted.
-                let orphans: Vec<ObjectKey> = read(&inner.endpoints)
-                    .iter()
-                    .filter(|(_, e)| {
-                        !e.metadata
-                            .annotations
-                            .as_ref()
-                            .is_some_and(|a| a.contains_key(LEADER_ANNOTATION))
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in orphans {
-                    inner.queue.add(key);
-                }
-                let count = inner.config.concurrent_endpoint_syncs;
-                let queue = inner.queue.clone();
-                run_workers(queue, count, move |key| {
-                    let inner = inner.clone();
-                    async move { inner.process(key).await }
-                })
-                .await;
-            })
+        let every = watcher::Config::default;
+        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+            .watch(every(), Inner::on_service)
+            .watch(every(), Inner::on_pod)
+            .watch(every(), Inner::on_endpoints)
+            .started();
+        let parts = ControllerParts {
+            name: "Endpoints",
+            reflectors,
+            caches_synced: inner.config.caches_synced.clone(),
+            write_gate: inner.config.write_gate.clone(),
+            queue: inner.queue.clone(),
+            workers: inner.config.concurrent_endpoint_syncs,
         };
-        shutdown.await;
-        inner.queue.shut_down();
-        for r in &reflectors {
-            r.abort();
-        }
-        let _ = workers.await;
+        run_controller(inner, parts, Inner::initial_keys, shutdown).await;
     }
 }
 
 impl Inner {
+    /// Every Service, and every Endpoints that no Service may own any more: orphans whose
+    /// Service vanished while we were down get deleted.
+    fn initial_keys(&self) -> Vec<ObjectKey> {
+        let mut keys = read(&self.services).keys();
+        keys.extend(
+            read(&self.endpoints)
+                .iter()
+                .filter(|(_, e)| {
+                    !e.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(LEADER_ANNOTATION))
+                })
+                .map(|(k, _)| k.clone()),
+        );
+        keys
+    }
+
     fn on_service(&self, delta: Delta<Service>) {
         let changed = write(&self.services).apply(delta);
         for key in changed {
@@ -239,14 +210,7 @@ impl Inner {
                 self.enqueue_for_pod(&info);
             }
             Delta::Relisted(seen) => {
-                let removed: Vec<Arc<CachedPod>> = {
-                    let mut pods = write(&self.pods);
-                    pods.keys()
-                        .into_iter()
-                        .filter(|k| !seen.contains(k))
-                        .filter_map(|k| pods.remove(&k))
-                        .collect()
-                };
+                let removed: Vec<Arc<CachedPod>> = write(&self.pods).remove_unseen(&seen);
                 for pod in removed {
                     self.enqueue_for_pod(&pod.info);
                 }
@@ -255,66 +219,27 @@ impl Inner {
     }
 
     fn on_endpoints(&self, delta: Delta<Endpoints>) {
-        match delta {
-            Delta::Upsert(endpoints) => {
-                write(&self.endpoints).insert(ObjectKey::of(&endpoints), Arc::new(endpoints));
-            }
-            Delta::Delete(endpoints) => {
-                let key = ObjectKey::of(&endpoints);
-                write(&self.endpoints).remove(&key);
-                // A deleted Endpoints of an existing Service is recreated.
-                self.queue.add(key);
-            }
-            Delta::Relisted(seen) => {
-                let mut cache = write(&self.endpoints);
-                let gone: Vec<ObjectKey> = cache
-                    .keys()
-                    .filter(|k| !seen.contains(k))
-                    .cloned()
-                    .collect();
-                for key in gone {
-                    cache.remove(&key);
-                    self.queue.add(key);
-                }
-            }
+        // A deleted Endpoints of an existing Service is recreated.
+        match write(&self.endpoints).apply(delta) {
+            Applied::Upserted(_) => {}
+            Applied::Deleted(key) => self.queue.add(key),
+            Applied::Gone(keys) => keys.into_iter().for_each(|key| self.queue.add(key)),
         }
     }
 
-    async fn process(&self, key: ObjectKey) {
-        match self.sync(&key).await {
-            Ok(()) => self.queue.forget(&key),
-            Err(error) if self.queue.num_requeues(&key) < MAX_RETRIES => {
-                tracing::info!(service = %key, %error, "Endpoints sync failed; retrying");
-                self.queue.add_rate_limited(key);
-            }
-            Err(error) => {
-                tracing::warn!(service = %key, %error, "dropping Service out of the queue");
-                self.queue.forget(&key);
-            }
-        }
-    }
-
-    fn may_write(&self) -> Result<(), String> {
-        if self.config.write_gate.allows_writes() {
-            Ok(())
-        } else {
-            Err(NOT_LEADER_ERROR.to_string())
-        }
-    }
-
-    async fn sync(&self, key: &ObjectKey) -> Result<(), String> {
+    async fn sync_endpoints(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let service = read(&self.services).get(key);
-        let existing = read(&self.endpoints).get(key).cloned();
+        let existing = read(&self.endpoints).get(key);
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
         let Some(service) = service else {
             lock(&self.triggers).forget(key);
             lock(&self.replaced).remove(key);
             if existing.is_some() {
-                self.may_write()?;
+                self.config.write_gate.check()?;
                 match api.delete(&key.name, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(api_error_text(&e)),
+                    Err(e) => return Err(e.into()),
                 }
             }
             return Ok(());
@@ -333,9 +258,10 @@ impl Inner {
                 .clone()
                 .unwrap_or_default();
             if lock(&self.replaced).get(key) == Some(&rv) {
-                return Err(format!(
-                    "endpoints informer cache is out of date, resource version {rv} already processed for endpoints {key}"
-                ));
+                return Err(SyncError::Stale {
+                    resource_version: rv,
+                    key: key.clone(),
+                });
             }
         }
         let trigger_time = lock(&self.triggers)
@@ -355,7 +281,7 @@ impl Inner {
         );
         let reference = || reference_to(service.as_ref());
         if !matches!(planned, EndpointsPlan::NoOp) {
-            self.may_write()?;
+            self.config.write_gate.check()?;
         }
         match planned {
             EndpointsPlan::NoOp => Ok(()),
@@ -371,7 +297,7 @@ impl Inner {
                             "FailedToCreateEndpoint",
                             format!("Failed to create endpoint for service {key}: {text}"),
                         );
-                        Err(text)
+                        Err(e.into())
                     }
                 }
             }
@@ -395,7 +321,7 @@ impl Inner {
                             "FailedToUpdateEndpoint",
                             format!("Failed to update endpoint {key}: {text}"),
                         );
-                        Err(text)
+                        Err(e.into())
                     }
                 }
             }
@@ -403,9 +329,23 @@ impl Inner {
                 match api.delete(&name, &DeleteParams::default()).await {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                    Err(e) => Err(api_error_text(&e)),
+                    Err(e) => Err(e.into()),
                 }
             }
         }
+    }
+}
+
+impl Reconciler for Inner {
+    type Error = SyncError;
+    const KEY_KIND: &'static str = "Service";
+
+    fn sync(&self, key: &ObjectKey) -> impl Future<Output = Result<(), SyncError>> + Send {
+        self.sync_endpoints(key)
+    }
+
+    /// Upstream retries every error with backoff, its stale-cache error too.
+    fn error_policy(&self, _error: &SyncError) -> ErrorPolicy {
+        ErrorPolicy::Backoff
     }
 }

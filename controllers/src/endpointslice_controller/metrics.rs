@@ -60,16 +60,8 @@ struct PerService {
     traffic_distribution: HashMap<ObjectKey, String>,
 }
 
-/// Outcome label of `endpoint_slice_controller_syncs`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncResult {
-    /// The sync finished.
-    Success,
-    /// The informer cache was older than our writes.
-    Stale,
-    /// The sync failed.
-    Error,
-}
+/// Outcome label of `endpoint_slice_controller_syncs`: the worker's sync result.
+pub use crate::runtime::SyncResult;
 
 impl EndpointSliceMetrics {
     /// Creates the metrics and registers them under `endpoint_slice_controller_`.

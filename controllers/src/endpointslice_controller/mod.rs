@@ -4,10 +4,7 @@
 //! call the pure planner and write its plan, tracking their own writes so that stale caches
 //! are retried instead of causing 409 storms (kubernetes#92928).
 
-pub mod cache;
-pub mod enqueue;
 pub mod metrics;
-pub mod tracker;
 
 use gocompat::api_error_text;
 use std::collections::{BTreeMap, HashSet};
@@ -21,9 +18,7 @@ use kube::api::{Api, DeleteParams};
 use kube::runtime::watcher;
 use prometheus_client::registry::Registry;
 
-use self::cache::{CachedPod, PodCache, ServiceCache, SliceCache, pod_selector, slice_service};
-use self::metrics::{EndpointSliceMetrics, SyncResult};
-use self::tracker::SliceTracker;
+use self::metrics::EndpointSliceMetrics;
 use crate::endpointslice::hints::{
     TOPOLOGY_AWARE_HINTS_DISABLED, TOPOLOGY_AWARE_HINTS_ENABLED, topology_annotation_enabled,
 };
@@ -31,28 +26,29 @@ use crate::endpointslice::{
     CONTROLLER_NAME, EndpointSlicePlan, IndexedPod, IndexedSlice, LABEL_MANAGED_BY,
     MaxEndpointsPerSlice, NodeInfo, PlanOptions, PodInfo, TopologyHintsOutcome, plan_indexed,
 };
-use crate::leader_election::WriteGate;
+use crate::leader_election::{NotLeader, WriteGate};
+use crate::runtime::cache::{
+    PodCache, ServiceCache, SliceCache, SliceChange, pod_selector, slice_service,
+};
 use crate::runtime::events::reference_to;
-use crate::runtime::reflector::spawn_reflector;
+use crate::runtime::locks::{lock, read, write};
+use crate::runtime::slice_tracker::SliceTracker;
 use crate::runtime::{
-    CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, TriggerTimeTracker,
-    WorkQueue, run_workers,
+    CacheSyncSignal, ControllerParts, Delta, ErrorPolicy, EventRecorder, ObjectKey, QueueConfig,
+    Reconciler, Reflectors, Shutdown, SyncResult, TriggerTimeTracker, WorkQueue, enqueue,
+    is_namespace_terminating, run_controller,
 };
 
 /// Event source component.
 pub const EVENT_COMPONENT: &str = "endpoint-slice-controller";
 /// Minimum delay of slice-triggered syncs (`endpointSliceChangeMinSyncDelay`).
 pub const SLICE_CHANGE_MIN_SYNC_DELAY: Duration = Duration::from_secs(1);
-/// Requeues after which a failing key is dropped (`maxRetries`).
-pub const MAX_RETRIES: u32 = 15;
 /// Delay before retrying a sync that found the informer cache older than our writes; the
 /// cache normally catches up within milliseconds, so waiting a full backoff second would
 /// only add latency.
 pub const STALE_RETRY_DELAY: Duration = Duration::from_millis(20);
 /// Upstream's stale-cache error text.
 pub const STALE_INFORMER_ERROR: &str = "EndpointSlice informer cache is out of date";
-/// Why a write was not sent: another replica holds (or may hold) the leader lease.
-pub const NOT_LEADER_ERROR: &str = "not the leader: the leader lease is not held";
 
 /// Settings, named after kube-controller-manager's flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,16 +111,45 @@ pub enum SyncError {
     Failed(String),
 }
 
+/// Why one write of a plan was not done; the texts are upstream's.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
+    #[error(
+        "failed to create EndpointSlice for Service {service}: {}",
+        api_error_text(source)
+    )]
+    Create {
+        service: ObjectKey,
+        source: kube::Error,
+    },
+    #[error(
+        "failed to update {name} EndpointSlice for Service {service}: {}",
+        api_error_text(source)
+    )]
+    Update {
+        name: String,
+        service: ObjectKey,
+        source: kube::Error,
+    },
+    #[error(
+        "failed to delete {name} EndpointSlice for Service {service}: {}",
+        api_error_text(source)
+    )]
+    Delete {
+        name: String,
+        service: ObjectKey,
+        source: kube::Error,
+    },
+}
+
 /// Go's `utilerrors.NewAggregate(...).Error()`: one message as is, several in brackets.
 pub fn aggregate_error_text(messages: &[String]) -> String {
     match messages {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
     }
-}
-
-pub(crate) fn is_namespace_terminating(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated"))
 }
 
 fn managed_by_us(slice: &EndpointSlice) -> bool {
@@ -134,18 +159,6 @@ fn managed_by_us(slice: &EndpointSlice) -> bool {
         .as_ref()
         .and_then(|l| l.get(LABEL_MANAGED_BY))
         .is_some_and(|v| v == CONTROLLER_NAME)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Sizes of the controller's caches (for memory estimates and tests).
@@ -187,7 +200,7 @@ pub struct EndpointSliceController {
 pub async fn run(
     client: kube::Client,
     config: EndpointSliceControllerConfig,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: Shutdown,
 ) -> Result<(), ConfigError> {
     let mut registry = Registry::default();
     EndpointSliceController::new(client, config, &mut registry)?
@@ -240,63 +253,28 @@ impl EndpointSliceController {
     }
 
     /// Runs reflectors and workers until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
-        let inner = self.inner.clone();
-        let synced = SyncedFlags::new(4);
+    pub async fn run(self, shutdown: Shutdown) {
+        let inner = self.inner;
         let client = inner.client.clone();
         let by_us =
             watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={CONTROLLER_NAME}"));
-        let reflectors = vec![
-            spawn_reflector(
-                &client,
-                watcher::Config::default(),
-                synced.flag(0),
-                &inner,
-                Inner::on_service,
-            ),
-            spawn_reflector(
-                &client,
-                watcher::Config::default(),
-                synced.flag(1),
-                &inner,
-                Inner::on_pod,
-            ),
-            spawn_reflector(
-                &client,
-                watcher::Config::default(),
-                synced.flag(2),
-                &inner,
-                Inner::on_node,
-            ),
-            spawn_reflector(&client, by_us, synced.flag(3), &inner, Inner::on_slice),
-        ];
-        let workers = {
-            let inner = inner.clone();
-            async move {
-                synced.wait().await;
-                tracing::info!("EndpointSlice controller caches synced");
-                inner.config.caches_synced.mark_synced();
-                // Non-leaders keep warm caches but run no workers.
-                inner.config.write_gate.clone().wait_for_leadership().await;
-                for key in read(&inner.services).keys() {
-                    inner.queue.add(key);
-                }
-                let count = inner.config.concurrent_service_endpoint_syncs;
-                let queue = inner.queue.clone();
-                run_workers(queue, count, move |key| {
-                    let inner = inner.clone();
-                    async move { inner.process(key).await }
-                })
-                .await;
-            }
+        let every = watcher::Config::default;
+        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+            .watch(every(), Inner::on_service)
+            .watch(every(), Inner::on_pod)
+            .watch(every(), Inner::on_node)
+            .watch(by_us, Inner::on_slice)
+            .started();
+        let parts = ControllerParts {
+            name: "EndpointSlice",
+            reflectors,
+            caches_synced: inner.config.caches_synced.clone(),
+            write_gate: inner.config.write_gate.clone(),
+            queue: inner.queue.clone(),
+            workers: inner.config.concurrent_service_endpoint_syncs,
         };
-        let workers = tokio::spawn(workers);
-        shutdown.await;
-        inner.queue.shut_down();
-        for r in &reflectors {
-            r.abort();
-        }
-        let _ = workers.await;
+        let every_service = |inner: &Inner| read(&inner.services).keys();
+        run_controller(inner, parts, every_service, shutdown).await;
     }
 }
 
@@ -364,14 +342,7 @@ impl Inner {
                 self.enqueue_pod_services(keys);
             }
             Delta::Relisted(seen) => {
-                let removed: Vec<Arc<CachedPod>> = {
-                    let mut pods = write(&self.pods);
-                    pods.keys()
-                        .into_iter()
-                        .filter(|k| !seen.contains(k))
-                        .filter_map(|k| pods.remove(&k))
-                        .collect()
-                };
+                let removed = write(&self.pods).remove_unseen(&seen);
                 for pod in removed {
                     let keys = self.services_selecting(&pod.info);
                     self.enqueue_pod_services(keys);
@@ -423,10 +394,9 @@ impl Inner {
 
     fn on_slice(&self, delta: Delta<EndpointSlice>) {
         let delay = self.slice_delay();
-        match delta {
-            Delta::Upsert(slice) => {
-                let slice = Arc::new(IndexedSlice::new(slice));
-                let old = write(&self.slices).insert(slice.clone());
+        let change = write(&self.slices).apply(delta);
+        match change {
+            SliceChange::Upserted { new: slice, old } => {
                 let tracker = lock(&self.tracker);
                 match old {
                     None => {
@@ -456,21 +426,8 @@ impl Inner {
                     }
                 }
             }
-            Delta::Delete(slice) => {
-                write(&self.slices).remove(&ObjectKey::of(&slice));
-                self.on_slice_deleted(&slice, delay);
-            }
-            Delta::Relisted(seen) => {
-                let removed: Vec<Arc<IndexedSlice>> = {
-                    let mut slices = write(&self.slices);
-                    slices
-                        .keys()
-                        .into_iter()
-                        .filter(|k| !seen.contains(k))
-                        .filter_map(|k| slices.remove(&k))
-                        .collect()
-                };
-                for slice in removed {
+            SliceChange::Removed(slices) => {
+                for slice in slices {
                     self.on_slice_deleted(&slice, delay);
                 }
             }
@@ -490,31 +447,6 @@ impl Inner {
         }
     }
 
-    async fn process(&self, key: ObjectKey) {
-        let span = tracing::debug_span!("sync", service = %key);
-        match tracing::Instrument::instrument(self.sync(&key), span).await {
-            Ok(()) => {
-                self.metrics.sync(SyncResult::Success);
-                self.queue.forget(&key);
-            }
-            Err(SyncError::Stale) => {
-                self.metrics.sync(SyncResult::Stale);
-                tracing::debug!(service = %key, "{STALE_INFORMER_ERROR}; retrying");
-                self.queue.add_after(key, STALE_RETRY_DELAY);
-            }
-            Err(error) => {
-                self.metrics.sync(SyncResult::Error);
-                if self.queue.num_requeues(&key) < MAX_RETRIES {
-                    tracing::info!(service = %key, %error, "sync failed; retrying");
-                    self.queue.add_rate_limited(key);
-                } else {
-                    tracing::warn!(service = %key, %error, "dropping Service out of the queue");
-                    self.queue.forget(&key);
-                }
-            }
-        }
-    }
-
     fn forget_service(&self, key: &ObjectKey) {
         lock(&self.tracker).delete_service(key);
         lock(&self.triggers).forget(key);
@@ -523,7 +455,7 @@ impl Inner {
         self.metrics.forget_service(key);
     }
 
-    async fn sync(&self, key: &ObjectKey) -> Result<(), SyncError> {
+    async fn sync_service(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let Some(service) = read(&self.services).get(key) else {
             // Slices go with the Service through their owner reference (garbage collection).
             self.forget_service(key);
@@ -570,7 +502,7 @@ impl Inner {
 
         let mut errors: Vec<String> = Vec::new();
         if let Err(e) = self.write_plan(key, &service, &plan).await {
-            errors.push(e);
+            errors.push(e.to_string());
         } else if !plan.is_noop() {
             let now = jiff::Timestamp::now();
             for transition in &triggers.new_ready_transitions {
@@ -607,45 +539,35 @@ impl Inner {
         Err(SyncError::Failed(text))
     }
 
-    fn may_write(&self) -> Result<(), String> {
-        if self.config.write_gate.allows_writes() {
-            Ok(())
-        } else {
-            Err(NOT_LEADER_ERROR.to_string())
-        }
-    }
-
     async fn write_plan(
         &self,
         key: &ObjectKey,
         service: &Service,
         plan: &EndpointSlicePlan,
-    ) -> Result<(), String> {
+    ) -> Result<(), WriteError> {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         // Upstream creates nothing for a Service being deleted.
         if service.metadata.deletion_timestamp.is_none() {
             for slice in &plan.create {
-                self.may_write()?;
+                self.config.write_gate.check()?;
                 match api.create(&crate::runtime::write_params(), slice).await {
                     Ok(created) => {
                         lock(&self.tracker).update(&created);
                         self.metrics.change("create");
                     }
                     Err(e) if is_namespace_terminating(&e) => return Ok(()),
-                    Err(e) => {
-                        return Err(format!(
-                            "failed to create EndpointSlice for Service {}/{}: {}",
-                            key.namespace,
-                            key.name,
-                            api_error_text(&e)
-                        ));
+                    Err(source) => {
+                        return Err(WriteError::Create {
+                            service: key.clone(),
+                            source,
+                        });
                     }
                 }
             }
         }
         for slice in &plan.update {
             let name = slice.metadata.name.clone().unwrap_or_default();
-            self.may_write()?;
+            self.config.write_gate.check()?;
             match api
                 .replace(&name, &crate::runtime::write_params(), slice)
                 .await
@@ -654,19 +576,18 @@ impl Inner {
                     lock(&self.tracker).update(&updated);
                     self.metrics.change("update");
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "failed to update {name} EndpointSlice for Service {}/{}: {}",
-                        key.namespace,
-                        key.name,
-                        api_error_text(&e)
-                    ));
+                Err(source) => {
+                    return Err(WriteError::Update {
+                        name,
+                        service: key.clone(),
+                        source,
+                    });
                 }
             }
         }
         for slice in &plan.delete {
             let name = slice.metadata.name.clone().unwrap_or_default();
-            self.may_write()?;
+            self.config.write_gate.check()?;
             match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {
                     lock(&self.tracker).expect_deletion(slice);
@@ -675,13 +596,12 @@ impl Inner {
                 Err(kube::Error::Api(s)) if s.code == 404 => {
                     lock(&self.tracker).expect_deletion(slice);
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "failed to delete {name} EndpointSlice for Service {}/{}: {}",
-                        key.namespace,
-                        key.name,
-                        api_error_text(&e)
-                    ));
+                Err(source) => {
+                    return Err(WriteError::Delete {
+                        name,
+                        service: key.clone(),
+                        source,
+                    });
                 }
             }
         }
@@ -730,5 +650,25 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+impl Reconciler for Inner {
+    type Error = SyncError;
+    const KEY_KIND: &'static str = "Service";
+
+    fn sync(&self, key: &ObjectKey) -> impl Future<Output = Result<(), SyncError>> + Send {
+        self.sync_service(key)
+    }
+
+    fn error_policy(&self, error: &SyncError) -> ErrorPolicy {
+        match error {
+            SyncError::Stale => ErrorPolicy::Stale(STALE_RETRY_DELAY),
+            SyncError::Failed(_) => ErrorPolicy::Backoff,
+        }
+    }
+
+    fn observe(&self, result: SyncResult) {
+        self.metrics.sync(result);
     }
 }

@@ -2,7 +2,6 @@
 //! selector-less Services into EndpointSlices with the pure `mirroring::plan`, on the same
 //! reflector, queue and tracker pieces as the EndpointSlice controller.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -13,24 +12,20 @@ use kube::api::{Api, DeleteParams};
 use kube::runtime::watcher;
 
 use crate::endpointslice::IndexedSlice;
-use crate::endpointslice_controller::NOT_LEADER_ERROR;
-use crate::endpointslice_controller::cache::{SliceCache, slice_service};
-use crate::endpointslice_controller::is_namespace_terminating;
-use crate::endpointslice_controller::tracker::SliceTracker;
-use crate::leader_election::WriteGate;
+use crate::leader_election::{NotLeader, WriteGate};
 use crate::mirroring::{CONTROLLER_NAME, MANAGED_BY_LABEL, MirroringOptions, plan};
+use crate::runtime::cache::{Applied, ObjectCache, SliceCache, SliceChange, slice_service};
 use crate::runtime::events::reference_to;
-use crate::runtime::reflector::spawn_reflector;
+use crate::runtime::locks::{lock, read, write};
+use crate::runtime::slice_tracker::SliceTracker;
 use crate::runtime::{
-    CacheSyncSignal, Delta, EventRecorder, ObjectKey, QueueConfig, SyncedFlags, WorkQueue,
-    run_workers,
+    CacheSyncSignal, ControllerParts, Delta, ErrorPolicy, EventRecorder, ObjectKey, QueueConfig,
+    Reconciler, Reflectors, Shutdown, WorkQueue, is_namespace_terminating, run_controller,
 };
 use gocompat::api_error_text;
 
 /// Event source component.
 pub const EVENT_COMPONENT: &str = "endpoint-slice-mirroring-controller";
-/// Requeues after which a failing key is dropped.
-pub const MAX_RETRIES: u32 = 15;
 /// Minimum delay of slice-triggered syncs.
 const SLICE_CHANGE_MIN_SYNC_DELAY: Duration = Duration::from_secs(1);
 
@@ -61,16 +56,18 @@ impl Default for MirroringControllerConfig {
     }
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+/// Why one mirroring sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Another replica may hold the leader lease.
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
+    /// The slice cache is older than our own writes (upstream's text).
+    #[error("EndpointSlice informer cache is out of date")]
+    Stale,
+    /// The API refused a write.
+    #[error("{}", api_error_text(.0))]
+    Api(#[from] kube::Error),
 }
 
 fn mirrored(slice: &EndpointSlice) -> bool {
@@ -85,8 +82,8 @@ fn mirrored(slice: &EndpointSlice) -> bool {
 struct Inner {
     client: kube::Client,
     config: MirroringControllerConfig,
-    services: RwLock<HashMap<ObjectKey, Arc<Service>>>,
-    endpoints: RwLock<HashMap<ObjectKey, Arc<Endpoints>>>,
+    services: RwLock<ObjectCache<Service>>,
+    endpoints: RwLock<ObjectCache<Endpoints>>,
     slices: RwLock<SliceCache>,
     tracker: Mutex<SliceTracker>,
     queue: WorkQueue<ObjectKey>,
@@ -100,11 +97,7 @@ pub struct MirroringController {
 }
 
 /// Runs the mirroring controller until `shutdown`.
-pub async fn run(
-    client: kube::Client,
-    config: MirroringControllerConfig,
-    shutdown: impl Future<Output = ()> + Send,
-) {
+pub async fn run(client: kube::Client, config: MirroringControllerConfig, shutdown: Shutdown) {
     MirroringController::new(client, config).run(shutdown).await;
 }
 
@@ -132,55 +125,26 @@ impl MirroringController {
     }
 
     /// Runs reflectors and workers until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
-        let inner = self.inner.clone();
+    pub async fn run(self, shutdown: Shutdown) {
+        let inner = self.inner;
         let client = inner.client.clone();
-        let synced = SyncedFlags::new(3);
-        let mirrored =
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
-        let reflectors = vec![
-            spawn_reflector(
-                &client,
-                watcher::Config::default(),
-                synced.flag(0),
-                &inner,
-                Inner::on_service,
-            ),
-            spawn_reflector(
-                &client,
-                watcher::Config::default(),
-                synced.flag(1),
-                &inner,
-                Inner::on_endpoints,
-            ),
-            spawn_reflector(&client, mirrored, synced.flag(2), &inner, Inner::on_slice),
-        ];
-        let workers = {
-            let inner = inner.clone();
-            tokio::spawn(async move {
-                synced.wait().await;
-                inner.config.caches_synced.mark_synced();
-                // Non-leaders keep warm caches but run no workers.
-                inner.config.write_gate.clone().wait_for_leadership().await;
-                let keys: Vec<ObjectKey> = read(&inner.endpoints).keys().cloned().collect();
-                for key in keys {
-                    inner.queue.add(key);
-                }
-                let count = inner.config.mirroring_concurrent_service_endpoint_syncs;
-                let queue = inner.queue.clone();
-                run_workers(queue, count, move |key| {
-                    let inner = inner.clone();
-                    async move { inner.process(key).await }
-                })
-                .await;
-            })
+        let every = watcher::Config::default;
+        let mirrored = every().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
+        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+            .watch(every(), Inner::on_service)
+            .watch(every(), Inner::on_endpoints)
+            .watch(mirrored, Inner::on_slice)
+            .started();
+        let parts = ControllerParts {
+            name: "EndpointSliceMirroring",
+            reflectors,
+            caches_synced: inner.config.caches_synced.clone(),
+            write_gate: inner.config.write_gate.clone(),
+            queue: inner.queue.clone(),
+            workers: inner.config.mirroring_concurrent_service_endpoint_syncs,
         };
-        shutdown.await;
-        inner.queue.shut_down();
-        for r in &reflectors {
-            r.abort();
-        }
-        let _ = workers.await;
+        let every_endpoints = |inner: &Inner| read(&inner.endpoints).keys();
+        run_controller(inner, parts, every_endpoints, shutdown).await;
     }
 }
 
@@ -189,87 +153,40 @@ impl Inner {
         self.config.mirroring_endpointslice_updates_batch_period
     }
 
-    fn on_service(&self, delta: Delta<Service>) {
-        match delta {
-            Delta::Upsert(service) => {
-                let key = ObjectKey::of(&service);
-                write(&self.services).insert(key.clone(), Arc::new(service));
-                self.queue.add_after(key, self.batch());
+    /// Queues what a Service or Endpoints change concerns: the object's own key, after the
+    /// batch period; keys a relist found gone at once.
+    fn enqueue(&self, applied: Applied) {
+        match applied {
+            Applied::Upserted(key) | Applied::Deleted(key) => {
+                self.queue.add_after(key, self.batch())
             }
-            Delta::Delete(service) => {
-                let key = ObjectKey::of(&service);
-                write(&self.services).remove(&key);
-                self.queue.add_after(key, self.batch());
-            }
-            Delta::Relisted(seen) => {
-                let mut services = write(&self.services);
-                let gone: Vec<ObjectKey> = services
-                    .keys()
-                    .filter(|k| !seen.contains(k))
-                    .cloned()
-                    .collect();
-                for key in gone {
-                    services.remove(&key);
-                    self.queue.add(key);
-                }
-            }
+            Applied::Gone(keys) => keys.into_iter().for_each(|key| self.queue.add(key)),
         }
     }
 
+    fn on_service(&self, delta: Delta<Service>) {
+        let applied = write(&self.services).apply(delta);
+        self.enqueue(applied);
+    }
+
     fn on_endpoints(&self, delta: Delta<Endpoints>) {
-        match delta {
-            Delta::Upsert(endpoints) => {
-                let key = ObjectKey::of(&endpoints);
-                write(&self.endpoints).insert(key.clone(), Arc::new(endpoints));
-                self.queue.add_after(key, self.batch());
-            }
-            Delta::Delete(endpoints) => {
-                let key = ObjectKey::of(&endpoints);
-                write(&self.endpoints).remove(&key);
-                self.queue.add_after(key, self.batch());
-            }
-            Delta::Relisted(seen) => {
-                let mut cache = write(&self.endpoints);
-                let gone: Vec<ObjectKey> = cache
-                    .keys()
-                    .filter(|k| !seen.contains(k))
-                    .cloned()
-                    .collect();
-                for key in gone {
-                    cache.remove(&key);
-                    self.queue.add(key);
-                }
-            }
-        }
+        let applied = write(&self.endpoints).apply(delta);
+        self.enqueue(applied);
     }
 
     fn on_slice(&self, delta: Delta<EndpointSlice>) {
         let delay = self.batch().max(SLICE_CHANGE_MIN_SYNC_DELAY);
-        match delta {
-            Delta::Upsert(slice) => {
-                let slice = Arc::new(IndexedSlice::new(slice));
-                let old = write(&self.slices).insert(slice.clone());
+        let change = write(&self.slices).apply(delta);
+        match change {
+            SliceChange::Upserted { new: slice, old } => {
                 let sync = lock(&self.tracker).should_sync(&slice)
                     || old.is_some_and(|o| slice_service(&o) != slice_service(&slice));
                 if sync && let Some(key) = slice_service(&slice) {
                     self.queue.add_after(key, delay);
                 }
             }
-            Delta::Delete(slice) => {
-                write(&self.slices).remove(&ObjectKey::of(&slice));
-                self.on_slice_deleted(&slice, delay);
-            }
-            Delta::Relisted(seen) => {
-                let removed: Vec<Arc<IndexedSlice>> = {
-                    let mut slices = write(&self.slices);
-                    slices
-                        .keys()
-                        .into_iter()
-                        .filter(|k| !seen.contains(k))
-                        .filter_map(|k| slices.remove(&k))
-                        .collect()
-                };
-                for slice in removed {
+            SliceChange::Removed(slices) => {
+                for slice in slices {
                     self.on_slice_deleted(&slice, delay);
                 }
             }
@@ -286,31 +203,9 @@ impl Inner {
         }
     }
 
-    async fn process(&self, key: ObjectKey) {
-        match self.sync(&key).await {
-            Ok(()) => self.queue.forget(&key),
-            Err(error) if self.queue.num_requeues(&key) < MAX_RETRIES => {
-                tracing::info!(endpoints = %key, %error, "mirroring sync failed; retrying");
-                self.queue.add_rate_limited(key);
-            }
-            Err(error) => {
-                tracing::warn!(endpoints = %key, %error, "dropping Endpoints out of the queue");
-                self.queue.forget(&key);
-            }
-        }
-    }
-
-    fn may_write(&self) -> Result<(), String> {
-        if self.config.write_gate.allows_writes() {
-            Ok(())
-        } else {
-            Err(NOT_LEADER_ERROR.to_string())
-        }
-    }
-
-    async fn sync(&self, key: &ObjectKey) -> Result<(), String> {
-        let endpoints = read(&self.endpoints).get(key).cloned();
-        let service = read(&self.services).get(key).cloned();
+    async fn sync_mirror(&self, key: &ObjectKey) -> Result<(), SyncError> {
+        let endpoints = read(&self.endpoints).get(key);
+        let service = read(&self.services).get(key);
         let cached: Vec<Arc<IndexedSlice>> = read(&self.slices)
             .for_service(key)
             .into_iter()
@@ -320,7 +215,7 @@ impl Inner {
             lock(&self.tracker).delete_service(key);
         }
         if lock(&self.tracker).stale(key, cached.iter().map(|s| s.slice())) {
-            return Err("EndpointSlice informer cache is out of date".to_owned());
+            return Err(SyncError::Stale);
         }
         let existing: Vec<EndpointSlice> = cached.iter().map(|s| s.slice().clone()).collect();
         let planned = plan(
@@ -344,30 +239,30 @@ impl Inner {
         }
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         for slice in &planned.create {
-            self.may_write()?;
+            self.config.write_gate.check()?;
             match api.create(&crate::runtime::write_params(), slice).await {
                 Ok(created) => lock(&self.tracker).update(&created),
                 Err(e) if is_namespace_terminating(&e) => return Ok(()),
-                Err(e) => return Err(api_error_text(&e)),
+                Err(e) => return Err(e.into()),
             }
         }
         for slice in &planned.update {
             let name = slice.metadata.name.clone().unwrap_or_default();
-            self.may_write()?;
+            self.config.write_gate.check()?;
             match api
                 .replace(&name, &crate::runtime::write_params(), slice)
                 .await
             {
                 Ok(updated) => lock(&self.tracker).update(&updated),
-                Err(e) => return Err(api_error_text(&e)),
+                Err(e) => return Err(e.into()),
             }
         }
         for name in &planned.delete {
-            self.may_write()?;
+            self.config.write_gate.check()?;
             match api.delete(name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(api_error_text(&e)),
+                Err(e) => return Err(e.into()),
             }
             if let Some(slice) = existing
                 .iter()
@@ -377,5 +272,19 @@ impl Inner {
             }
         }
         Ok(())
+    }
+}
+
+impl Reconciler for Inner {
+    type Error = SyncError;
+    const KEY_KIND: &'static str = "Endpoints";
+
+    fn sync(&self, key: &ObjectKey) -> impl Future<Output = Result<(), SyncError>> + Send {
+        self.sync_mirror(key)
+    }
+
+    /// Upstream retries every error with backoff, its stale-cache error too.
+    fn error_policy(&self, _error: &SyncError) -> ErrorPolicy {
+        ErrorPolicy::Backoff
     }
 }

@@ -1,18 +1,29 @@
-//! Pieces shared by the controller shells: object keys, the keyed work queue with per-key
-//! backoff and an overall rate limit, reflectors feeding controller-owned caches, the
-//! trigger-time tracker, the events recorder and metric helpers.
+//! What the controller shells share: object keys, the keyed work queue with per-key backoff
+//! and an overall rate limit, reflectors feeding controller-owned caches (Services, pods,
+//! slices, any keyed kind), upstream's pod-update enqueue rules, the EndpointSlice write
+//! tracker, the trigger-time tracker, the events recorder, one worker loop with its retry
+//! policy, and poison-tolerant locks. No controller module imports from a sibling.
 
+pub mod cache;
+pub mod enqueue;
 pub mod events;
 pub mod key;
+pub mod locks;
 pub mod queue;
 pub mod reflector;
+pub mod slice_tracker;
 pub mod trigger_time;
+pub mod worker;
 
 pub use events::{EventRecorder, RecordedEvent};
 pub use key::ObjectKey;
+pub use kuberun::{Shutdown, ShutdownTrigger, shutdown_channel};
 pub use queue::{QueueConfig, WorkQueue};
-pub use reflector::{Delta, SyncedFlags};
+pub use reflector::{Delta, Reflectors, SyncedFlags};
 pub use trigger_time::TriggerTimeTracker;
+pub use worker::{
+    ControllerParts, ErrorPolicy, MAX_RETRIES, Reconciler, SyncResult, run_controller,
+};
 
 pub use allocator::registry::{FIELD_MANAGER, write_params};
 
@@ -41,26 +52,8 @@ impl PartialEq for CacheSyncSignal {
 
 impl Eq for CacheSyncSignal {}
 
-/// Drives `workers` tasks that take keys from `queue` and call `sync` on each, until the
-/// queue shuts down. A key is processed by at most one worker at a time (the queue's
-/// guarantee), so `sync` needs no per-key locking.
-pub async fn run_workers<F, Fut>(queue: WorkQueue<ObjectKey>, workers: usize, sync: F)
-where
-    F: Fn(ObjectKey) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let mut tasks = Vec::with_capacity(workers);
-    for _ in 0..workers.max(1) {
-        let queue = queue.clone();
-        let sync = sync.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(key) = queue.get().await {
-                sync(key.clone()).await;
-                queue.done(&key);
-            }
-        }));
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
+/// Whether a create failed because its namespace is being deleted: the controllers then stop
+/// quietly, as upstream's do, since the namespace's objects are going away anyway.
+pub fn is_namespace_terminating(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated"))
 }

@@ -13,14 +13,13 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use kuberun::Shutdown;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -38,7 +37,7 @@ pub enum Delta<K> {
 }
 
 /// Whether each reflector of a controller has finished its first list.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SyncedFlags {
     senders: Vec<Arc<watch::Sender<bool>>>,
 }
@@ -53,9 +52,11 @@ impl SyncedFlags {
         }
     }
 
-    /// The flag of reflector `index`.
-    pub fn flag(&self, index: usize) -> Option<Arc<watch::Sender<bool>>> {
-        self.senders.get(index).cloned()
+    /// A flag for one more reflector.
+    fn push(&mut self) -> Arc<watch::Sender<bool>> {
+        let flag = Arc::new(watch::channel(false).0);
+        self.senders.push(flag.clone());
+        flag
     }
 
     /// Waits until every reflector has listed once.
@@ -67,65 +68,88 @@ impl SyncedFlags {
     }
 }
 
-/// Spawns [`reflect`] over every `K` in the cluster, handing each change to `handler` on
-/// `state` (a controller's `Arc`-shared inner state and one of its `on_*` methods).
-pub fn spawn_reflector<K, S>(
-    client: &kube::Client,
-    config: watcher::Config,
-    synced: Option<Arc<watch::Sender<bool>>>,
-    state: &Arc<S>,
-    handler: fn(&S, Delta<K>),
-) -> tokio::task::JoinHandle<()>
-where
-    K: Resource + Compact + Clone + DeserializeOwned + Debug + Send + 'static,
-    K::DynamicType: Default,
-    S: Send + Sync + 'static,
-{
-    let state = state.clone();
-    tokio::spawn(reflect(
-        Api::all(client.clone()),
-        config,
-        synced,
-        move |delta| handler(&state, delta),
-    ))
+/// A controller's reflectors, started one kind at a time over its `Arc`-shared state, each
+/// with a synced flag, all ending on one shutdown token.
+pub struct Reflectors<S> {
+    client: kube::Client,
+    state: Arc<S>,
+    shutdown: Shutdown,
+    running: RunningReflectors,
 }
 
-/// Watches `api` with `config` and hands every change to `sink`, forever (the watcher
-/// re-lists with backoff on errors). `synced` is set after the first complete list.
+/// Reflectors once started: their tasks, and whether each has listed.
+#[derive(Debug, Default)]
+pub struct RunningReflectors {
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) synced: SyncedFlags,
+}
+
+impl<S: Send + Sync + 'static> Reflectors<S> {
+    /// No reflector yet.
+    pub fn new(client: &kube::Client, state: &Arc<S>, shutdown: &Shutdown) -> Self {
+        Reflectors {
+            client: client.clone(),
+            state: state.clone(),
+            shutdown: shutdown.clone(),
+            running: RunningReflectors::default(),
+        }
+    }
+
+    /// Starts [`reflect`] over every `K` in the cluster that `config` selects, handing each
+    /// change to `handler` (one of the controller's `on_*` methods) on the state.
+    pub fn watch<K>(mut self, config: watcher::Config, handler: fn(&S, Delta<K>)) -> Self
+    where
+        K: Resource + Compact + Clone + DeserializeOwned + Debug + Send + 'static,
+        K::DynamicType: Default,
+    {
+        let synced = self.running.synced.push();
+        let state = self.state.clone();
+        self.running.tasks.push(tokio::spawn(reflect(
+            Api::all(self.client.clone()),
+            config,
+            Some(synced),
+            move |delta| handler(&state, delta),
+            self.shutdown.clone(),
+        )));
+        self
+    }
+
+    /// The started reflectors.
+    pub fn started(self) -> RunningReflectors {
+        self.running
+    }
+}
+
+/// Watches `api` with `config` through [`kuberun::watch_events`] and hands every change to
+/// `sink` as a [`Delta`], until `shutdown`. `synced` is set after the first complete list.
 pub async fn reflect<K, F>(
     api: Api<K>,
     config: watcher::Config,
     synced: Option<Arc<watch::Sender<bool>>>,
     mut sink: F,
+    shutdown: Shutdown,
 ) where
     K: Resource + Compact + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
     F: FnMut(Delta<K>) + Send,
 {
-    let kind = K::kind(&K::DynamicType::default()).into_owned();
-    let stream = watcher::watcher(api, config).default_backoff();
-    futures::pin_mut!(stream);
     let mut seen: HashSet<ObjectKey> = HashSet::new();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Apply(object)) => sink(Delta::Upsert(trimmed_for_cache(object))),
-            Ok(Event::Delete(object)) => sink(Delta::Delete(trimmed_for_cache(object))),
-            Ok(Event::Init) => seen.clear(),
-            Ok(Event::InitApply(object)) => {
-                seen.insert(ObjectKey::of(&object));
-                sink(Delta::Upsert(trimmed_for_cache(object)));
-            }
-            Ok(Event::InitDone) => {
-                sink(Delta::Relisted(std::mem::take(&mut seen)));
-                if let Some(flag) = &synced {
-                    flag.send_replace(true);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%kind, error = %gocompat::watcher_error_text(&error), "watch failed; retrying")
+    kuberun::watch_events(api, config, shutdown, move |event| match event {
+        Event::Apply(object) => sink(Delta::Upsert(trimmed_for_cache(object))),
+        Event::Delete(object) => sink(Delta::Delete(trimmed_for_cache(object))),
+        Event::Init => seen.clear(),
+        Event::InitApply(object) => {
+            seen.insert(ObjectKey::of(&object));
+            sink(Delta::Upsert(trimmed_for_cache(object)));
+        }
+        Event::InitDone => {
+            sink(Delta::Relisted(std::mem::take(&mut seen)));
+            if let Some(flag) = &synced {
+                flag.send_replace(true);
             }
         }
-    }
+    })
+    .await;
 }
 
 /// The object with `metadata.managedFields` dropped and its lists compacted.

@@ -1,6 +1,7 @@
-//! The controller's caches, indexed for its two hot questions: which Services select this
+//! The controllers' caches, indexed for their two hot questions: which Services select this
 //! pod (by selector label), and which pods / slices belong to this Service (by label and by
-//! the service-name label). Pods are cached as `PodInfo`, not whole Pods.
+//! the service-name label). Pods are cached as `PodInfo`, not whole Pods. Kinds that need no
+//! index (Endpoints, the mirroring controller's Services) live in an [`ObjectCache`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -43,11 +44,7 @@ impl ServiceCache {
                 vec![key]
             }
             Delta::Relisted(seen) => {
-                let gone: Vec<ObjectKey> = self
-                    .keys()
-                    .into_iter()
-                    .filter(|k| !seen.contains(k))
-                    .collect();
+                let gone: Vec<ObjectKey> = unseen(self.keys(), &seen).collect();
                 for key in &gone {
                     self.remove(key);
                 }
@@ -141,6 +138,79 @@ impl ServiceCache {
             }
         }
         out
+    }
+}
+
+/// Keys whose objects a relist no longer returned.
+fn unseen<'a>(
+    keys: Vec<ObjectKey>,
+    seen: &'a HashSet<ObjectKey>,
+) -> impl Iterator<Item = ObjectKey> + 'a {
+    keys.into_iter().filter(move |k| !seen.contains(k))
+}
+
+/// Objects of one kind by key, without indexes.
+#[derive(Debug)]
+pub struct ObjectCache<K> {
+    objects: HashMap<ObjectKey, Arc<K>>,
+}
+
+impl<K> Default for ObjectCache<K> {
+    fn default() -> Self {
+        ObjectCache {
+            objects: HashMap::new(),
+        }
+    }
+}
+
+/// What one delta did to an [`ObjectCache`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The object was added or changed.
+    Upserted(ObjectKey),
+    /// The object was deleted.
+    Deleted(ObjectKey),
+    /// A relist found these objects gone.
+    Gone(Vec<ObjectKey>),
+}
+
+impl<K: kube::Resource> ObjectCache<K> {
+    /// Applies one reflector delta.
+    pub fn apply(&mut self, delta: Delta<K>) -> Applied {
+        match delta {
+            Delta::Upsert(object) => {
+                let key = ObjectKey::of(&object);
+                self.objects.insert(key.clone(), Arc::new(object));
+                Applied::Upserted(key)
+            }
+            Delta::Delete(object) => {
+                let key = ObjectKey::of(&object);
+                self.objects.remove(&key);
+                Applied::Deleted(key)
+            }
+            Delta::Relisted(seen) => {
+                let gone: Vec<ObjectKey> = unseen(self.keys(), &seen).collect();
+                for key in &gone {
+                    self.objects.remove(key);
+                }
+                Applied::Gone(gone)
+            }
+        }
+    }
+
+    /// An object by key.
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<K>> {
+        self.objects.get(key).cloned()
+    }
+
+    /// Every cached object.
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<K>)> {
+        self.objects.iter()
+    }
+
+    /// Every cached key.
+    pub fn keys(&self) -> Vec<ObjectKey> {
+        self.objects.keys().cloned().collect()
     }
 }
 
@@ -308,6 +378,13 @@ impl PodCache {
         Some(old)
     }
 
+    /// Removes the pods a relist no longer returned; returns them.
+    pub fn remove_unseen(&mut self, seen: &HashSet<ObjectKey>) -> Vec<Arc<CachedPod>> {
+        unseen(self.keys(), seen)
+            .filter_map(|key| self.remove(&key))
+            .collect()
+    }
+
     /// Pods of `namespace` matching `selector` (`{}` matches all), walking the smallest
     /// label posting list.
     pub fn select(
@@ -346,6 +423,18 @@ pub fn slice_service(slice: &EndpointSlice) -> Option<ObjectKey> {
     ))
 }
 
+/// What a slice delta did to a [`SliceCache`], for the controller to decide what to sync.
+#[derive(Debug)]
+pub enum SliceChange {
+    /// A slice was added (`old` is `None`) or changed.
+    Upserted {
+        new: Arc<IndexedSlice>,
+        old: Option<Arc<IndexedSlice>>,
+    },
+    /// Slices deleted: the one a delete event carried, or those a relist no longer returned.
+    Removed(Vec<Arc<IndexedSlice>>),
+}
+
 /// EndpointSlices by key, indexed by their Service.
 #[derive(Default)]
 pub struct SliceCache {
@@ -354,6 +443,22 @@ pub struct SliceCache {
 }
 
 impl SliceCache {
+    /// Applies one reflector delta.
+    pub fn apply(&mut self, delta: Delta<EndpointSlice>) -> SliceChange {
+        match delta {
+            Delta::Upsert(slice) => {
+                let new = Arc::new(IndexedSlice::new(slice));
+                let old = self.insert(new.clone());
+                SliceChange::Upserted { new, old }
+            }
+            Delta::Delete(slice) => {
+                self.remove(&ObjectKey::of(&slice));
+                SliceChange::Removed(vec![Arc::new(IndexedSlice::new(slice))])
+            }
+            Delta::Relisted(seen) => SliceChange::Removed(self.remove_unseen(&seen)),
+        }
+    }
+
     /// How many slices are cached.
     pub fn len(&self) -> usize {
         self.slices.len()
@@ -395,6 +500,13 @@ impl SliceCache {
             }
         }
         Some(old)
+    }
+
+    /// Removes the slices a relist no longer returned; returns them.
+    pub fn remove_unseen(&mut self, seen: &HashSet<ObjectKey>) -> Vec<Arc<IndexedSlice>> {
+        unseen(self.keys(), seen)
+            .filter_map(|key| self.remove(&key))
+            .collect()
     }
 
     /// The slices labelled with `service`'s name in its namespace, in name order.

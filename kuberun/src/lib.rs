@@ -1,0 +1,13 @@
+//! How svcplane's long-running tasks watch the API and stop, after linkerd's kubert: every
+//! task that follows a kind runs [`watch_events`] (or a [`store_reflector`] on top of it),
+//! and every task stops when its [`Shutdown`] fires. Controllers, the allocator registry,
+//! the repair controller and the `kubernetes` Service maintainer all use these two, so there
+//! is one way to watch and one way to stop.
+
+#![forbid(unsafe_code)]
+
+mod shutdown;
+mod watch;
+
+pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
+pub use watch::{store_reflector, watch_events};
