@@ -1,4 +1,8 @@
 //! Envtest-style tests of the registry of record: real API objects in testenv.
+//!
+//! testenv only: the registry claims as the allocator of record, which kube-apiserver is
+//! itself (its own IPAddress allocator); beside it svcplane runs in audit mode
+//! (`tests/tests/sidecar.rs`).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

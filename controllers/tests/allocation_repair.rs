@@ -1,5 +1,10 @@
 //! The release-and-repair controller: its pure plan against upstream's repair cases, and the
 //! controller itself against testenv.
+//!
+//! testenv only: these envtests make svcplane the allocator of record, which it is only where
+//! the API server has no allocator of its own (testenv, `svcplane up`); kube-apiserver
+//! allocates and repairs itself, and svcplane's audit mode beside it is tested in
+//! `tests/tests/sidecar.rs`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,5 +1,9 @@
 //! The `kubernetes` Service maintainer against testenv: created with the first IP, recreated after
 //! deletion, and its endpoints follow apiservers joining, expiring and shutting down.
+//!
+//! testenv only: kube-apiserver maintains `default/kubernetes` itself (its bootstrap
+//! controller), so svcplane's maintainer would fight it; the maintainer is the embedded API
+//! server's.
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -2,6 +2,10 @@
 //! process: flag and config-file precedence, exit 2 on bad flags and keys, /readyz after sync,
 //! SIGTERM vacating the lease, and two replicas — exactly one writes, SIGKILL hands over,
 //! a paused (SIGSTOP) leader makes no write once its claim has expired.
+//!
+//! testenv only: the apiserver runs in this test process so that it can be paused and counted;
+//! the same binary as kube-controller-manager's sidecar on the real apiserver, with leader
+//! election and kill -9 of kube-apiserver and etcd, is `tests/tests/sidecar.rs`.
 
 mod common;
 

@@ -1,7 +1,11 @@
 #![forbid(unsafe_code)]
 //! Shared helpers for the envtest-style integration tests: the real control plane
-//! ([`real::RealCluster`], etcd + kube-apiserver built from upstream's Go modules) beside testenv.
+//! ([`real::RealCluster`], etcd + kube-apiserver built from upstream's Go modules) beside testenv,
+//! and the harness that runs one test body on both ([`backend`]).
 
+pub mod backend;
+pub mod fixtures;
 pub mod real;
 
+pub use backend::{BackendKind, Harness, HarnessOptions};
 pub use real::{RealCluster, RealClusterError, RealClusterOptions};

@@ -874,3 +874,117 @@ async fn churn_through_a_kill(component: Component) {
     )
     .await;
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to one process.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .stdin(Stdio::null())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {signal} {pid}");
+}
+
+/// Whether a watch of Pods from `resource_version` is refused with 410 Gone.
+async fn watch_is_gone(pods: &Api<Pod>, resource_version: &str) -> bool {
+    let params = kube::api::WatchParams::default().timeout(5);
+    let Ok(events) = pods.watch(&params, resource_version).await else {
+        return false;
+    };
+    let mut events = std::pin::pin!(events);
+    match events.next().await {
+        Some(Ok(kube::api::WatchEvent::Error(status))) => status.code == 410,
+        Some(Err(kube::Error::Api(status))) => status.code == 410,
+        _ => false,
+    }
+}
+
+/// etcd compacts (kube-apiserver's compactor every second, and no watch cache, so that watches
+/// are etcd's own) while svcplane is paused; when it resumes, its watches come back with a
+/// resourceVersion etcd no longer has, get 410 Gone, relist, and its slices catch up with the
+/// readiness changes it slept through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_etcd_compaction_svcplane_gets_410_relists_and_catches_up() {
+    const PODS: usize = 20;
+    let options = RealClusterOptions {
+        extra_apiserver_args: vec![
+            "--etcd-compaction-interval=1s".into(),
+            "--watch-cache=false".into(),
+        ],
+        ..options()
+    };
+    let Some((cluster, _ports)) =
+        real::start_sidecar_or_skip("sidecar_compaction", options, &SidecarOptions::default())
+            .await
+    else {
+        return;
+    };
+    let client = cluster.client();
+    create_node(&client).await;
+    create_ready_pods(&client, PODS).await;
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    services
+        .create(
+            &PostParams::default(),
+            &from_json(json!({"metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})),
+        )
+        .await
+        .expect("create Service web");
+    eventually("20 ready endpoints", Duration::from_secs(60), || async {
+        (ready_count(&slices_of(&client, "web").await) == PODS).then_some(())
+    })
+    .await;
+
+    // Paused, svcplane keeps its connections; a restarted kube-apiserver breaks them before
+    // anything changes, so every watch must start again from where svcplane was.
+    let svcplane = cluster.pid_of("svcplane").expect("svcplane runs");
+    signal(svcplane, "STOP");
+    cluster
+        .kill_and_restart(Component::KubeApiserver)
+        .await
+        .expect("kube-apiserver starts again");
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let mut last_change = String::new();
+    for i in 0..PODS / 2 {
+        let changed = pods
+            .patch_status(
+                &format!("web-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(pod_status(i, false)),
+            )
+            .await
+            .expect("make a Pod unready");
+        last_change = changed.metadata.resource_version.unwrap_or_default();
+    }
+    // Writes after the last change (kube-controller-manager's lease renewals, every 2 s) let
+    // the compactor pass it.
+    eventually(
+        "etcd to compact past the changes (a watch from the last one gets 410)",
+        Duration::from_secs(30),
+        || async { watch_is_gone(&pods, &last_change).await.then_some(()) },
+    )
+    .await;
+    signal(svcplane, "CONT");
+
+    let want = ready_pods(&client).await;
+    assert_eq!(want.len(), PODS / 2);
+    eventually(
+        "web's ready endpoints to be the 10 ready Pods",
+        Duration::from_secs(60),
+        || async {
+            let got = ready_endpoint_pods(&slices_of(&client, "web").await);
+            (got == want).then_some(())
+        },
+    )
+    .await;
+    // The Pod watch in particular came back to a compacted revision (kube-apiserver's text).
+    let log = std::fs::read_to_string(cluster.log_path("svcplane")).unwrap_or_default();
+    assert!(
+        log.lines().any(|line| line.contains("kind=Pod")
+            && line.contains("The resourceVersion for the provided watch is too old")),
+        "svcplane's log shows no 410 on its Pod watch:\n{}",
+        tail(&cluster.log_path("svcplane"))
+    );
+}

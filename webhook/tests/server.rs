@@ -1,5 +1,9 @@
 //! Envtest-style: the webhook over HTTPS (rcgen certificates), registered in testenv, judged
 //! through kube::Client exactly as a client of kube-apiserver would see it.
+//!
+//! testenv only: most cases allocate through svcplane's registry; the webhook registered in a
+//! real kube-apiserver (422s as kubectl prints them, failurePolicy Fail and Ignore) is
+//! `tests/tests/sidecar.rs`.
 
 mod common;
 

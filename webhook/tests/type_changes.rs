@@ -2,6 +2,9 @@
 //! record. What the apiserver stores must match what was released: no ClusterIP kept on an
 //! ExternalName Service after its IPAddress was freed, no nodePort kept on a ClusterIP Service
 //! after its NodePortAllocation was freed, and every later write still accepted.
+//!
+//! testenv only: svcplane's registry is the allocator of record here; next to kube-apiserver,
+//! which allocates itself, the webhook audits (`tests/tests/sidecar.rs` sends 422s through it).
 
 mod common;
 

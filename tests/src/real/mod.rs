@@ -108,7 +108,7 @@ impl RealClusterError {
 /// How to start a real control plane.
 #[derive(Debug, Clone)]
 pub struct RealClusterOptions {
-    /// `--service-cluster-ip-range`.
+    /// `--service-cluster-ip-range`: one CIDR, or two separated by a comma (dual stack).
     pub service_cluster_ip_range: String,
     /// `--service-node-port-range`.
     pub service_node_port_range: String,
@@ -204,15 +204,18 @@ impl RealCluster {
         let logs = root.join("logs");
         create_dir(&logs)?;
 
-        let range: ipnet::IpNet =
-            options
-                .service_cluster_ip_range
-                .parse()
-                .map_err(|e: ipnet::AddrParseError| RealClusterError::Option {
-                    option: "service_cluster_ip_range",
-                    message: e.to_string(),
-                })?;
-        let first_service_ip = match range {
+        // One range, or two (dual stack): the first is the primary, whose first address is the
+        // `kubernetes` Service's.
+        let ranges = options
+            .service_cluster_ip_range
+            .split(',')
+            .map(|range| range.trim().parse::<ipnet::IpNet>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RealClusterError::Option {
+                option: "service_cluster_ip_range",
+                message: e.to_string(),
+            })?;
+        let first_service_ip = match ranges[0] {
             ipnet::IpNet::V4(net) => net.hosts().next(),
             ipnet::IpNet::V6(_) => None::<Ipv4Addr>,
         };
@@ -515,6 +518,17 @@ impl RealCluster {
             .iter()
             .flat_map(|p| std::iter::once(p.pid()).chain(p.watchdog_pid()))
             .collect()
+    }
+
+    /// The process id of the running component `name` (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`, `svcplane`), to pause or signal it.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        let processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        processes
+            .0
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| p.pid())
     }
 
     /// Stops kube-apiserver, then etcd (SIGTERM to each process group, SIGKILL after a grace

@@ -1,24 +1,29 @@
-//! The legacy Endpoints controller against testenv with the node simulator.
-
-mod common;
+//! The legacy Endpoints controller against both backends, with the node simulator.
 
 use std::time::Duration;
 
-use common::{Harness, eventually, pod, service};
 use controllers::endpoints_controller::{EndpointsController, EndpointsControllerConfig};
 use k8s_openapi::api::core::v1::Endpoints;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
+use svcplane_tests::fixtures::{eventually, pod, service};
+use svcplane_tests::{BackendKind, Harness, HarnessOptions, on_both_backends};
 use testenv::nodesim::NodeSimConfig;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn start(nodes: NodeSimConfig) -> Harness {
-    let mut harness = Harness::start(Some(nodes)).await;
-    let controller =
-        EndpointsController::new(harness.client.clone(), EndpointsControllerConfig::default());
+async fn start(kind: BackendKind, nodes: NodeSimConfig) -> Option<Harness> {
+    let options = HarnessOptions {
+        nodes: Some(nodes),
+        garbage_collection: false,
+    };
+    let mut harness = Harness::start(kind, options).await?;
+    let controller = EndpointsController::new(
+        harness.controller_client(),
+        EndpointsControllerConfig::default(),
+    );
     harness.spawn(controller.run(controllers::runtime::Shutdown::never()));
-    harness
+    Some(harness)
 }
 
 fn address_count(e: &Endpoints) -> (usize, usize) {
@@ -34,9 +39,10 @@ fn address_count(e: &Endpoints) -> (usize, usize) {
     (ready, not_ready)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoints_follow_pods_and_go_with_the_service() {
-    let h = start(NodeSimConfig::with_node_count(2)).await;
+async fn endpoints_follow_pods_and_go_with_the_service(kind: BackendKind) {
+    let Some(h) = start(kind, NodeSimConfig::with_node_count(2)).await else {
+        return;
+    };
     h.create_service(service("web", "web", json!("http"))).await;
     h.create_pods((0..3).map(|i| pod(&format!("web-{i}"), "web")).collect())
         .await;
@@ -101,9 +107,10 @@ async fn endpoints_follow_pods_and_go_with_the_service() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thousand_and_one_pods_are_truncated_with_the_annotation() {
-    let h = start(NodeSimConfig::with_node_count(10)).await;
+async fn thousand_and_one_pods_are_truncated_with_the_annotation(kind: BackendKind) {
+    let Some(h) = start(kind, NodeSimConfig::with_node_count(10)).await else {
+        return;
+    };
     h.create_service(service("big", "big", json!(8080))).await;
     h.create_pods(
         (0..1001)
@@ -132,3 +139,8 @@ async fn thousand_and_one_pods_are_truncated_with_the_annotation() {
             .contains_key("endpoints.kubernetes.io/last-change-trigger-time")
     );
 }
+
+on_both_backends!(
+    endpoints_follow_pods_and_go_with_the_service,
+    thousand_and_one_pods_are_truncated_with_the_annotation,
+);

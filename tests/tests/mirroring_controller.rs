@@ -1,22 +1,22 @@
-//! The EndpointSlice-mirroring controller against testenv.
-
-mod common;
+//! The EndpointSlice-mirroring controller against both backends.
 
 use std::time::Duration;
 
-use common::{Harness, eventually};
 use controllers::mirroring_controller::{MirroringController, MirroringControllerConfig};
 use k8s_openapi::api::core::v1::Endpoints;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
+use svcplane_tests::fixtures::eventually;
+use svcplane_tests::{BackendKind, Harness, HarnessOptions, on_both_backends};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn selector_less_service_endpoints_are_mirrored_and_unmirrored() {
-    let mut h = Harness::start(None).await;
+async fn selector_less_service_endpoints_are_mirrored_and_unmirrored(kind: BackendKind) {
+    let Some(mut h) = Harness::start(kind, HarnessOptions::default()).await else {
+        return;
+    };
     let controller =
-        MirroringController::new(h.client.clone(), MirroringControllerConfig::default());
+        MirroringController::new(h.controller_client(), MirroringControllerConfig::default());
     h.spawn(
         controller
             .clone()
@@ -95,3 +95,5 @@ async fn selector_less_service_endpoints_are_mirrored_and_unmirrored() {
     })
     .await;
 }
+
+on_both_backends!(selector_less_service_endpoints_are_mirrored_and_unmirrored,);

@@ -1,10 +1,8 @@
-//! The EndpointSlice controller against testenv with the node simulator.
-
-mod common;
+//! The EndpointSlice controller against both backends (testenv and the real kube-apiserver),
+//! with the node simulator playing scheduler and kubelet.
 
 use std::time::Duration;
 
-use common::{Harness, all_ready, endpoint_counts, eventually, pod, pod_names, service};
 use controllers::endpointslice_controller::{
     EndpointSliceController, EndpointSliceControllerConfig,
 };
@@ -13,25 +11,41 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use prometheus_client::registry::Registry;
 use serde_json::json;
+use svcplane_tests::fixtures::{all_ready, endpoint_counts, eventually, pod, pod_names, service};
+use svcplane_tests::{BackendKind, Harness, HarnessOptions, on_both_backends};
 use testenv::nodesim::NodeSimConfig;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn start(nodes: NodeSimConfig) -> (Harness, EndpointSliceController) {
-    let mut harness = Harness::start(Some(nodes)).await;
+/// The backend with `nodes` and garbage collection, and the controller under test on the
+/// harness's recording client.
+async fn start_with(
+    kind: BackendKind,
+    nodes: NodeSimConfig,
+    config: EndpointSliceControllerConfig,
+) -> Option<(Harness, EndpointSliceController)> {
+    let options = HarnessOptions {
+        nodes: Some(nodes),
+        garbage_collection: true,
+    };
+    let mut harness = Harness::start(kind, options).await?;
     let mut registry = Registry::default();
-    let controller = EndpointSliceController::new(
-        harness.client.clone(),
-        EndpointSliceControllerConfig::default(),
-        &mut registry,
-    )
-    .expect("valid config");
+    let controller =
+        EndpointSliceController::new(harness.controller_client(), config, &mut registry)
+            .expect("valid config");
     harness.spawn(
         controller
             .clone()
             .run(controllers::runtime::Shutdown::never()),
     );
-    (harness, controller)
+    Some((harness, controller))
+}
+
+async fn start(
+    kind: BackendKind,
+    nodes: NodeSimConfig,
+) -> Option<(Harness, EndpointSliceController)> {
+    start_with(kind, nodes, EndpointSliceControllerConfig::default()).await
 }
 
 fn pods(prefix: &str, app: &str, count: usize) -> Vec<serde_json::Value> {
@@ -64,9 +78,10 @@ fn endpoint_ready(slices: &[EndpointSlice], pod: &str) -> Option<bool> {
         .map(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_pods_fill_slices_of_100_and_one_unready_pod_is_one_write() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(3)).await;
+async fn ready_pods_fill_slices_of_100_and_one_unready_pod_is_one_write(kind: BackendKind) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(3)).await else {
+        return;
+    };
     // Pods first, all Ready, then the Service: the planner packs a cold start perfectly
     // (pods trickling in one by one fill slices as they come, as upstream does).
     h.create_pods(pods("web", "web", 250)).await;
@@ -113,7 +128,7 @@ async fn ready_pods_fill_slices_of_100_and_one_unready_pod_is_one_write() {
 
     // Quiet period: the controller settles (slice-triggered syncs run after 1 s).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mark = h.env.oplog().len();
+    let mark = h.requests().len();
     set_ready(&h, "web-0007", false).await;
     eventually("web-0007 unready in its slice", WAIT, || async {
         (endpoint_ready(&h.slices("web").await, "web-0007") == Some(false)).then_some(())
@@ -121,14 +136,15 @@ async fn ready_pods_fill_slices_of_100_and_one_unready_pod_is_one_write() {
     .await;
     // Any echo of our own write would show up within the 1 s slice-event delay.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let writes = h.slice_writes_since(mark);
+    let writes = h.requests().writes_since(mark, "endpointslices");
     assert_eq!(writes.len(), 1, "exactly one slice write: {writes:?}");
-    assert_eq!(writes[0].verb, "update");
+    assert_eq!(writes[0].method, "PUT");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rolling_replacement_of_all_pods() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(3)).await;
+async fn rolling_replacement_of_all_pods(kind: BackendKind) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(3)).await else {
+        return;
+    };
     h.create_service(service("web", "web", json!("http"))).await;
     h.create_pods(pods("old", "web", 20)).await;
     eventually("20 old endpoints", WAIT, || async {
@@ -136,7 +152,7 @@ async fn rolling_replacement_of_all_pods() {
         (endpoint_counts(&s) == [20] && all_ready(&s)).then_some(())
     })
     .await;
-    let mark = h.env.oplog().len();
+    let mark = h.requests().len();
     for batch in 0..4 {
         let new: Vec<_> = (batch * 5..batch * 5 + 5)
             .map(|i| pod(&format!("new-{i:04}"), "web"))
@@ -156,18 +172,18 @@ async fn rolling_replacement_of_all_pods() {
     })
     .await;
     let conflicts = h
-        .env
-        .oplog()
+        .requests()
         .since(mark)
         .into_iter()
-        .filter(|o| o.resource == "endpointslices" && o.code == 409)
+        .filter(|r| r.is_on("endpointslices") && r.status == 409)
         .count();
     assert_eq!(conflicts, 0, "no 409s from stale caches");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn selector_change_moves_endpoints() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(2)).await;
+async fn selector_change_moves_endpoints(kind: BackendKind) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(2)).await else {
+        return;
+    };
     h.create_service(service("web", "a", json!(8080))).await;
     h.create_pods(pods("a", "a", 3)).await;
     h.create_pods(pods("b", "b", 2)).await;
@@ -186,9 +202,10 @@ async fn selector_change_moves_endpoints() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn named_port_defined_by_some_pods_splits_slices_by_port_set() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(2)).await;
+async fn named_port_defined_by_some_pods_splits_slices_by_port_set(kind: BackendKind) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(2)).await else {
+        return;
+    };
     h.create_service(service("web", "web", json!("http"))).await;
     let mut list = pods("named", "web", 2);
     list.push(json!({
@@ -224,9 +241,11 @@ async fn named_port_defined_by_some_pods_splits_slices_by_port_set() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dual_stack_service_gets_a_slice_per_family() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(2).dual_stack()).await;
+async fn dual_stack_service_gets_a_slice_per_family(kind: BackendKind) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(2).dual_stack()).await
+    else {
+        return;
+    };
     h.create_service(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": "default"},
@@ -263,9 +282,10 @@ async fn dual_stack_service_gets_a_slice_per_family() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_not_ready_addresses_marks_unready_pods_ready() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(2)).await;
+async fn publish_not_ready_addresses_marks_unready_pods_ready(kind: BackendKind) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(2)).await else {
+        return;
+    };
     let mut svc = service("web", "web", json!(8080));
     svc["spec"]["publishNotReadyAddresses"] = json!(true);
     h.create_service(svc).await;
@@ -293,9 +313,10 @@ async fn publish_not_ready_addresses_marks_unready_pods_ready() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headless_service_endpoints_carry_hostnames() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(2)).await;
+async fn headless_service_endpoints_carry_hostnames(kind: BackendKind) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(2)).await else {
+        return;
+    };
     h.create_service(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "db", "namespace": "default"},
@@ -338,9 +359,10 @@ async fn headless_service_endpoints_carry_hostnames() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hand_deleted_and_hand_edited_slices_are_restored() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(2)).await;
+async fn hand_deleted_and_hand_edited_slices_are_restored(kind: BackendKind) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(2)).await else {
+        return;
+    };
     h.create_service(service("web", "web", json!(8080))).await;
     h.create_pods(pods("web", "web", 4)).await;
     let expected: Vec<String> = (0..4).map(|i| format!("web-{i:04}")).collect();
@@ -380,16 +402,19 @@ async fn hand_deleted_and_hand_edited_slices_are_restored() {
     assert!(all_ready(&restored));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_service_slices_are_garbage_collected_not_deleted_by_the_controller() {
-    let (h, _controller) = start(NodeSimConfig::with_node_count(2)).await;
+async fn deleted_service_slices_are_garbage_collected_not_deleted_by_the_controller(
+    kind: BackendKind,
+) {
+    let Some((h, _controller)) = start(kind, NodeSimConfig::with_node_count(2)).await else {
+        return;
+    };
     h.create_service(service("web", "web", json!(8080))).await;
     h.create_pods(pods("web", "web", 3)).await;
     eventually("3 endpoints", WAIT, || async {
         (endpoint_counts(&h.slices("web").await) == [3]).then_some(())
     })
     .await;
-    let mark = h.env.oplog().len();
+    let mark = h.requests().len();
     h.services()
         .delete("web", &DeleteParams::default())
         .await
@@ -400,11 +425,10 @@ async fn deleted_service_slices_are_garbage_collected_not_deleted_by_the_control
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let deletes: Vec<_> = h
-        .env
-        .oplog()
+        .requests()
         .since(mark)
         .into_iter()
-        .filter(|o| o.resource == "endpointslices" && o.verb == "delete")
+        .filter(|r| r.is_on("endpointslices") && r.method == "DELETE")
         .collect();
     assert!(
         deletes.is_empty(),
@@ -412,9 +436,10 @@ async fn deleted_service_slices_are_garbage_collected_not_deleted_by_the_control
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pod_on_a_missing_node_is_skipped_until_the_node_appears() {
-    let (h, controller) = start(NodeSimConfig::with_node_count(1)).await;
+async fn pod_on_a_missing_node_is_skipped_until_the_node_appears(kind: BackendKind) {
+    let Some((h, controller)) = start(kind, NodeSimConfig::with_node_count(1)).await else {
+        return;
+    };
     h.create_service(service("web", "web", json!(8080))).await;
     h.create_pods(pods("web", "web", 1)).await;
     let mut ghost = pod("ghost", "web");
@@ -473,23 +498,16 @@ async fn pod_on_a_missing_node_is_skipped_until_the_node_appears() {
 /// A headless Service without `ipFamilies` (kube-apiserver would default them; testenv alone
 /// does not) has slices of both address types: the IPv4 placeholder is recycled into the
 /// first filled slice, the IPv6 one stays an empty placeholder, as upstream.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn placeholder_of_each_address_type_until_it_has_endpoints() {
-    let mut harness = Harness::start(Some(NodeSimConfig::with_node_count(2))).await;
-    let mut registry = Registry::default();
+async fn placeholder_of_each_address_type_until_it_has_endpoints(kind: BackendKind) {
     let config = EndpointSliceControllerConfig {
         max_endpoints_per_slice: controllers::endpointslice::MaxEndpointsPerSlice::new(2)
             .expect("valid"),
         ..EndpointSliceControllerConfig::default()
     };
-    let controller =
-        EndpointSliceController::new(harness.client.clone(), config, &mut registry).expect("valid");
-    harness.spawn(
-        controller
-            .clone()
-            .run(controllers::runtime::Shutdown::never()),
-    );
-    let h = harness;
+    let Some((h, _controller)) = start_with(kind, NodeSimConfig::with_node_count(2), config).await
+    else {
+        return;
+    };
     h.create_service(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": "default"},
@@ -541,3 +559,17 @@ async fn placeholder_of_each_address_type_until_it_has_endpoints() {
         );
     }
 }
+
+on_both_backends!(
+    ready_pods_fill_slices_of_100_and_one_unready_pod_is_one_write,
+    rolling_replacement_of_all_pods,
+    selector_change_moves_endpoints,
+    named_port_defined_by_some_pods_splits_slices_by_port_set,
+    dual_stack_service_gets_a_slice_per_family,
+    publish_not_ready_addresses_marks_unready_pods_ready,
+    headless_service_endpoints_carry_hostnames,
+    hand_deleted_and_hand_edited_slices_are_restored,
+    deleted_service_slices_are_garbage_collected_not_deleted_by_the_controller,
+    pod_on_a_missing_node_is_skipped_until_the_node_appears,
+    placeholder_of_each_address_type_until_it_has_endpoints,
+);
