@@ -1,5 +1,5 @@
 //! One test body, two backends: testenv (the embedded API server) and the real kube-apiserver
-//! + etcd. [`on_both_backends!`](crate::on_both_backends) turns one `async fn` into a test per
+//! with etcd. [`on_both_backends!`](crate::on_both_backends) turns one `async fn` into a test per
 //! backend; [`Harness`] starts the chosen one with what envtests need on either:
 //!
 //! - the node simulator, which plays scheduler and kubelet through the API (pods get IPs and
@@ -115,7 +115,7 @@ pub enum Backend {
     /// testenv.
     Testenv(TestEnv),
     /// The real control plane.
-    Real(RealCluster),
+    Real(Box<RealCluster>),
 }
 
 /// A running backend, the node simulator, and the tasks a test spawned (aborted on drop).
@@ -175,7 +175,7 @@ impl Harness {
                         .expect("kube-controller-manager starts");
                 }
                 let config = cluster.config().clone();
-                (Backend::Real(cluster), config)
+                (Backend::Real(Box::new(cluster)), config)
             }
         };
         let client = kube::Client::try_from(config.clone()).expect("admin client");
