@@ -987,4 +987,9 @@ async fn after_etcd_compaction_svcplane_gets_410_relists_and_catches_up() {
         "svcplane's log shows no 410 on its Pod watch:\n{}",
         tail(&cluster.log_path("svcplane"))
     );
+    // Broken connections and refused watches are told in words, not in Rust's Debug syntax.
+    let debug = log
+        .lines()
+        .find(|line| line.contains(" { ") || line.contains("Custom {"));
+    assert_eq!(debug, None, "a log line in Debug syntax");
 }
