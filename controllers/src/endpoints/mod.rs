@@ -21,6 +21,9 @@ use crate::endpointslice::pod::{self as pod_facts, PodInfo};
 pub use capacity::{MAX_CAPACITY, total_addresses, truncate_subsets};
 pub use repack::{repack_subsets, subsets_equal_ignoring_resource_version};
 
+/// Endpoints used as leader-election locks (old-style leader election) carry this annotation:
+/// they belong to no Service, and are neither deleted as orphans nor mirrored.
+pub const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 /// Annotation set when the object was truncated to [`MAX_CAPACITY`] addresses.
 pub const OVER_CAPACITY_ANNOTATION: &str = "endpoints.kubernetes.io/over-capacity";
 /// Value of [`OVER_CAPACITY_ANNOTATION`].

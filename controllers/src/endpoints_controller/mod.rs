@@ -10,10 +10,9 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, DeleteParams};
 use kube::runtime::watcher;
 
-use crate::endpoints::{EndpointsOptions, EndpointsPlan, plan};
+use crate::endpoints::{EndpointsOptions, EndpointsPlan, LEADER_ANNOTATION, plan};
 use crate::endpointslice::PodInfo;
 use crate::leader_election::{NotLeader, WriteGate};
-use crate::mirroring::LEADER_ANNOTATION;
 use crate::runtime::cache::{
     Applied, CachedPod, ObjectCache, PodCache, ServiceCache, pod_selector,
 };

@@ -27,7 +27,7 @@ pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// Endpoints carrying this label with value `true` are not mirrored.
 pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 /// Endpoints used as leader-election locks carry this annotation and are not mirrored.
-pub const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+pub use crate::endpoints::LEADER_ANNOTATION;
 /// Endpoints annotation not copied to slices: the trigger time.
 pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 /// Endpoints annotation not copied to slices: kubectl's last applied configuration.
