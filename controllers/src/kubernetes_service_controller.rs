@@ -9,6 +9,7 @@
 //! in the annotation `svcplane.io/apiserver-ips` and its TTL as `leaseDurationSeconds` (15 s).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -19,7 +20,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::watcher;
 use kuberun::Shutdown;
-use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::kubernetes_service::{

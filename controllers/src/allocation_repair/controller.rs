@@ -13,6 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use kuberun::store_reflector;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -24,7 +25,6 @@ use crate::allocation_repair::plan::{
 use crate::leader_election::WriteGate;
 use crate::runtime::locks::lock;
 use crate::runtime::{CacheSyncSignal, Shutdown};
-use kuberun::store_reflector;
 
 /// Upstream's grace period for an IPAddress whose Service is missing.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(60);
