@@ -286,25 +286,3 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
-/// Starts a cluster, kube-controller-manager and svcplane as its sidecar for a test, or says why
-/// the test is skipped: as [`super::start_or_skip`], missing binaries (the Kubernetes ones or
-/// `svcplane`) skip outside CI and fail under `CI=true`; any other failure fails the test.
-pub async fn start_sidecar_or_skip(
-    test: &str,
-    options: super::RealClusterOptions,
-    sidecar: &SidecarOptions,
-) -> Option<(RealCluster, SidecarPorts)> {
-    if let Err(e) = svcplane_binary() {
-        if super::is_ci() {
-            panic!("{test}: {e}");
-        }
-        eprintln!("skipping {test}: {e} (under CI=true this is a failure)");
-        return None;
-    }
-    let cluster = super::start_or_skip(test, options).await?;
-    match cluster.start_sidecar(sidecar).await {
-        Ok(ports) => Some((cluster, ports)),
-        Err(e) => panic!("{test}: cannot start kube-controller-manager and svcplane: {e}"),
-    }
-}

@@ -1,9 +1,12 @@
-//! A real control plane for tests: etcd and kube-apiserver built from upstream's Go modules
-//! (`scripts/k8s-binaries`), started envtest-style on loopback, with [`testenv::TestEnv`]'s shape.
+#![forbid(unsafe_code)]
+//! A real Kubernetes control plane on loopback: etcd and kube-apiserver (and, on request,
+//! kube-controller-manager) built from upstream's Go modules (`scripts/k8s-binaries`), started
+//! envtest-style, with testenv's `TestEnv` shape. The envtests run against it through
+//! `svcplane_tests::real`, which re-exports this crate.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), svcplane_tests::real::RealClusterError> {
-//! let cluster = svcplane_tests::real::RealCluster::start().await?;
+//! # async fn demo() -> Result<(), realcluster::RealClusterError> {
+//! let cluster = realcluster::RealCluster::start().await?;
 //! let client = cluster.client();
 //! # Ok(()) }
 //! ```
@@ -15,7 +18,7 @@ mod sidecar;
 
 pub use sidecar::{
     KCM_CONTROLLERS, KCM_LEASE, SVCPLANE_BIN_ENV, SVCPLANE_LEASE, SidecarOptions, SidecarPorts,
-    start_sidecar_or_skip, svcplane_binary,
+    svcplane_binary,
 };
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -563,24 +566,6 @@ impl Drop for Started {
             p.stop(process::STOP_GRACE);
         }
     }
-}
-
-/// Starts a cluster for a test, or says why the test is skipped. Under `CI=true` missing binaries
-/// fail the test instead; any other start failure always does.
-pub async fn start_or_skip(test: &str, options: RealClusterOptions) -> Option<RealCluster> {
-    match RealCluster::start_with(options).await {
-        Ok(cluster) => Some(cluster),
-        Err(e) if e.is_binaries_unavailable() && !is_ci() => {
-            eprintln!("skipping {test}: {e} (under CI=true this is a failure)");
-            None
-        }
-        Err(e) => panic!("{test}: cannot start the real control plane: {e}"),
-    }
-}
-
-/// `CI=true` in the environment.
-pub fn is_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// Polls `probe` every 50 ms until it succeeds, failing early when a component has exited.
