@@ -75,6 +75,14 @@ pub enum RealClusterError {
         log: String,
         tail: String,
     },
+    /// A component that had started exited (see [`RealCluster::exited`]).
+    #[error("{component} exited ({status}); the end of {log}:\n{tail}")]
+    Died {
+        component: &'static str,
+        status: String,
+        log: String,
+        tail: String,
+    },
     /// A component was not ready in time.
     #[error(
         "timed out after {seconds} s waiting for {what} (last answer: {last}); the end of {log}:\n{tail}"
@@ -119,6 +127,10 @@ pub struct RealClusterOptions {
     pub start_timeout: Duration,
     /// More kube-apiserver flags, after (and so overriding) the defaults.
     pub extra_apiserver_args: Vec<String>,
+    /// The directory holding the binaries; `None` finds them with [`binaries::locate`].
+    pub binaries: Option<PathBuf>,
+    /// kube-apiserver's port on 127.0.0.1; `None` picks a free one.
+    pub secure_port: Option<u16>,
 }
 
 impl Default for RealClusterOptions {
@@ -128,6 +140,8 @@ impl Default for RealClusterOptions {
             service_node_port_range: "30000-32767".into(),
             start_timeout: Duration::from_secs(60),
             extra_apiserver_args: Vec::new(),
+            binaries: None,
+            secure_port: None,
         }
     }
 }
@@ -179,11 +193,24 @@ impl RealCluster {
 
     /// Starts etcd and kube-apiserver with `options`.
     pub async fn start_with(options: RealClusterOptions) -> Result<Self, RealClusterError> {
-        let binaries = binaries::locate().await?;
+        let binaries = match &options.binaries {
+            Some(dir) => {
+                binaries::check(dir)?;
+                dir.clone()
+            }
+            None => binaries::locate().await?,
+        };
         let mut attempt = 1;
         loop {
             match Self::start_once(&binaries, &options).await {
-                Err(e) if e.is_port_race() && attempt < START_ATTEMPTS => attempt += 1,
+                // A port given by the caller is not raced for: it is taken, and stays so.
+                Err(e)
+                    if e.is_port_race()
+                        && options.secure_port.is_none()
+                        && attempt < START_ATTEMPTS =>
+                {
+                    attempt += 1
+                }
                 result => return result,
             }
         }
@@ -207,9 +234,15 @@ impl RealCluster {
         let logs = root.join("logs");
         create_dir(&logs)?;
 
+        // The primary range (of one, or two for dual stack) holds the kubernetes Service's IP.
+        let primary = options
+            .service_cluster_ip_range
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim();
         let range: ipnet::IpNet =
-            options
-                .service_cluster_ip_range
+            primary
                 .parse()
                 .map_err(|e: ipnet::AddrParseError| RealClusterError::Option {
                     option: "service_cluster_ip_range",
@@ -231,7 +264,8 @@ impl RealCluster {
         let sa_key = file("sa.key", &pki.service_account_key)?;
         let sa_pub = file("sa.pub", &pki.service_account_public_key)?;
 
-        let [etcd_port, peer_port, api_port] = free_ports()?;
+        let [etcd_port, peer_port, free_api_port] = free_ports()?;
+        let api_port = options.secure_port.unwrap_or(free_api_port);
         let mut processes = Started::default();
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -526,6 +560,23 @@ impl RealCluster {
         let started =
             std::mem::take(&mut *self.processes.lock().unwrap_or_else(|e| e.into_inner()));
         let _ = tokio::task::spawn_blocking(move || drop(started)).await;
+    }
+
+    /// The first component (etcd, kube-apiserver, or a controller manager started beside them)
+    /// that has exited since it started, as an error with its exit status and the end of its log;
+    /// `None` while all run. Components stopped by [`Self::stop`] or killed by
+    /// [`Self::kill_and_restart`] are not reported.
+    pub fn exited(&self) -> Option<RealClusterError> {
+        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        processes.0.iter_mut().find_map(|p| {
+            let status = p.exit_status()?;
+            Some(RealClusterError::Died {
+                component: p.name(),
+                status,
+                log: p.log().display().to_string(),
+                tail: p.log_tail(),
+            })
+        })
     }
 
     /// Polls `check` every 20 ms until it returns true or `timeout` passes.
