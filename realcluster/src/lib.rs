@@ -632,7 +632,7 @@ where
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     loop {
-        let last = match probe().await {
+        let last = match quietly(probe()).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
@@ -659,12 +659,21 @@ where
     }
 }
 
+/// Runs `future` with its logs dropped: while a component starts, kube's client logs every
+/// refused connection and every 500 of a probe as an error, which the caller's log must not show.
+fn quietly<F: std::future::Future>(future: F) -> tracing::instrument::WithDispatch<F> {
+    tracing::instrument::WithSubscriber::with_subscriber(
+        future,
+        tracing::subscriber::NoSubscriber::default(),
+    )
+}
+
 /// GET `path`: the status and body, or why there was no answer.
 async fn probe(client: &kube::Client, path: &str) -> Result<(StatusCode, String), String> {
     let request = http::Request::get(path)
         .body(kube::client::Body::empty())
         .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(5), client.send(request))
+    let response = tokio::time::timeout(Duration::from_secs(5), quietly(client.send(request)))
         .await
         .map_err(|_| "no answer within 5 s".to_string())?
         .map_err(|e| e.to_string())?;

@@ -110,7 +110,11 @@ impl RealCluster {
                 .map_err(|e: http::uri::InvalidUri| RealClusterError::Client(e.to_string()))?,
         );
         insecure.accept_invalid_certs = true;
-        let health = kube::Client::try_from(insecure)
+        // Without the warning that the certificate is not checked: this client only reads /healthz.
+        let health =
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                kube::Client::try_from(insecure)
+            })
             .map_err(|e| RealClusterError::Client(e.to_string()))?;
         let leases: Api<Lease> = Api::namespaced(self.try_client()?, "kube-system");
         wait_component(
@@ -267,7 +271,7 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match probe().await {
+        let last = match super::quietly(probe()).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
