@@ -86,15 +86,15 @@ impl ApiRequest {
             .filter(|s| !s.is_empty())
     }
 
-    fn dry_run(&self) -> bool {
+    pub(crate) fn dry_run(&self) -> bool {
         self.query.get("dryRun").is_some_and(|v| v == "All")
     }
 
-    fn collection(&self) -> CollectionKey {
+    pub(crate) fn collection(&self) -> CollectionKey {
         CollectionKey::new(&self.resource.group, &self.resource.plural)
     }
 
-    fn ns(&self) -> &str {
+    pub(crate) fn ns(&self) -> &str {
         self.namespace.as_deref().unwrap_or("")
     }
 
@@ -123,7 +123,7 @@ pub struct Reply {
     pub body: Value,
 }
 
-fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
+pub(crate) fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
     if req.body.is_empty() {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
@@ -152,7 +152,7 @@ fn meta(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata")?.as_object()
 }
 
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
@@ -161,7 +161,7 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata was just made an object")
 }
 
-fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     meta(obj)?.get(key)?.as_str()
 }
 
@@ -364,6 +364,9 @@ impl ApiServer {
     }
 
     async fn create(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
+        if req.subresource.as_deref() == Some(crate::binding::BINDING) {
+            return self.bind(req).await;
+        }
         if req.subresource.is_some() {
             return Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",

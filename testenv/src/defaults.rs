@@ -1,4 +1,5 @@
-//! Upstream's v1 defaulting for the kinds whose defaults clients rely on (Service, Pod).
+//! Upstream's v1 defaulting for the kinds whose defaults clients rely on (Service, Pod,
+//! Endpoints, EndpointSlice).
 //!
 //! Only defaulting: testenv allocates no ClusterIPs or NodePorts (a generic control plane has no
 //! service registry; an allocator such as svcplane's webhook does that).
@@ -140,11 +141,37 @@ pub fn default_pod(pod: &mut Value) {
     }
 }
 
+/// core/v1 `SetDefaults_EndpointPort`: every port of every subset is TCP unless it says otherwise.
+pub fn default_endpoints(endpoints: &mut Value) {
+    let subsets = endpoints.get_mut("subsets").and_then(Value::as_array_mut);
+    for subset in subsets.into_iter().flatten() {
+        let ports = subset.get_mut("ports").and_then(Value::as_array_mut);
+        for port in ports.into_iter().flatten().filter_map(Value::as_object_mut) {
+            set_if_missing(port, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// discovery/v1 `SetDefaults_EndpointPort`: a port without a name is named `""`, one without a
+/// protocol is TCP. The fields are pointers there: an explicit `""` is kept (and validated).
+pub fn default_endpoint_slice(slice: &mut Value) {
+    let ports = slice.get_mut("ports").and_then(Value::as_array_mut);
+    for port in ports.into_iter().flatten().filter_map(Value::as_object_mut) {
+        for (key, default) in [("name", ""), ("protocol", "TCP")] {
+            if port.get(key).is_none_or(Value::is_null) {
+                port.insert(key.to_string(), json!(default));
+            }
+        }
+    }
+}
+
 /// Applies the defaulting of a kind, if testenv has one.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
         ("", "Service") => default_service(obj),
         ("", "Pod") => default_pod(obj),
+        ("", "Endpoints") => default_endpoints(obj),
+        ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
         _ => {}
     }
 }
@@ -173,6 +200,23 @@ mod tests {
         let mut ext = json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
         default_service(&mut ext);
         assert!(ext["spec"].get("internalTrafficPolicy").is_none());
+    }
+
+    #[test]
+    fn endpoint_ports_default_to_tcp() {
+        let mut ep = json!({"subsets": [{"addresses": [{"ip": "192.0.2.10"}],
+            "ports": [{"port": 5432}, {"port": 53, "protocol": "UDP"}]}]});
+        default_endpoints(&mut ep);
+        assert_eq!(
+            ep["subsets"][0]["ports"],
+            json!([{"port": 5432, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}])
+        );
+        let mut slice = json!({"addressType": "IPv4", "ports": [{"port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}, {"port": 81, "protocol": ""}]});
+        default_endpoint_slice(&mut slice);
+        assert_eq!(
+            slice["ports"],
+            json!([{"port": 80, "name": "", "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}, {"port": 81, "protocol": "", "name": ""}])
+        );
     }
 
     #[test]

@@ -34,8 +34,8 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
                 "name": format!("{}/{}", rt.plural, sub),
                 "singularName": "",
                 "namespaced": rt.namespaced,
-                "kind": rt.kind,
-                "verbs": ["get", "patch", "update"],
+                "kind": rt.subresource_kind(sub),
+                "verbs": ResourceType::subresource_verbs(sub),
             }));
         }
     }
@@ -196,7 +196,10 @@ fn resource_discovery(rt: &ResourceType) -> Value {
         let subs: Vec<Value> = rt
             .subresources
             .iter()
-            .map(|s| json!({"subresource": s, "responseKind": kind, "verbs": ["get", "patch", "update"]}))
+            .map(|s| {
+                let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.subresource_kind(s)});
+                json!({"subresource": s, "responseKind": kind, "verbs": ResourceType::subresource_verbs(s)})
+            })
             .collect();
         r["subresources"] = json!(subs);
     }

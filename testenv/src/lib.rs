@@ -15,6 +15,7 @@
 
 pub mod admission;
 pub mod api;
+mod binding;
 mod crd;
 pub mod defaults;
 pub mod discovery;

@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -34,13 +34,18 @@ pub use config::{HOSTNAME_LABEL, NodeSimConfig, Scheduling, SimNode, ZONE_LABEL}
 pub use ipam::PodCidrPool;
 pub use plan::{
     Candidate, ObservedStatus, PodView, READY_ANNOTATION, READY_DELAY_ANNOTATION,
-    TERMINATION_ANNOTATION, binding_patch, desired_status, pick_node,
+    TERMINATION_ANNOTATION, binding, desired_status, pick_node,
 };
 
 /// The field manager of bindings.
 pub const SCHEDULER_FIELD_MANAGER: &str = "default-scheduler";
 /// The field manager of pod and node status writes.
 pub const KUBELET_FIELD_MANAGER: &str = "kubelet";
+/// The field manager of the taint a registered node sheds once Ready (kube-controller-manager's
+/// node lifecycle controller writes as `node-controller`).
+pub const NODE_CONTROLLER_FIELD_MANAGER: &str = "node-controller";
+/// The taint kube-apiserver's TaintNodesByCondition admission puts on every new Node.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 
 /// How long to wait before retrying a pod whose node has no free pod IP.
 const IP_EXHAUSTED_RETRY: Duration = Duration::from_secs(1);
@@ -145,9 +150,48 @@ async fn register_node(api: &Api<Node>, node: &SimNode) -> Result<(), NodeSimErr
         Err(e) => return Err(err(e)),
     };
     let status = json!({"status": node.node_status(&ready_since, &now)});
-    api.patch_status(&node.name, &params, &Patch::Merge(status))
+    let registered = api
+        .patch_status(&node.name, &params, &Patch::Merge(status))
         .await
         .map_err(err)?;
+    untaint_ready_node(api, registered).await.map_err(err)
+}
+
+/// Removes the `node.kubernetes.io/not-ready:NoSchedule` taint that kube-apiserver's
+/// TaintNodesByCondition admission puts on a new Node (testenv puts none), as
+/// kube-controller-manager's node lifecycle controller does once the Node reports Ready. The
+/// simulator's nodes are Ready from the start and no node lifecycle controller runs beside them
+/// (without kubelets renewing Node leases it would mark them Unknown), so the simulator plays its
+/// part for them.
+async fn untaint_ready_node(api: &Api<Node>, mut node: Node) -> Result<(), kube::Error> {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    for _ in 0..8 {
+        let taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        let kept: Vec<_> = taints
+            .iter()
+            .filter(|t| !(t.key == NOT_READY_TAINT && t.effect == "NoSchedule"))
+            .collect();
+        if kept.len() == taints.len() {
+            return Ok(());
+        }
+        let patch = json!({
+            "metadata": {"resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": if kept.is_empty() { Value::Null } else { json!(kept) }},
+        });
+        let params = PatchParams {
+            field_manager: Some(NODE_CONTROLLER_FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        match api.patch(&name, &params, &Patch::Merge(patch)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => node = api.get(&name).await?,
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 
@@ -664,7 +708,7 @@ impl Runner {
             self.waiting_for_node.insert(key.clone());
             return None;
         };
-        let patch = binding_patch(&t.view, &self.config.nodes[chosen].name);
+        let binding = binding(&t.view, &self.config.nodes[chosen].name);
         let api = self.pods_api(&t.view.namespace);
         let name = t.view.name.clone();
         if let Some(t) = self.tracked.get_mut(key) {
@@ -673,12 +717,12 @@ impl Runner {
         self.adjust_load(None, Some(chosen));
         let key = key.clone();
         Some(Box::pin(async move {
-            let params = PatchParams {
+            let params = PostParams {
                 field_manager: Some(SCHEDULER_FIELD_MANAGER.into()),
-                ..PatchParams::default()
+                ..PostParams::default()
             };
             let r = api
-                .patch(&name, &params, &Patch::Merge(patch))
+                .create_subresource::<_, Value>("binding", &name, &params, &binding)
                 .await
                 .map(|_| ());
             (key, ActionKind::Bind, r)

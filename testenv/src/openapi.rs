@@ -148,7 +148,12 @@ fn resource_paths(rt: &ResourceType, schema: &str, paths: &mut Map<String, Value
             "delete": operation(rt, "delete", "delete", list_schema, suffix),
         }),
     );
-    for sub in &rt.subresources {
+    // Only the read-write subresources: the Binding schema is not in the document.
+    for sub in rt
+        .subresources
+        .iter()
+        .filter(|s| ResourceType::subresource_verbs(s).contains(&"get"))
+    {
         let s = format!("{suffix}{}", capitalize(sub));
         paths.insert(
             format!("{collection}/{{name}}/{sub}"),

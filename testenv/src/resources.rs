@@ -45,6 +45,23 @@ impl ResourceType {
         format!("{}List", self.kind)
     }
 
+    /// The verbs of subresource `sub`: a pod's Binding is only created; the others are read and
+    /// written.
+    pub fn subresource_verbs(sub: &str) -> &'static [&'static str] {
+        match sub {
+            "binding" => &["create"],
+            _ => &["get", "patch", "update"],
+        }
+    }
+
+    /// The kind subresource `sub` takes and answers with.
+    pub fn subresource_kind(&self, sub: &str) -> String {
+        match sub {
+            "binding" => "Binding".to_string(),
+            _ => self.kind.clone(),
+        }
+    }
+
     /// `plural.group` (or just `plural`), the name used in messages such as `services "web" not found`.
     pub fn qualified_plural(&self) -> String {
         if self.group.is_empty() {
@@ -124,7 +141,7 @@ const BUILTINS: &[Builtin] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status"],
+        subresources: &["binding", "status"],
         tracks_generation: true,
     },
     Builtin {

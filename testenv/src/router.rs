@@ -134,7 +134,15 @@ pub fn route(
         return Err(ApiError::path_not_found());
     }
     let watch = legacy_watch || query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    // A Binding is only ever created.
+    let binding = subresource.as_deref() == Some(crate::binding::BINDING);
     let verb = match (method, name.is_some()) {
+        (&Method::POST, true) if binding => Verb::Create,
+        _ if binding => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
         (&Method::GET, false) if watch => Verb::Watch,
         (&Method::GET, true) if watch => Verb::Watch,
         (&Method::GET, false) => Verb::List,

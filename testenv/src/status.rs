@@ -172,9 +172,12 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
-    /// 405 MethodNotAllowed.
+    /// 405 MethodNotAllowed, with the empty details kube-apiserver sends.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "MethodNotAllowed", message)
+        Self {
+            details: Some(json!({})),
+            ..Self::new(405, "MethodNotAllowed", message)
+        }
     }
 
     /// 410 Expired: the requested resourceVersion is older than the kept history.
@@ -247,7 +250,10 @@ impl ApiError {
         m.insert("metadata".into(), json!({}));
         m.insert("status".into(), json!("Failure"));
         m.insert("message".into(), json!(self.message));
-        m.insert("reason".into(), json!(self.reason));
+        // Go's omitempty: an error that is not an API status has no reason.
+        if !self.reason.is_empty() {
+            m.insert("reason".into(), json!(self.reason));
+        }
         if let Some(d) = &self.details {
             m.insert("details".into(), d.clone());
         }

@@ -29,7 +29,7 @@ pub struct PodView {
     pub name: String,
     /// metadata.uid.
     pub uid: String,
-    /// metadata.resourceVersion, the precondition of a bind.
+    /// metadata.resourceVersion.
     pub resource_version: String,
     /// spec.nodeName.
     pub node_name: Option<String>,
@@ -211,9 +211,17 @@ pub fn pick_node(
     }
 }
 
-/// The merge patch that binds a pod, guarded by the resourceVersion the decision was made on.
-pub fn binding_patch(pod: &PodView, node: &str) -> Value {
-    json!({"metadata": {"resourceVersion": pod.resource_version}, "spec": {"nodeName": node}})
+/// The Binding that places a pod on `node` (`POST pods/{name}/binding`), as kube-scheduler sends
+/// it: guarded by the pod's uid, so a pod deleted and created again under the same name is not
+/// bound by a decision made for the old one. kube-apiserver refuses to set `spec.nodeName` by an
+/// update or a patch.
+pub fn binding(pod: &PodView, node: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+        "target": {"kind": "Node", "name": node},
+    })
 }
 
 fn rfc3339(t: Timestamp) -> String {

@@ -110,7 +110,11 @@ impl RealCluster {
                 .map_err(|e: http::uri::InvalidUri| RealClusterError::Client(e.to_string()))?,
         );
         insecure.accept_invalid_certs = true;
-        let health = kube::Client::try_from(insecure)
+        // Without the warning that the certificate is not checked: this client only reads /healthz.
+        let health =
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                kube::Client::try_from(insecure)
+            })
             .map_err(|e| RealClusterError::Client(e.to_string()))?;
         let leases: Api<Lease> = Api::namespaced(self.try_client()?, "kube-system");
         wait_component(
@@ -267,7 +271,7 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match probe().await {
+        let last = match super::quietly(probe()).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
@@ -284,27 +288,5 @@ where
             });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Starts a cluster, kube-controller-manager and svcplane as its sidecar for a test, or says why
-/// the test is skipped: as [`super::start_or_skip`], missing binaries (the Kubernetes ones or
-/// `svcplane`) skip outside CI and fail under `CI=true`; any other failure fails the test.
-pub async fn start_sidecar_or_skip(
-    test: &str,
-    options: super::RealClusterOptions,
-    sidecar: &SidecarOptions,
-) -> Option<(RealCluster, SidecarPorts)> {
-    if let Err(e) = svcplane_binary() {
-        if super::is_ci() {
-            panic!("{test}: {e}");
-        }
-        eprintln!("skipping {test}: {e} (under CI=true this is a failure)");
-        return None;
-    }
-    let cluster = super::start_or_skip(test, options).await?;
-    match cluster.start_sidecar(sidecar).await {
-        Ok(ports) => Some((cluster, ports)),
-        Err(e) => panic!("{test}: cannot start kube-controller-manager and svcplane: {e}"),
     }
 }

@@ -1,9 +1,12 @@
-//! A real control plane for tests: etcd and kube-apiserver built from upstream's Go modules
-//! (`scripts/k8s-binaries`), started envtest-style on loopback, with [`testenv::TestEnv`]'s shape.
+#![forbid(unsafe_code)]
+//! A real Kubernetes control plane on loopback: etcd and kube-apiserver (and, on request,
+//! kube-controller-manager) built from upstream's Go modules (`scripts/k8s-binaries`), started
+//! envtest-style, with testenv's `TestEnv` shape. The envtests run against it through
+//! `svcplane_tests::real`, which re-exports this crate.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), svcplane_tests::real::RealClusterError> {
-//! let cluster = svcplane_tests::real::RealCluster::start().await?;
+//! # async fn demo() -> Result<(), realcluster::RealClusterError> {
+//! let cluster = realcluster::RealCluster::start().await?;
 //! let client = cluster.client();
 //! # Ok(()) }
 //! ```
@@ -15,7 +18,7 @@ mod sidecar;
 
 pub use sidecar::{
     KCM_CONTROLLERS, KCM_LEASE, SVCPLANE_BIN_ENV, SVCPLANE_LEASE, SidecarOptions, SidecarPorts,
-    start_sidecar_or_skip, svcplane_binary,
+    svcplane_binary,
 };
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -72,6 +75,14 @@ pub enum RealClusterError {
         log: String,
         tail: String,
     },
+    /// A component that had started exited (see [`RealCluster::exited`]).
+    #[error("{component} exited ({status}); the end of {log}:\n{tail}")]
+    Died {
+        component: &'static str,
+        status: String,
+        log: String,
+        tail: String,
+    },
     /// A component was not ready in time.
     #[error(
         "timed out after {seconds} s waiting for {what} (last answer: {last}); the end of {log}:\n{tail}"
@@ -116,6 +127,10 @@ pub struct RealClusterOptions {
     pub start_timeout: Duration,
     /// More kube-apiserver flags, after (and so overriding) the defaults.
     pub extra_apiserver_args: Vec<String>,
+    /// The directory holding the binaries; `None` finds them with [`binaries::locate`].
+    pub binaries: Option<PathBuf>,
+    /// kube-apiserver's port on 127.0.0.1; `None` picks a free one.
+    pub secure_port: Option<u16>,
 }
 
 impl Default for RealClusterOptions {
@@ -125,6 +140,8 @@ impl Default for RealClusterOptions {
             service_node_port_range: "30000-32767".into(),
             start_timeout: Duration::from_secs(60),
             extra_apiserver_args: Vec::new(),
+            binaries: None,
+            secure_port: None,
         }
     }
 }
@@ -176,11 +193,24 @@ impl RealCluster {
 
     /// Starts etcd and kube-apiserver with `options`.
     pub async fn start_with(options: RealClusterOptions) -> Result<Self, RealClusterError> {
-        let binaries = binaries::locate().await?;
+        let binaries = match &options.binaries {
+            Some(dir) => {
+                binaries::check(dir)?;
+                dir.clone()
+            }
+            None => binaries::locate().await?,
+        };
         let mut attempt = 1;
         loop {
             match Self::start_once(&binaries, &options).await {
-                Err(e) if e.is_port_race() && attempt < START_ATTEMPTS => attempt += 1,
+                // A port given by the caller is not raced for: it is taken, and stays so.
+                Err(e)
+                    if e.is_port_race()
+                        && options.secure_port.is_none()
+                        && attempt < START_ATTEMPTS =>
+                {
+                    attempt += 1
+                }
                 result => return result,
             }
         }
@@ -231,7 +261,8 @@ impl RealCluster {
         let sa_key = file("sa.key", &pki.service_account_key)?;
         let sa_pub = file("sa.pub", &pki.service_account_public_key)?;
 
-        let [etcd_port, peer_port, api_port] = free_ports()?;
+        let [etcd_port, peer_port, free_api_port] = free_ports()?;
+        let api_port = options.secure_port.unwrap_or(free_api_port);
         let mut processes = Started::default();
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -539,6 +570,23 @@ impl RealCluster {
         let _ = tokio::task::spawn_blocking(move || drop(started)).await;
     }
 
+    /// The first component (etcd, kube-apiserver, or a controller manager started beside them)
+    /// that has exited since it started, as an error with its exit status and the end of its log;
+    /// `None` while all run. Components stopped by [`Self::stop`] or killed by
+    /// [`Self::kill_and_restart`] are not reported.
+    pub fn exited(&self) -> Option<RealClusterError> {
+        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        processes.0.iter_mut().find_map(|p| {
+            let status = p.exit_status()?;
+            Some(RealClusterError::Died {
+                component: p.name(),
+                status,
+                log: p.log().display().to_string(),
+                tail: p.log_tail(),
+            })
+        })
+    }
+
     /// Polls `check` every 20 ms until it returns true or `timeout` passes.
     pub async fn wait_until<F, Fut>(
         &self,
@@ -579,24 +627,6 @@ impl Drop for Started {
     }
 }
 
-/// Starts a cluster for a test, or says why the test is skipped. Under `CI=true` missing binaries
-/// fail the test instead; any other start failure always does.
-pub async fn start_or_skip(test: &str, options: RealClusterOptions) -> Option<RealCluster> {
-    match RealCluster::start_with(options).await {
-        Ok(cluster) => Some(cluster),
-        Err(e) if e.is_binaries_unavailable() && !is_ci() => {
-            eprintln!("skipping {test}: {e} (under CI=true this is a failure)");
-            None
-        }
-        Err(e) => panic!("{test}: cannot start the real control plane: {e}"),
-    }
-}
-
-/// `CI=true` in the environment.
-pub fn is_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Polls `probe` every 50 ms until it succeeds, failing early when a component has exited.
 async fn wait_ready<F, Fut>(
     processes: &mut Started,
@@ -610,7 +640,7 @@ where
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     loop {
-        let last = match probe().await {
+        let last = match quietly(probe()).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
@@ -637,12 +667,21 @@ where
     }
 }
 
+/// Runs `future` with its logs dropped: while a component starts, kube's client logs every
+/// refused connection and every 500 of a probe as an error, which the caller's log must not show.
+fn quietly<F: std::future::Future>(future: F) -> tracing::instrument::WithDispatch<F> {
+    tracing::instrument::WithSubscriber::with_subscriber(
+        future,
+        tracing::subscriber::NoSubscriber::default(),
+    )
+}
+
 /// GET `path`: the status and body, or why there was no answer.
 async fn probe(client: &kube::Client, path: &str) -> Result<(StatusCode, String), String> {
     let request = http::Request::get(path)
         .body(kube::client::Body::empty())
         .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(5), client.send(request))
+    let response = tokio::time::timeout(Duration::from_secs(5), quietly(client.send(request)))
         .await
         .map_err(|_| "no answer within 5 s".to_string())?
         .map_err(|e| e.to_string())?;
