@@ -360,6 +360,12 @@ async fn the_playground_on_kube_apiserver_has_the_services_and_slices_of_plain_u
     );
     assert!(slice.is_some());
     assert_eq!(kubernetes_endpoints(&mut on_real), (None, None));
+    let compared: Vec<&String> = on_testenv.as_object().unwrap().keys().collect();
+    assert_eq!(
+        compared.len(),
+        8 + 6 + 6,
+        "8 Services, 6 EndpointSlices and 6 Endpoints: {compared:?}"
+    );
     assert_eq!(
         on_real,
         on_testenv,
@@ -367,6 +373,26 @@ async fn the_playground_on_kube_apiserver_has_the_services_and_slices_of_plain_u
         serde_json::to_string_pretty(&on_real).unwrap(),
         serde_json::to_string_pretty(&on_testenv).unwrap()
     );
+
+    // kube-apiserver calls svcplane's webhook (over TLS, trusting the caBundle it registered),
+    // which refuses the invalid Service before kube-apiserver's own validation would.
+    let text = std::fs::read_to_string(repo().join("examples/invalid-service.yaml")).unwrap();
+    let invalid: Service =
+        serde_json::from_value(manifests::documents(&text).unwrap().remove(0)).unwrap();
+    let services: Api<Service> = Api::default_namespaced(real_client.clone());
+    match services.create(&PostParams::default(), &invalid).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status.message.starts_with(
+                    "admission webhook \"services.mutate.svcplane.io\" denied the request: Service \"bad-ports\" is invalid: spec.ports[0].name: Invalid value: \"123_abc\""
+                ),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("the invalid Service was not refused: {other:?}"),
+    }
 
     // svcplane's controllers, synced, and their metrics as on plain `up`.
     let readyz = http_get(metrics_port, "/readyz?verbose").unwrap();
