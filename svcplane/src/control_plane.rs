@@ -77,12 +77,15 @@ pub fn allocator_registry(config: RegistryConfig, slot: SharedRegistry) -> Compo
 /// The admission webhook on loopback: a fresh CA and serving certificate, the registry of
 /// `slot` as allocator, and both webhook configurations installed with the CA bundle. The
 /// embedded API server's own `apiserver_addresses` may stand in its `kubernetes` endpoints.
+/// With `uninstall_at_stop` the configurations are removed when it stops (an API server whose
+/// state outlives the process must not keep pointing at a dead port).
 pub fn embedded_webhook(
     bind: SocketAddr,
     ranges: ServiceClusterIpRanges,
     node_ports: PortRange,
     apiserver_addresses: Vec<std::net::IpAddr>,
     slot: SharedRegistry,
+    uninstall_at_stop: bool,
 ) -> Component {
     Component::new("webhook", move |client, shutdown| async move {
         let registry = slot
@@ -107,7 +110,7 @@ pub fn embedded_webhook(
         Ok(tokio::spawn(async move {
             shutdown.wait().await;
             // A restart from a data dir must not find configurations pointing at a dead port.
-            if let Err(e) = uninstall_configurations(client).await {
+            if uninstall_at_stop && let Err(e) = uninstall_configurations(client).await {
                 tracing::warn!(error = %gocompat::api_error_text(&e), "cannot remove the webhook configurations");
             }
             handle.shutdown().await;

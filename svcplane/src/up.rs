@@ -1,6 +1,9 @@
-//! `svcplane up`: the playground. An in-memory API server on `--listen`, simulated nodes, the
+//! `svcplane up`: the playground. An API server on `--listen` (testenv, in memory; or with
+//! `--apiserver real`, kube-apiserver and etcd with kube-controller-manager), simulated nodes, the
 //! allocator registry, the admission webhook and every controller, until Ctrl-C or SIGTERM;
 //! `/healthz`, `/readyz` and `/metrics` on `--metrics-listen`.
+
+mod apiserver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,6 @@ use std::time::Instant;
 
 use allocator::registry::AllocationMode;
 use allocator::{PortRange, ServiceClusterIpRanges};
-use anyhow::Context;
 use controllers::allocation_repair::{RepairConfig, RepairMetrics, register};
 use controllers::endpoints_controller::EndpointsControllerConfig;
 use controllers::endpointslice_controller::EndpointSliceControllerConfig;
@@ -18,8 +20,8 @@ use controllers::mirroring_controller::MirroringControllerConfig;
 use controllers::runtime::CacheSyncSignal;
 use prometheus_client::registry::Registry;
 use testenv::nodesim::{NodeSimConfig, NodeSimulator};
-use testenv::{TestEnv, TestEnvOptions};
 
+use self::apiserver::{ApiServer, ApiServerKind};
 use crate::component::{Component, first_to_exit, shutdown_channel, start_in_order, stop_all};
 use crate::control_plane;
 use crate::health::{self, HealthState};
@@ -27,6 +29,14 @@ use crate::health::{self, HealthState};
 /// Flags of `svcplane up`.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
+    /// The API server: testenv (embedded, in memory) or real (kube-apiserver and etcd, with
+    /// kube-controller-manager, as built by scripts/k8s-binaries).
+    #[arg(long, value_enum, default_value_t = ApiServerKind::Testenv)]
+    apiserver: ApiServerKind,
+    /// With --apiserver real: the directory holding etcd, kube-apiserver and
+    /// kube-controller-manager (default: $SVCPLANE_K8S_BIN, else what scripts/k8s-binaries built).
+    #[arg(long, value_name = "DIR")]
+    k8s_bin: Option<PathBuf>,
     /// Address the Kubernetes API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
@@ -39,7 +49,8 @@ pub struct UpArgs {
     /// Where to write the kubeconfig for kubectl.
     #[arg(long, default_value = ".svcplane/kubeconfig")]
     kubeconfig_out: PathBuf,
-    /// Keep the cluster's state in this directory so a restart loses nothing; in memory if unset.
+    /// Keep the cluster's state in this directory so a restart loses nothing; in memory if unset
+    /// (testenv only).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// ClusterIP range(s): one CIDR, or two of different families for dual stack.
@@ -64,12 +75,23 @@ fn sync_signal(signals: &mut SyncSignals, controller: &str) -> CacheSyncSignal {
 }
 
 /// The components `up` runs, in start order, with the controllers' cache-sync signals; `api` is
-/// the embedded API server's address and `metrics` what `/metrics` serves.
+/// the API server's address and `metrics` what `/metrics` serves.
+///
+/// On testenv svcplane is the service registry: it allocates (authoritative), maintains the
+/// `kubernetes` Service, and may list the loopback API server in its endpoints. A real
+/// kube-apiserver allocates ClusterIPs and NodePorts and maintains the `kubernetes` Service
+/// itself, so there svcplane audits, as beside any kube-apiserver (docs/sidecar.md).
 fn components(
     args: &UpArgs,
     api: SocketAddr,
     metrics: &Arc<Mutex<Registry>>,
 ) -> (Vec<Component>, SyncSignals) {
+    let registry_of_record = args.apiserver == ApiServerKind::Testenv;
+    let mode = if registry_of_record {
+        AllocationMode::Authoritative
+    } else {
+        AllocationMode::Audit
+    };
     let mut nodes = NodeSimConfig::with_node_count(usize::from(args.nodes));
     if args.dual_stack {
         nodes = nodes.dual_stack();
@@ -97,6 +119,7 @@ fn components(
     };
     let repair = RepairConfig {
         caches_synced: sync_signal(&mut signals, "allocation-repair"),
+        mode,
         ..RepairConfig::new(ranges.clone(), ports)
     };
     let webhook_bind = SocketAddr::new(api.ip(), 0);
@@ -106,27 +129,37 @@ fn components(
         secure_port: i32::from(api.port()),
         ..KubernetesServiceConfig::default()
     };
-    let components = vec![
+    let mut components = vec![
         node_simulator(nodes),
         control_plane::allocator_registry(
-            control_plane::registry_config(ranges.clone(), ports, AllocationMode::Authoritative),
+            control_plane::registry_config(ranges.clone(), ports, mode),
             registry.clone(),
         ),
+    ];
+    if registry_of_record {
         // Before the webhook, as kube-apiserver's bootstrap; the webhook waives the loopback
         // rule for this address on these endpoints only, so a recreated Service gets them too.
-        control_plane::kubernetes_service(kubernetes, true),
+        components.push(control_plane::kubernetes_service(kubernetes, true));
+    }
+    components.extend([
         control_plane::embedded_webhook(
             webhook_bind,
             ranges.clone(),
             ports,
-            vec![api.ip()],
+            if registry_of_record {
+                vec![api.ip()]
+            } else {
+                Vec::new()
+            },
             registry,
+            // A real control plane is removed at exit, etcd's data with it.
+            registry_of_record,
         ),
         control_plane::endpointslice(slices, metrics.clone()),
         control_plane::endpoints(endpoints),
         control_plane::mirroring(mirroring),
         control_plane::allocation_repair(repair, repair_metrics),
-    ];
+    ]);
     (components, signals)
 }
 
@@ -145,28 +178,42 @@ fn node_simulator(config: NodeSimConfig) -> Component {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let termination = crate::signals::termination()?;
-    let env = TestEnv::start_with(TestEnvOptions {
-        listen: args.listen,
-        system_namespaces: true,
-        data_dir: args.data_dir.clone(),
-        ..TestEnvOptions::default()
-    })
-    .await
-    .map_err(|e| match e {
-        testenv::TestEnvError::Bind { addr, source } => {
-            crate::flags::listen_error("--listen", addr, &source)
-        }
-        other => other.into(),
-    })?;
-    let storage = match &args.data_dir {
-        Some(dir) => dir.display().to_string(),
-        None => "memory".to_owned(),
+    tokio::pin!(termination);
+    apiserver::check_flags(
+        args.apiserver,
+        args.listen,
+        args.data_dir.as_deref(),
+        args.k8s_bin.as_deref(),
+    )?;
+    let api = match args.apiserver {
+        ApiServerKind::Testenv => ApiServer::embedded(args.listen, args.data_dir.clone()).await?,
+        // Seconds of starting: a signal meanwhile stops what was started (a dropped start stops
+        // its processes) and ends the run as a signal later would.
+        ApiServerKind::Real => tokio::select! {
+            api = ApiServer::real(
+                args.listen,
+                args.k8s_bin.as_deref(),
+                &args.service_cluster_ip_range,
+                args.service_node_port_range,
+            ) => api?,
+            signal = &mut termination => {
+                tracing::info!(signal, "shutting down before the API server was ready");
+                return Ok(());
+            }
+        },
     };
-    tracing::info!(url = %env.url(), data_dir = %storage, "API server listening");
-    let client = env.try_client()?;
+    let storage = api.storage(args.data_dir.as_deref());
+    tracing::info!(url = %api.url(), data_dir = %storage, "API server listening");
+    let client = match api.client() {
+        Ok(client) => client,
+        Err(e) => {
+            api.stop().await;
+            return Err(e);
+        }
+    };
 
     let metrics = Arc::new(Mutex::new(Registry::default()));
-    let (components, signals) = components(&args, env.addr(), &metrics);
+    let (components, signals) = components(&args, api.addr(), &metrics);
     let (trigger, shutdown) = shutdown_channel();
     let state = HealthState {
         readiness: Arc::new(move || {
@@ -187,7 +234,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     {
         Ok(served) => served,
         Err(e) => {
-            env.stop().await;
+            api.stop().await;
             return Err(e);
         }
     };
@@ -197,18 +244,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     {
         Ok(running) => running,
         Err(e) => {
-            env.stop().await;
+            api.stop().await;
             return Err(e);
         }
     };
 
     let kubeconfig =
         std::path::absolute(&args.kubeconfig_out).unwrap_or_else(|_| args.kubeconfig_out.clone());
-    write_atomically(&kubeconfig, &env.kubeconfig())
-        .with_context(|| format!("cannot write the kubeconfig to {}", kubeconfig.display()))?;
+    if let Err(e) = write_atomically(&kubeconfig, &api.kubeconfig()) {
+        trigger.fire();
+        stop_all(running).await;
+        api.stop().await;
+        return Err(anyhow::Error::new(e).context(format!(
+            "cannot write the kubeconfig to {}",
+            kubeconfig.display()
+        )));
+    }
     println!(
         "svcplane is up: Kubernetes API at {}, {} nodes.\nMetrics at http://{serving}/metrics (health: /healthz, /readyz).\n\nPoint kubectl at it:\n\n  export KUBECONFIG={}\n  kubectl get nodes\n\nStop with Ctrl-C.",
-        env.url(),
+        api.url(),
         args.nodes,
         kubeconfig.display()
     );
@@ -218,16 +272,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "svcplane is up"
     );
 
-    let outcome = tokio::select! {
-        signal = termination => {
+    let (outcome, api_died) = tokio::select! {
+        signal = &mut termination => {
             tracing::info!(signal, "shutting down");
-            Ok(())
+            (Ok(()), false)
         }
-        failure = first_to_exit(&mut running) => Err(failure),
+        failure = first_to_exit(&mut running) => (Err(failure), false),
+        died = api.died() => (Err(died), true),
     };
     trigger.fire();
-    stop_all(running).await;
-    env.stop().await;
+    if api_died {
+        // What is left of the control plane goes first, so that the components' requests fail
+        // at once instead of waiting on a server that cannot answer.
+        api.stop().await;
+        stop_all(running).await;
+    } else {
+        stop_all(running).await;
+        api.stop().await;
+    }
     tracing::info!("stopped");
     outcome
 }

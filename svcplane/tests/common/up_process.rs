@@ -39,14 +39,15 @@ impl Up {
             .expect("svcplane up was already stopped")
     }
 
-    /// Waits for the kubeconfig, which `up` writes once everything is ready.
+    /// Waits for the kubeconfig, which `up` writes once everything is ready (in seconds; a real
+    /// control plane's take several).
     pub async fn client(&mut self) -> kube::Client {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !self.kubeconfig.exists() {
             if let Some(status) = self.child().try_wait().unwrap() {
                 panic!("svcplane up exited early with {status}");
             }
-            assert!(Instant::now() < deadline, "no kubeconfig after 20s");
+            assert!(Instant::now() < deadline, "no kubeconfig after 60s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
