@@ -37,6 +37,8 @@ use webhook::{ServiceRanges, default_service};
 const SEED_ENV: &str = "SVCPLANE_FIDELITY_SEED";
 const FULL_ENV: &str = "SVCPLANE_FIDELITY_FULL";
 const WRITE_ENV: &str = "SVCPLANE_FIDELITY_WRITE";
+/// Marks a stand-in for an address kube-apiserver holds for no Service.
+const HOLDER_LABEL: &str = "fidelity.svcplane.io/holder";
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
@@ -938,10 +940,11 @@ fn allocation_steps() -> Vec<Case> {
             "a13",
             json!({"type":"LoadBalancer","externalTrafficPolicy":"Local","healthCheckNodePort":30001,"ports":p80}),
         ),
+        // The NodePort range (30000-30004) filled with static claims: 30001 (a1), these four.
         real(
             "ports-fill",
             "b1",
-            json!({"type":"NodePort","ports":[{"name":"a","port":80},{"name":"b","port":81},{"name":"c","port":82}]}),
+            json!({"type":"NodePort","ports":[{"name":"a","port":80,"nodePort":30000},{"name":"b","port":81,"nodePort":30002},{"name":"c","port":82,"nodePort":30003}]}),
         ),
         real(
             "ports-last",
@@ -963,6 +966,7 @@ fn allocation_steps() -> Vec<Case> {
             "b5",
             json!({"type":"LoadBalancer","allocateLoadBalancerNodePorts":false,"externalTrafficPolicy":"Local","ports":p80}),
         ),
+        // The sixth and last IPv4 address (.1 kubernetes, .2 a1, .3 a9, b1, b2).
         real(
             "lb-no-node-ports",
             "b6",
@@ -984,7 +988,6 @@ fn allocation_steps() -> Vec<Case> {
                 change: json!({"type":"NodePort","allocateLoadBalancerNodePorts":null}),
             },
         },
-        real("ips-fill-1", "c1", json!({"ports":p80})),
         real("E5-ips-full", "c2", json!({"ports":p80})),
         dry("ips-full-dry-run", "c3", json!({"ports":p80})),
         real(
@@ -1003,9 +1006,9 @@ fn allocation_steps() -> Vec<Case> {
             json!({"ipFamilyPolicy":"PreferDualStack","ports":p80}),
         ),
         Case {
-            id: "delete-c1".into(),
+            id: "delete-b6".into(),
             origin: a,
-            op: Op::Delete { name: "c1".into() },
+            op: Op::Delete { name: "b6".into() },
         },
         real("ip-freed", "c7", json!({"ports":p80})),
         Case {
@@ -1014,7 +1017,7 @@ fn allocation_steps() -> Vec<Case> {
             op: Op::Delete { name: "a1".into() },
         },
         real(
-            "static-ip-freed",
+            "static-ip-and-port-freed",
             "c8",
             json!({"clusterIP":"10.96.0.2","type":"NodePort","ports":[{"port":80,"nodePort":30001}]}),
         ),
@@ -1056,6 +1059,55 @@ fn status_value(mut v: Value) -> Value {
         m.remove("metadata");
     }
     v
+}
+
+/// The NodePorts a request names (on its ports and as `healthCheckNodePort`).
+fn requested_node_ports(body: &Value) -> Vec<i64> {
+    let spec = &body["spec"];
+    spec["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["nodePort"].as_i64())
+        .chain(spec["healthCheckNodePort"].as_i64())
+        .collect()
+}
+
+/// A refusal with the NodePorts an allocator picked (which differ between allocators) replaced:
+/// two ports of one number share their allocated NodePort, and validation then reports it as
+/// `spec.ports[i].nodePort: Duplicate value: N`.
+fn normalise_status(mut status: Value, body: &Value) -> Value {
+    let requested = requested_node_ports(body);
+    let mut replaced = Vec::new();
+    for cause in status["details"]["causes"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        let field = cause["field"].as_str().unwrap_or("").to_owned();
+        let message = cause["message"].as_str().unwrap_or("").to_owned();
+        let Some(n) = message
+            .strip_prefix("Duplicate value: ")
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        if field.ends_with(".nodePort") && !requested.contains(&n) {
+            cause["message"] = json!("Duplicate value: <allocated>");
+            replaced.push((
+                format!("{field}: Duplicate value: {n}"),
+                format!("{field}: Duplicate value: <allocated>"),
+            ));
+        }
+    }
+    if let Some(message) = status["message"].as_str() {
+        let mut message = message.to_owned();
+        for (from, to) in replaced {
+            message = message.replace(&from, &to);
+        }
+        status["message"] = json!(message);
+    }
+    status
 }
 
 /// The part of an accepted Service that allocation and family defaulting decide, with allocated
@@ -1179,10 +1231,33 @@ impl Target {
         (code, value)
     }
 
+    /// The Services, and a stand-in holder for each ClusterIP kube-apiserver holds for no
+    /// Service: a refused dual-stack create can leave its first family's IPAddress behind (until
+    /// the repair loop), and svcplane's allocator must start from the same state. The holders
+    /// carry [`HOLDER_LABEL`]; `svcplane validate` is not shown them (no file would hold them).
     async fn services(&self) -> Vec<Value> {
         let (code, list) = self.send("GET", "/api/v1/services", None).await;
         assert_eq!(code, 200, "listing Services: {list}");
-        list["items"].as_array().cloned().unwrap_or_default()
+        let mut services = list["items"].as_array().cloned().unwrap_or_default();
+        let (_, ips) = self
+            .send("GET", "/apis/networking.k8s.io/v1/ipaddresses", None)
+            .await;
+        for ip in ips["items"].as_array().into_iter().flatten() {
+            let parent = &ip["spec"]["parentRef"];
+            let listed = services.iter().any(|s| {
+                s["metadata"]["name"] == parent["name"]
+                    && s["metadata"]["namespace"] == parent["namespace"]
+            });
+            if !listed && let Some(addr) = ip["metadata"]["name"].as_str() {
+                services.push(json!({
+                    "metadata": {"name": format!("holder-{addr}"), "namespace": "default",
+                        "labels": {HOLDER_LABEL: "true"}},
+                    "spec": {"type": "ClusterIP", "clusterIP": addr, "clusterIPs": [addr],
+                        "ports": [{"port": 80}]},
+                }));
+            }
+        }
+        services
     }
 
     async fn get(&self, name: &str) -> Option<Value> {
@@ -1196,15 +1271,59 @@ impl Target {
         (code == 200).then_some(svc)
     }
 
+    /// Deletes a Service and waits until kube-apiserver has released its addresses (the
+    /// IPAddress objects naming it are gone), so the next case sees the same state on both sides.
     async fn delete(&self, name: &str) {
-        let (code, body) = self
-            .send(
-                "DELETE",
-                &format!("/api/v1/namespaces/default/services/{name}"),
-                None,
-            )
-            .await;
+        let path = format!("/api/v1/namespaces/default/services/{name}");
+        let held_ports = match self.get(name).await {
+            Some(svc) => requested_node_ports(&svc)
+                .into_iter()
+                .chain(
+                    svc["spec"]["ports"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p["nodePort"].as_i64()),
+                )
+                .filter(|&p| p != 0)
+                .collect::<Vec<_>>(),
+            None => Vec::new(),
+        };
+        let (code, body) = self.send("DELETE", &path, None).await;
         assert!(code == 200 || code == 404, "deleting {name}: {code} {body}");
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (_, list) = self
+                .send("GET", "/apis/networking.k8s.io/v1/ipaddresses", None)
+                .await;
+            let held = list["items"].as_array().into_iter().flatten().any(|ip| {
+                ip["spec"]["parentRef"]["name"] == json!(name)
+                    && ip["spec"]["parentRef"]["resource"] == json!("services")
+            });
+            let (gone, _) = self.send("GET", &path, None).await;
+            // A NodePort is released a moment after the delete answers, and no object shows it:
+            // a dry-run claim (checked only against ports taken) succeeds once it is free.
+            let mut ports_free = true;
+            for port in &held_ports {
+                let probe = service_body(
+                    "release-probe",
+                    json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}),
+                    None,
+                );
+                let (code, _) = self
+                    .send(
+                        "POST",
+                        "/api/v1/namespaces/default/services?dryRun=All",
+                        Some(&probe),
+                    )
+                    .await;
+                ports_free &= code == 201;
+            }
+            if (!held && gone == 404 && ports_free) || Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     async fn kube_create(&self, body: &Value, dry_run: bool) -> Answer {
@@ -1216,7 +1335,7 @@ impl Target {
         if (200..300).contains(&code) {
             Answer::Accepted(summary(body, &reply))
         } else {
-            Answer::Rejected(status_value(reply))
+            Answer::Rejected(normalise_status(status_value(reply), body))
         }
     }
 
@@ -1230,7 +1349,7 @@ impl Target {
         if (200..300).contains(&code) {
             Answer::Accepted(summary(new, &reply))
         } else {
-            Answer::Rejected(status_value(reply))
+            Answer::Rejected(normalise_status(status_value(reply), new))
         }
     }
 
@@ -1307,7 +1426,7 @@ impl Target {
         };
         let mutated = handler.answer(Phase::Mutate, &request).await.response;
         if !mutated.allowed {
-            return Answer::Rejected(status_json(mutated.status.as_ref()));
+            return Answer::Rejected(normalise_status(status_json(mutated.status.as_ref()), body));
         }
         let mut patched = object;
         if let Some(patch) = mutated.decoded_patch() {
@@ -1317,7 +1436,10 @@ impl Target {
         request.object = Some(patched.clone());
         let validated = handler.answer(Phase::Validate, &request).await.response;
         if !validated.allowed {
-            return Answer::Rejected(status_json(validated.status.as_ref()));
+            return Answer::Rejected(normalise_status(
+                status_json(validated.status.as_ref()),
+                body,
+            ));
         }
         Answer::Accepted(summary(body, &patched))
     }
@@ -1327,7 +1449,17 @@ impl Target {
     fn offline_answer(&self, existing: &[Value], body: &Value) -> Answer {
         let mut report = ValidationReport::default();
         for svc in existing {
-            let text = serde_json::to_string(svc).expect("JSON");
+            if !svc["metadata"]["labels"][HOLDER_LABEL].is_null() {
+                continue;
+            }
+            // As a file would hold it: no server-set metadata, no status.
+            let svc = json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": svc["metadata"]["name"], "namespace": svc["metadata"]["namespace"]},
+                "spec": svc["spec"],
+            });
+            let text = serde_json::to_string(&svc).expect("JSON");
             validate_text(Path::new("cluster.json"), &text, &self.ranges, &mut report);
         }
         let mut body = body.clone();
@@ -1339,7 +1471,7 @@ impl Target {
         }
         match report.services.last().and_then(|s| s.status.as_ref()) {
             None => Answer::Accepted(Value::Null),
-            Some(status) => Answer::Rejected(status_json(Some(status))),
+            Some(status) => Answer::Rejected(normalise_status(status_json(Some(status)), &body)),
         }
     }
 }
@@ -1383,6 +1515,49 @@ struct Outcome {
     webhook: Answer,
     /// `None` where `svcplane validate` has nothing to say (updates).
     offline: Option<Answer>,
+    /// kube-apiserver called a NodePort taken that no Service holds.
+    port_held_by_nobody: bool,
+}
+
+/// Whether kube-apiserver refused a NodePort as taken that no listed Service holds: upstream
+/// can leak the NodePorts of a refused create until its repair loop runs, and no object
+/// records them, so svcplane's allocator cannot be brought to that state.
+fn port_held_by_nobody(kube: &Answer, existing: &[Value]) -> bool {
+    let Answer::Rejected(status) = kube else {
+        return false;
+    };
+    let held: Vec<i64> = existing
+        .iter()
+        .flat_map(|s| {
+            let spec = &s["spec"];
+            spec["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["nodePort"].as_i64())
+                .chain(spec["healthCheckNodePort"].as_i64())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    status["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with(": provided port is already allocated"))
+        })
+        .filter_map(|c| {
+            c["message"]
+                .as_str()?
+                .strip_prefix("Invalid value: ")?
+                .split(':')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        })
+        .any(|port| !held.contains(&port))
 }
 
 /// The leaf paths where two JSON values differ, with both values.
@@ -1454,6 +1629,19 @@ fn deliberate(case: &Case, side: &str, kube: &Answer, ours: &Answer) -> Option<&
         );
     }
     if side == "svcplane validate"
+        && kube_message.contains(".nodePort: Duplicate value: ")
+        && !ours_message.contains(".nodePort: Duplicate value: ")
+    {
+        return Some(
+            "`svcplane validate` has no allocator: ports of one number share the NodePort allocated to them, and validation then finds that NodePort twice (`spec.ports[i].nodePort: Duplicate value`); without the allocation there is no NodePort to find",
+        );
+    }
+    if side == "svcplane validate" && kube_message.contains("range is full") {
+        return Some(
+            "`svcplane validate` has no allocator: it cannot know that the cluster's range is full, nor which allocation (ClusterIP, NodePort, health-check NodePort) would find it full first",
+        );
+    }
+    if side == "svcplane validate"
         && matches!(ours, Answer::Accepted(_))
         && (kube_message.contains("range is full"))
     {
@@ -1507,7 +1695,13 @@ impl Tally {
                 origin: outcome.case.origin,
                 side,
                 diff,
-                reason: deliberate(&outcome.case, side, &outcome.kube, ours),
+                reason: if outcome.port_held_by_nobody {
+                    Some(
+                        "kube-apiserver held a NodePort for no Service (a refused create can leak its NodePorts until upstream's repair loop runs, and no API object records them), so svcplane's allocator could not be brought to the same state",
+                    )
+                } else {
+                    deliberate(&outcome.case, side, &outcome.kube, ours)
+                },
                 case: describe(&outcome.case),
             });
         }
@@ -1545,6 +1739,7 @@ async fn run_case(target: &Target, existing: &mut Vec<Value>, case: &Case) -> Op
             let webhook = target.webhook_answer(existing, None, body, *dry_run).await;
             let offline = target.offline_answer(existing, body);
             let kube = target.kube_create(body, *dry_run).await;
+            let port_held_by_nobody = port_held_by_nobody(&kube, existing);
             if !dry_run && matches!(kube, Answer::Accepted(_)) {
                 if case.origin != "allocation" {
                     // Corpus cases leave nothing behind; the scenario builds up its state.
@@ -1558,6 +1753,7 @@ async fn run_case(target: &Target, existing: &mut Vec<Value>, case: &Case) -> Op
                 kube,
                 webhook,
                 offline: Some(offline),
+                port_held_by_nobody,
             })
         }
         Op::UpdateFromValid { base, change } => {
@@ -1576,30 +1772,36 @@ async fn run_case(target: &Target, existing: &mut Vec<Value>, case: &Case) -> Op
                 .webhook_answer(&with_base, Some(&stored), &new, false)
                 .await;
             let kube = target.kube_update(&new, false).await;
+            let port_held_by_nobody = port_held_by_nobody(&kube, &with_base);
             target.delete(name).await;
             Some(Outcome {
                 case: case.clone(),
                 kube,
                 webhook,
                 offline: None,
+                port_held_by_nobody,
             })
         }
         Op::Update { name, change } => {
-            let stored = target
-                .get(name)
-                .await
-                .expect("the Service to update exists");
+            let Some(stored) = target.get(name).await else {
+                // An earlier step was refused on the real cluster, so there is nothing to update;
+                // that refusal was compared already.
+                eprintln!("{}: skipped, {name} does not exist", case.id);
+                return None;
+            };
             let new = apply_change(&stored, change);
             let webhook = target
                 .webhook_answer(existing, Some(&stored), &new, false)
                 .await;
             let kube = target.kube_update(&new, false).await;
+            let port_held_by_nobody = port_held_by_nobody(&kube, existing);
             *existing = target.services().await;
             Some(Outcome {
                 case: case.clone(),
                 kube,
                 webhook,
                 offline: None,
+                port_held_by_nobody,
             })
         }
         Op::Delete { name } => {
@@ -1728,6 +1930,14 @@ async fn run_corpus(target: &Target, cases: &[Case]) -> Tally {
     let mut existing = target.services().await;
     for case in cases {
         if let Some(outcome) = run_case(target, &mut existing, case).await {
+            if env_flag("SVCPLANE_FIDELITY_VERBOSE") {
+                eprintln!(
+                    "{}: kube-apiserver {} | webhook {}",
+                    case.id,
+                    outcome.kube.short(),
+                    outcome.webhook.short()
+                );
+            }
             tally.add(&outcome);
         }
     }
