@@ -65,10 +65,21 @@ impl ClusterIpPlan {
                 .map(|f| f.as_str().to_string())
                 .collect(),
         );
+        // A requested address is stored as the user wrote it (`010.96.0.5` stays so), as
+        // upstream stores the request's strings; only allocated ones are formatted.
         let ips: Vec<String> = if self.headless {
             vec![NONE.to_string()]
         } else {
-            allocated.iter().map(IpAddr::to_string).collect()
+            allocated
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| match self.requests.get(i) {
+                    Some((_, IpRequest::Static { requested, .. })) if !requested.is_empty() => {
+                        requested.clone()
+                    }
+                    _ => ip.to_string(),
+                })
+                .collect()
         };
         spec.cluster_ip = ips.first().cloned();
         spec.cluster_ips = (!ips.is_empty()).then_some(ips);
@@ -197,11 +208,14 @@ fn plan(
     while printed.len() < families.len() {
         printed.push(String::new());
     }
-    let requests = if headless {
+    let mut requests = if headless {
         Vec::new()
     } else {
         requests_for(&families, &parsed, &cluster_ips)
     };
+    if let Some(old) = old {
+        keep_old_addresses(&mut requests, &spec_of(old), &cluster_ips);
+    }
     Ok(ClusterIpPlan {
         external_name: false,
         headless,
@@ -210,6 +224,37 @@ fn plan(
         requests,
         printed_cluster_ips: printed,
     })
+}
+
+/// `updateClusterIPs`: an update allocates only when it leaves ExternalName (everything) or
+/// upgrades to dual stack (the secondary family). Any other address it names is not claimed:
+/// the family that held one keeps it, and a changed value is validation's to refuse ("may not
+/// change once set"), not the allocator's.
+fn keep_old_addresses(
+    requests: &mut [(IpFamily, IpRequest)],
+    old: &ServiceSpec,
+    cluster_ips: &[String],
+) {
+    let old_ips = match old.cluster_ips.as_deref() {
+        Some(ips) if !ips.is_empty() => ips.to_vec(),
+        _ => old.cluster_ip.iter().cloned().collect(),
+    };
+    if is_external_name(old) || old_ips.first().map(String::as_str) == Some(NONE) {
+        return;
+    }
+    for (i, (_, request)) in requests.iter_mut().enumerate() {
+        let Some(old_ip) = old_ips.get(i).and_then(|ip| parse_ip_sloppy(ip)) else {
+            continue;
+        };
+        let requested = cluster_ips
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| old_ips[i].clone());
+        *request = IpRequest::Static {
+            ip: old_ip.to_canonical(),
+            requested,
+        };
+    }
 }
 
 /// Step 1: `clusterIP` alone becomes `clusterIPs = [clusterIP]` (on update too, so that a
@@ -288,7 +333,8 @@ fn parse_cluster_ips(
                 "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
             ));
         };
-        parsed.push(Some(addr));
+        // Go sees an IPv4-mapped IPv6 address as IPv4.
+        parsed.push(Some(addr.to_canonical()));
     }
     if cluster_ips.len() > 2 {
         return Err(family_error(
@@ -664,5 +710,42 @@ mod tests {
         assert_eq!(held_cluster_ips(&svc), vec![ip("1.2.3.4"), ip("fd00::1")]);
         let svc = service(json!({"clusterIP": "::ffff:010.96.0.10"}));
         assert_eq!(held_cluster_ips(&svc), vec![ip("::ffff:10.96.0.10")]);
+    }
+
+    // Found by the validation differential against kube-apiserver.
+    #[test]
+    fn requested_strings_are_kept_and_updates_claim_no_changed_primary() {
+        let r = ranges("10.96.0.0/24");
+        let svc: Service = serde_json::from_value(json!({"metadata":{"name":"a"},
+            "spec":{"type":"ClusterIP","clusterIP":"::ffff:10.96.0.9","ports":[{"port":80}]}}))
+        .unwrap();
+        let plan = plan_cluster_ips_for_create(&svc, &r).unwrap();
+        assert_eq!(plan.ip_families, vec![IpFamily::V4]);
+        let mut out = svc.clone();
+        plan.apply_to(&mut out, &["10.96.0.9".parse().unwrap()]);
+        assert_eq!(
+            out.spec.unwrap().cluster_ip.as_deref(),
+            Some("::ffff:10.96.0.9")
+        );
+
+        let old: Service = serde_json::from_value(json!({"metadata":{"name":"a"},
+            "spec":{"type":"ClusterIP","clusterIP":"10.96.0.5","clusterIPs":["10.96.0.5"],
+                "ipFamilies":["IPv4"],"ipFamilyPolicy":"SingleStack","ports":[{"port":80}]}}))
+        .unwrap();
+        let new: Service = serde_json::from_value(json!({"metadata":{"name":"a"},
+            "spec":{"type":"ClusterIP","clusterIP":"10.96.0.255","clusterIPs":["10.96.0.255"],
+                "ports":[{"port":80}]}}))
+        .unwrap();
+        let plan = plan_cluster_ips_for_update(&old, &new, &r).unwrap();
+        assert_eq!(
+            plan.requests,
+            vec![(
+                IpFamily::V4,
+                IpRequest::Static {
+                    ip: "10.96.0.5".parse().unwrap(),
+                    requested: "10.96.0.255".to_owned()
+                }
+            )]
+        );
     }
 }

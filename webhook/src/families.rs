@@ -333,3 +333,37 @@ pub fn check_static_claims(
     }
     Ok(())
 }
+
+/// The health-check NodePort the allocator would give a LoadBalancer with
+/// `externalTrafficPolicy: Local` that asks for none (upstream allocates it before validation,
+/// which then requires it): a free port of the range stands in for it, or the allocator's 500
+/// when none is free. Services that hold one (allocated by the webhook) are left alone.
+pub fn stand_in_health_check_node_port(
+    svc: &mut Service,
+    ranges: &ServiceRanges,
+    taken: &AllocationSnapshot,
+) -> Result<(), Rejection> {
+    let spec = svc.spec.get_or_insert_with(Default::default);
+    if !SpecView(spec).needs_health_check() || SpecView(spec).hcnp() != 0 {
+        return Ok(());
+    }
+    let in_use: BTreeSet<i32> = SpecView(spec)
+        .ports()
+        .iter()
+        .filter_map(|p| p.node_port)
+        .collect();
+    let (low, high) = (
+        i32::from(ranges.node_ports.0),
+        i32::from(ranges.node_ports.1),
+    );
+    let free = (low..=high).find(|p| !taken.node_ports.contains(p) && !in_use.contains(p));
+    match free {
+        Some(port) => {
+            spec.health_check_node_port = Some(port);
+            Ok(())
+        }
+        None => Err(Rejection::Internal(
+            "failed to allocate a HealthCheck NodePort 0: range is full".to_owned(),
+        )),
+    }
+}

@@ -64,6 +64,7 @@ fn prepare_create(
     prepare::normalize_cluster_ips(&mut prepared, None);
     families::prepare_ip_families(&mut prepared, None, ranges).map_err(Rejection::Invalid)?;
     families::check_static_claims(&prepared, ranges, taken)?;
+    families::stand_in_health_check_node_port(&mut prepared, ranges, taken)?;
     let errs = service::validate_fields_with_meta(&svc.metadata, &prepared, opts);
     if errs.is_empty() {
         Ok(prepared)
@@ -92,6 +93,27 @@ pub fn check_service_update(
     } else {
         Err(Rejection::Invalid(errs))
     }
+}
+
+/// What kube-apiserver's registry checks before it allocates anything (`BeginCreate` /
+/// `BeginUpdate`): allocated values patched back (update), `clusterIP`/`clusterIPs` normalised,
+/// then `initIPFamilyFields` with its loose `ValidateServiceClusterIPsRelatedFields`. A refusal
+/// here is the whole answer: no allocation error and no other validation cause is reported.
+/// `old` is the stored object on update.
+pub fn check_before_allocation(
+    old: Option<&Service>,
+    new: &Service,
+    ranges: &ServiceRanges,
+) -> Result<(), Rejection> {
+    let mut prepared = Service {
+        spec: new.spec.clone(),
+        ..Service::default()
+    };
+    if let Some(old) = old {
+        prepare::patch_allocated_values(&mut prepared, old);
+    }
+    prepare::normalize_cluster_ips(&mut prepared, old);
+    families::prepare_ip_families(&mut prepared, old, ranges).map_err(Rejection::Invalid)
 }
 
 /// The 422 causes for creating `svc` (already defaulted) in a cluster with `ranges`, nothing

@@ -258,7 +258,13 @@ fn check_service(
     default_as_created(&mut svc);
     let checked = check_service_create(&svc, ranges, &report.taken, &ValidationOptions::default());
     let status = match checked {
-        Ok(accepted) => {
+        Ok(mut accepted) => {
+            // Only what the file asks for is held, not the health-check port standing in for
+            // the one the allocator would pick.
+            let requested_hcnp = svc.spec.as_ref().and_then(|s| s.health_check_node_port);
+            if let Some(spec) = accepted.spec.as_mut() {
+                spec.health_check_node_port = requested_hcnp;
+            }
             hold_requested_values(&accepted, &mut report.taken);
             None
         }

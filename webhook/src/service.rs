@@ -504,12 +504,14 @@ pub fn validate_cluster_ips_related_fields(svc: &Service) -> Vec<FieldError> {
     }
 
     if ips.len() > 1 {
+        // `IsDualStackIPStrings`: some address of each family, however many there are (a third
+        // value is reported by "may only hold up to 2 values" alone).
         let v6: Vec<bool> = ips
             .iter()
             .filter_map(|ip| parse_ip_sloppy(ip))
             .map(is_ipv6)
             .collect();
-        let dual_stack = v6.len() == 2 && v6[0] != v6[1];
+        let dual_stack = v6.contains(&true) && v6.contains(&false);
         if !dual_stack {
             errs.push(FieldError::invalid(
                 ips_path.clone(),

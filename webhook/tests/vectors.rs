@@ -774,3 +774,62 @@ fn cause_order_follows_upstream() {
         ]
     );
 }
+
+// Found by the validation differential (tests/tests/validation_fidelity.rs) against kube-apiserver.
+
+#[test]
+fn three_cluster_ips_of_both_families_are_only_too_many() {
+    let c = causes(
+        json!({"clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10","fd00::5","10.96.0.5"],"ports":[{"port":80}]}),
+    );
+    assert_eq!(
+        c,
+        one(
+            "spec.clusterIPs",
+            "FieldValueInvalid",
+            "Invalid value: [\"10.96.0.10\",\"fd00::5\",\"10.96.0.5\"]: may only hold up to 2 values"
+        )
+    );
+}
+
+#[test]
+fn families_are_judged_before_allocation() {
+    let svc = service(
+        "svc",
+        json!({"type":"NodePort","ipFamilyPolicy":"Bogus","ports":[{"port":80,"nodePort":80}]}),
+    );
+    let status = webhook::check_before_allocation(None, &svc, &ranges())
+        .expect_err("refused")
+        .to_status("Service", "svc", ValueRendering::Json);
+    assert_eq!(
+        status.message,
+        "Service \"svc\" is invalid: spec.ipFamilyPolicy: Unsupported value: \"Bogus\": supported values: \"PreferDualStack\", \"RequireDualStack\", \"SingleStack\""
+    );
+}
+
+#[test]
+fn a_local_load_balancer_without_a_health_check_port_gets_one_allocated() {
+    let spec = json!({"type":"LoadBalancer","externalTrafficPolicy":"Local","ports":[{"port":80}]});
+    assert!(create_with("svc", spec.clone(), &AllocationSnapshot::default()).is_ok());
+    let small = ServiceRanges {
+        node_ports: (30000, 30001),
+        ..ranges()
+    };
+    let taken = AllocationSnapshot {
+        node_ports: [30000, 30001].into(),
+        ..Default::default()
+    };
+    let spec = json!({"type":"LoadBalancer","allocateLoadBalancerNodePorts":false,"externalTrafficPolicy":"Local","ports":[{"port":80}]});
+    let refused = check_service_create(
+        &service("svc", spec),
+        &small,
+        &taken,
+        &ValidationOptions::default(),
+    );
+    assert_eq!(
+        refused,
+        Err(Rejection::Internal(
+            "failed to allocate a HealthCheck NodePort 0: range is full".to_owned()
+        ))
+    );
+}

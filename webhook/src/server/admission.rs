@@ -24,8 +24,8 @@ use crate::server::allocation::{Allocation, HeldValues, ServiceAllocator};
 use crate::server::lookup::ClusterIpLookup;
 use crate::status::{Status, StatusDetails};
 use crate::{
-    AllocationSnapshot, ServiceRanges, ValidationOptions, check_service_create,
-    check_service_update, default_service,
+    AllocationSnapshot, ServiceRanges, ValidationOptions, check_before_allocation,
+    check_service_create, check_service_update, default_service,
 };
 
 /// The Service the API server maintains for itself.
@@ -243,6 +243,13 @@ impl AdmissionHandler {
                 {
                     return AdmissionResponse::deny(uid, status);
                 }
+                // Upstream judges families and clusterIPs before it allocates anything.
+                if let Err(rejection) = check_before_allocation(None, &svc, &self.policy.ranges) {
+                    return AdmissionResponse::deny(
+                        uid,
+                        rejection.to_status("Service", &name, style),
+                    );
+                }
                 let allocation = match allocator.allocate_for_create(&svc, dry_run).await {
                     Ok(a) => a,
                     Err(rejection) => {
@@ -271,6 +278,14 @@ impl AdmissionHandler {
                 };
                 default_service(&mut new);
                 fill_namespace(&mut new, request);
+                if let Err(rejection) =
+                    check_before_allocation(Some(&old), &new, &self.policy.ranges)
+                {
+                    return AdmissionResponse::deny(
+                        uid,
+                        rejection.to_status("Service", &name, style),
+                    );
+                }
                 let allocation = match allocator.allocate_for_update(&old, &new, dry_run).await {
                     Ok(a) => a,
                     Err(rejection) => {
