@@ -6,6 +6,11 @@ use std::time::Duration;
 use allocator::registry::AllocationMode;
 use allocator::{BitmapSizeLimit, PortRange, ServiceClusterIpRanges};
 
+/// A configuration mistake: the process exits with status 2, as for a bad flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Parses a Go `time.Duration` string such as `15s`, `1m30s`, `250ms` or `0`.
 pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     let invalid = || format!("time: invalid duration \"{text}\"");

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                 logging::LogFormat::Text => eprintln!("svcplane: {text}"),
                 logging::LogFormat::Json => tracing::error!("{text}"),
             }
-            if e.downcast_ref::<controller_manager::UsageError>().is_some() {
+            if e.downcast_ref::<flags::UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

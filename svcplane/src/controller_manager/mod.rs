@@ -27,12 +27,8 @@ pub use self::flags::ControllerManagerArgs;
 use self::selection::{ControllerName, enabled_controllers};
 use crate::component::{Component, first_to_exit, shutdown_channel, start_in_order, stop_all};
 use crate::control_plane;
+use crate::flags::UsageError;
 use crate::health::{self, HealthState};
-
-/// A configuration mistake: the process exits with status 2, as for a bad flag.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 /// The User-Agent prefix of every request, so an API server's audit log names the writer.
 pub const USER_AGENT_PREFIX: &str = "svcplane-controller-manager";

@@ -10,7 +10,7 @@ use allocator::{PortRange, ServiceClusterIpRanges};
 use realcluster::{RealCluster, RealClusterOptions, binaries};
 use testenv::{TestEnv, TestEnvOptions};
 
-use crate::controller_manager::UsageError;
+use crate::flags::UsageError;
 
 /// `--apiserver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
