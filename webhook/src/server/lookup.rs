@@ -4,12 +4,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client};
-use tokio::task::JoinHandle;
+use kuberun::{ShutdownTrigger, shutdown_channel, store_reflector};
 
 use gocompat::ip::parse_ip_sloppy;
 
@@ -81,31 +80,26 @@ fn matching<'a>(
     names
 }
 
-/// A reflector over all Services of the cluster.
+/// A reflector over all Services of the cluster; its watch stops when the index is dropped.
 pub struct ServiceClusterIpIndex {
     client: Client,
     store: Store<Service>,
     ready: Arc<AtomicBool>,
-    task: JoinHandle<()>,
+    _stop: ShutdownTrigger,
 }
 
 impl ServiceClusterIpIndex {
     /// Starts watching Services; answers are empty until the first list completes.
     pub fn start(client: Client) -> Self {
-        let api: Api<Service> = Api::all(client.clone());
-        let (store, writer) = reflector::store();
+        let (stop, shutdown) = shutdown_channel();
+        let (store, keep) = store_reflector(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+            shutdown,
+            |_| {},
+        );
+        tokio::spawn(keep);
         let ready = Arc::new(AtomicBool::new(false));
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
-        let task = tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::warn!(error = %gocompat::watcher_error_text(&e), "Service watch failed; retrying");
-                }
-            }
-        });
         let waiting = store.clone();
         let flag = ready.clone();
         tokio::spawn(async move {
@@ -117,14 +111,8 @@ impl ServiceClusterIpIndex {
             client,
             store,
             ready,
-            task,
+            _stop: stop,
         }
-    }
-}
-
-impl Drop for ServiceClusterIpIndex {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -25,10 +25,10 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use kuberun::{Shutdown, ShutdownTrigger, shutdown_channel};
 use prometheus_client::registry::Registry;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use admission::{
@@ -116,7 +116,7 @@ pub struct WebhookHandle {
     addr: SocketAddr,
     resolver: Arc<ReloadingCertResolver>,
     metrics: Arc<Registry>,
-    stop: watch::Sender<bool>,
+    stop: ShutdownTrigger,
     task: Option<JoinHandle<()>>,
 }
 
@@ -143,7 +143,7 @@ impl WebhookHandle {
 
     /// Stops accepting, lets open requests finish (up to the grace period), then returns.
     pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
+        self.stop.fire();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -198,7 +198,7 @@ impl WebhookServer {
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
         });
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = shutdown_channel();
         let task = tokio::spawn(accept_loop(
             listener,
             acceptor,
@@ -221,13 +221,14 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: Shutdown,
     grace: Duration,
 ) {
     let mut connections = JoinSet::new();
+    let mut stop = std::pin::pin!(stopped.clone().wait());
     loop {
         tokio::select! {
-            _ = stopped.changed() => break,
+            () = &mut stop => break,
             accepted = listener.accept() => {
                 let Ok((tcp, _peer)) = accepted else { continue };
                 let _ = tcp.set_nodelay(true);
@@ -250,7 +251,7 @@ async fn serve_connection(
     tcp: tokio::net::TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: Shutdown,
 ) {
     // A client that never finishes its handshake must not hold a task forever.
     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -274,7 +275,7 @@ async fn serve_connection(
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
-        _ = stopped.changed() => {
+        () = stopped.wait() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
