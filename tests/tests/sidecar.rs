@@ -745,6 +745,29 @@ async fn svcplane_recovers_from_kill_9_of_etcd_mid_churn_and_nothing_acknowledge
     churn_through_a_kill(Component::Etcd).await;
 }
 
+/// A Node, `count` Ready Pods `web-i`, and Service `web` over them, once svcplane's slices list
+/// every one of them ready.
+async fn serve_ready_pods(client: &kube::Client, count: usize) {
+    create_node(client).await;
+    create_ready_pods(client, count).await;
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    services
+        .create(
+            &PostParams::default(),
+            &from_json(json!({"metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})),
+        )
+        .await
+        .expect("create Service web");
+    eventually(
+        &format!("{count} ready endpoints"),
+        Duration::from_secs(60),
+        || async { (ready_count(&slices_of(client, "web").await) == count).then_some(()) },
+    )
+    .await;
+}
+
 /// Readiness churn through kube-apiserver while `component` is killed (-9) and restarted: every
 /// acknowledged write survives, svcplane keeps running, and its slices end up following the
 /// Pods as the API has them.
@@ -760,22 +783,7 @@ async fn churn_through_a_kill(component: Component) {
         return;
     };
     let client = cluster.client();
-    create_node(&client).await;
-    create_ready_pods(&client, PODS).await;
-    let services: Api<Service> = Api::default_namespaced(client.clone());
-    services
-        .create(
-            &PostParams::default(),
-            &from_json(json!({"metadata": {"name": "web"},
-                "spec": {"selector": {"app": "web"},
-                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})),
-        )
-        .await
-        .expect("create Service web");
-    eventually("40 ready endpoints", Duration::from_secs(60), || async {
-        (ready_count(&slices_of(&client, "web").await) == PODS).then_some(())
-    })
-    .await;
+    serve_ready_pods(&client, PODS).await;
 
     // An acknowledged write must survive; a write that failed may or may not have landed.
     #[derive(Default)]
@@ -920,22 +928,7 @@ async fn after_etcd_compaction_svcplane_gets_410_relists_and_catches_up() {
         return;
     };
     let client = cluster.client();
-    create_node(&client).await;
-    create_ready_pods(&client, PODS).await;
-    let services: Api<Service> = Api::default_namespaced(client.clone());
-    services
-        .create(
-            &PostParams::default(),
-            &from_json(json!({"metadata": {"name": "web"},
-                "spec": {"selector": {"app": "web"},
-                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})),
-        )
-        .await
-        .expect("create Service web");
-    eventually("20 ready endpoints", Duration::from_secs(60), || async {
-        (ready_count(&slices_of(&client, "web").await) == PODS).then_some(())
-    })
-    .await;
+    serve_ready_pods(&client, PODS).await;
 
     // Paused, svcplane keeps its connections; a restarted kube-apiserver breaks them before
     // anything changes, so every watch must start again from where svcplane was.
