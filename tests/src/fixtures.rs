@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
 /// A ClusterIP Service selecting `app=<app>` with one port 80 → `target_port`.
@@ -73,4 +74,13 @@ pub fn pod_names(slices: &[EndpointSlice]) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The managers of an object's `managedFields`, in order.
+pub fn field_managers(meta: &ObjectMeta) -> Vec<Option<String>> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .map(|f| f.manager.clone())
+        .collect()
 }

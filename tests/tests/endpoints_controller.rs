@@ -6,7 +6,7 @@ use controllers::endpoints_controller::{EndpointsController, EndpointsController
 use k8s_openapi::api::core::v1::Endpoints;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
-use svcplane_tests::fixtures::{eventually, pod, service};
+use svcplane_tests::fixtures::{eventually, field_managers, pod, service};
 use svcplane_tests::{BackendKind, Harness, HarnessOptions, on_both_backends};
 use testenv::nodesim::NodeSimConfig;
 
@@ -59,13 +59,7 @@ async fn endpoints_follow_pods_and_go_with_the_service(kind: BackendKind) {
             .map(String::as_str),
         Some("endpoint-controller")
     );
-    let managers: Vec<Option<String>> = endpoints
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .map(|f| f.manager.clone())
-        .collect();
+    let managers = field_managers(&endpoints.metadata);
     assert_eq!(
         managers,
         [Some("svcplane".to_owned())],

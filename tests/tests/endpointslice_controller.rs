@@ -11,7 +11,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use prometheus_client::registry::Registry;
 use serde_json::json;
-use svcplane_tests::fixtures::{all_ready, endpoint_counts, eventually, pod, pod_names, service};
+use svcplane_tests::fixtures::{
+    all_ready, endpoint_counts, eventually, field_managers, pod, pod_names, service,
+};
 use svcplane_tests::{BackendKind, Harness, HarnessOptions, on_both_backends};
 use testenv::nodesim::NodeSimConfig;
 
@@ -116,13 +118,7 @@ async fn ready_pods_fill_slices_of_100_and_one_unready_pod_is_one_write(kind: Ba
         );
         assert_eq!(slice.ports.as_ref().map(|p| p[0].port), Some(Some(8080)));
         // Written under a named field manager, as kube-controller-manager's are.
-        let managers: Vec<Option<String>> = slice
-            .metadata
-            .managed_fields
-            .iter()
-            .flatten()
-            .map(|f| f.manager.clone())
-            .collect();
+        let managers = field_managers(&slice.metadata);
         assert_eq!(managers, [Some("svcplane".to_owned())]);
     }
 
