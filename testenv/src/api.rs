@@ -101,18 +101,17 @@ impl ApiRequest {
     fn field_manager(&self) -> String {
         match self.q("fieldManager") {
             Some(m) => m.to_string(),
-            None => self
-                .user_agent
-                .split('/')
-                .next()
-                .unwrap_or("unknown")
-                .to_string(),
+            // kube-apiserver records a request without a User-Agent as "unknown".
+            None => match self.user_agent.split('/').next().unwrap_or("") {
+                "" => "unknown".to_string(),
+                prefix => prefix.to_string(),
+            },
         }
     }
 }
 
 /// One page of a LIST: its resourceVersion, the objects, and the continue token.
-type ListPage = (u64, Vec<Arc<StoredObject>>, Option<String>);
+type ListPage = (u64, Vec<Arc<StoredObject>>, Option<(String, Option<u64>)>);
 
 /// A successful answer: a status code and a JSON body.
 #[derive(Debug)]
@@ -129,6 +128,10 @@ pub(crate) fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
     }
     if crate::protobuf::is_protobuf(&req.content_type) {
         return crate::protobuf::decode_body(&req.body, &req.resource);
+    }
+    let media_type = req.content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(media_type, "" | "application/json" | "application/yaml") {
+        return Err(ApiError::unsupported_media_type());
     }
     let value: Value = if req.content_type.contains("yaml") {
         serde_saphyr::from_slice(&req.body)
@@ -163,6 +166,53 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 pub(crate) fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     meta(obj)?.get(key)?.as_str()
+}
+
+/// `ValidateListOptions` and the resourceVersion parsing of kube-apiserver's LIST handler.
+fn check_list_options(req: &ApiRequest) -> Result<(), ApiError> {
+    let rv = req.q("resourceVersion");
+    if let Some(rv) = rv
+        && rv.parse::<u64>().is_err()
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid resource version: resourceVersion: Invalid value: {}: strconv.ParseUint: parsing {}: invalid syntax",
+            crate::meta::go_quote(rv),
+            crate::meta::go_quote(rv)
+        )));
+    }
+    let forbidden = |reason: &str, detail: String| {
+        ApiError::invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            &[crate::status::cause(
+                reason,
+                "resourceVersionMatch",
+                &detail,
+            )],
+        )
+    };
+    match (req.q("resourceVersionMatch"), rv) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(forbidden(
+            "FieldValueForbidden",
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+                .into(),
+        )),
+        (Some("Exact"), Some("0")) => Err(forbidden(
+            "FieldValueForbidden",
+            "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""
+                .into(),
+        )),
+        (Some("Exact" | "NotOlderThan"), Some(_)) => Ok(()),
+        (Some(other), Some(_)) => Err(forbidden(
+            "FieldValueNotSupported",
+            format!(
+                "Unsupported value: {}: supported values: \"Exact\", \"NotOlderThan\", \"\"",
+                crate::meta::go_quote(other)
+            ),
+        )),
+    }
 }
 
 /// Checks and fills apiVersion/kind against the resource the URL names.
@@ -228,6 +278,47 @@ impl ApiServer {
         }
     }
 
+    /// Drops the fields a built-in kind's Go type lacks, as kube-apiserver's decoder does, and
+    /// answers for them as `fieldValidation` asks (`raw`: look for duplicate keys in the body).
+    pub(crate) fn decode_fields(
+        &self,
+        req: &ApiRequest,
+        obj: &mut Value,
+        raw: bool,
+    ) -> Result<(), ApiError> {
+        let mode = crate::decode::FieldValidation::parse(
+            req.query.get("fieldValidation").map(String::as_str),
+        )?;
+        if !self.is_builtin(&req.resource) {
+            return Ok(());
+        }
+        let json_body = raw
+            && !crate::protobuf::is_protobuf(&req.content_type)
+            && !req.content_type.contains("yaml");
+        let problems =
+            crate::decode::decode_builtin(&req.resource, json_body.then_some(&req.body[..]), obj)?;
+        match mode {
+            _ if problems.0.is_empty() => Ok(()),
+            crate::decode::FieldValidation::Strict => {
+                let rt = &req.resource;
+                let group_version = rt.api_version();
+                Err(ApiError::bad_request(format!(
+                    "{kind} in version {version} cannot be handled as a {kind}: strict decoding error: {}",
+                    problems.0.join(", "),
+                    kind = rt.kind,
+                    version = crate::meta::go_quote(
+                        group_version.rsplit('/').next().unwrap_or(&group_version)
+                    ),
+                )))
+            }
+            crate::decode::FieldValidation::Warn => {
+                crate::admission::add_warnings(&problems.0);
+                Ok(())
+            }
+            crate::decode::FieldValidation::Ignore => Ok(()),
+        }
+    }
+
     fn get(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
         let name = req.name.as_deref().unwrap_or("");
         let obj = self.store.read().get(&req.collection(), req.ns(), name);
@@ -250,10 +341,12 @@ impl ApiServer {
 
     /// The objects a LIST selects: the list's resourceVersion, the page, and the continue token.
     fn select(&self, req: &ApiRequest) -> Result<ListPage, ApiError> {
+        check_list_options(req)?;
         let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.check_field_selector(&req.resource, &fields)?;
         let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
         let cont = match req.q("continue") {
             Some(token) => Some(decode_continue(token)?),
@@ -279,22 +372,37 @@ impl ApiServer {
             }
             if limit > 0 && items.len() == limit {
                 let last: &Arc<StoredObject> = &items[limit - 1];
-                next = Some(encode_continue(
-                    list_rv,
-                    &(last.namespace.clone(), last.name.clone()),
-                ));
+                let token = encode_continue(list_rv, &(last.namespace.clone(), last.name.clone()));
+                // Like etcd's count, kube-apiserver reports what is left only when nothing
+                // filters the list.
+                next = Some((token, None));
                 break;
             }
             items.push(obj.clone());
         }
+        if let Some((_, remaining)) = &mut next
+            && labels.is_empty()
+            && fields.fields().next().is_none()
+            && let Some(last) = items.last()
+        {
+            let after = (last.namespace.clone(), last.name.clone());
+            *remaining = Some(
+                state
+                    .list(&req.collection(), req.namespace.as_deref(), Some(&after))
+                    .count() as u64,
+            );
+        }
         Ok((list_rv, items, next))
     }
 
-    fn list_head(req: &ApiRequest, list_rv: u64, next: Option<String>) -> Value {
+    fn list_head(req: &ApiRequest, list_rv: u64, next: Option<(String, Option<u64>)>) -> Value {
         let mut metadata = Map::new();
         metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
-        if let Some(c) = next {
+        if let Some((c, remaining)) = next {
             metadata.insert("continue".into(), json!(c));
+            if let Some(n) = remaining {
+                metadata.insert("remainingItemCount".into(), json!(n));
+            }
         }
         json!({
             "kind": req.resource.list_kind(),
@@ -319,6 +427,8 @@ impl ApiServer {
             .iter()
             .map(|o| self.present(&req.resource, o.value()))
             .collect();
+        let mut items = items;
+        self.strip_item_type_meta(&req.resource, &mut items);
         let mut body = Self::list_head(req, list_rv, next);
         body["items"] = Value::Array(items);
         Ok(Reply { code: 200, body })
@@ -333,10 +443,48 @@ impl ApiServer {
             return Ok(None);
         }
         let (list_rv, objects, next) = self.select(req)?;
-        Ok(Some((
-            Self::list_head(req, list_rv, next),
-            objects.iter().map(|o| o.json.clone()).collect(),
-        )))
+        let builtin = self.is_builtin(&req.resource);
+        let prefix = format!(
+            "{{\"apiVersion\":{},\"kind\":{},",
+            json!(req.resource.api_version()),
+            json!(req.resource.kind)
+        );
+        let items = objects
+            .iter()
+            .map(|o| match builtin {
+                false => o.json.clone(),
+                // Stored JSON starts with its type; anything else is re-encoded without it.
+                true if o.json.starts_with(prefix.as_bytes()) => {
+                    let mut out = Vec::with_capacity(o.json.len());
+                    out.push(b'{');
+                    out.extend_from_slice(&o.json[prefix.len()..]);
+                    Bytes::from(out)
+                }
+                true => {
+                    let mut v = o.value();
+                    if let Some(m) = v.as_object_mut() {
+                        m.remove("apiVersion");
+                        m.remove("kind");
+                    }
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                }
+            })
+            .collect();
+        Ok(Some((Self::list_head(req, list_rv, next), items)))
+    }
+
+    /// kube-apiserver encodes the items of a built-in kind's list without apiVersion and kind
+    /// (custom resources keep them).
+    fn strip_item_type_meta(&self, rt: &ResourceType, items: &mut [Value]) {
+        if !self.is_builtin(rt) {
+            return;
+        }
+        for item in items {
+            if let Some(m) = item.as_object_mut() {
+                m.remove("apiVersion");
+                m.remove("kind");
+            }
+        }
     }
 
     fn ensure_namespace(&self, req: &ApiRequest) -> Result<(), ApiError> {
@@ -375,6 +523,7 @@ impl ApiServer {
         let rt = &req.resource;
         let mut obj = parse_body(req)?;
         check_type_meta(rt, &mut obj)?;
+        self.decode_fields(req, &mut obj, true)?;
         if rt.namespaced {
             let body_ns = meta_str(&obj, "namespace").unwrap_or("");
             if !body_ns.is_empty() && body_ns != req.ns() {
@@ -566,6 +715,7 @@ impl ApiServer {
         let name = req.name.clone().unwrap_or_default();
         let mut body = parse_body(req)?;
         check_type_meta(rt, &mut body)?;
+        self.decode_fields(req, &mut body, true)?;
         let body_name = meta_str(&body, "name").unwrap_or("");
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -841,6 +991,8 @@ impl ApiServer {
                     patch::apply::server_side_apply(Some(&old), &config, &manager, force)?.object
                 }
             };
+            let mut patched = patched;
+            self.decode_fields(req, &mut patched, false)?;
             let merged = self.merge_for_write(req, &old, patched);
             let operation = if patch_type == PatchType::Apply {
                 "Apply"
@@ -865,6 +1017,89 @@ impl ApiServer {
             }
         }
         Err(ApiError::conflict(&rt, &name))
+    }
+
+    /// Rejects a field selector on a field the kind does not index, as kube-apiserver's field
+    /// label conversions do (custom resources keep testenv's generic matching).
+    pub(crate) fn check_field_selector(
+        &self,
+        rt: &ResourceType,
+        fields: &FieldSelector,
+    ) -> Result<(), ApiError> {
+        if !self.is_builtin(rt) {
+            return Ok(());
+        }
+        let own: Option<&[&str]> = match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Pod") => Some(&[
+                "metadata.name",
+                "metadata.namespace",
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.podIPs",
+                "status.nominatedNodeName",
+            ]),
+            ("", "Node") => Some(&["metadata.name", "spec.unschedulable"]),
+            ("", "Event") => Some(&[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+                "metadata.namespace",
+                "metadata.name",
+            ]),
+            ("", "Namespace") => Some(&["status.phase", "metadata.name"]),
+            ("", "Secret") => Some(&["type", "metadata.namespace", "metadata.name"]),
+            ("", "Service") => Some(&[
+                "metadata.namespace",
+                "metadata.name",
+                "spec.clusterIP",
+                "spec.type",
+            ]),
+            ("events.k8s.io", "Event") => Some(&[
+                "reason",
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "regarding.apiVersion",
+                "regarding.resourceVersion",
+                "regarding.fieldPath",
+                "reportingController",
+                "type",
+                "metadata.namespace",
+                "metadata.name",
+            ]),
+            _ => None,
+        };
+        for field in fields.fields() {
+            match own {
+                Some(list) if !list.contains(&field) => {
+                    return Err(ApiError::bad_request(format!(
+                        "field label not supported: {field}"
+                    )));
+                }
+                None if field != "metadata.name" && field != "metadata.namespace" => {
+                    return Err(ApiError::bad_request(format!(
+                        "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+                        crate::meta::go_quote(field)
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn is_builtin(&self, rt: &ResourceType) -> bool {
@@ -1026,6 +1261,7 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        self.strip_item_type_meta(&req.resource, &mut deleted);
         Ok(Reply {
             code: 200,
             body: json!({

@@ -24,6 +24,19 @@ fn set_if_missing(m: &mut Map<String, Value>, key: &str, value: Value) {
 
 /// `SetDefaults_Service` and friends from `pkg/apis/core/v1/defaults.go`.
 pub fn default_service(svc: &mut Value) {
+    // `ServiceStatus.LoadBalancer` is a struct: Go always writes it, empty or not.
+    if let Some(obj) = svc.as_object_mut() {
+        let status = obj.entry("status").or_insert_with(|| json!({}));
+        if status.is_null() {
+            *status = json!({});
+        }
+        if let Some(status) = status.as_object_mut() {
+            let lb = status.entry("loadBalancer").or_insert_with(|| json!({}));
+            if lb.is_null() {
+                *lb = json!({});
+            }
+        }
+    }
     let Some(spec) = obj_mut(svc, "spec") else {
         return;
     };
@@ -165,11 +178,33 @@ pub fn default_endpoint_slice(slice: &mut Value) {
     }
 }
 
+/// `SetDefaults_Namespace`: every namespace carries its name as the label
+/// `kubernetes.io/metadata.name`.
+pub fn default_namespace(ns: &mut Value) {
+    let Some(name) = ns
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+    else {
+        return;
+    };
+    if let Some(meta) = obj_mut(ns, "metadata") {
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels["kubernetes.io/metadata.name"] = json!(name);
+    }
+}
+
 /// Applies the defaulting of a kind, if testenv has one.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
         ("", "Service") => default_service(obj),
         ("", "Pod") => default_pod(obj),
+        ("", "Namespace") => default_namespace(obj),
         ("", "Endpoints") => default_endpoints(obj),
         ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
         _ => {}

@@ -221,6 +221,16 @@ impl ApiServer {
     /// Answers a routed resource request: injected faults first, then watch, the LIST fast
     /// path, or the general path with admission warnings as `Warning` headers.
     async fn respond(self: &Arc<Self>, api_req: &ApiRequest, accept: &str) -> Response<Body> {
+        let mut response = self.respond_inner(api_req, accept).await;
+        if let Some(w) = deprecation_warning(&api_req.resource)
+            && let Ok(v) = header::HeaderValue::from_str(&crate::admission::warning_header_value(w))
+        {
+            response.headers_mut().append(header::WARNING, v);
+        }
+        response
+    }
+
+    async fn respond_inner(self: &Arc<Self>, api_req: &ApiRequest, accept: &str) -> Response<Body> {
         let verb = api_req.verb;
         if let Some(action) = self.faults.check(
             verb.as_str(),
@@ -318,6 +328,12 @@ impl ApiServer {
         };
         self.oplog.record(fields);
     }
+}
+
+/// The warning kube-apiserver sends on every request to a deprecated resource.
+fn deprecation_warning(rt: &ResourceType) -> Option<&'static str> {
+    (rt.group.is_empty() && rt.version == "v1" && rt.plural == "endpoints")
+        .then_some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
 }
 
 /// Parses a query string into a map (last value wins).

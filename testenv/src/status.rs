@@ -190,6 +190,15 @@ impl ApiError {
         Self::new(413, "RequestEntityTooLarge", message)
     }
 
+    /// 415 for a create or update body in a media type the server does not decode.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )
+    }
+
     /// 415 UnsupportedMediaType for a PATCH, listing the patch types the resource takes, in
     /// kube-apiserver's order (custom resources take no strategic merge patch).
     pub fn unsupported_patch_type(strategic: bool) -> Self {

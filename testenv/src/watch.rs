@@ -117,6 +117,7 @@ pub fn start(
         fields: FieldSelector::parse(q("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
+    server.check_field_selector(&req.resource, &filter.fields)?;
     let bookmarks = q("allowWatchBookmarks").is_some_and(|b| b == "true");
     let send_initial = q("sendInitialEvents").is_some_and(|b| b == "true");
     let timeout = q("timeoutSeconds")
