@@ -97,8 +97,8 @@ pub fn load(dir: &Path) -> Vec<Scenario> {
     let mut names = std::collections::HashSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("scenario file");
-        let mut scenarios: Vec<Scenario> = serde_saphyr::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut scenarios: Vec<Scenario> =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for s in &mut scenarios {
             s.file = file
                 .file_name()
@@ -113,7 +113,11 @@ pub fn load(dir: &Path) -> Vec<Scenario> {
                 s.file,
                 s.name
             );
-            assert!(names.insert(s.name.clone()), "duplicate scenario {}", s.name);
+            assert!(
+                names.insert(s.name.clone()),
+                "duplicate scenario {}",
+                s.name
+            );
         }
         all.extend(scenarios);
     }
@@ -217,9 +221,9 @@ async fn send(client: &kube::Client, ns: &str, step: &Step, memory: &Memory) -> 
     }
     let body = match (&step.raw, &step.body) {
         (Some(raw), _) => Some(substitute(raw, ns, memory).into_bytes()),
-        (None, Some(body)) => Some(
-            substitute(&serde_json::to_string(body).expect("JSON"), ns, memory).into_bytes(),
-        ),
+        (None, Some(body)) => {
+            Some(substitute(&serde_json::to_string(body).expect("JSON"), ns, memory).into_bytes())
+        }
         (None, None) => None,
     };
     let mut request = http::Request::builder()
@@ -244,9 +248,18 @@ async fn send(client: &kube::Client, ns: &str, step: &Step, memory: &Memory) -> 
             None => kube::client::Body::empty(),
         })
         .expect("request");
-    let response = match client.send(request).await {
-        Ok(r) => r,
-        Err(e) => {
+    let response = match tokio::time::timeout(Duration::from_secs(15), client.send(request)).await {
+        Ok(Ok(r)) => r,
+        Err(_) => {
+            return Answer {
+                code: 0,
+                content_type: String::new(),
+                warnings: vec![],
+                location: None,
+                body: Value::String("no answer within 15 s".into()),
+            };
+        }
+        Ok(Err(e)) => {
             return Answer {
                 code: 0,
                 content_type: String::new(),
@@ -449,7 +462,8 @@ fn normalise_value(value: &mut Value, memory: &mut Memory, in_list: bool) {
     };
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
     let is_list = kind.ends_with("List") || (map.contains_key("items") && !in_list);
-    let is_service = kind == "Service" || (in_list && map.contains_key("spec") && is_service_spec(map));
+    let is_service =
+        kind == "Service" || (in_list && map.contains_key("spec") && is_service_spec(map));
     let is_status = kind == "Status";
     if let Some(Value::Object(meta)) = map.get_mut("metadata") {
         if let Some(Value::String(rv)) = meta.get_mut("resourceVersion") {
@@ -472,7 +486,9 @@ fn normalise_value(value: &mut Value, memory: &mut Memory, in_list: bool) {
             && name.len() == prefix.len() + 5
         {
             let generated = std::mem::take(name);
-            memory.vars.insert(format!("generated:{generated}"), generated.clone());
+            memory
+                .vars
+                .insert(format!("generated:{generated}"), generated.clone());
             *name = format!("{prefix}<suffix>");
         }
     }
@@ -560,9 +576,16 @@ fn rewrite_message(message: &str, memory: &mut Memory) -> String {
 pub fn diff(testenv: &Answer, real: &Answer, max: usize) -> Vec<String> {
     let mut out = Vec::new();
     if testenv.code != real.code {
-        out.push(format!("code: testenv {} / real {}", testenv.code, real.code));
+        out.push(format!(
+            "code: testenv {} / real {}",
+            testenv.code, real.code
+        ));
         for (who, a) in [("testenv", testenv), ("real", real)] {
-            if let Some(m) = a.body.get("message").or_else(|| a.body.pointer("/0/object/message")) {
+            if let Some(m) = a
+                .body
+                .get("message")
+                .or_else(|| a.body.pointer("/0/object/message"))
+            {
                 out.push(format!("{who} says: {}", short(m)));
             }
         }
@@ -670,10 +693,7 @@ pub async fn run(testenv: &kube::Client, real: &kube::Client, scenario: &Scenari
     let mut with_ns = scenario.clone();
     with_ns.steps.insert(0, create_ns);
     let started = std::time::Instant::now();
-    let (a, b) = tokio::join!(
-        run_on(testenv, &ns, &with_ns),
-        run_on(real, &ns, &with_ns)
-    );
+    let (a, b) = tokio::join!(run_on(testenv, &ns, &with_ns), run_on(real, &ns, &with_ns));
     let mut diff_lines = Vec::new();
     for (i, (x, y)) in a.iter().zip(&b).enumerate().skip(1) {
         if let (Some(x), Some(y)) = (x, y) {

@@ -82,7 +82,12 @@ async fn testenv_answers_as_kube_apiserver() {
             .get(&o.name)
             .map(String::as_str)
             .unwrap_or("UNEXPLAINED");
-        eprintln!("differs: {} ({}) — {why}\n{}", o.name, o.file, o.diff.join("\n"));
+        eprintln!(
+            "differs: {} ({}) — {why}\n{}",
+            o.name,
+            o.file,
+            o.diff.join("\n")
+        );
     }
     let mut slow: Vec<&Outcome> = outcomes.iter().collect();
     slow.sort_by_key(|o| std::cmp::Reverse(o.took));
@@ -90,7 +95,10 @@ async fn testenv_answers_as_kube_apiserver() {
         eprintln!("slow: {} {:.1} s", o.name, o.took.as_secs_f64());
     }
     for name in known.keys() {
-        if outcomes.iter().any(|o| &o.name == name && o.diff.is_empty()) {
+        if outcomes
+            .iter()
+            .any(|o| &o.name == name && o.diff.is_empty())
+        {
             eprintln!("known.yaml lists {name}, which is now identical: remove it");
         }
     }
