@@ -168,6 +168,73 @@ pub(crate) fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     meta(obj)?.get(key)?.as_str()
 }
 
+/// `ValidateCreateOptions` / `ValidateUpdateOptions` / `ValidatePatchOptions`: the query
+/// parameters of a write, answered 422 on `{Create,Update,Patch}Options.meta.k8s.io`.
+fn check_write_options(req: &ApiRequest, patch_type: Option<PatchType>) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    let kind = match (req.verb, patch_type) {
+        (Verb::Patch, Some(pt)) => {
+            if pt != PatchType::Apply {
+                if req.query.contains_key("force") {
+                    causes.push(crate::status::cause(
+                        "FieldValueForbidden",
+                        "force",
+                        "Forbidden: may not be specified for non-apply patch",
+                    ));
+                }
+            } else if req.q("fieldManager").is_none() {
+                causes.push(crate::status::cause(
+                    "FieldValueRequired",
+                    "fieldManager",
+                    "Required value: is required for apply patch",
+                ));
+            }
+            "PatchOptions"
+        }
+        (Verb::Update, _) => "UpdateOptions",
+        _ => "CreateOptions",
+    };
+    if let Some(dry) = req.query.get("dryRun")
+        && dry != "All"
+    {
+        causes.push(crate::status::cause(
+            "FieldValueNotSupported",
+            "dryRun",
+            format!(
+                "Unsupported value: [{}]: supported values: \"All\"",
+                crate::meta::go_quote(dry)
+            ),
+        ));
+    }
+    if let Some(mode) = req.query.get("fieldValidation")
+        && !matches!(mode.as_str(), "" | "Ignore" | "Strict" | "Warn")
+    {
+        causes.push(crate::status::cause(
+            "FieldValueNotSupported",
+            "fieldValidation",
+            format!(
+                "Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+                crate::meta::go_quote(mode)
+            ),
+        ));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(kind, "meta.k8s.io", "", &causes))
+    }
+}
+
+/// The fields a write's strategy resets, which its manager therefore does not own: `status` on
+/// the main resource of a kind with a status subresource.
+fn reset_fields(rt: &ResourceType, subresource: Option<&str>) -> &'static [&'static str] {
+    if subresource.is_none() && rt.subresources.iter().any(|s| s == "status") {
+        &["status"]
+    } else {
+        &[]
+    }
+}
+
 /// `ValidateListOptions` and the resourceVersion parsing of kube-apiserver's LIST handler.
 fn check_list_options(req: &ApiRequest) -> Result<(), ApiError> {
     let rv = req.q("resourceVersion");
@@ -521,6 +588,7 @@ impl ApiServer {
             ));
         }
         let rt = &req.resource;
+        check_write_options(req, None)?;
         let mut obj = parse_body(req)?;
         check_type_meta(rt, &mut obj)?;
         self.decode_fields(req, &mut obj, true)?;
@@ -563,6 +631,10 @@ impl ApiServer {
         }
         if rt.group == "apiextensions.k8s.io" && rt.kind == "CustomResourceDefinition" {
             obj["status"] = crate::crd::established_status(&obj);
+        }
+        if rt.group == "networking.k8s.io" && rt.kind == "ServiceCIDR" {
+            // `ServiceCIDRStatus` is a struct: a new ServiceCIDR shows `status: {}`.
+            obj["status"] = json!({});
         }
         if rt.group.is_empty() && rt.kind == "Pod" {
             // The pod strategy's PrepareForCreate: a new pod is Pending with its QoS class.
@@ -621,7 +693,13 @@ impl ApiServer {
                 }
             }
             if !from_apply {
-                patch::apply::track_update(None, &mut candidate, &req.field_manager(), "Update");
+                patch::apply::track_update_resetting(
+                    None,
+                    &mut candidate,
+                    &req.field_manager(),
+                    "Update",
+                    reset_fields(&rt, req.subresource.as_deref()),
+                );
             }
             let attrs = AdmissionAttributes {
                 name: name.clone(),
@@ -713,6 +791,7 @@ impl ApiServer {
     async fn update(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
         let rt = &req.resource;
         let name = req.name.clone().unwrap_or_default();
+        check_write_options(req, None)?;
         let mut body = parse_body(req)?;
         check_type_meta(rt, &mut body)?;
         self.decode_fields(req, &mut body, true)?;
@@ -858,7 +937,13 @@ impl ApiServer {
             meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
         }
         if operation != "Apply" {
-            patch::apply::track_update(Some(old), &mut new, manager, operation);
+            patch::apply::track_update_resetting(
+                Some(old),
+                &mut new,
+                manager,
+                operation,
+                reset_fields(&rt, req.subresource.as_deref()),
+            );
         }
         if same_content(old, &new) {
             // Nothing changed: no write, no new resourceVersion (as the apiserver short-circuits).
@@ -916,6 +1001,7 @@ impl ApiServer {
         let strategic = rt.group.is_empty() || self.is_builtin(&rt);
         let patch_type = PatchType::from_content_type(&req.content_type)
             .ok_or_else(|| ApiError::unsupported_patch_type(strategic))?;
+        check_write_options(req, Some(patch_type))?;
         let patch_value: Value = if patch_type == PatchType::Apply {
             serde_saphyr::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
@@ -924,11 +1010,6 @@ impl ApiServer {
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
         };
         if patch_type == PatchType::Apply {
-            if req.q("fieldManager").is_none() {
-                return Err(ApiError::bad_request(
-                    "PATCH requests must specify a fieldManager when using server-side apply (\"application/apply-patch+yaml\")",
-                ));
-            }
             if !patch_value.is_object() {
                 return Err(ApiError::bad_request("apply patches must be a JSON object"));
             }
@@ -1126,8 +1207,32 @@ impl ApiServer {
             .and_then(Value::as_i64)
             .or_else(|| req.q("gracePeriodSeconds").and_then(|g| g.parse().ok()));
         let preconditions = options.get("preconditions").cloned().unwrap_or(json!({}));
-        self.delete_object(req, &name, propagation.as_deref(), grace, &preconditions)
-            .await
+        let reply = self
+            .delete_object(req, &name, propagation.as_deref(), grace, &preconditions)
+            .await?;
+        let rt = &req.resource;
+        let pending = reply.body.pointer("/metadata/deletionTimestamp").is_some();
+        // Pods, Services and Namespaces answer with the deleted object; every other registry
+        // with a Status naming it (`finalizeDelete`), unless the object waits for finalizers.
+        let returns_object =
+            rt.group.is_empty() && matches!(rt.plural.as_str(), "pods" | "services" | "namespaces");
+        if pending || returns_object {
+            return Ok(reply);
+        }
+        let mut details = Map::new();
+        details.insert("name".into(), json!(name));
+        if !rt.group.is_empty() {
+            details.insert("group".into(), json!(rt.group));
+        }
+        details.insert("kind".into(), json!(rt.plural));
+        if let Some(uid) = meta_str(&reply.body, "uid") {
+            details.insert("uid".into(), json!(uid));
+        }
+        Ok(Reply {
+            code: 200,
+            body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": details}),
+        })
     }
 
     /// Deletes one object with the given propagation and grace period.
@@ -1165,14 +1270,23 @@ impl ApiServer {
             self.admission
                 .validate(self, &attrs, &Value::Null, Some(&obj))
                 .await?;
+            let finalizers = finalizers_after_delete(&obj, propagation);
+            let pod_grace = pod_grace_seconds(&rt, &obj, grace);
             if req.dry_run() {
+                // What a real delete would return, without storing it.
+                if (!finalizers.is_empty() || pod_grace > 0) && !current.deleting {
+                    let m = meta_mut(&mut obj);
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(names::rfc3339_after(pod_grace)),
+                    );
+                    m.insert("deletionGracePeriodSeconds".into(), json!(pod_grace));
+                }
                 return Ok(Reply {
                     code: 200,
                     body: obj,
                 });
             }
-            let finalizers = finalizers_after_delete(&obj, propagation);
-            let pod_grace = pod_grace_seconds(&rt, &obj, grace);
             let already_deleting = current.deleting;
             if !finalizers.is_empty() || pod_grace > 0 {
                 // Graceful: mark for deletion and let finalizers (or the kubelet) finish it.
@@ -1446,11 +1560,11 @@ fn check_delete_preconditions(
     if let Some(uid) = preconditions.get("uid").and_then(Value::as_str)
         && uid != current.uid
     {
-        return Err(ApiError::conflict_with(
+        return Err(ApiError::precondition_conflict(
             rt,
             name,
             &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
                 current.uid
             ),
         ));
@@ -1458,11 +1572,11 @@ fn check_delete_preconditions(
     if let Some(rv) = preconditions.get("resourceVersion").and_then(Value::as_str)
         && rv != current.resource_version.to_string()
     {
-        return Err(ApiError::conflict_with(
+        return Err(ApiError::precondition_conflict(
             rt,
             name,
             &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
                 current.resource_version
             ),
         ));

@@ -176,6 +176,17 @@ pub fn default_endpoint_slice(slice: &mut Value) {
             }
         }
     }
+    // `Endpoint.Conditions` is a struct: Go writes `conditions: {}` even when none is set.
+    let endpoints = slice.get_mut("endpoints").and_then(Value::as_array_mut);
+    for endpoint in endpoints
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+    {
+        if endpoint.get("conditions").is_none_or(Value::is_null) {
+            endpoint.insert("conditions".into(), json!({}));
+        }
+    }
 }
 
 /// `SetDefaults_Namespace`: every namespace carries its name as the label
