@@ -641,6 +641,9 @@ impl ApiServer {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
         apply_defaults(&rt.group, &rt.kind, &mut obj);
+        if rt.group.is_empty() && rt.kind == "Service" {
+            crate::admission::add_warnings(&crate::defaults::service_warnings(&obj));
+        }
         let generate_name = meta_str(&obj, "generateName").unwrap_or("").to_string();
         let wants_generated =
             meta_str(&obj, "name").unwrap_or("").is_empty() && !generate_name.is_empty();
@@ -897,6 +900,9 @@ impl ApiServer {
         let rt = req.resource.clone();
         let name = req.name.clone().unwrap_or_default();
         apply_defaults(&rt.group, &rt.kind, &mut new);
+        if rt.group.is_empty() && rt.kind == "Service" && req.subresource.is_none() {
+            crate::admission::add_warnings(&crate::defaults::service_warnings(&new));
+        }
         let attrs = AdmissionAttributes {
             operation: Operation::Update,
             resource: rt.clone(),
@@ -929,7 +935,11 @@ impl ApiServer {
             // Finalizers may only be removed from a deleting object, never added back.
             meta_mut(&mut new).insert("deletionTimestamp".into(), deleting.clone());
         }
-        if rt.tracks_generation && spec_part(old) != spec_part(&new) {
+        // The EndpointSlice strategy counts a change of labels as a new generation too.
+        let labels_count = rt.group == "discovery.k8s.io" && rt.kind == "EndpointSlice";
+        let labels_changed = labels_count
+            && old.pointer("/metadata/labels") != new.pointer("/metadata/labels");
+        if rt.tracks_generation && (spec_part(old) != spec_part(&new) || labels_changed) {
             let generation = meta(old)
                 .and_then(|m| m.get("generation"))
                 .and_then(Value::as_i64)

@@ -210,6 +210,52 @@ pub fn default_namespace(ns: &mut Value) {
     }
 }
 
+/// `GetWarningsForService` (`pkg/api/service/warnings.go`), without its IP and CIDR spelling
+/// warnings: what kube-apiserver's Service strategy warns about on create and update.
+pub fn service_warnings(svc: &Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let spec = svc.get("spec").cloned().unwrap_or(Value::Null);
+    let s = |k: &str| {
+        spec.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let annotation = "service.kubernetes.io/topology-aware-hints";
+    if svc
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(annotation))
+        .is_some()
+    {
+        warnings.push(format!(
+            "annotation {annotation} is deprecated, please use service.kubernetes.io/topology-mode instead"
+        ));
+    }
+    let external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let ty = s("type");
+    if ty == "ClusterIP" && s("clusterIP") == "None" {
+        if !s("loadBalancerIP").is_empty() {
+            warnings.push("spec.loadBalancerIP is ignored for headless services".into());
+        }
+        if external_ips {
+            warnings.push("spec.externalIPs is ignored for headless services".into());
+        }
+        if s("sessionAffinity") != "None" {
+            warnings.push("spec.SessionAffinity is ignored for headless services".into());
+        }
+    }
+    if ty == "ExternalName" && external_ips {
+        warnings.push("spec.externalIPs is ignored when spec.type is \"ExternalName\"".into());
+    }
+    if ty != "ExternalName" && !s("externalName").is_empty() {
+        warnings.push("spec.externalName is ignored when spec.type is not \"ExternalName\"".into());
+    }
+    warnings
+}
+
 /// Applies the defaulting of a kind, if testenv has one.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
