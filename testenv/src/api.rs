@@ -937,8 +937,8 @@ impl ApiServer {
         }
         // The EndpointSlice strategy counts a change of labels as a new generation too.
         let labels_count = rt.group == "discovery.k8s.io" && rt.kind == "EndpointSlice";
-        let labels_changed = labels_count
-            && old.pointer("/metadata/labels") != new.pointer("/metadata/labels");
+        let labels_changed =
+            labels_count && old.pointer("/metadata/labels") != new.pointer("/metadata/labels");
         if rt.tracks_generation && (spec_part(old) != spec_part(&new) || labels_changed) {
             let generation = meta(old)
                 .and_then(|m| m.get("generation"))
