@@ -8,6 +8,28 @@ use crate::router::Route;
 use crate::server::{ApiServer, Body, bytes_response, error_response, json_response};
 use crate::status::ApiError;
 
+/// The verbs discovery lists, in the order kube-apiserver does: apiextensions-apiserver lists a
+/// custom resource's verbs in its own order.
+fn verbs_of(rt: &ResourceType) -> &'static [&'static str] {
+    let builtin = crate::resources::ResourceTable::builtin()
+        .get(&rt.group, &rt.version, &rt.plural)
+        .is_some();
+    if builtin {
+        crate::resources::VERBS
+    } else {
+        &[
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "create",
+            "update",
+            "watch",
+        ]
+    }
+}
+
 /// The APIResource entries of one group/version, subresources included.
 pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -20,7 +42,7 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
             "singularName": rt.singular,
             "namespaced": rt.namespaced,
             "kind": rt.kind,
-            "verbs": crate::resources::VERBS,
+            "verbs": verbs_of(rt),
         });
         if !rt.short_names.is_empty() {
             r["shortNames"] = json!(rt.short_names);
@@ -136,16 +158,19 @@ pub fn serve_non_resource(server: &ApiServer, route: &Route, accept: &str) -> Re
             } else {
                 format!("{group}/{version}")
             };
-            json_response(
-                200,
-                "application/json",
-                json!({
-                    "kind": "APIResourceList",
-                    "apiVersion": "v1",
-                    "groupVersion": gv,
-                    "resources": resources,
-                }),
-            )
+            let mut list = json!({
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": gv,
+                "resources": resources,
+            });
+            if group.is_empty() {
+                // kube-apiserver's legacy /api/v1 handler writes no apiVersion.
+                if let Some(m) = list.as_object_mut() {
+                    m.remove("apiVersion");
+                }
+            }
+            json_response(200, "application/json", list)
         }
         Route::OpenApiV2 | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
             crate::openapi::serve(server, route, accept)
@@ -184,7 +209,7 @@ fn resource_discovery(rt: &ResourceType) -> Value {
         "responseKind": kind,
         "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": rt.singular,
-        "verbs": crate::resources::VERBS,
+        "verbs": verbs_of(rt),
     });
     if !rt.short_names.is_empty() {
         r["shortNames"] = json!(rt.short_names);
@@ -222,7 +247,7 @@ pub fn aggregated_discovery_document(table: &ResourceTable, core: bool, version:
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
-            let mut metadata = json!({"creationTimestamp": null});
+            let mut metadata = json!({});
             if !group.is_empty() {
                 metadata["name"] = json!(group);
             }

@@ -388,6 +388,16 @@ fn normalise(mut answer: Answer, step: &Step, memory: &mut Memory) -> Answer {
     } else {
         normalise_value(body, memory, false);
     }
+    // A name generated from the request's generateName, wherever it shows (e.g. in a 422).
+    if let Some(prefix) = step
+        .body
+        .as_ref()
+        .and_then(|b| b.pointer("/metadata/generateName"))
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    {
+        rewrite_generated(body, prefix);
+    }
     for pointer in &step.ignore {
         remove_pointer(body, pointer);
     }
@@ -405,6 +415,36 @@ fn normalise(mut answer: Answer, step: &Step, memory: &mut Memory) -> Answer {
         *body = Value::Object(kept);
     }
     answer
+}
+
+/// The alphabet of generated name suffixes.
+const SUFFIX_ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
+
+fn rewrite_generated(value: &mut Value, prefix: &str) {
+    match value {
+        Value::String(s) => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find(prefix) {
+                let after = &rest[i + prefix.len()..];
+                let suffix: String = after.chars().take(5).collect();
+                out.push_str(&rest[..i + prefix.len()]);
+                if suffix.chars().count() == 5
+                    && suffix.chars().all(|c| SUFFIX_ALPHABET.contains(c))
+                {
+                    out.push_str("<suffix>");
+                    rest = &after[suffix.len()..];
+                } else {
+                    rest = after;
+                }
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_generated(v, prefix)),
+        Value::Object(map) => map.values_mut().for_each(|v| rewrite_generated(v, prefix)),
+        _ => {}
+    }
 }
 
 fn keep_resources(body: &mut Value, keep: &[String]) {
