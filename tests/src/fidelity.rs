@@ -678,9 +678,15 @@ fn diff_values(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
                 }
             }
         }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+        (Value::Array(x), Value::Array(y)) => {
             for (i, (v, w)) in x.iter().zip(y).enumerate() {
                 diff_values(&format!("{path}/{i}"), v, w, out);
+            }
+            for (i, v) in x.iter().enumerate().skip(y.len()) {
+                out.push(format!("{path}/{i}: only testenv: {}", short(v)));
+            }
+            for (i, w) in y.iter().enumerate().skip(x.len()) {
+                out.push(format!("{path}/{i}: only real: {}", short(w)));
             }
         }
         _ if a != b => out.push(format!(
