@@ -1019,10 +1019,8 @@ impl ApiServer {
             serde_json::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
         };
-        if patch_type == PatchType::Apply {
-            if !patch_value.is_object() {
-                return Err(ApiError::bad_request("apply patches must be a JSON object"));
-            }
+        if patch_type == PatchType::Apply && !patch_value.is_object() {
+            return Err(ApiError::bad_request("apply patches must be a JSON object"));
         }
         let precondition: Option<u64> = patch_value
             .get("metadata")
