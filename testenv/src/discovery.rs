@@ -146,12 +146,12 @@ pub fn serve_non_resource(server: &ApiServer, route: &Route, accept: &str) -> Re
                 entry["apiVersion"] = json!("v1");
                 json_response(200, "application/json", entry)
             }
-            None => error_response(&ApiError::path_not_found()),
+            None => crate::server::plain_not_found(),
         },
         Route::GroupVersion(group, version) => {
             let resources = api_resources(&table, group, version);
             if resources.is_empty() {
-                return error_response(&ApiError::path_not_found());
+                return crate::server::plain_not_found();
             }
             let gv = if group.is_empty() {
                 version.clone()

@@ -115,6 +115,21 @@ impl ApiServer {
         self.watch_epoch.send_modify(|e| *e += 1);
     }
 
+    /// Whether `path` lies under a group/version this server serves (`/api/v1/...`,
+    /// `/apis/{group}/{version}/...`): there a 404 is a JSON Status, elsewhere Go's plain text.
+    pub(crate) fn serves_group_version_of(&self, path: &str) -> bool {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let (group, version) = match segs.as_slice() {
+            ["api", version, ..] => ("", *version),
+            ["apis", group, version, ..] => (*group, *version),
+            _ => return false,
+        };
+        self.resources()
+            .groups()
+            .into_iter()
+            .any(|(g, vs)| g == group && vs.iter().any(|v| v == version))
+    }
+
     /// Kind-specific validation that testenv performs itself (beyond ObjectMeta).
     pub(crate) fn validate_kind(
         &self,
@@ -161,6 +176,9 @@ impl ApiServer {
             Ok(r) => r,
             Err(e) => {
                 self.log(&method, &path, None, e.code, &user_agent);
+                if e.code == 404 && !self.serves_group_version_of(&path) {
+                    return plain_not_found();
+                }
                 return error_response(&e);
             }
         };
@@ -328,6 +346,20 @@ impl ApiServer {
         };
         self.oplog.record(fields);
     }
+}
+
+/// What Go's mux answers for a path no API group serves (kube-apiserver's `NotFoundHandler`).
+pub fn plain_not_found() -> Response<Body> {
+    let mut r = bytes_response(
+        404,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(b"404 page not found\n"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        header::HeaderValue::from_static("nosniff"),
+    );
+    r
 }
 
 /// The warning kube-apiserver sends on every request to a deprecated resource.

@@ -281,3 +281,15 @@ async fn namespaces_carry_their_name_label_and_managers_default_to_unknown() {
     );
     assert_eq!(ns["metadata"]["managedFields"][0]["manager"], "unknown");
 }
+
+#[tokio::test]
+async fn paths_outside_the_api_get_go_s_plain_404() {
+    let env = TestEnv::start().await.unwrap();
+    for path in ["/nope", "/apis/nope.example.com/v1"] {
+        let (code, _, body) = send(&env, "GET", path, "", "").await;
+        // Not JSON: Go's "404 page not found".
+        assert_eq!((code, body), (404, Value::Null), "{path}");
+    }
+    let (code, _, status) = send(&env, "GET", "/api/v1/namespaces/default/widgets", "", "").await;
+    assert_eq!((code, status["kind"].as_str()), (404, Some("Status")));
+}
