@@ -14,7 +14,12 @@ fn verbs_of(rt: &ResourceType) -> &'static [&'static str] {
     let builtin = crate::resources::ResourceTable::builtin()
         .get(&rt.group, &rt.version, &rt.plural)
         .is_some();
-    if builtin {
+    if builtin && rt.group.is_empty() && rt.plural == "namespaces" {
+        // The namespace registry has no DELETE on the collection.
+        &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ]
+    } else if builtin {
         crate::resources::VERBS
     } else {
         &[
@@ -28,6 +33,19 @@ fn verbs_of(rt: &ResourceType) -> &'static [&'static str] {
             "watch",
         ]
     }
+}
+
+/// `discovery.StorageVersionHash`: the first 8 bytes of the SHA-256 of the storage
+/// `group/version/kind`, base64. events.k8s.io Events are stored as core v1 Events.
+fn storage_version_hash(rt: &ResourceType) -> String {
+    use base64::Engine as _;
+    let gvk = if rt.group == "events.k8s.io" && rt.kind == "Event" {
+        "/v1/Event".to_string()
+    } else {
+        format!("{}/{}/{}", rt.group, rt.version, rt.kind)
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, gvk.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8])
 }
 
 /// The APIResource entries of one group/version, subresources included.
@@ -50,14 +68,28 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
         if !rt.categories.is_empty() {
             r["categories"] = json!(rt.categories);
         }
+        r["storageVersionHash"] = json!(storage_version_hash(rt));
         out.push(r);
-        for sub in &rt.subresources {
+        let mut subresources: Vec<&str> = rt.subresources.iter().map(String::as_str).collect();
+        // The router serves namespaces/finalize beside the declared subresources.
+        let namespaces = rt.group.is_empty() && rt.plural == "namespaces";
+        if namespaces {
+            subresources.push("finalize");
+        }
+        subresources.sort();
+        subresources.dedup();
+        for sub in subresources {
+            let verbs = if namespaces && sub == "finalize" {
+                json!(["update"])
+            } else {
+                json!(ResourceType::subresource_verbs(sub))
+            };
             out.push(json!({
                 "name": format!("{}/{}", rt.plural, sub),
                 "singularName": "",
                 "namespaced": rt.namespaced,
                 "kind": rt.subresource_kind(sub),
-                "verbs": ResourceType::subresource_verbs(sub),
+                "verbs": verbs,
             }));
         }
     }

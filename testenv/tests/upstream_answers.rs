@@ -293,3 +293,31 @@ async fn paths_outside_the_api_get_go_s_plain_404() {
     let (code, _, status) = send(&env, "GET", "/api/v1/namespaces/default/widgets", "", "").await;
     assert_eq!((code, status["kind"].as_str()), (404, Some("Status")));
 }
+
+#[tokio::test]
+async fn discovery_carries_storage_version_hashes_and_namespace_verbs() {
+    let env = TestEnv::start().await.unwrap();
+    let (_, _, list) = send(&env, "GET", "/api/v1", "", "").await;
+    let resource = |name: &str| {
+        list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    // kube-apiserver 1.34's own values.
+    assert_eq!(resource("configmaps")["storageVersionHash"], "qFsyl6wFWjQ=");
+    assert_eq!(resource("events")["storageVersionHash"], "r2yiGXH7wu8=");
+    assert_eq!(
+        resource("namespaces")["verbs"],
+        json!([
+            "create", "delete", "get", "list", "patch", "update", "watch"
+        ])
+    );
+    assert_eq!(resource("namespaces/finalize")["verbs"], json!(["update"]));
+    assert_eq!(list.get("apiVersion"), None);
+    let (_, _, events) = send(&env, "GET", "/apis/events.k8s.io/v1", "", "").await;
+    assert_eq!(events["resources"][0]["storageVersionHash"], "r2yiGXH7wu8=");
+}
