@@ -210,6 +210,34 @@ pub fn default_namespace(ns: &mut Value) {
     }
 }
 
+/// The v1 → internal conversion and defaulting of a Secret: `stringData` is written into `data`
+/// (base64, winning over `data`) and dropped; `type` defaults to `Opaque`.
+pub fn default_secret(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(strings)) = obj.remove("stringData") {
+        let data = obj.entry("data").or_insert_with(|| json!({}));
+        if !data.is_object() {
+            *data = json!({});
+        }
+        for (k, v) in strings {
+            if let Some(text) = v.as_str() {
+                data[k.as_str()] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()));
+            }
+        }
+    }
+    if obj
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        obj.insert("type".into(), json!("Opaque"));
+    }
+}
+
 /// `GetWarningsForService` (`pkg/api/service/warnings.go`), without its IP and CIDR spelling
 /// warnings: what kube-apiserver's Service strategy warns about on create and update.
 pub fn service_warnings(svc: &Value) -> Vec<String> {
@@ -262,6 +290,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("", "Service") => default_service(obj),
         ("", "Pod") => default_pod(obj),
         ("", "Namespace") => default_namespace(obj),
+        ("", "Secret") => default_secret(obj),
         ("", "Endpoints") => default_endpoints(obj),
         ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
         _ => {}

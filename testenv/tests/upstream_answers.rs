@@ -321,3 +321,28 @@ async fn discovery_carries_storage_version_hashes_and_namespace_verbs() {
     let (_, _, events) = send(&env, "GET", "/apis/events.k8s.io/v1", "", "").await;
     assert_eq!(events["resources"][0]["storageVersionHash"], "r2yiGXH7wu8=");
 }
+
+#[tokio::test]
+async fn secrets_fold_string_data_into_data_and_default_to_opaque() {
+    let env = TestEnv::start().await.unwrap();
+    let (_, _, secret) = send(
+        &env,
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        "application/json",
+        r#"{"metadata":{"name":"s"},"stringData":{"k":"v"}}"#,
+    )
+    .await;
+    assert_eq!(secret["data"], json!({"k": "dg=="}));
+    assert_eq!(secret.get("stringData"), None);
+    assert_eq!(secret["type"], "Opaque");
+    let (_, _, list) = send(
+        &env,
+        "GET",
+        "/api/v1/namespaces/default/secrets?fieldSelector=type%3DOpaque",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+}
