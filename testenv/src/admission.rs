@@ -92,6 +92,11 @@ pub fn warning_header_value(warning: &str) -> String {
     format!("299 - \"{escaped}\"")
 }
 
+/// Adds warnings for the `Warning` headers of the request being served.
+pub(crate) fn add_warnings(warnings: &[String]) {
+    push_warnings(warnings);
+}
+
 fn push_warnings(warnings: &[String]) {
     // Outside `collect_warnings` (internal writes) there is nobody to tell.
     let _ = WARNINGS.try_with(|w| w.borrow_mut().extend(warnings.iter().cloned()));

@@ -101,18 +101,17 @@ impl ApiRequest {
     fn field_manager(&self) -> String {
         match self.q("fieldManager") {
             Some(m) => m.to_string(),
-            None => self
-                .user_agent
-                .split('/')
-                .next()
-                .unwrap_or("unknown")
-                .to_string(),
+            // kube-apiserver records a request without a User-Agent as "unknown".
+            None => match self.user_agent.split('/').next().unwrap_or("") {
+                "" => "unknown".to_string(),
+                prefix => prefix.to_string(),
+            },
         }
     }
 }
 
 /// One page of a LIST: its resourceVersion, the objects, and the continue token.
-type ListPage = (u64, Vec<Arc<StoredObject>>, Option<String>);
+type ListPage = (u64, Vec<Arc<StoredObject>>, Option<(String, Option<u64>)>);
 
 /// A successful answer: a status code and a JSON body.
 #[derive(Debug)]
@@ -129,6 +128,10 @@ pub(crate) fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
     }
     if crate::protobuf::is_protobuf(&req.content_type) {
         return crate::protobuf::decode_body(&req.body, &req.resource);
+    }
+    let media_type = req.content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(media_type, "" | "application/json" | "application/yaml") {
+        return Err(ApiError::unsupported_media_type());
     }
     let value: Value = if req.content_type.contains("yaml") {
         serde_saphyr::from_slice(&req.body)
@@ -163,6 +166,120 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 pub(crate) fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     meta(obj)?.get(key)?.as_str()
+}
+
+/// `ValidateCreateOptions` / `ValidateUpdateOptions` / `ValidatePatchOptions`: the query
+/// parameters of a write, answered 422 on `{Create,Update,Patch}Options.meta.k8s.io`.
+fn check_write_options(req: &ApiRequest, patch_type: Option<PatchType>) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    let kind = match (req.verb, patch_type) {
+        (Verb::Patch, Some(pt)) => {
+            if pt != PatchType::Apply {
+                if req.query.contains_key("force") {
+                    causes.push(crate::status::cause(
+                        "FieldValueForbidden",
+                        "force",
+                        "Forbidden: may not be specified for non-apply patch",
+                    ));
+                }
+            } else if req.q("fieldManager").is_none() {
+                causes.push(crate::status::cause(
+                    "FieldValueRequired",
+                    "fieldManager",
+                    "Required value: is required for apply patch",
+                ));
+            }
+            "PatchOptions"
+        }
+        (Verb::Update, _) => "UpdateOptions",
+        _ => "CreateOptions",
+    };
+    if let Some(dry) = req.query.get("dryRun")
+        && dry != "All"
+    {
+        causes.push(crate::status::cause(
+            "FieldValueNotSupported",
+            "dryRun",
+            format!(
+                "Unsupported value: [{}]: supported values: \"All\"",
+                crate::meta::go_quote(dry)
+            ),
+        ));
+    }
+    if let Some(mode) = req.query.get("fieldValidation")
+        && !matches!(mode.as_str(), "" | "Ignore" | "Strict" | "Warn")
+    {
+        causes.push(crate::status::cause(
+            "FieldValueNotSupported",
+            "fieldValidation",
+            format!(
+                "Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+                crate::meta::go_quote(mode)
+            ),
+        ));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(kind, "meta.k8s.io", "", &causes))
+    }
+}
+
+/// The fields a write's strategy resets, which its manager therefore does not own: `status` on
+/// the main resource of a kind with a status subresource.
+fn reset_fields(rt: &ResourceType, subresource: Option<&str>) -> &'static [&'static str] {
+    if subresource.is_none() && rt.subresources.iter().any(|s| s == "status") {
+        &["status"]
+    } else {
+        &[]
+    }
+}
+
+/// `ValidateListOptions` and the resourceVersion parsing of kube-apiserver's LIST handler.
+fn check_list_options(req: &ApiRequest) -> Result<(), ApiError> {
+    let rv = req.q("resourceVersion");
+    if let Some(rv) = rv
+        && rv.parse::<u64>().is_err()
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid resource version: resourceVersion: Invalid value: {}: strconv.ParseUint: parsing {}: invalid syntax",
+            crate::meta::go_quote(rv),
+            crate::meta::go_quote(rv)
+        )));
+    }
+    let forbidden = |reason: &str, detail: String| {
+        ApiError::invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            &[crate::status::cause(
+                reason,
+                "resourceVersionMatch",
+                &detail,
+            )],
+        )
+    };
+    match (req.q("resourceVersionMatch"), rv) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(forbidden(
+            "FieldValueForbidden",
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+                .into(),
+        )),
+        (Some("Exact"), Some("0")) => Err(forbidden(
+            "FieldValueForbidden",
+            "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""
+                .into(),
+        )),
+        (Some("Exact" | "NotOlderThan"), Some(_)) => Ok(()),
+        (Some(other), Some(_)) => Err(forbidden(
+            "FieldValueNotSupported",
+            format!(
+                "Unsupported value: {}: supported values: \"Exact\", \"NotOlderThan\", \"\"",
+                crate::meta::go_quote(other)
+            ),
+        )),
+    }
 }
 
 /// Checks and fills apiVersion/kind against the resource the URL names.
@@ -228,6 +345,47 @@ impl ApiServer {
         }
     }
 
+    /// Drops the fields a built-in kind's Go type lacks, as kube-apiserver's decoder does, and
+    /// answers for them as `fieldValidation` asks (`raw`: look for duplicate keys in the body).
+    pub(crate) fn decode_fields(
+        &self,
+        req: &ApiRequest,
+        obj: &mut Value,
+        raw: bool,
+    ) -> Result<(), ApiError> {
+        let mode = crate::decode::FieldValidation::parse(
+            req.query.get("fieldValidation").map(String::as_str),
+        )?;
+        if !self.is_builtin(&req.resource) {
+            return Ok(());
+        }
+        let json_body = raw
+            && !crate::protobuf::is_protobuf(&req.content_type)
+            && !req.content_type.contains("yaml");
+        let problems =
+            crate::decode::decode_builtin(&req.resource, json_body.then_some(&req.body[..]), obj)?;
+        match mode {
+            _ if problems.0.is_empty() => Ok(()),
+            crate::decode::FieldValidation::Strict => {
+                let rt = &req.resource;
+                let group_version = rt.api_version();
+                Err(ApiError::bad_request(format!(
+                    "{kind} in version {version} cannot be handled as a {kind}: strict decoding error: {}",
+                    problems.0.join(", "),
+                    kind = rt.kind,
+                    version = crate::meta::go_quote(
+                        group_version.rsplit('/').next().unwrap_or(&group_version)
+                    ),
+                )))
+            }
+            crate::decode::FieldValidation::Warn => {
+                crate::admission::add_warnings(&problems.0);
+                Ok(())
+            }
+            crate::decode::FieldValidation::Ignore => Ok(()),
+        }
+    }
+
     fn get(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
         let name = req.name.as_deref().unwrap_or("");
         let obj = self.store.read().get(&req.collection(), req.ns(), name);
@@ -250,10 +408,12 @@ impl ApiServer {
 
     /// The objects a LIST selects: the list's resourceVersion, the page, and the continue token.
     fn select(&self, req: &ApiRequest) -> Result<ListPage, ApiError> {
+        check_list_options(req)?;
         let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.check_field_selector(&req.resource, &fields)?;
         let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
         let cont = match req.q("continue") {
             Some(token) => Some(decode_continue(token)?),
@@ -279,22 +439,37 @@ impl ApiServer {
             }
             if limit > 0 && items.len() == limit {
                 let last: &Arc<StoredObject> = &items[limit - 1];
-                next = Some(encode_continue(
-                    list_rv,
-                    &(last.namespace.clone(), last.name.clone()),
-                ));
+                let token = encode_continue(list_rv, &(last.namespace.clone(), last.name.clone()));
+                // Like etcd's count, kube-apiserver reports what is left only when nothing
+                // filters the list.
+                next = Some((token, None));
                 break;
             }
             items.push(obj.clone());
         }
+        if let Some((_, remaining)) = &mut next
+            && labels.is_empty()
+            && fields.fields().next().is_none()
+            && let Some(last) = items.last()
+        {
+            let after = (last.namespace.clone(), last.name.clone());
+            *remaining = Some(
+                state
+                    .list(&req.collection(), req.namespace.as_deref(), Some(&after))
+                    .count() as u64,
+            );
+        }
         Ok((list_rv, items, next))
     }
 
-    fn list_head(req: &ApiRequest, list_rv: u64, next: Option<String>) -> Value {
+    fn list_head(req: &ApiRequest, list_rv: u64, next: Option<(String, Option<u64>)>) -> Value {
         let mut metadata = Map::new();
         metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
-        if let Some(c) = next {
+        if let Some((c, remaining)) = next {
             metadata.insert("continue".into(), json!(c));
+            if let Some(n) = remaining {
+                metadata.insert("remainingItemCount".into(), json!(n));
+            }
         }
         json!({
             "kind": req.resource.list_kind(),
@@ -319,6 +494,8 @@ impl ApiServer {
             .iter()
             .map(|o| self.present(&req.resource, o.value()))
             .collect();
+        let mut items = items;
+        self.strip_item_type_meta(&req.resource, &mut items);
         let mut body = Self::list_head(req, list_rv, next);
         body["items"] = Value::Array(items);
         Ok(Reply { code: 200, body })
@@ -333,10 +510,48 @@ impl ApiServer {
             return Ok(None);
         }
         let (list_rv, objects, next) = self.select(req)?;
-        Ok(Some((
-            Self::list_head(req, list_rv, next),
-            objects.iter().map(|o| o.json.clone()).collect(),
-        )))
+        let builtin = self.is_builtin(&req.resource);
+        let prefix = format!(
+            "{{\"apiVersion\":{},\"kind\":{},",
+            json!(req.resource.api_version()),
+            json!(req.resource.kind)
+        );
+        let items = objects
+            .iter()
+            .map(|o| match builtin {
+                false => o.json.clone(),
+                // Stored JSON starts with its type; anything else is re-encoded without it.
+                true if o.json.starts_with(prefix.as_bytes()) => {
+                    let mut out = Vec::with_capacity(o.json.len());
+                    out.push(b'{');
+                    out.extend_from_slice(&o.json[prefix.len()..]);
+                    Bytes::from(out)
+                }
+                true => {
+                    let mut v = o.value();
+                    if let Some(m) = v.as_object_mut() {
+                        m.remove("apiVersion");
+                        m.remove("kind");
+                    }
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                }
+            })
+            .collect();
+        Ok(Some((Self::list_head(req, list_rv, next), items)))
+    }
+
+    /// kube-apiserver encodes the items of a built-in kind's list without apiVersion and kind
+    /// (custom resources keep them).
+    fn strip_item_type_meta(&self, rt: &ResourceType, items: &mut [Value]) {
+        if !self.is_builtin(rt) {
+            return;
+        }
+        for item in items {
+            if let Some(m) = item.as_object_mut() {
+                m.remove("apiVersion");
+                m.remove("kind");
+            }
+        }
     }
 
     fn ensure_namespace(&self, req: &ApiRequest) -> Result<(), ApiError> {
@@ -373,8 +588,10 @@ impl ApiServer {
             ));
         }
         let rt = &req.resource;
+        check_write_options(req, None)?;
         let mut obj = parse_body(req)?;
         check_type_meta(rt, &mut obj)?;
+        self.decode_fields(req, &mut obj, true)?;
         if rt.namespaced {
             let body_ns = meta_str(&obj, "namespace").unwrap_or("");
             if !body_ns.is_empty() && body_ns != req.ns() {
@@ -415,11 +632,18 @@ impl ApiServer {
         if rt.group == "apiextensions.k8s.io" && rt.kind == "CustomResourceDefinition" {
             obj["status"] = crate::crd::established_status(&obj);
         }
+        if rt.group == "networking.k8s.io" && rt.kind == "ServiceCIDR" {
+            // `ServiceCIDRStatus` is a struct: a new ServiceCIDR shows `status: {}`.
+            obj["status"] = json!({});
+        }
         if rt.group.is_empty() && rt.kind == "Pod" {
             // The pod strategy's PrepareForCreate: a new pod is Pending with its QoS class.
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
         apply_defaults(&rt.group, &rt.kind, &mut obj);
+        if rt.group.is_empty() && rt.kind == "Service" {
+            crate::admission::add_warnings(&crate::defaults::service_warnings(&obj));
+        }
         let generate_name = meta_str(&obj, "generateName").unwrap_or("").to_string();
         let wants_generated =
             meta_str(&obj, "name").unwrap_or("").is_empty() && !generate_name.is_empty();
@@ -472,7 +696,13 @@ impl ApiServer {
                 }
             }
             if !from_apply {
-                patch::apply::track_update(None, &mut candidate, &req.field_manager(), "Update");
+                patch::apply::track_update_resetting(
+                    None,
+                    &mut candidate,
+                    &req.field_manager(),
+                    "Update",
+                    reset_fields(&rt, req.subresource.as_deref()),
+                );
             }
             let attrs = AdmissionAttributes {
                 name: name.clone(),
@@ -564,8 +794,10 @@ impl ApiServer {
     async fn update(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
         let rt = &req.resource;
         let name = req.name.clone().unwrap_or_default();
+        check_write_options(req, None)?;
         let mut body = parse_body(req)?;
         check_type_meta(rt, &mut body)?;
+        self.decode_fields(req, &mut body, true)?;
         let body_name = meta_str(&body, "name").unwrap_or("");
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -668,6 +900,9 @@ impl ApiServer {
         let rt = req.resource.clone();
         let name = req.name.clone().unwrap_or_default();
         apply_defaults(&rt.group, &rt.kind, &mut new);
+        if rt.group.is_empty() && rt.kind == "Service" && req.subresource.is_none() {
+            crate::admission::add_warnings(&crate::defaults::service_warnings(&new));
+        }
         let attrs = AdmissionAttributes {
             operation: Operation::Update,
             resource: rt.clone(),
@@ -700,7 +935,11 @@ impl ApiServer {
             // Finalizers may only be removed from a deleting object, never added back.
             meta_mut(&mut new).insert("deletionTimestamp".into(), deleting.clone());
         }
-        if rt.tracks_generation && spec_part(old) != spec_part(&new) {
+        // The EndpointSlice strategy counts a change of labels as a new generation too.
+        let labels_count = rt.group == "discovery.k8s.io" && rt.kind == "EndpointSlice";
+        let labels_changed =
+            labels_count && old.pointer("/metadata/labels") != new.pointer("/metadata/labels");
+        if rt.tracks_generation && (spec_part(old) != spec_part(&new) || labels_changed) {
             let generation = meta(old)
                 .and_then(|m| m.get("generation"))
                 .and_then(Value::as_i64)
@@ -708,7 +947,13 @@ impl ApiServer {
             meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
         }
         if operation != "Apply" {
-            patch::apply::track_update(Some(old), &mut new, manager, operation);
+            patch::apply::track_update_resetting(
+                Some(old),
+                &mut new,
+                manager,
+                operation,
+                reset_fields(&rt, req.subresource.as_deref()),
+            );
         }
         if same_content(old, &new) {
             // Nothing changed: no write, no new resourceVersion (as the apiserver short-circuits).
@@ -766,6 +1011,7 @@ impl ApiServer {
         let strategic = rt.group.is_empty() || self.is_builtin(&rt);
         let patch_type = PatchType::from_content_type(&req.content_type)
             .ok_or_else(|| ApiError::unsupported_patch_type(strategic))?;
+        check_write_options(req, Some(patch_type))?;
         let patch_value: Value = if patch_type == PatchType::Apply {
             serde_saphyr::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
@@ -773,15 +1019,8 @@ impl ApiServer {
             serde_json::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
         };
-        if patch_type == PatchType::Apply {
-            if req.q("fieldManager").is_none() {
-                return Err(ApiError::bad_request(
-                    "PATCH requests must specify a fieldManager when using server-side apply (\"application/apply-patch+yaml\")",
-                ));
-            }
-            if !patch_value.is_object() {
-                return Err(ApiError::bad_request("apply patches must be a JSON object"));
-            }
+        if patch_type == PatchType::Apply && !patch_value.is_object() {
+            return Err(ApiError::bad_request("apply patches must be a JSON object"));
         }
         let precondition: Option<u64> = patch_value
             .get("metadata")
@@ -841,6 +1080,8 @@ impl ApiServer {
                     patch::apply::server_side_apply(Some(&old), &config, &manager, force)?.object
                 }
             };
+            let mut patched = patched;
+            self.decode_fields(req, &mut patched, false)?;
             let merged = self.merge_for_write(req, &old, patched);
             let operation = if patch_type == PatchType::Apply {
                 "Apply"
@@ -867,6 +1108,89 @@ impl ApiServer {
         Err(ApiError::conflict(&rt, &name))
     }
 
+    /// Rejects a field selector on a field the kind does not index, as kube-apiserver's field
+    /// label conversions do (custom resources keep testenv's generic matching).
+    pub(crate) fn check_field_selector(
+        &self,
+        rt: &ResourceType,
+        fields: &FieldSelector,
+    ) -> Result<(), ApiError> {
+        if !self.is_builtin(rt) {
+            return Ok(());
+        }
+        let own: Option<&[&str]> = match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Pod") => Some(&[
+                "metadata.name",
+                "metadata.namespace",
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.podIPs",
+                "status.nominatedNodeName",
+            ]),
+            ("", "Node") => Some(&["metadata.name", "spec.unschedulable"]),
+            ("", "Event") => Some(&[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+                "metadata.namespace",
+                "metadata.name",
+            ]),
+            ("", "Namespace") => Some(&["status.phase", "metadata.name"]),
+            ("", "Secret") => Some(&["type", "metadata.namespace", "metadata.name"]),
+            ("", "Service") => Some(&[
+                "metadata.namespace",
+                "metadata.name",
+                "spec.clusterIP",
+                "spec.type",
+            ]),
+            ("events.k8s.io", "Event") => Some(&[
+                "reason",
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "regarding.apiVersion",
+                "regarding.resourceVersion",
+                "regarding.fieldPath",
+                "reportingController",
+                "type",
+                "metadata.namespace",
+                "metadata.name",
+            ]),
+            _ => None,
+        };
+        for field in fields.fields() {
+            match own {
+                Some(list) if !list.contains(&field) => {
+                    return Err(ApiError::bad_request(format!(
+                        "field label not supported: {field}"
+                    )));
+                }
+                None if field != "metadata.name" && field != "metadata.namespace" => {
+                    return Err(ApiError::bad_request(format!(
+                        "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+                        crate::meta::go_quote(field)
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn is_builtin(&self, rt: &ResourceType) -> bool {
         crate::resources::ResourceTable::builtin()
             .get(&rt.group, &rt.version, &rt.plural)
@@ -891,8 +1215,32 @@ impl ApiServer {
             .and_then(Value::as_i64)
             .or_else(|| req.q("gracePeriodSeconds").and_then(|g| g.parse().ok()));
         let preconditions = options.get("preconditions").cloned().unwrap_or(json!({}));
-        self.delete_object(req, &name, propagation.as_deref(), grace, &preconditions)
-            .await
+        let reply = self
+            .delete_object(req, &name, propagation.as_deref(), grace, &preconditions)
+            .await?;
+        let rt = &req.resource;
+        let pending = reply.body.pointer("/metadata/deletionTimestamp").is_some();
+        // Pods, Services and Namespaces answer with the deleted object; every other registry
+        // with a Status naming it (`finalizeDelete`), unless the object waits for finalizers.
+        let returns_object =
+            rt.group.is_empty() && matches!(rt.plural.as_str(), "pods" | "services" | "namespaces");
+        if pending || returns_object {
+            return Ok(reply);
+        }
+        let mut details = Map::new();
+        details.insert("name".into(), json!(name));
+        if !rt.group.is_empty() {
+            details.insert("group".into(), json!(rt.group));
+        }
+        details.insert("kind".into(), json!(rt.plural));
+        if let Some(uid) = meta_str(&reply.body, "uid") {
+            details.insert("uid".into(), json!(uid));
+        }
+        Ok(Reply {
+            code: 200,
+            body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": details}),
+        })
     }
 
     /// Deletes one object with the given propagation and grace period.
@@ -930,14 +1278,23 @@ impl ApiServer {
             self.admission
                 .validate(self, &attrs, &Value::Null, Some(&obj))
                 .await?;
+            let finalizers = finalizers_after_delete(&obj, propagation);
+            let pod_grace = pod_grace_seconds(&rt, &obj, grace);
             if req.dry_run() {
+                // What a real delete would return, without storing it.
+                if (!finalizers.is_empty() || pod_grace > 0) && !current.deleting {
+                    let m = meta_mut(&mut obj);
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(names::rfc3339_after(pod_grace)),
+                    );
+                    m.insert("deletionGracePeriodSeconds".into(), json!(pod_grace));
+                }
                 return Ok(Reply {
                     code: 200,
                     body: obj,
                 });
             }
-            let finalizers = finalizers_after_delete(&obj, propagation);
-            let pod_grace = pod_grace_seconds(&rt, &obj, grace);
             let already_deleting = current.deleting;
             if !finalizers.is_empty() || pod_grace > 0 {
                 // Graceful: mark for deletion and let finalizers (or the kubelet) finish it.
@@ -1026,6 +1383,7 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        self.strip_item_type_meta(&req.resource, &mut deleted);
         Ok(Reply {
             code: 200,
             body: json!({
@@ -1210,11 +1568,11 @@ fn check_delete_preconditions(
     if let Some(uid) = preconditions.get("uid").and_then(Value::as_str)
         && uid != current.uid
     {
-        return Err(ApiError::conflict_with(
+        return Err(ApiError::precondition_conflict(
             rt,
             name,
             &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
                 current.uid
             ),
         ));
@@ -1222,11 +1580,11 @@ fn check_delete_preconditions(
     if let Some(rv) = preconditions.get("resourceVersion").and_then(Value::as_str)
         && rv != current.resource_version.to_string()
     {
-        return Err(ApiError::conflict_with(
+        return Err(ApiError::precondition_conflict(
             rt,
             name,
             &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
                 current.resource_version
             ),
         ));

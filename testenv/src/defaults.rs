@@ -24,6 +24,19 @@ fn set_if_missing(m: &mut Map<String, Value>, key: &str, value: Value) {
 
 /// `SetDefaults_Service` and friends from `pkg/apis/core/v1/defaults.go`.
 pub fn default_service(svc: &mut Value) {
+    // `ServiceStatus.LoadBalancer` is a struct: Go always writes it, empty or not.
+    if let Some(obj) = svc.as_object_mut() {
+        let status = obj.entry("status").or_insert_with(|| json!({}));
+        if status.is_null() {
+            *status = json!({});
+        }
+        if let Some(status) = status.as_object_mut() {
+            let lb = status.entry("loadBalancer").or_insert_with(|| json!({}));
+            if lb.is_null() {
+                *lb = json!({});
+            }
+        }
+    }
     let Some(spec) = obj_mut(svc, "spec") else {
         return;
     };
@@ -163,6 +176,112 @@ pub fn default_endpoint_slice(slice: &mut Value) {
             }
         }
     }
+    // `Endpoint.Conditions` is a struct: Go writes `conditions: {}` even when none is set.
+    let endpoints = slice.get_mut("endpoints").and_then(Value::as_array_mut);
+    for endpoint in endpoints
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+    {
+        if endpoint.get("conditions").is_none_or(Value::is_null) {
+            endpoint.insert("conditions".into(), json!({}));
+        }
+    }
+}
+
+/// `SetDefaults_Namespace`: every namespace carries its name as the label
+/// `kubernetes.io/metadata.name`.
+pub fn default_namespace(ns: &mut Value) {
+    let Some(name) = ns
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+    else {
+        return;
+    };
+    if let Some(meta) = obj_mut(ns, "metadata") {
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels["kubernetes.io/metadata.name"] = json!(name);
+    }
+}
+
+/// The v1 → internal conversion and defaulting of a Secret: `stringData` is written into `data`
+/// (base64, winning over `data`) and dropped; `type` defaults to `Opaque`.
+pub fn default_secret(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(strings)) = obj.remove("stringData") {
+        let data = obj.entry("data").or_insert_with(|| json!({}));
+        if !data.is_object() {
+            *data = json!({});
+        }
+        for (k, v) in strings {
+            if let Some(text) = v.as_str() {
+                data[k.as_str()] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()));
+            }
+        }
+    }
+    if obj
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        obj.insert("type".into(), json!("Opaque"));
+    }
+}
+
+/// `GetWarningsForService` (`pkg/api/service/warnings.go`), without its IP and CIDR spelling
+/// warnings: what kube-apiserver's Service strategy warns about on create and update.
+pub fn service_warnings(svc: &Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let spec = svc.get("spec").cloned().unwrap_or(Value::Null);
+    let s = |k: &str| {
+        spec.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let annotation = "service.kubernetes.io/topology-aware-hints";
+    if svc
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(annotation))
+        .is_some()
+    {
+        warnings.push(format!(
+            "annotation {annotation} is deprecated, please use service.kubernetes.io/topology-mode instead"
+        ));
+    }
+    let external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let ty = s("type");
+    if ty == "ClusterIP" && s("clusterIP") == "None" {
+        if !s("loadBalancerIP").is_empty() {
+            warnings.push("spec.loadBalancerIP is ignored for headless services".into());
+        }
+        if external_ips {
+            warnings.push("spec.externalIPs is ignored for headless services".into());
+        }
+        if s("sessionAffinity") != "None" {
+            warnings.push("spec.SessionAffinity is ignored for headless services".into());
+        }
+    }
+    if ty == "ExternalName" && external_ips {
+        warnings.push("spec.externalIPs is ignored when spec.type is \"ExternalName\"".into());
+    }
+    if ty != "ExternalName" && !s("externalName").is_empty() {
+        warnings.push("spec.externalName is ignored when spec.type is not \"ExternalName\"".into());
+    }
+    warnings
 }
 
 /// Applies the defaulting of a kind, if testenv has one.
@@ -170,6 +289,8 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
         ("", "Service") => default_service(obj),
         ("", "Pod") => default_pod(obj),
+        ("", "Namespace") => default_namespace(obj),
+        ("", "Secret") => default_secret(obj),
         ("", "Endpoints") => default_endpoints(obj),
         ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
         _ => {}

@@ -8,6 +8,46 @@ use crate::router::Route;
 use crate::server::{ApiServer, Body, bytes_response, error_response, json_response};
 use crate::status::ApiError;
 
+/// The verbs discovery lists, in the order kube-apiserver does: apiextensions-apiserver lists a
+/// custom resource's verbs in its own order.
+fn verbs_of(rt: &ResourceType) -> &'static [&'static str] {
+    let builtin = crate::resources::ResourceTable::builtin()
+        .get(&rt.group, &rt.version, &rt.plural)
+        .is_some();
+    if builtin && rt.group.is_empty() && rt.plural == "namespaces" {
+        // The namespace registry has no DELETE on the collection.
+        &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ]
+    } else if builtin {
+        crate::resources::VERBS
+    } else {
+        &[
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "create",
+            "update",
+            "watch",
+        ]
+    }
+}
+
+/// `discovery.StorageVersionHash`: the first 8 bytes of the SHA-256 of the storage
+/// `group/version/kind`, base64. events.k8s.io Events are stored as core v1 Events.
+fn storage_version_hash(rt: &ResourceType) -> String {
+    use base64::Engine as _;
+    let gvk = if rt.group == "events.k8s.io" && rt.kind == "Event" {
+        "/v1/Event".to_string()
+    } else {
+        format!("{}/{}/{}", rt.group, rt.version, rt.kind)
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, gvk.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8])
+}
+
 /// The APIResource entries of one group/version, subresources included.
 pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -20,7 +60,7 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
             "singularName": rt.singular,
             "namespaced": rt.namespaced,
             "kind": rt.kind,
-            "verbs": crate::resources::VERBS,
+            "verbs": verbs_of(rt),
         });
         if !rt.short_names.is_empty() {
             r["shortNames"] = json!(rt.short_names);
@@ -28,14 +68,28 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
         if !rt.categories.is_empty() {
             r["categories"] = json!(rt.categories);
         }
+        r["storageVersionHash"] = json!(storage_version_hash(rt));
         out.push(r);
-        for sub in &rt.subresources {
+        let mut subresources: Vec<&str> = rt.subresources.iter().map(String::as_str).collect();
+        // The router serves namespaces/finalize beside the declared subresources.
+        let namespaces = rt.group.is_empty() && rt.plural == "namespaces";
+        if namespaces {
+            subresources.push("finalize");
+        }
+        subresources.sort();
+        subresources.dedup();
+        for sub in subresources {
+            let verbs = if namespaces && sub == "finalize" {
+                json!(["update"])
+            } else {
+                json!(ResourceType::subresource_verbs(sub))
+            };
             out.push(json!({
                 "name": format!("{}/{}", rt.plural, sub),
                 "singularName": "",
                 "namespaced": rt.namespaced,
                 "kind": rt.subresource_kind(sub),
-                "verbs": ResourceType::subresource_verbs(sub),
+                "verbs": verbs,
             }));
         }
     }
@@ -124,28 +178,31 @@ pub fn serve_non_resource(server: &ApiServer, route: &Route, accept: &str) -> Re
                 entry["apiVersion"] = json!("v1");
                 json_response(200, "application/json", entry)
             }
-            None => error_response(&ApiError::path_not_found()),
+            None => crate::server::plain_not_found(),
         },
         Route::GroupVersion(group, version) => {
             let resources = api_resources(&table, group, version);
             if resources.is_empty() {
-                return error_response(&ApiError::path_not_found());
+                return crate::server::plain_not_found();
             }
             let gv = if group.is_empty() {
                 version.clone()
             } else {
                 format!("{group}/{version}")
             };
-            json_response(
-                200,
-                "application/json",
-                json!({
-                    "kind": "APIResourceList",
-                    "apiVersion": "v1",
-                    "groupVersion": gv,
-                    "resources": resources,
-                }),
-            )
+            let mut list = json!({
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": gv,
+                "resources": resources,
+            });
+            if group.is_empty() {
+                // kube-apiserver's legacy /api/v1 handler writes no apiVersion.
+                if let Some(m) = list.as_object_mut() {
+                    m.remove("apiVersion");
+                }
+            }
+            json_response(200, "application/json", list)
         }
         Route::OpenApiV2 | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
             crate::openapi::serve(server, route, accept)
@@ -184,7 +241,7 @@ fn resource_discovery(rt: &ResourceType) -> Value {
         "responseKind": kind,
         "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": rt.singular,
-        "verbs": crate::resources::VERBS,
+        "verbs": verbs_of(rt),
     });
     if !rt.short_names.is_empty() {
         r["shortNames"] = json!(rt.short_names);
@@ -222,7 +279,7 @@ pub fn aggregated_discovery_document(table: &ResourceTable, core: bool, version:
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
-            let mut metadata = json!({"creationTimestamp": null});
+            let mut metadata = json!({});
             if !group.is_empty() {
                 metadata["name"] = json!(group);
             }

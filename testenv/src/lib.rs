@@ -17,6 +17,7 @@ pub mod admission;
 pub mod api;
 mod binding;
 mod crd;
+mod decode;
 pub mod defaults;
 pub mod discovery;
 pub mod durability;

@@ -115,6 +115,21 @@ impl ApiServer {
         self.watch_epoch.send_modify(|e| *e += 1);
     }
 
+    /// Whether `path` lies under a group/version this server serves (`/api/v1/...`,
+    /// `/apis/{group}/{version}/...`): there a 404 is a JSON Status, elsewhere Go's plain text.
+    pub(crate) fn serves_group_version_of(&self, path: &str) -> bool {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let (group, version) = match segs.as_slice() {
+            ["api", version, ..] => ("", *version),
+            ["apis", group, version, ..] => (*group, *version),
+            _ => return false,
+        };
+        self.resources()
+            .groups()
+            .into_iter()
+            .any(|(g, vs)| g == group && vs.iter().any(|v| v == version))
+    }
+
     /// Kind-specific validation that testenv performs itself (beyond ObjectMeta).
     pub(crate) fn validate_kind(
         &self,
@@ -161,6 +176,9 @@ impl ApiServer {
             Ok(r) => r,
             Err(e) => {
                 self.log(&method, &path, None, e.code, &user_agent);
+                if e.code == 404 && !self.serves_group_version_of(&path) {
+                    return plain_not_found();
+                }
                 return error_response(&e);
             }
         };
@@ -221,6 +239,16 @@ impl ApiServer {
     /// Answers a routed resource request: injected faults first, then watch, the LIST fast
     /// path, or the general path with admission warnings as `Warning` headers.
     async fn respond(self: &Arc<Self>, api_req: &ApiRequest, accept: &str) -> Response<Body> {
+        let mut response = self.respond_inner(api_req, accept).await;
+        if let Some(w) = deprecation_warning(&api_req.resource)
+            && let Ok(v) = header::HeaderValue::from_str(&crate::admission::warning_header_value(w))
+        {
+            response.headers_mut().append(header::WARNING, v);
+        }
+        response
+    }
+
+    async fn respond_inner(self: &Arc<Self>, api_req: &ApiRequest, accept: &str) -> Response<Body> {
         let verb = api_req.verb;
         if let Some(action) = self.faults.check(
             verb.as_str(),
@@ -318,6 +346,26 @@ impl ApiServer {
         };
         self.oplog.record(fields);
     }
+}
+
+/// What Go's mux answers for a path no API group serves (kube-apiserver's `NotFoundHandler`).
+pub fn plain_not_found() -> Response<Body> {
+    let mut r = bytes_response(
+        404,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(b"404 page not found\n"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        header::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// The warning kube-apiserver sends on every request to a deprecated resource.
+fn deprecation_warning(rt: &ResourceType) -> Option<&'static str> {
+    (rt.group.is_empty() && rt.version == "v1" && rt.plural == "endpoints")
+        .then_some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
 }
 
 /// Parses a query string into a map (last value wins).

@@ -121,6 +121,28 @@ impl ApiError {
         }
     }
 
+    /// 409 for a failed delete precondition: upstream names the kind, not the resource
+    /// (`errors.NewConflict(GroupResource{Group, Resource: Kind}, ...)`).
+    pub fn precondition_conflict(rt: &ResourceType, name: &str, why: &str) -> Self {
+        let mut d = Map::new();
+        d.insert("name".into(), json!(name));
+        let qualified = if rt.group.is_empty() {
+            rt.kind.to_string()
+        } else {
+            d.insert("group".into(), json!(rt.group));
+            format!("{}.{}", rt.kind, rt.group)
+        };
+        d.insert("kind".into(), json!(rt.kind));
+        Self {
+            details: Some(Value::Object(d)),
+            ..Self::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
+            )
+        }
+    }
+
     /// 422 with field causes, as `errors.NewInvalid` builds it.
     pub fn invalid(kind: &str, group: &str, name: &str, causes: &[StatusCause]) -> Self {
         let errors: Vec<String> = {
@@ -142,8 +164,11 @@ impl ApiError {
             1 => format!(": {}", errors[0]),
             _ => format!(": [{}]", errors.join(", ")),
         };
+        // Go omits empty strings here (`omitempty`).
         let mut d = Map::new();
-        d.insert("name".into(), json!(name));
+        if !name.is_empty() {
+            d.insert("name".into(), json!(name));
+        }
         if !group.is_empty() {
             d.insert("group".into(), json!(group));
         }
@@ -153,7 +178,13 @@ impl ApiError {
             Value::Array(
                 causes
                     .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .map(|c| {
+                        let mut cause = json!({"reason": c.reason, "message": c.message});
+                        if !c.field.is_empty() {
+                            cause["field"] = json!(c.field);
+                        }
+                        cause
+                    })
                     .collect(),
             ),
         );
@@ -188,6 +219,15 @@ impl ApiError {
     /// 413 RequestEntityTooLarge.
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(413, "RequestEntityTooLarge", message)
+    }
+
+    /// 415 for a create or update body in a media type the server does not decode.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )
     }
 
     /// 415 UnsupportedMediaType for a PATCH, listing the patch types the resource takes, in

@@ -53,7 +53,22 @@ impl WatchFilter {
             EventType::Modified => match (before, now) {
                 (true, true) => Some((EventType::Modified, e.object.clone())),
                 (false, true) => Some((EventType::Added, e.object.clone())),
-                (true, false) => Some((EventType::Deleted, e.object.clone())),
+                // The cacher's `convertToWatchEvent`: the previous content, at the event's
+                // resourceVersion.
+                (true, false) => Some((
+                    EventType::Deleted,
+                    e.previous
+                        .as_ref()
+                        .map(|p| {
+                            let mut v = p.value();
+                            crate::api::meta_mut(&mut v).insert(
+                                "resourceVersion".into(),
+                                serde_json::json!(e.object.resource_version.to_string()),
+                            );
+                            Arc::new(StoredObject::from_value(&v))
+                        })
+                        .unwrap_or_else(|| e.object.clone()),
+                )),
                 (false, false) => None,
             },
         }
@@ -117,6 +132,7 @@ pub fn start(
         fields: FieldSelector::parse(q("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
+    server.check_field_selector(&req.resource, &filter.fields)?;
     let bookmarks = q("allowWatchBookmarks").is_some_and(|b| b == "true");
     let send_initial = q("sendInitialEvents").is_some_and(|b| b == "true");
     let timeout = q("timeoutSeconds")

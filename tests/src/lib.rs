@@ -4,6 +4,7 @@
 //! and the harness that runs one test body on both ([`backend`]).
 
 pub mod backend;
+pub mod fidelity;
 pub mod fixtures;
 pub mod real;
 

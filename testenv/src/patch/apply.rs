@@ -304,6 +304,18 @@ fn conflict_error(managers: &[ManagedFieldsEntry], conflicts: &[(usize, FieldPat
 
 /// Records that `manager` changed `old` into `new` with a non-apply operation.
 pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, operation: &str) {
+    track_update_resetting(old, new, manager, operation, &[]);
+}
+
+/// [`track_update`] for a write whose strategy resets `reset` (upstream's `ResetFieldsStrategy`:
+/// a main-resource write of a kind with a status subresource owns no `status` fields).
+pub fn track_update_resetting(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    operation: &str,
+    reset: &[&str],
+) {
     let old_value = old.cloned().unwrap_or_else(|| json!({}));
     let api_version = api_version_of(new);
     // Clients that echo managedFields back keep them; `[]` resets them; anything else (absent or
@@ -315,7 +327,20 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, operati
             _ => decode_managed_fields(&old_value).unwrap_or_default(),
         },
     };
-    let changes = compare(&old_value, new);
+    let without_reset = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            for field in reset {
+                m.remove(*field);
+            }
+        }
+        v
+    };
+    let changes = if reset.is_empty() {
+        compare(&old_value, new)
+    } else {
+        compare(&without_reset(&old_value), &without_reset(new))
+    };
     let changed = changes.added.union(&changes.modified);
     for entry in &mut managers {
         entry.fields = entry

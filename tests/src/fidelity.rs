@@ -1,0 +1,798 @@
+//! The API differential: scenarios of HTTP requests (data files under `tests/fidelity/`) replayed
+//! against testenv and against the real kube-apiserver, answers compared after normalising what
+//! must differ between two servers (uids, timestamps, resourceVersion values but not their order,
+//! generated name suffixes, allocated ClusterIPs and NodePorts).
+//!
+//! Each scenario runs in its own namespace (`{ns}` in paths and bodies), created first on both
+//! servers. A step's answer is compared on its status code, the headers clients read
+//! (`Content-Type`, `Warning`, `Location`) and the body. `tests/fidelity/known.yaml` gives the
+//! reason for each difference that remains (deliberate, or not fixed yet); the test fails on any
+//! other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One scenario: a name (also its namespace's suffix) and its steps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Unique, a DNS label of at most 58 characters.
+    pub name: String,
+    /// Part of the fast subset that runs in the normal test suite.
+    #[serde(default)]
+    pub fast: bool,
+    /// Needs a garbage collector (kube-controller-manager's on the real server).
+    #[serde(default)]
+    pub gc: bool,
+    /// The requests, in order.
+    pub steps: Vec<Step>,
+    /// The file it came from (set when loaded).
+    #[serde(skip)]
+    pub file: String,
+}
+
+/// One request and how to read its answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// `GET` unless given.
+    #[serde(default = "get")]
+    pub method: String,
+    /// The path, `{ns}` and captured `{vars}` substituted; may carry a query string.
+    pub path: String,
+    /// More query parameters.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Request headers (`content-type` defaults to `application/json` when there is a body).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A body, sent as JSON.
+    pub body: Option<Value>,
+    /// A body sent as it is (e.g. YAML, duplicate keys, bad JSON).
+    pub raw: Option<String>,
+    /// A watch: read up to this many events (or until the stream ends or 3 s pass).
+    pub watch: Option<usize>,
+    /// Compare this step's answer (setup steps say `false`).
+    #[serde(default = "yes")]
+    pub compare: bool,
+    /// Repeat the request (up to 20 s) until it answers this code.
+    pub until: Option<u16>,
+    /// Variables to take from the answer: name → JSON pointer.
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
+    /// JSON pointers removed from both answers before comparing.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// Compare only these JSON pointers of the body.
+    #[serde(default)]
+    pub only: Vec<String>,
+    /// In an APIResourceList (or a list of them), keep only these resources.
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Loads every `*.yaml` scenario file of `dir` (except `known.yaml`), sorted by file name.
+pub fn load(dir: &Path) -> Vec<Scenario> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| p.file_name().is_some_and(|n| n != "known.yaml"))
+        .collect();
+    files.sort();
+    let mut all = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("scenario file");
+        let mut scenarios: Vec<Scenario> =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for s in &mut scenarios {
+            s.file = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            assert!(
+                s.name.len() <= 58
+                    && s.name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{}: scenario name {:?} must be a DNS label of at most 58 characters",
+                s.file,
+                s.name
+            );
+            assert!(
+                names.insert(s.name.clone()),
+                "duplicate scenario {}",
+                s.name
+            );
+        }
+        all.extend(scenarios);
+    }
+    all
+}
+
+/// The reasons for the differences that remain: scenario name → reason.
+pub fn known(dir: &Path) -> BTreeMap<String, String> {
+    let path = dir.join("known.yaml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_saphyr::from_str::<Option<BTreeMap<String, String>>>(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .unwrap_or_default(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+/// A step's answer, normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// HTTP status.
+    pub code: u16,
+    /// `Content-Type` (parameters dropped).
+    pub content_type: String,
+    /// `Warning` headers, in order.
+    pub warnings: Vec<String>,
+    /// `Location`.
+    pub location: Option<String>,
+    /// The body: JSON, a list of watch events, or a string.
+    pub body: Value,
+}
+
+/// What one backend remembers during a scenario: captured variables and what it renamed.
+#[derive(Default)]
+struct Memory {
+    vars: HashMap<String, String>,
+    rvs: HashMap<String, usize>,
+    uids: HashMap<String, usize>,
+}
+
+/// Runs a scenario's steps on one server.
+async fn run_on(client: &kube::Client, ns: &str, scenario: &Scenario) -> Vec<Option<Answer>> {
+    let mut memory = Memory::default();
+    let mut answers = Vec::new();
+    for step in &scenario.steps {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let raw = loop {
+            let raw = send(client, ns, step, &memory).await;
+            match step.until {
+                Some(code) if raw.code != code && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => break raw,
+            }
+        };
+        for (var, pointer) in &step.capture {
+            if let Some(v) = raw.body.pointer(pointer) {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                memory.vars.insert(var.clone(), v);
+            }
+        }
+        let answer = normalise(raw, step, &mut memory);
+        answers.push(step.compare.then_some(answer));
+    }
+    answers
+}
+
+fn substitute(text: &str, ns: &str, memory: &Memory) -> String {
+    let mut out = text.replace("{ns}", ns);
+    for (k, v) in &memory.vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn send(client: &kube::Client, ns: &str, step: &Step, memory: &Memory) -> Answer {
+    let mut uri = substitute(&step.path, ns, memory);
+    for (i, (k, v)) in step.query.iter().enumerate() {
+        let sep = if i == 0 && !uri.contains('?') {
+            '?'
+        } else {
+            '&'
+        };
+        uri.push(sep);
+        uri.push_str(&format!("{k}={}", encode(&substitute(v, ns, memory))));
+    }
+    let body = match (&step.raw, &step.body) {
+        (Some(raw), _) => Some(substitute(raw, ns, memory).into_bytes()),
+        (None, Some(body)) => {
+            Some(substitute(&serde_json::to_string(body).expect("JSON"), ns, memory).into_bytes())
+        }
+        (None, None) => None,
+    };
+    let mut request = http::Request::builder()
+        .method(step.method.as_str())
+        .uri(&uri);
+    let mut has_accept = false;
+    let mut has_type = false;
+    for (k, v) in &step.headers {
+        has_accept |= k.eq_ignore_ascii_case("accept");
+        has_type |= k.eq_ignore_ascii_case("content-type");
+        request = request.header(k.as_str(), substitute(v, ns, memory));
+    }
+    if !has_accept {
+        request = request.header("accept", "application/json");
+    }
+    if body.is_some() && !has_type {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(match body {
+            Some(b) => kube::client::Body::from(b),
+            None => kube::client::Body::empty(),
+        })
+        .expect("request");
+    let response = match tokio::time::timeout(Duration::from_secs(15), client.send(request)).await {
+        Ok(Ok(r)) => r,
+        Err(_) => {
+            return Answer {
+                code: 0,
+                content_type: String::new(),
+                warnings: vec![],
+                location: None,
+                body: Value::String("no answer within 15 s".into()),
+            };
+        }
+        Ok(Err(e)) => {
+            return Answer {
+                code: 0,
+                content_type: String::new(),
+                warnings: vec![],
+                location: None,
+                body: Value::String(format!("transport error: {e}")),
+            };
+        }
+    };
+    let code = response.status().as_u16();
+    let headers = response.headers().clone();
+    let header = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let content_type = header("content-type")
+        .first()
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    let warnings = header("warning")
+        .iter()
+        .flat_map(|w| split_warnings(w))
+        .collect();
+    let location = header("location").into_iter().next();
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    let limit = tokio::time::Instant::now() + Duration::from_secs(3);
+    let wanted = step.watch;
+    loop {
+        let frame = match tokio::time::timeout_at(limit, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            _ => break,
+        };
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+        if let Some(n) = wanted
+            && bytes.iter().filter(|b| **b == b'\n').count() >= n
+        {
+            break;
+        }
+    }
+    let body = if wanted.is_some() {
+        let events: Vec<Value> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .take(wanted.unwrap_or(usize::MAX))
+            .map(|l| {
+                serde_json::from_slice(l)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(l).into()))
+            })
+            .collect();
+        Value::Array(events)
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Answer {
+        code,
+        content_type,
+        warnings,
+        location,
+        body,
+    }
+}
+
+/// `299 - "a", 299 - "b"` as the warnings' texts (kube-apiserver may fold several into one
+/// header line, or send one line each).
+fn split_warnings(header: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = header;
+    while let Some(start) = rest.find('"') {
+        let mut text = String::new();
+        let mut chars = rest[start + 1..].char_indices();
+        let mut end = rest.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        text.push(n);
+                    }
+                }
+                '"' => {
+                    end = start + 1 + i + 1;
+                    break;
+                }
+                c => text.push(c),
+            }
+        }
+        out.push(text);
+        rest = &rest[end.min(rest.len())..];
+    }
+    out
+}
+
+const TIME_KEYS: &[&str] = &[
+    "creationTimestamp",
+    "deletionTimestamp",
+    "time",
+    "lastTransitionTime",
+    "eventTime",
+    "firstTimestamp",
+    "lastTimestamp",
+    "renewTime",
+    "acquireTime",
+];
+
+fn normalise(mut answer: Answer, step: &Step, memory: &mut Memory) -> Answer {
+    let body = &mut answer.body;
+    if body.is_array() && step.watch.is_some() {
+        if let Value::Array(events) = body {
+            for event in events {
+                if event.get("type").and_then(Value::as_str) == Some("BOOKMARK")
+                    && let Some(rv) = event.pointer_mut("/object/metadata/resourceVersion")
+                {
+                    *rv = Value::String("<rv>".into());
+                }
+                if let Some(object) = event.get_mut("object") {
+                    normalise_value(object, memory, false);
+                }
+            }
+        }
+    } else {
+        normalise_value(body, memory, false);
+    }
+    // A name generated from the request's generateName, wherever it shows (e.g. in a 422).
+    if let Some(prefix) = step
+        .body
+        .as_ref()
+        .and_then(|b| b.pointer("/metadata/generateName"))
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    {
+        rewrite_generated(body, prefix);
+    }
+    for pointer in &step.ignore {
+        remove_pointer(body, pointer);
+    }
+    if !step.resources.is_empty() {
+        keep_resources(body, &step.resources);
+    }
+    if !step.only.is_empty() {
+        let mut kept = Map::new();
+        for pointer in &step.only {
+            kept.insert(
+                pointer.clone(),
+                body.pointer(pointer).cloned().unwrap_or(Value::Null),
+            );
+        }
+        *body = Value::Object(kept);
+    }
+    answer
+}
+
+/// The alphabet of generated name suffixes.
+const SUFFIX_ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
+
+fn rewrite_generated(value: &mut Value, prefix: &str) {
+    match value {
+        Value::String(s) => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find(prefix) {
+                let after = &rest[i + prefix.len()..];
+                let suffix: String = after.chars().take(5).collect();
+                out.push_str(&rest[..i + prefix.len()]);
+                if suffix.chars().count() == 5
+                    && suffix.chars().all(|c| SUFFIX_ALPHABET.contains(c))
+                {
+                    out.push_str("<suffix>");
+                    rest = &after[suffix.len()..];
+                } else {
+                    rest = after;
+                }
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_generated(v, prefix)),
+        Value::Object(map) => map.values_mut().for_each(|v| rewrite_generated(v, prefix)),
+        _ => {}
+    }
+}
+
+fn keep_resources(body: &mut Value, keep: &[String]) {
+    match body {
+        Value::Object(map) => {
+            if let Some(Value::Array(resources)) = map.get_mut("resources") {
+                resources.retain(|r| {
+                    r.get("name")
+                        .or_else(|| r.get("resource"))
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| keep.iter().any(|k| k == n))
+                });
+            }
+            for v in map.values_mut() {
+                keep_resources(v, keep);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| keep_resources(v, keep)),
+        _ => {}
+    }
+}
+
+fn remove_pointer(body: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let target = if parent.is_empty() {
+        Some(body)
+    } else {
+        body.pointer_mut(parent)
+    };
+    match target {
+        Some(Value::Object(map)) => {
+            map.remove(last);
+        }
+        Some(Value::Array(items)) if last == "*" => items.clear(),
+        _ => {}
+    }
+}
+
+fn ordinal(table: &mut HashMap<String, usize>, value: &str) -> usize {
+    let next = table.len() + 1;
+    *table.entry(value.to_string()).or_insert(next)
+}
+
+/// Rewrites what two servers must answer differently; `in_list` marks a list's items.
+fn normalise_value(value: &mut Value, memory: &mut Memory, in_list: bool) {
+    let Value::Object(map) = value else {
+        if let Value::Array(items) = value {
+            for item in items {
+                normalise_value(item, memory, in_list);
+            }
+        }
+        return;
+    };
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    let is_list = kind.ends_with("List") || (map.contains_key("items") && !in_list);
+    let is_service =
+        kind == "Service" || (in_list && map.contains_key("spec") && is_service_spec(map));
+    let is_status = kind == "Status";
+    if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+        if let Some(Value::String(rv)) = meta.get_mut("resourceVersion") {
+            *rv = if is_list {
+                "<list-rv>".into()
+            } else if rv.is_empty() {
+                String::new()
+            } else {
+                format!("<rv-{}>", ordinal(&mut memory.rvs, rv))
+            };
+        }
+        if let Some(Value::String(c)) = meta.get_mut("continue")
+            && !c.is_empty()
+        {
+            *c = "<continue>".into();
+        }
+        if let Some(Value::String(prefix)) = meta.get("generateName").cloned()
+            && let Some(Value::String(name)) = meta.get_mut("name")
+            && name.starts_with(&prefix)
+            && name.len() == prefix.len() + 5
+        {
+            let generated = std::mem::take(name);
+            memory
+                .vars
+                .insert(format!("generated:{generated}"), generated.clone());
+            *name = format!("{prefix}<suffix>");
+        }
+    }
+    if is_service && let Some(Value::Object(spec)) = map.get_mut("spec") {
+        for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            spec.remove(key);
+        }
+        if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+            for port in ports {
+                if let Some(p) = port.as_object_mut() {
+                    p.remove("nodePort");
+                }
+            }
+        }
+    }
+    for (key, v) in map.iter_mut() {
+        match (key.as_str(), &mut *v) {
+            (k, Value::String(s)) if TIME_KEYS.contains(&k) && !s.is_empty() => {
+                *s = "<time>".into();
+            }
+            ("uid", Value::String(s)) if !s.is_empty() => {
+                *s = format!("<uid-{}>", ordinal(&mut memory.uids, s));
+            }
+            ("message", Value::String(s)) if is_status => {
+                *s = rewrite_message(s, memory);
+            }
+            ("items", v) => normalise_value(v, memory, true),
+            (_, v) => normalise_value(v, memory, false),
+        }
+    }
+}
+
+fn is_service_spec(map: &Map<String, Value>) -> bool {
+    map.get("spec")
+        .and_then(|s| s.get("ports").or_else(|| s.get("type")))
+        .is_some()
+        && map
+            .get("spec")
+            .is_some_and(|s| s.get("containers").is_none())
+}
+
+/// uids, resourceVersions and generated names inside a Status message.
+fn rewrite_message(message: &str, memory: &mut Memory) -> String {
+    let mut out = message.to_string();
+    for (uid, n) in &memory.uids {
+        out = out.replace(uid, &format!("<uid-{n}>"));
+    }
+    for (k, v) in &memory.vars {
+        if let Some(generated) = k.strip_prefix("generated:") {
+            out = out.replace(v, &format!("{}<suffix>", &generated[..generated.len() - 5]));
+        }
+    }
+    // The current resourceVersion a 410 names is the server's own.
+    if let Some(start) = out.find("too old resource version: ")
+        && let Some(open) = out[start..].find(" (")
+    {
+        let open = start + open;
+        if let Some(close) = out[open..].find(')') {
+            out.replace_range(open..open + close + 1, " (<current-rv>)");
+        }
+    }
+    // Whole digit runs that are known resourceVersions.
+    let mut result = String::new();
+    let mut digits = String::new();
+    for c in out.chars().chain(std::iter::once('\u{0}')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if !digits.is_empty() {
+            match memory.rvs.get(&digits) {
+                Some(n) if digits.len() > 2 => result.push_str(&format!("<rv-{n}>")),
+                _ => result.push_str(&digits),
+            }
+            digits.clear();
+        }
+        if c != '\u{0}' {
+            result.push(c);
+        }
+    }
+    result
+}
+
+/// The differences between two answers, at most `max` lines.
+pub fn diff(testenv: &Answer, real: &Answer, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    if testenv.code != real.code {
+        out.push(format!(
+            "code: testenv {} / real {}",
+            testenv.code, real.code
+        ));
+        for (who, a) in [("testenv", testenv), ("real", real)] {
+            if let Some(m) = a
+                .body
+                .get("message")
+                .or_else(|| a.body.pointer("/0/object/message"))
+            {
+                out.push(format!("{who} says: {}", short(m)));
+            }
+        }
+    }
+    if testenv.content_type != real.content_type {
+        out.push(format!(
+            "Content-Type: testenv {:?} / real {:?}",
+            testenv.content_type, real.content_type
+        ));
+    }
+    if testenv.warnings != real.warnings {
+        out.push(format!(
+            "Warning: testenv {:?} / real {:?}",
+            testenv.warnings, real.warnings
+        ));
+    }
+    if testenv.location != real.location {
+        out.push(format!(
+            "Location: testenv {:?} / real {:?}",
+            testenv.location, real.location
+        ));
+    }
+    diff_values("", &testenv.body, &real.body, &mut out);
+    out.truncate(max);
+    out
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 160 {
+        format!("{}…", s.chars().take(160).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn diff_values(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, v) in x {
+                let p = format!("{path}/{k}");
+                match y.get(k) {
+                    Some(w) => diff_values(&p, v, w, out),
+                    None => out.push(format!("{p}: only testenv: {}", short(v))),
+                }
+            }
+            for (k, w) in y {
+                if !x.contains_key(k) {
+                    out.push(format!("{path}/{k}: only real: {}", short(w)));
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                diff_values(&format!("{path}/{i}"), v, w, out);
+            }
+            for (i, v) in x.iter().enumerate().skip(y.len()) {
+                out.push(format!("{path}/{i}: only testenv: {}", short(v)));
+            }
+            for (i, w) in y.iter().enumerate().skip(x.len()) {
+                out.push(format!("{path}/{i}: only real: {}", short(w)));
+            }
+        }
+        _ if a != b => out.push(format!(
+            "{}: testenv {} / real {}",
+            if path.is_empty() { "body" } else { path },
+            short(a),
+            short(b)
+        )),
+        _ => {}
+    }
+}
+
+/// One scenario's outcome.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The scenario.
+    pub name: String,
+    /// Its file.
+    pub file: String,
+    /// The first differing step (1-based) and its diff; empty when identical.
+    pub diff: Vec<String>,
+    /// How long it took on both servers.
+    pub took: Duration,
+}
+
+/// The namespace a scenario runs in.
+pub fn namespace_of(scenario: &Scenario) -> String {
+    format!("fid-{}", scenario.name)
+}
+
+/// Runs `scenario` on both servers (at the same time) and compares.
+pub async fn run(testenv: &kube::Client, real: &kube::Client, scenario: &Scenario) -> Outcome {
+    let ns = namespace_of(scenario);
+    let create_ns = Step {
+        method: "POST".into(),
+        path: "/api/v1/namespaces".into(),
+        query: BTreeMap::new(),
+        headers: BTreeMap::new(),
+        body: Some(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns}})),
+        raw: None,
+        watch: None,
+        compare: false,
+        until: None,
+        capture: BTreeMap::new(),
+        ignore: vec![],
+        only: vec![],
+        resources: vec![],
+    };
+    let mut with_ns = scenario.clone();
+    with_ns.steps.insert(0, create_ns);
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(run_on(testenv, &ns, &with_ns), run_on(real, &ns, &with_ns));
+    let mut diff_lines = Vec::new();
+    for (i, (x, y)) in a.iter().zip(&b).enumerate().skip(1) {
+        if let (Some(x), Some(y)) = (x, y) {
+            let d = diff(x, y, 12);
+            if !d.is_empty() {
+                let step = &with_ns.steps[i];
+                diff_lines.push(format!("step {i}: {} {}", step.method, step.path));
+                diff_lines.extend(d.into_iter().map(|l| format!("  {l}")));
+                break;
+            }
+        }
+    }
+    Outcome {
+        name: scenario.name.clone(),
+        file: scenario.file.clone(),
+        diff: diff_lines,
+        took: started.elapsed(),
+    }
+}
+
+/// The heading of this suite's section of `docs/fidelity.md`.
+pub const DOCS_HEADING: &str = "## API: testenv against kube-apiserver";
+
+/// Replaces (or appends) the section under [`DOCS_HEADING`] in `doc`, keeping the others.
+pub fn replace_section(doc: &str, section: &str) -> String {
+    let mut out = String::new();
+    let mut lines = doc.lines().peekable();
+    let mut replaced = false;
+    while let Some(line) = lines.next() {
+        if line.trim_end() == DOCS_HEADING {
+            out.push_str(section.trim_end());
+            out.push_str("\n\n");
+            replaced = true;
+            while let Some(next) = lines.peek() {
+                if next.starts_with("## ") {
+                    break;
+                }
+                lines.next();
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !replaced {
+        if !out.is_empty() && !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out.push_str(section.trim_end());
+        out.push('\n');
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}

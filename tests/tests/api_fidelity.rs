@@ -1,0 +1,207 @@
+//! The API differential (issue 12, item 1): the scenarios of `tests/fidelity/*.yaml` replayed
+//! against testenv and a real kube-apiserver, one cluster per run and one namespace per scenario.
+//!
+//! - The fast subset (`fast: true`) runs in the normal suite.
+//! - `SVCPLANE_FIDELITY_FULL=1` runs the whole corpus.
+//! - `SVCPLANE_FIDELITY_DOCS=1` runs the whole corpus and rewrites the API section of
+//!   `docs/fidelity.md` (only that section).
+//! - `SVCPLANE_FIDELITY_ONLY=substring` runs the scenarios whose names contain it.
+//!
+//! The test fails on a difference `tests/fidelity/known.yaml` gives no reason for, printing the
+//! first differing step's minimal diff.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use svcplane_tests::fidelity::{self, Outcome};
+use svcplane_tests::real::{self, RealClusterOptions};
+use testenv::{TestEnv, TestEnvOptions};
+
+fn flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testenv_answers_as_kube_apiserver() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("fidelity");
+    let docs = flag("SVCPLANE_FIDELITY_DOCS");
+    let full = docs || flag("SVCPLANE_FIDELITY_FULL");
+    let only = std::env::var("SVCPLANE_FIDELITY_ONLY").unwrap_or_default();
+    let all = fidelity::load(&dir);
+    let known = fidelity::known(&dir);
+    let mut chosen: Vec<_> = all
+        .iter()
+        .filter(|s| full || s.fast)
+        .filter(|s| only.is_empty() || s.name.contains(&only))
+        .cloned()
+        .collect();
+    // The garbage-collector scenarios last: kube-controller-manager starts before them, and its
+    // other controllers (root-ca-cert-publisher, serviceaccount) then write into new namespaces.
+    chosen.sort_by_key(|s| s.gc);
+    let started = Instant::now();
+    let Some(cluster) = real::start_or_skip(
+        "api_fidelity",
+        RealClusterOptions {
+            service_cluster_ip_range: "10.96.0.0/16".into(),
+            ..RealClusterOptions::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let env = TestEnv::start_with(TestEnvOptions {
+        gc_sweep_interval: Duration::from_millis(500),
+        ..TestEnvOptions::default()
+    })
+    .await
+    .expect("testenv starts");
+    let up = started.elapsed();
+    let (testenv, realc) = (env.client(), cluster.client());
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut kcm = false;
+    for scenario in &chosen {
+        if scenario.gc && !kcm {
+            cluster
+                .start_kube_controller_manager(&[], Duration::from_secs(60))
+                .await
+                .expect("kube-controller-manager starts");
+            kcm = true;
+        }
+        outcomes.push(fidelity::run(&testenv, &realc, scenario).await);
+    }
+    let ran = started.elapsed() - up;
+    let differing: Vec<&Outcome> = outcomes.iter().filter(|o| !o.diff.is_empty()).collect();
+    let unexplained: Vec<&&Outcome> = differing
+        .iter()
+        .filter(|o| !known.contains_key(&o.name))
+        .collect();
+    for o in &differing {
+        let why = known
+            .get(&o.name)
+            .map(String::as_str)
+            .unwrap_or("UNEXPLAINED");
+        eprintln!(
+            "differs: {} ({}) — {why}\n{}",
+            o.name,
+            o.file,
+            o.diff.join("\n")
+        );
+    }
+    let mut slow: Vec<&Outcome> = outcomes.iter().collect();
+    slow.sort_by_key(|o| std::cmp::Reverse(o.took));
+    for o in slow.iter().take(5) {
+        eprintln!("slow: {} {:.1} s", o.name, o.took.as_secs_f64());
+    }
+    for name in known.keys() {
+        if outcomes
+            .iter()
+            .any(|o| &o.name == name && o.diff.is_empty())
+        {
+            eprintln!("known.yaml lists {name}, which is now identical: remove it");
+        }
+    }
+    eprintln!(
+        "{} scenarios ({} of the corpus): {} identical, {} differing ({} unexplained); \
+         servers up in {:.1} s, scenarios in {:.1} s",
+        outcomes.len(),
+        all.len(),
+        outcomes.len() - differing.len(),
+        differing.len(),
+        unexplained.len(),
+        up.as_secs_f64(),
+        ran.as_secs_f64()
+    );
+    if docs {
+        let path = root
+            .parent()
+            .expect("the workspace holds the tests crate")
+            .join("docs")
+            .join("fidelity.md");
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Fidelity\n".into());
+        let section = docs_section(&outcomes, &known, &dir);
+        std::fs::write(&path, fidelity::replace_section(&doc, &section)).expect("docs written");
+        eprintln!("wrote {}", path.display());
+    }
+    assert!(
+        unexplained.is_empty(),
+        "{} scenarios differ without a reason in tests/fidelity/known.yaml: {}",
+        unexplained.len(),
+        unexplained
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+fn docs_section(
+    outcomes: &[Outcome],
+    known: &std::collections::BTreeMap<String, String>,
+    dir: &Path,
+) -> String {
+    let differing: Vec<&Outcome> = outcomes.iter().filter(|o| !o.diff.is_empty()).collect();
+    let mut s = String::new();
+    s.push_str(fidelity::DOCS_HEADING);
+    s.push_str("\n\n");
+    s.push_str(
+        "The scenarios of `tests/fidelity/*.yaml` (HTTP requests, one namespace each) sent to \
+         testenv and to kube-apiserver 1.34 (etcd, no webhooks; kube-controller-manager's garbage \
+         collector for the `gc` scenarios), answers compared on status code, `Content-Type`, \
+         `Warning`, `Location` and body after normalising uids, timestamps, resourceVersion \
+         values (not their order), generated name suffixes and allocated ClusterIPs, IP families \
+         and NodePorts. Regenerate this section with\n\n    \
+         SVCPLANE_FIDELITY_DOCS=1 cargo test -p svcplane-tests --test api_fidelity -- --nocapture\n\n",
+    );
+    s.push_str(&format!(
+        "Last full run: **{} scenarios, {} identical, {} differing** ({:.1} %).\n\n",
+        outcomes.len(),
+        outcomes.len() - differing.len(),
+        differing.len(),
+        100.0 * (outcomes.len() - differing.len()) as f64 / outcomes.len().max(1) as f64
+    ));
+    let deliberate = differing
+        .iter()
+        .filter(|o| {
+            known
+                .get(&o.name)
+                .is_some_and(|r| r.starts_with("deliberate"))
+        })
+        .count();
+    s.push_str(&format!(
+        "Of the differences, {deliberate} are deliberate and {} not fixed yet (`tests/fidelity/known.yaml` \
+         gives each one's reason).\n\n",
+        differing.len() - deliberate
+    ));
+    s.push_str(
+        "Deliberate and normalised away before comparing: testenv is a generic control plane \
+         without a Service registry (svcplane supplies it), so it allocates no ClusterIPs or \
+         NodePorts, sets no IP families and validates no Services; the comparison drops \
+         `spec.clusterIP(s)`, `spec.ipFamilies`, `spec.ipFamilyPolicy` and `ports[].nodePort` of \
+         Services on both sides. kubectl's output is not compared yet (HTTP only); server-side \
+         tables, which `kubectl get` prints, are.\n\n",
+    );
+    if let Ok(history) = std::fs::read_to_string(dir.join("scores.md")) {
+        s.push_str(history.trim_end());
+        s.push_str("\n\n");
+    }
+    if !differing.is_empty() {
+        s.push_str("| scenario | file | reason | first difference |\n|---|---|---|---|\n");
+        for o in differing {
+            let why = known
+                .get(&o.name)
+                .map(String::as_str)
+                .unwrap_or("unexplained");
+            let first = o.diff.get(1).map(|l| l.trim()).unwrap_or("");
+            s.push_str(&format!(
+                "| `{}` | {} | {} | `{}` |\n",
+                o.name,
+                o.file,
+                why.replace('|', "\\|"),
+                first.replace('|', "\\|").replace('`', "'")
+            ));
+        }
+    }
+    s
+}
