@@ -17,7 +17,7 @@ mod process;
 mod sidecar;
 
 pub use sidecar::{
-    KCM_CONTROLLERS, KCM_LEASE, SVCPLANE_BIN_ENV, SVCPLANE_LEASE, SidecarOptions, SidecarPorts,
+    ControllerManagerOptions, KCM_CONTROLLERS, KCM_LEASE, SVCPLANE_BIN_ENV, SVCPLANE_LEASE, SidecarOptions, SidecarPorts,
     svcplane_binary,
 };
 
