@@ -217,9 +217,10 @@ impl RealCluster {
             format!("--kubeconfig={}", self.kubeconfig_path().display()),
             format!(
                 "--controllers={}",
-                options.controllers.as_deref().unwrap_or(
-                    "endpointslice,endpoint,endpointslicemirroring,allocation-repair"
-                )
+                options
+                    .controllers
+                    .as_deref()
+                    .unwrap_or("endpointslice,endpoint,endpointslicemirroring,allocation-repair")
             ),
             "--allocation-mode=audit".into(),
             format!(

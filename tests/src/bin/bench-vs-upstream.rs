@@ -1239,7 +1239,6 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let w = Workload::new(&options);
     let start_date = now_utc();
     let load_start = load_average();
-    let started = Instant::now();
     eprintln!(
         "bench-vs-upstream: {} Services x {} pods, churn {} flips/s for {} s, {} round(s) per peer; load average {load_start}",
         options.services,
@@ -1282,7 +1281,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         }
     }
     let header = format!(
-        "### {} Services × {} pods ({} pods, {} nodes, {} namespaces){}\n\n{start_date}, {:.0} min; {}; load average (1/5/15 min) at the start and after each run: {}. \
+        "### {} Services × {} pods ({} pods, {} nodes, {} namespaces){}\n\n{start_date} – {}; {}; load average (1/5/15 min) at the start and after each run: {}. \
 Churn: {} flips/s for {} s. kube-apiserver and etcd {}, kube-controller-manager with `--controllers=endpointslice --leader-elect=false` and its defaults, \
 `svcplane controller-manager --controllers=endpointslice --leader-elect=false` and its defaults; runs alternated kcm, svcplane, svcplane, kcm, ….",
         w.services,
@@ -1291,7 +1290,7 @@ Churn: {} flips/s for {} s. kube-apiserver and etcd {}, kube-controller-manager 
         w.nodes,
         w.namespaces,
         if options.smoke { " — smoke" } else { "" },
-        started.elapsed().as_secs_f64() / 60.0,
+        now_utc(),
         machine(),
         loads.join("; "),
         options.flips_per_second,
