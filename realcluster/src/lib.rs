@@ -17,8 +17,8 @@ mod process;
 mod sidecar;
 
 pub use sidecar::{
-    KCM_CONTROLLERS, KCM_LEASE, SVCPLANE_BIN_ENV, SVCPLANE_LEASE, SidecarOptions, SidecarPorts,
-    svcplane_binary,
+    ControllerManagerOptions, KCM_CONTROLLERS, KCM_LEASE, SVCPLANE_BIN_ENV, SVCPLANE_LEASE,
+    SidecarOptions, SidecarPorts, svcplane_binary,
 };
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

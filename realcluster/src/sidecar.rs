@@ -53,6 +53,33 @@ impl Default for SidecarOptions {
     }
 }
 
+/// How to start one controller manager alone ([`RealCluster::start_kube_controller_manager_with`],
+/// [`RealCluster::start_svcplane_controller_manager_with`]): a controller list and leader election
+/// replace the sidecar defaults instead of being appended to them (kube-controller-manager appends
+/// a repeated `--controllers`).
+#[derive(Debug, Clone)]
+pub struct ControllerManagerOptions {
+    /// `--controllers`; `None` keeps the sidecar's list ([`KCM_CONTROLLERS`], or svcplane's four).
+    pub controllers: Option<String>,
+    /// `--leader-elect`; when off, the start waits for health only, not for a Lease.
+    pub leader_elect: bool,
+    /// More flags, after (and so overriding) the defaults.
+    pub extra_args: Vec<String>,
+    /// How long the process may take to serve (and, with leader election, to hold its Lease).
+    pub timeout: Duration,
+}
+
+impl Default for ControllerManagerOptions {
+    fn default() -> Self {
+        Self {
+            controllers: None,
+            leader_elect: true,
+            extra_args: Vec::new(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Where the two controller managers serve on 127.0.0.1.
 #[derive(Debug, Clone, Copy)]
 pub struct SidecarPorts {
@@ -72,6 +99,23 @@ impl RealCluster {
         extra_args: &[String],
         timeout: Duration,
     ) -> Result<u16, RealClusterError> {
+        self.start_kube_controller_manager_with(&ControllerManagerOptions {
+            extra_args: extra_args.to_vec(),
+            timeout,
+            ..ControllerManagerOptions::default()
+        })
+        .await
+    }
+
+    /// Starts kube-controller-manager as [`Self::start_kube_controller_manager`] does, with
+    /// `options`' controller list and leader election; without leader election it waits for
+    /// `/healthz` only.
+    pub async fn start_kube_controller_manager_with(
+        &self,
+        options: &ControllerManagerOptions,
+    ) -> Result<u16, RealClusterError> {
+        let timeout = options.timeout;
+        let leader_elect = options.leader_elect;
         let kubeconfig = self.kubeconfig_path().display().to_string();
         let pki = self.dir().join("pki");
         let [port] = free_ports()?;
@@ -83,7 +127,7 @@ impl RealCluster {
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={port}"),
             format!("--cert-dir={}", self.dir().join("kcm-certs").display()),
-            "--leader-elect=true".into(),
+            format!("--leader-elect={leader_elect}"),
             // Every controller acts as the kubeconfig's identity (admin), not as a minted
             // per-controller ServiceAccount.
             "--use-service-account-credentials=false".into(),
@@ -93,10 +137,13 @@ impl RealCluster {
                 pki.join("sa.key").display()
             ),
             format!("--root-ca-file={}", pki.join("ca.crt").display()),
-            format!("--controllers={KCM_CONTROLLERS}"),
+            format!(
+                "--controllers={}",
+                options.controllers.as_deref().unwrap_or(KCM_CONTROLLERS)
+            ),
             "--profiling=false".into(),
         ];
-        args.extend(extra_args.iter().cloned());
+        args.extend(options.extra_args.iter().cloned());
         let mut kcm = ChildProcess::spawn(
             "kube-controller-manager",
             &self.binaries().join("kube-controller-manager"),
@@ -126,6 +173,9 @@ impl RealCluster {
                 if status != StatusCode::OK {
                     return Err(format!("/healthz {status}: {}", last_lines(&body, 3)));
                 }
+                if !leader_elect {
+                    return Ok(());
+                }
                 lease_holder(&leases, KCM_LEASE).await.map(drop)
             },
         )
@@ -143,12 +193,35 @@ impl RealCluster {
         extra_args: &[String],
         timeout: Duration,
     ) -> Result<u16, RealClusterError> {
+        self.start_svcplane_controller_manager_with(&ControllerManagerOptions {
+            extra_args: extra_args.to_vec(),
+            timeout,
+            ..ControllerManagerOptions::default()
+        })
+        .await
+    }
+
+    /// Starts `svcplane controller-manager` as [`Self::start_svcplane_controller_manager`] does,
+    /// with `options`' controller list and leader election; without leader election it waits for
+    /// `/readyz` only.
+    pub async fn start_svcplane_controller_manager_with(
+        &self,
+        options: &ControllerManagerOptions,
+    ) -> Result<u16, RealClusterError> {
+        let timeout = options.timeout;
+        let leader_elect = options.leader_elect;
         let binary = svcplane_binary()?;
         let [port] = free_ports()?;
         let mut args = vec![
             "controller-manager".to_string(),
             format!("--kubeconfig={}", self.kubeconfig_path().display()),
-            "--controllers=endpointslice,endpoint,endpointslicemirroring,allocation-repair".into(),
+            format!(
+                "--controllers={}",
+                options
+                    .controllers
+                    .as_deref()
+                    .unwrap_or("endpointslice,endpoint,endpointslicemirroring,allocation-repair")
+            ),
             "--allocation-mode=audit".into(),
             format!(
                 "--service-cluster-ip-range={}",
@@ -158,13 +231,13 @@ impl RealCluster {
                 "--service-node-port-range={}",
                 self.options().service_node_port_range
             ),
-            "--leader-elect=true".into(),
+            format!("--leader-elect={leader_elect}"),
             format!("--leader-elect-resource-name={SVCPLANE_LEASE}"),
             "--leader-elect-resource-namespace=kube-system".into(),
             "--bind-address=127.0.0.1".into(),
             format!("--port={port}"),
         ];
-        args.extend(extra_args.iter().cloned());
+        args.extend(options.extra_args.iter().cloned());
         let mut svcplane =
             ChildProcess::spawn("svcplane", &binary, &args, &self.log_path("svcplane"), None)?;
         let health = plain_client(&format!("http://127.0.0.1:{port}"))?;
@@ -177,6 +250,9 @@ impl RealCluster {
                 let (status, body) = probe(&health, "/readyz").await?;
                 if status != StatusCode::OK {
                     return Err(format!("/readyz {status}: {}", last_lines(&body, 3)));
+                }
+                if !leader_elect {
+                    return Ok(());
                 }
                 lease_holder(&leases, SVCPLANE_LEASE).await.map(drop)
             },
