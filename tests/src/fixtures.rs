@@ -84,3 +84,22 @@ pub fn field_managers(meta: &ObjectMeta) -> Vec<Option<String>> {
         .map(|f| f.manager.clone())
         .collect()
 }
+
+/// What a kubelet writes for a running Pod on the node at `host_ip`, Ready or not (a merge patch
+/// of `pods/status`).
+pub fn kubelet_status(host_ip: &str, pod_ip: &str, ready: bool) -> Value {
+    let ready = if ready { "True" } else { "False" };
+    json!({"status": {
+        "phase": "Running",
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "ContainersReady", "status": ready},
+            {"type": "Ready", "status": ready},
+        ],
+    }})
+}

@@ -25,6 +25,7 @@ use k8s_openapi::api::networking::v1::IPAddress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use svcplane_tests::fixtures::kubelet_status;
 use svcplane_tests::real::{self, Component, RealCluster, RealClusterOptions, SidecarOptions};
 use webhook::ServiceRanges;
 use webhook::server::install::{
@@ -59,23 +60,9 @@ fn pod_ip(i: usize) -> String {
     format!("10.244.{}.{}", 1 + i / 200, 1 + i % 200)
 }
 
-/// What a kubelet writes for a running Pod, Ready or not.
+/// What a kubelet writes for running Pod `i`, Ready or not.
 fn pod_status(i: usize, ready: bool) -> Value {
-    let ready = if ready { "True" } else { "False" };
-    let ip = pod_ip(i);
-    json!({"status": {
-        "phase": "Running",
-        "hostIP": "10.244.0.1",
-        "hostIPs": [{"ip": "10.244.0.1"}],
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "conditions": [
-            {"type": "PodScheduled", "status": "True"},
-            {"type": "Initialized", "status": "True"},
-            {"type": "ContainersReady", "status": ready},
-            {"type": "Ready", "status": ready},
-        ],
-    }})
+    kubelet_status("10.244.0.1", &pod_ip(i), ready)
 }
 
 async fn create_node(client: &kube::Client) {
@@ -871,16 +858,24 @@ async fn churn_through_a_kill(component: Component) {
         http_get(ports.svcplane, "/healthz").contains("ok"),
         "svcplane's /healthz after the restart"
     );
-    let want = ready_pods(&client).await;
+    ready_endpoints_follow_the_ready_pods(&client).await;
+}
+
+/// Waits until web's ready endpoints are exactly the Pods the API shows Ready; returns those.
+async fn ready_endpoints_follow_the_ready_pods(
+    client: &kube::Client,
+) -> std::collections::BTreeSet<String> {
+    let want = ready_pods(client).await;
     eventually(
         "web's ready endpoints to be its ready Pods",
         Duration::from_secs(60),
         || async {
-            let got = ready_endpoint_pods(&slices_of(&client, "web").await);
+            let got = ready_endpoint_pods(&slices_of(client, "web").await);
             (got == want).then_some(())
         },
     )
     .await;
+    want
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to one process.
@@ -961,17 +956,8 @@ async fn after_etcd_compaction_svcplane_gets_410_relists_and_catches_up() {
     .await;
     signal(svcplane, "CONT");
 
-    let want = ready_pods(&client).await;
-    assert_eq!(want.len(), PODS / 2);
-    eventually(
-        "web's ready endpoints to be the 10 ready Pods",
-        Duration::from_secs(60),
-        || async {
-            let got = ready_endpoint_pods(&slices_of(&client, "web").await);
-            (got == want).then_some(())
-        },
-    )
-    .await;
+    let ready = ready_endpoints_follow_the_ready_pods(&client).await;
+    assert_eq!(ready.len(), PODS / 2);
     // The Pod watch in particular came back to a compacted revision (kube-apiserver's text).
     let log = std::fs::read_to_string(cluster.log_path("svcplane")).unwrap_or_default();
     assert!(

@@ -31,6 +31,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
+use svcplane_tests::fixtures::kubelet_status;
 use svcplane_tests::real::{ControllerManagerOptions, RealCluster, RealClusterOptions};
 
 const USAGE: &str = "usage: bench-vs-upstream [--smoke] [--services N] [--pods-per-service N] \
@@ -432,22 +433,7 @@ impl Workload {
 }
 
 fn pod_status(i: usize, node: usize, ready: bool) -> Value {
-    let ready = if ready { "True" } else { "False" };
-    let ip = Workload::pod_ip(i);
-    let host = node_ip(node);
-    json!({"status": {
-        "phase": "Running",
-        "hostIP": host,
-        "hostIPs": [{"ip": host}],
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "conditions": [
-            {"type": "PodScheduled", "status": "True"},
-            {"type": "Initialized", "status": "True"},
-            {"type": "ContainersReady", "status": ready},
-            {"type": "Ready", "status": ready},
-        ],
-    }})
+    kubelet_status(&node_ip(node), &Workload::pod_ip(i), ready)
 }
 
 fn node_ip(node: usize) -> String {
