@@ -6,3 +6,4 @@
 //! more section.
 
 pub mod env_vars;
+pub mod explain;
