@@ -16,10 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use controllers::endpointslice::pod::service_port_protocol;
 use controllers::endpointslice::{LABEL_MANAGED_BY, LABEL_SERVICE_NAME, PodInfo};
-use k8s_openapi::api::core::v1::{ContainerState, Endpoints, Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{ContainerState, Endpoints, Node, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde::Serialize;
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
 
 use crate::env_vars::{self, EnvVar, PodEnv};
 
@@ -38,6 +39,9 @@ pub struct ExplainInputs<'a> {
     /// The Services a new pod's environment is built from: the Service's namespace and
     /// `default/kubernetes` at least.
     pub services: &'a [Service],
+    /// The cluster's Nodes, when known: the EndpointSlice controller leaves out pods on a node
+    /// it does not know.
+    pub nodes: Option<&'a [Node]>,
     /// Whether the EndpointSlices were looked at (a cluster's are; files may hold none). When
     /// not, the verdict counts endpoints from the pods, as the controller would write them.
     pub slices_observed: bool,
@@ -275,8 +279,29 @@ pub struct Verdict {
     pub ready_endpoints: usize,
     /// One sentence.
     pub summary: String,
-    /// Every problem found, most fundamental first.
+    /// Every problem found, most fundamental first (each with its message in JSON).
+    #[serde(serialize_with = "findings_with_messages")]
     pub findings: Vec<Finding>,
+}
+
+fn findings_with_messages<S: Serializer>(
+    findings: &[Finding],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct WithMessage<'a> {
+        #[serde(flatten)]
+        finding: &'a Finding,
+        message: String,
+    }
+    let mut seq = serializer.serialize_seq(Some(findings.len()))?;
+    for finding in findings {
+        seq.serialize_element(&WithMessage {
+            finding,
+            message: finding.message(),
+        })?;
+    }
+    seq.end()
 }
 
 /// One reason for missing or partial endpoints.
@@ -323,6 +348,11 @@ pub enum Finding {
     /// Matching pods being deleted: serving, but not ready for new traffic.
     PodsTerminating {
         /// Their names.
+        pods: Vec<String>,
+    },
+    /// Matching pods on nodes the cluster does not have: the controller leaves them out.
+    PodsOnUnknownNodes {
+        /// `pod (node)` for each.
         pods: Vec<String>,
     },
     /// A named `targetPort` that some matching pods do not declare.
@@ -449,6 +479,11 @@ impl Finding {
             ),
             Finding::PodsTerminating { pods } => format!(
                 "{} matching pod(s) are terminating: they get no new traffic: {}",
+                pods.len(),
+                list(pods)
+            ),
+            Finding::PodsOnUnknownNodes { pods } => format!(
+                "{} matching pod(s) are on nodes that do not exist, and the EndpointSlice controller leaves such pods out: {}",
                 pods.len(),
                 list(pods)
             ),
@@ -829,15 +864,38 @@ fn nearest_pod(selector: &BTreeMap<String, String>, pods: &[&Pod]) -> Option<Nea
                 mismatches,
             }
         })
-        // Most labels matched; then fewest keys present with a wrong value (a typo in a
-        // value is nearer than a missing key); then by name.
+        // Most labels matched; then fewest keys missing (a typo in a value is nearer than a
+        // missing key); then the wrong values nearest to the wanted ones; then by name.
         .min_by(|a, b| {
-            let wrong = |n: &NearestPod| n.mismatches.iter().filter(|m| m.have.is_none()).count();
+            let missing = |n: &NearestPod| n.mismatches.iter().filter(|m| m.have.is_none()).count();
+            let distance = |n: &NearestPod| -> usize {
+                n.mismatches
+                    .iter()
+                    .filter_map(|m| m.have.as_deref().map(|have| edit_distance(have, &m.want)))
+                    .sum()
+            };
             b.matching
                 .cmp(&a.matching)
-                .then(wrong(a).cmp(&wrong(b)))
+                .then(missing(a).cmp(&missing(b)))
+                .then(distance(a).cmp(&distance(b)))
                 .then(a.pod.cmp(&b.pod))
         })
+}
+
+/// Levenshtein distance over chars: how far a label value is from the wanted one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn verdict(
@@ -874,7 +932,7 @@ fn verdict(
         return Verdict {
             ready_endpoints: ready,
             summary: if ready == 0 {
-                "no ready endpoints: the Service has no selector and nobody has written endpoints for it".to_owned()
+                "no ready endpoints".to_owned()
             } else {
                 format!("{ready} ready endpoint(s), written by hand (the Service has no selector)")
             },
@@ -926,6 +984,30 @@ fn verdict(
             findings.push(make(list));
         }
     }
+    let known_nodes: Option<BTreeSet<&str>> = inputs.nodes.map(|nodes| {
+        nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.as_deref())
+            .collect()
+    });
+    // The planner keeps such pods when the Service publishes not-ready addresses.
+    let on_known_node = |p: &PodReport| {
+        service.publish_not_ready_addresses
+            || known_nodes
+                .as_ref()
+                .is_none_or(|known| known.contains(p.node.as_str()))
+    };
+    let unknown: Vec<String> = pods
+        .iter()
+        .filter(|p| p.is_endpoint && !on_known_node(p))
+        .map(|p| match p.node.as_str() {
+            "" => format!("{} (no node)", p.name),
+            node => format!("{} ({node})", p.name),
+        })
+        .collect();
+    if !unknown.is_empty() {
+        findings.push(Finding::PodsOnUnknownNodes { pods: unknown });
+    }
     for port in ports {
         let label = port.label();
         let lacking: Vec<String> = pods
@@ -947,7 +1029,10 @@ fn verdict(
             });
         }
     }
-    let expected = pods.iter().filter(|p| p.is_endpoint && p.ready).count();
+    let expected = pods
+        .iter()
+        .filter(|p| p.is_endpoint && p.ready && on_known_node(p))
+        .count();
     let ready_endpoints = if inputs.slices_observed {
         if observed < expected {
             findings.push(Finding::SlicesBehind { expected, observed });
@@ -957,8 +1042,8 @@ fn verdict(
         expected
     };
     let summary = match (ready_endpoints, findings.first()) {
-        (0, Some(first)) => format!("no ready endpoints: {}", first.message()),
-        (0, None) => "no ready endpoints".to_owned(),
+        // The findings say why, each on its own line.
+        (0, _) => "no ready endpoints".to_owned(),
         (n, None) => format!("{n} ready endpoint(s); nothing stands in the way"),
         (n, Some(_)) => format!("{n} ready endpoint(s), with the problems below"),
     };

@@ -1,6 +1,6 @@
 //! The verdict for each way a Service ends up without endpoints, and the happy path in full.
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
@@ -101,6 +101,7 @@ fn run(
         endpoint_slices: slices,
         endpoints,
         services: &services,
+        nodes: None,
         slices_observed: true,
     })
 }
@@ -238,19 +239,21 @@ fn no_pod_matches_names_the_nearest_mismatch() {
         }]
     );
     assert_eq!(other_namespaces, &["staging/web-x".to_owned()]);
+    assert_eq!(explanation.verdict.summary, "no ready endpoints");
     assert_eq!(
-        explanation.verdict.summary,
-        "no ready endpoints: no pod in the namespace has the labels app=web,tier=front; the closest is pod web-typo: tier is \"frontend\", the selector wants \"front\"; pods with these labels exist in other namespaces (staging/web-x), but a Service selects only in its own"
+        explanation.verdict.findings[0].message(),
+        "no pod in the namespace has the labels app=web,tier=front; the closest is pod web-typo: tier is \"frontend\", the selector wants \"front\"; pods with these labels exist in other namespaces (staging/web-x), but a Service selects only in its own"
     );
 }
 
 #[test]
 fn no_pod_at_all_in_the_namespace() {
     let explanation = run(&web_service(), &[], &[], &[]);
-    assert_eq!(
-        explanation.verdict.summary,
-        "no ready endpoints: no pod in the namespace has the labels app=web,tier=front; the namespace has no pods at all"
-    );
+    assert!(explanation.to_text().ends_with(
+        "Verdict: no ready endpoints
+  - no pod in the namespace has the labels app=web,tier=front; the namespace has no pods at all
+"
+    ));
 }
 
 #[test]
@@ -260,8 +263,15 @@ fn pods_not_ready_say_why() {
     let explanation = run(&web_service(), &pods, &slices, &[]);
     assert_eq!(reasons(&explanation), ["PodsNotReady"]);
     assert_eq!(
-        explanation.verdict.summary,
-        "no ready endpoints: 1 matching pod(s) are not ready, so they are no ready endpoints: web-1"
+        explanation.verdict.findings[0].message(),
+        "1 matching pod(s) are not ready, so they are no ready endpoints: web-1"
+    );
+    // JSON carries each finding's words beside its fields.
+    let json = serde_json::to_value(&explanation.verdict).expect("JSON");
+    assert_eq!(
+        json["findings"][0],
+        json!({"reason": "PodsNotReady", "pods": ["web-1"],
+               "message": "1 matching pod(s) are not ready, so they are no ready endpoints: web-1"})
     );
     let text = explanation.to_text();
     assert!(
@@ -291,6 +301,7 @@ fn named_port_missing_in_the_pods() {
         endpoint_slices: &[],
         endpoints: &[],
         services: &[],
+        nodes: None,
         slices_observed: false,
     });
     assert_eq!(reasons(&explanation), ["NamedPortMissing"]);
@@ -377,9 +388,8 @@ fn ready_pods_the_slices_do_not_show_yet() {
     assert_eq!(reasons(&explanation), ["SlicesBehind"]);
     assert_eq!(explanation.verdict.ready_endpoints, 0);
     assert!(
-        explanation
-            .verdict
-            .summary
+        explanation.verdict.findings[0]
+            .message()
             .contains("the EndpointSlice controller has not written them")
     );
 }
@@ -426,4 +436,110 @@ fn pods_without_ip_finished_and_terminating() {
         text.contains("    10.244.0.4  terminating (serving, not ready)  pod web-leaving\n"),
         "{text}"
     );
+}
+
+#[test]
+fn pods_on_nodes_the_cluster_does_not_have() {
+    let pods = [
+        pod("web-1", web_labels(), "10.244.0.5", true, "http"),
+        pod("web-2", web_labels(), "10.244.0.6", true, "http"),
+    ];
+    let mut elsewhere = pods[1].clone();
+    elsewhere.spec.as_mut().expect("spec").node_name = Some("node-gone".into());
+    let pods = [pods[0].clone(), elsewhere];
+    let nodes: Vec<Node> = vec![from(json!({"metadata": {"name": "node-a"}}))];
+    let explanation = explain(&ExplainInputs {
+        service: &web_service(),
+        pods: &pods,
+        endpoint_slices: &[],
+        endpoints: &[],
+        services: &[],
+        nodes: Some(&nodes),
+        slices_observed: false,
+    });
+    assert_eq!(reasons(&explanation), ["PodsOnUnknownNodes"]);
+    assert_eq!(explanation.verdict.ready_endpoints, 1);
+    assert_eq!(
+        explanation.verdict.findings[0].message(),
+        "1 matching pod(s) are on nodes that do not exist, and the EndpointSlice controller leaves such pods out: web-2 (node-gone)"
+    );
+}
+
+/// The text between the line after `$ command` and the closing fence of that block.
+fn docs_block(docs: &str, command: &str) -> String {
+    let start = docs
+        .find(command)
+        .expect("the command in docs/discovery.md")
+        + command.len()
+        + 1;
+    let end = start + docs[start..].find("```").expect("the block's end");
+    docs[start..end].to_owned()
+}
+
+#[test]
+fn docs_sample() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/discovery.md"))
+            .expect("docs/discovery.md");
+    let pods = [
+        pod("web-1", web_labels(), "10.244.0.5", true, "http"),
+        pod("web-2", web_labels(), "10.244.0.6", false, "http"),
+    ];
+    let slices = [slice(json!([
+        endpoint("10.244.0.5", "web-1", true),
+        endpoint("10.244.0.6", "web-2", false),
+    ]))];
+    let explanation = run(&web_service(), &pods, &slices, &[]);
+    assert_eq!(
+        explanation.to_text(),
+        docs_block(&docs, "$ svcplane explain service web -n shop")
+    );
+
+    let typo = [pod(
+        "web-1",
+        json!({"app": "web", "tier": "frontend"}),
+        "10.244.0.5",
+        true,
+        "http",
+    )];
+    let text = run(&web_service(), &typo, &[], &[]).to_text();
+    let verdict = &text[text.find("Verdict:").expect("a verdict")..];
+    let block = docs_block(&docs, "`tier: frontend` on the pods):\n\n```");
+    assert_eq!(verdict, block);
+}
+
+#[test]
+fn the_nearest_wrong_value_wins_a_tie() {
+    assert_eq!(edit_distance("web", "webb"), 1);
+    assert_eq!(edit_distance("api", "webb"), 4);
+    assert_eq!(edit_distance("", "ab"), 2);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
+    let pods = [
+        pod(
+            "api-1",
+            json!({"app": "api", "tier": "x"}),
+            "10.244.0.7",
+            true,
+            "http",
+        ),
+        pod(
+            "web-1",
+            json!({"app": "web", "tier": "x"}),
+            "10.244.0.8",
+            true,
+            "http",
+        ),
+    ];
+    let mut service = web_service();
+    service.spec.as_mut().expect("spec").selector =
+        Some([("app".to_owned(), "webb".to_owned())].into());
+    let explanation = run(&service, &pods, &[], &[]);
+    let Finding::NoPodMatches {
+        nearest: Some(nearest),
+        ..
+    } = &explanation.verdict.findings[0]
+    else {
+        panic!("{:?}", explanation.verdict.findings);
+    };
+    assert_eq!(nearest.pod, "web-1");
 }
