@@ -973,7 +973,8 @@ fn verdict(
         names(&|p: &PodReport| p.ips.is_empty() && p.phase != "Succeeded" && p.phase != "Failed");
     let not_ready = names(&|p: &PodReport| p.is_endpoint && !p.serving);
     let terminating = names(&|p: &PodReport| p.is_endpoint && p.terminating);
-    let groups: [(Vec<String>, fn(Vec<String>) -> Finding); 4] = [
+    type MakeFinding = fn(Vec<String>) -> Finding;
+    let groups: [(Vec<String>, MakeFinding); 4] = [
         (without_ip, |pods| Finding::PodsWithoutIp { pods }),
         (not_ready, |pods| Finding::PodsNotReady { pods }),
         (terminating, |pods| Finding::PodsTerminating { pods }),
