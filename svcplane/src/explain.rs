@@ -148,6 +148,15 @@ fn from_files(name: &str, namespace: &str, files: &[PathBuf]) -> anyhow::Result<
         })
         .cloned()
         .ok_or_else(|| not_found(name))?;
+    let has_master = inputs.services.iter().any(|s| {
+        s.metadata.namespace.as_deref() == Some(discovery::env_vars::MASTER_SERVICE_NAMESPACE)
+            && s.metadata.name.as_deref() == Some(discovery::env_vars::MASTER_SERVICE)
+    });
+    if !has_master {
+        eprintln!(
+            "Warning: the files hold no Service default/kubernetes, so the environment leaves out the KUBERNETES_* variables every pod gets"
+        );
+    }
     Ok(Gathered {
         service,
         // Files hold no more than a user put in them: slices count only if some were given.

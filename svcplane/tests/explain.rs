@@ -186,6 +186,38 @@ fn offline_unknown_service_and_bad_flags() {
     );
 }
 
+#[test]
+fn offline_without_the_master_service_says_what_the_environment_lacks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("db.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec: {clusterIP: 10.96.0.20, ports: [{port: 5432}]}\n",
+    )
+    .expect("write manifests");
+    let out = svcplane(&[
+        "explain",
+        "service",
+        "db",
+        "-f",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "Warning: the files hold no Service default/kubernetes, so the environment leaves out the KUBERNETES_* variables every pod gets\n"
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  DB_PORT_5432_TCP=tcp://10.96.0.20:5432\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  - the Service has no selector"),
+        "{stdout}"
+    );
+}
+
 /// Runs the CLI off the async runtime (the API server under test may share it).
 async fn explain_live(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {

@@ -79,6 +79,7 @@ pub struct ServiceSummary {
     #[serde(rename = "type")]
     pub type_: String,
     /// `spec.clusterIPs` (or `spec.clusterIP`); `None` for headless.
+    #[serde(rename = "clusterIPs")]
     pub cluster_ips: Vec<String>,
     /// `spec.externalName`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -915,7 +916,7 @@ fn verdict(
         });
         return Verdict {
             ready_endpoints: 0,
-            summary: "no endpoints, by design: the Service is of type ExternalName".to_owned(),
+            summary: "no endpoints, by design".to_owned(),
             findings,
         };
     }

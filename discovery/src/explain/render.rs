@@ -137,7 +137,7 @@ impl Explanation {
             } else if self.service.cluster_ips.iter().any(|ip| ip == "None") {
                 "it is headless"
             } else {
-                "it has no ClusterIP"
+                "it has no ClusterIP yet"
             };
             let _ = writeln!(out, "  ({} gets no variables: {why})", self.service.name);
         }

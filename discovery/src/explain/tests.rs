@@ -181,6 +181,7 @@ Verdict: 2 ready endpoint(s); nothing stands in the way
     // The JSON names sections and fields as the API does.
     let json = serde_json::to_value(&explanation).expect("JSON");
     assert_eq!(json["service"]["type"], "NodePort");
+    assert_eq!(json["service"]["clusterIPs"], json!(["10.96.0.10"]));
     assert_eq!(json["ports"][0]["nodePort"], 30080);
     assert_eq!(
         json["pods"][0]["namedTargetPorts"][0]["containerPort"],
@@ -371,6 +372,7 @@ fn external_name_has_no_endpoints_by_design() {
     )];
     let explanation = run(&service, &pods, &[], &[]);
     assert_eq!(reasons(&explanation), ["ExternalName"]);
+    assert_eq!(explanation.verdict.summary, "no endpoints, by design");
     assert!(explanation.pods.is_empty());
     assert!(!explanation.environment.includes_service);
     let text = explanation.to_text();
