@@ -5,6 +5,7 @@ mod client;
 mod component;
 mod control_plane;
 mod controller_manager;
+mod explain;
 mod flags;
 mod gated_client;
 mod health;
@@ -49,6 +50,8 @@ enum Command {
     Slices(offline::SlicesArgs),
     /// Print the CustomResourceDefinitions svcplane uses, generated from its Rust types.
     Crds,
+    /// Explain an object's whole chain (`explain service NAME`), from a cluster or from files.
+    Explain(explain::ExplainArgs),
 }
 
 fn parse() -> Result<Args, ExitCode> {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Up(args) => runtime.block_on(up::run(args)),
         Command::ControllerManager(args) => runtime.block_on(controller_manager::run(*args)),
         Command::Webhook(args) => runtime.block_on(webhook_server::run(args)),
+        Command::Explain(args) => runtime.block_on(explain::run(args)),
         Command::Validate(_) | Command::Slices(_) | Command::Crds => Ok(()),
     };
     // Let in-flight tasks end without blocking exit on a stuck watch.

@@ -125,6 +125,18 @@ impl PodInfo {
         !self.terminal && self.has_ip && (include_terminating || !self.terminating)
     }
 
+    /// The conditions of the endpoint this pod becomes (upstream's `podToEndpoint`): serving
+    /// is the pod's readiness; ready also asks that it is not terminating, unless the Service
+    /// publishes not-ready addresses.
+    pub fn endpoint_conditions(&self, publish_not_ready: bool) -> EndpointConditionsOf {
+        let serving = self.ready;
+        EndpointConditionsOf {
+            ready: publish_not_ready || (serving && !self.terminating),
+            serving,
+            terminating: self.terminating,
+        }
+    }
+
     /// Whether the endpoint gets `hostname`: set, and `subdomain` names the Service in the
     /// pod's namespace.
     pub fn should_set_hostname(&self, service_name: &str, service_namespace: &str) -> bool {
@@ -144,6 +156,17 @@ impl PodInfo {
             .iter()
             .all(|(k, v)| self.labels.get(k).is_some_and(|have| have == v))
     }
+}
+
+/// The `ready`, `serving` and `terminating` conditions of a pod's endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointConditionsOf {
+    /// Traffic may be sent to it.
+    pub ready: bool,
+    /// It answers (its pod is Ready), terminating or not.
+    pub serving: bool,
+    /// Its pod is being deleted.
+    pub terminating: bool,
 }
 
 /// One shared copy of each distinct label set, namespace or node name, and port list among

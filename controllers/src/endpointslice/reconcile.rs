@@ -336,8 +336,8 @@ impl<'a> Context<'a> {
                     .filter(|ip| is_ipv6_canonical(ip) == want_v6),
             ),
         };
-        let serving = pod.ready;
-        let ready = self.publish_not_ready || (serving && !pod.terminating);
+        let conditions = pod.endpoint_conditions(self.publish_not_ready);
+        let (ready, serving) = (conditions.ready, conditions.serving);
         let hostname = pod
             .should_set_hostname(self.name, self.namespace)
             .then_some(&*pod.hostname);
