@@ -151,35 +151,71 @@ async fn apply_fixture(client: &kube::Client) {
         create::<Service>(client, None, body).await;
     }
     let port = |name: &str, port: i32, protocol: &str| json!({"name": name, "port": port, "protocol": protocol});
-    let slice = |name: &str, service: Option<&str>, family: &str, ports: Value, endpoints: Value| {
-        let mut labels = serde_json::Map::new();
-        if let Some(service) = service {
-            labels.insert("kubernetes.io/service-name".into(), json!(service));
-        }
-        json!({"metadata": {"name": name, "labels": labels}, "addressType": family,
+    let slice =
+        |name: &str, service: Option<&str>, family: &str, ports: Value, endpoints: Value| {
+            let mut labels = serde_json::Map::new();
+            if let Some(service) = service {
+                labels.insert("kubernetes.io/service-name".into(), json!(service));
+            }
+            json!({"metadata": {"name": name, "labels": labels}, "addressType": family,
             "ports": ports, "endpoints": endpoints})
-    };
+        };
     let slices = [
-        slice("web-a", Some("web"), "IPv4", json!([port("http", 80, "TCP"), port("dns", 53, "UDP")]),
+        slice(
+            "web-a",
+            Some("web"),
+            "IPv4",
+            json!([port("http", 80, "TCP"), port("dns", 53, "UDP")]),
             json!([{"addresses": ["10.244.3.1"], "hostname": "web-ep", "conditions": {"ready": true}},
-                   {"addresses": ["10.244.3.2"], "conditions": {"ready": true}}])),
-        slice("hl-v4", Some("hl"), "IPv4", json!([port("http", 8080, "TCP"), port("metrics", 9090, "TCP")]),
+                   {"addresses": ["10.244.3.2"], "conditions": {"ready": true}}]),
+        ),
+        slice(
+            "hl-v4",
+            Some("hl"),
+            "IPv4",
+            json!([port("http", 8080, "TCP"), port("metrics", 9090, "TCP")]),
             json!([{"addresses": ["10.244.1.1"], "hostname": "hl-0", "conditions": {"ready": true}},
                    {"addresses": ["10.244.1.2"], "conditions": {"ready": true}},
                    {"addresses": ["10.244.1.3"], "conditions": {"ready": false}},
-                   {"addresses": ["10.244.1.4"], "conditions": {}}])),
-        slice("hl-v6", Some("hl"), "IPv6", json!([port("http", 8080, "TCP")]),
+                   {"addresses": ["10.244.1.4"], "conditions": {}}]),
+        ),
+        slice(
+            "hl-v6",
+            Some("hl"),
+            "IPv6",
+            json!([port("http", 8080, "TCP")]),
             json!([{"addresses": ["fd00:10:244::1"], "hostname": "hl-0", "conditions": {"ready": true}},
-                   {"addresses": ["fd00:10:244::2"], "conditions": {"ready": true}}])),
-        slice("hl-pnra-a", Some("hl-pnra"), "IPv4", json!([port("peer", 2380, "TCP")]),
+                   {"addresses": ["fd00:10:244::2"], "conditions": {"ready": true}}]),
+        ),
+        slice(
+            "hl-pnra-a",
+            Some("hl-pnra"),
+            "IPv4",
+            json!([port("peer", 2380, "TCP")]),
             json!([{"addresses": ["10.244.5.1"], "hostname": "etcd-0", "conditions": {"ready": true, "serving": false}},
-                   {"addresses": ["10.244.5.2"], "hostname": "etcd-1", "conditions": {"ready": true, "serving": false, "terminating": false}}])),
-        slice("hl-empty-a", Some("hl-empty"), "IPv4", json!([port("http", 80, "TCP")]),
-            json!([{"addresses": ["10.244.6.1"], "conditions": {"ready": false}}])),
-        slice("hl-noports-a", Some("hl-noports"), "IPv4", json!([]),
-            json!([{"addresses": ["10.244.2.1"], "conditions": {"ready": true}}])),
-        slice("orphan", None, "IPv4", json!([port("http", 80, "TCP")]),
-            json!([{"addresses": ["10.244.4.1"], "conditions": {"ready": true}}])),
+                   {"addresses": ["10.244.5.2"], "hostname": "etcd-1", "conditions": {"ready": true, "serving": false, "terminating": false}}]),
+        ),
+        slice(
+            "hl-empty-a",
+            Some("hl-empty"),
+            "IPv4",
+            json!([port("http", 80, "TCP")]),
+            json!([{"addresses": ["10.244.6.1"], "conditions": {"ready": false}}]),
+        ),
+        slice(
+            "hl-noports-a",
+            Some("hl-noports"),
+            "IPv4",
+            json!([]),
+            json!([{"addresses": ["10.244.2.1"], "conditions": {"ready": true}}]),
+        ),
+        slice(
+            "orphan",
+            None,
+            "IPv4",
+            json!([port("http", 80, "TCP")]),
+            json!([{"addresses": ["10.244.4.1"], "conditions": {"ready": true}}]),
+        ),
     ];
     for body in slices {
         create::<EndpointSlice>(client, None, body).await;
@@ -197,42 +233,102 @@ fn corpus() -> Vec<(String, RecordType, DNSClass)> {
     };
     use RecordType::*;
     let all = [A, AAAA, SRV, TXT, CNAME, PTR, MX, HINFO, SOA, NS];
-    for svc in ["web", "dual", "hl", "hl-pnra", "hl-empty", "hl-noports", "ext", "ext-in", "ext-ip", "nope"] {
+    for svc in [
+        "web",
+        "dual",
+        "hl",
+        "hl-pnra",
+        "hl-empty",
+        "hl-noports",
+        "ext",
+        "ext-in",
+        "ext-ip",
+        "nope",
+    ] {
         add(format!("{svc}.{NS}.svc.{z}"), &all);
     }
     for name in [
-        "_http._tcp.web", "_dns._udp.web", "_http._udp.web", "_dns._tcp.web", "http.tcp.web",
-        "_HTTP._TCP.WEB", "_https._tcp.dual", "_http._tcp.dual", "_http._tcp.hl", "_metrics._tcp.hl",
-        "_peer._tcp.hl-pnra", "_http._tcp.hl-empty", "_http._tcp.ext", "_tcp.web", "_http.web",
-        "hl-0.hl", "10-244-1-2.hl", "10-244-1-3.hl", "10-244-1-4.hl", "fd00-10-244--2.hl",
-        "etcd-0.hl-pnra", "web-ep.web", "10-244-3-2.web", "nope.web", "x.hl", "a.b.c.web",
-        "10-244-2-1.hl-noports", "sub.ext",
+        "_http._tcp.web",
+        "_dns._udp.web",
+        "_http._udp.web",
+        "_dns._tcp.web",
+        "http.tcp.web",
+        "_HTTP._TCP.WEB",
+        "_https._tcp.dual",
+        "_http._tcp.dual",
+        "_http._tcp.hl",
+        "_metrics._tcp.hl",
+        "_peer._tcp.hl-pnra",
+        "_http._tcp.hl-empty",
+        "_http._tcp.ext",
+        "_tcp.web",
+        "_http.web",
+        "hl-0.hl",
+        "10-244-1-2.hl",
+        "10-244-1-3.hl",
+        "10-244-1-4.hl",
+        "fd00-10-244--2.hl",
+        "etcd-0.hl-pnra",
+        "web-ep.web",
+        "10-244-3-2.web",
+        "nope.web",
+        "x.hl",
+        "a.b.c.web",
+        "10-244-2-1.hl-noports",
+        "sub.ext",
     ] {
         add(format!("{name}.{NS}.svc.{z}"), &[A, AAAA, SRV, TXT]);
     }
     for name in [
-        z.to_owned(), format!("svc.{z}"), format!("pod.{z}"), format!("{NS}.svc.{z}"),
-        format!("nons.svc.{z}"), format!("{NS}.pod.{z}"), format!("nons.pod.{z}"),
-        format!("dns-version.{z}"), format!("ns.dns.{z}"), format!("foo.{z}"), format!("x.foo.{z}"),
-        format!("10-244-1-1.{NS}.pod.{z}"), format!("fd00--1.{NS}.pod.{z}"),
-        format!("blah.{NS}.pod.{z}"), format!("1-2-3-4.nons.pod.{z}"), format!("01-2-3-4.{NS}.pod.{z}"),
+        z.to_owned(),
+        format!("svc.{z}"),
+        format!("pod.{z}"),
+        format!("{NS}.svc.{z}"),
+        format!("nons.svc.{z}"),
+        format!("{NS}.pod.{z}"),
+        format!("nons.pod.{z}"),
+        format!("dns-version.{z}"),
+        format!("ns.dns.{z}"),
+        format!("foo.{z}"),
+        format!("x.foo.{z}"),
+        format!("10-244-1-1.{NS}.pod.{z}"),
+        format!("fd00--1.{NS}.pod.{z}"),
+        format!("blah.{NS}.pod.{z}"),
+        format!("1-2-3-4.nons.pod.{z}"),
+        format!("01-2-3-4.{NS}.pod.{z}"),
         format!("extra.10-244-1-1.{NS}.pod.{z}"),
-        "WEB.DnsDiff.SVC.Cluster.Local.".to_owned(), "Cluster.Local.".to_owned(),
-        "NS.DNS.Cluster.Local.".to_owned(), format!("Hl-0.HL.{NS}.svc.CLUSTER.local."),
+        "WEB.DnsDiff.SVC.Cluster.Local.".to_owned(),
+        "Cluster.Local.".to_owned(),
+        "NS.DNS.Cluster.Local.".to_owned(),
+        format!("Hl-0.HL.{NS}.svc.CLUSTER.local."),
         format!("_Http._Tcp.Hl.{NS}.SVC.cluster.LOCAL."),
     ] {
         add(name, &[A, AAAA, SRV, TXT, SOA, NS, HINFO]);
     }
     for ip in [
-        "10.96.10.1", "10.96.10.2", "fd00:10:96::a", "10.244.1.1", "10.244.1.3", "fd00:10:244::1",
-        "10.244.3.1", "10.244.3.2", "10.244.5.1", "10.244.4.1", "10.244.6.1", "192.0.2.1",
+        "10.96.10.1",
+        "10.96.10.2",
+        "fd00:10:96::a",
+        "10.244.1.1",
+        "10.244.1.3",
+        "fd00:10:244::1",
+        "10.244.3.1",
+        "10.244.3.2",
+        "10.244.5.1",
+        "10.244.4.1",
+        "10.244.6.1",
+        "192.0.2.1",
     ] {
         let ip: std::net::IpAddr = ip.parse().expect("ip");
         add(reverse_name(ip), &[PTR, A]);
     }
-    for name in ["10.96.in-addr.arpa.", "in-addr.arpa.", "ip6.arpa.", "x.10.96.10.1.in-addr.arpa.",
-        "1.10.96.10.In-Addr.Arpa."]
-    {
+    for name in [
+        "10.96.in-addr.arpa.",
+        "in-addr.arpa.",
+        "ip6.arpa.",
+        "x.10.96.10.1.in-addr.arpa.",
+        "1.10.96.10.In-Addr.Arpa.",
+    ] {
         add(name.to_owned(), &[PTR, A, SOA, NS]);
     }
     add("example.com.".into(), &[A]);
@@ -384,11 +480,17 @@ async fn dns_matches_coredns(kind: BackendKind) {
     }
     // A few answers in full, to show what "identical" covered.
     for (name, qtype) in [
-        (format!("_http._tcp.hl.{NS}.svc.cluster.local."), RecordType::SRV),
+        (
+            format!("_http._tcp.hl.{NS}.svc.cluster.local."),
+            RecordType::SRV,
+        ),
         (format!("dual.{NS}.svc.cluster.local."), RecordType::SRV),
         (format!("ext-in.{NS}.svc.cluster.local."), RecordType::A),
     ] {
-        eprintln!("{name} {qtype}: {}", ask(ours_addr, &name, qtype, DNSClass::IN).await);
+        eprintln!(
+            "{name} {qtype}: {}",
+            ask(ours_addr, &name, qtype, DNSClass::IN).await
+        );
     }
     eprintln!(
         "{} backend: {} queries, {same} identical, {documented} documented differences, {} unexpected",
