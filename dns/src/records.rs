@@ -46,7 +46,18 @@ pub fn records_for_service(
         return Vec::new();
     };
     let base = [service.name.as_str(), service.namespace.as_str(), "svc"];
-    let mut names: Vec<Name> = prepend(&base, zone).into_iter().collect();
+    const ADDRESSES_AND_SRV: &[RecordType] = &[
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::CNAME,
+        RecordType::SRV,
+    ];
+    // Port names answer A/AAAA too (as CoreDNS does), but what they are for is SRV.
+    const SRV_ONLY: &[RecordType] = &[RecordType::SRV];
+    let mut names: Vec<(Name, &[RecordType])> = prepend(&base, zone)
+        .into_iter()
+        .map(|n| (n, ADDRESSES_AND_SRV))
+        .collect();
     // Port and protocol names come from the Service for a ClusterIP, from the slices otherwise.
     let mut ports = BTreeSet::new();
     let mut reverse: BTreeSet<IpAddr> = BTreeSet::new();
@@ -72,10 +83,8 @@ pub fn records_for_service(
         }
         let port = format!("_{port}");
         let protocol = format!("_{protocol}");
-        names.extend(prepend(
-            &[&port, &protocol, base[0], base[1], base[2]],
-            zone,
-        ));
+        let name = prepend(&[&port, &protocol, base[0], base[1], base[2]], zone);
+        names.extend(name.map(|n| (n, SRV_ONLY)));
     }
     if !matches!(service.kind, ServiceKind::ExternalName(_)) {
         let mut endpoints = BTreeSet::new();
@@ -87,18 +96,16 @@ pub fn records_for_service(
         }
         // Endpoint names answer for ClusterIP Services too, but say most for headless ones.
         for endpoint in endpoints {
-            names.extend(prepend(&[&endpoint, base[0], base[1], base[2]], zone));
+            names.extend(
+                prepend(&[&endpoint, base[0], base[1], base[2]], zone)
+                    .map(|n| (n, ADDRESSES_AND_SRV)),
+            );
         }
     }
     let mut sets = Vec::new();
-    for name in &names {
-        for qtype in [
-            RecordType::A,
-            RecordType::AAAA,
-            RecordType::CNAME,
-            RecordType::SRV,
-        ] {
-            push_set(&mut sets, config, &index, name, qtype);
+    for (name, qtypes) in &names {
+        for qtype in qtypes.iter() {
+            push_set(&mut sets, config, &index, name, *qtype);
         }
     }
     for ip in reverse {

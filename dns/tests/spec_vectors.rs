@@ -962,7 +962,7 @@ fn fixture_f2() -> DnsIndex {
         "svc1-slice1",
         "svc1",
         http(),
-        vec![addr("10.0.0.100", "ep1a"), addr("10.0.0.19", "double-ep")],
+        vec![addr("10.0.0.100", "ep1a"), addr("10.0.0.99", "double-ep")],
     ));
     index.apply_slice(slice(
         "testns",
@@ -987,7 +987,7 @@ fn fixture_f2() -> DnsIndex {
         "svc2-slice1",
         "svc2",
         http(),
-        vec![addr("10.0.0.19", "double-ep")],
+        vec![addr("10.0.0.99", "double-ep")],
     ));
     index.set_serial(1499347823);
     index.set_synced(true);
@@ -1231,5 +1231,86 @@ fn headless_without_ready_addresses_is_nxdomain_for_every_type() {
                 []
             ),
         ],
+    );
+}
+
+#[test]
+fn records_for_a_service_are_what_the_server_answers() {
+    let config = DnsConfig::default();
+    let index = fixture_f1();
+    let hdls1 = index.service("testns", "hdls1").unwrap().clone();
+    let slices: Vec<SliceInfo> = index
+        .slices_of("testns", "hdls1")
+        .into_iter()
+        .cloned()
+        .collect();
+    let sets = dns::records_for_service(&config, &hdls1, &slices);
+    let shown: Vec<String> = sets
+        .iter()
+        .map(|s| {
+            let answers: Vec<String> = show(&s.answers).into_iter().collect();
+            format!("{} {} [{}]", s.name, s.qtype, answers.join(", "))
+                .replace(".testns.svc.cluster.local.", "~")
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "hdls1~ A [hdls1~ 5 A 172.0.0.2, hdls1~ 5 A 172.0.0.3, hdls1~ 5 A 172.0.0.4, hdls1~ 5 A 172.0.0.5]",
+            "hdls1~ AAAA [hdls1~ 5 AAAA 5678:abcd::1, hdls1~ 5 AAAA 5678:abcd::2]",
+            "hdls1~ SRV [hdls1~ 5 SRV 0 16 80 172-0-0-2.hdls1~, hdls1~ 5 SRV 0 16 80 172-0-0-3.hdls1~, hdls1~ 5 SRV 0 16 80 5678-abcd--1.hdls1~, hdls1~ 5 SRV 0 16 80 5678-abcd--2.hdls1~, hdls1~ 5 SRV 0 16 80 dup-name.hdls1~]",
+            "_http._tcp.hdls1~ SRV [_http._tcp.hdls1~ 5 SRV 0 16 80 172-0-0-2.hdls1~, _http._tcp.hdls1~ 5 SRV 0 16 80 172-0-0-3.hdls1~, _http._tcp.hdls1~ 5 SRV 0 16 80 5678-abcd--1.hdls1~, _http._tcp.hdls1~ 5 SRV 0 16 80 5678-abcd--2.hdls1~, _http._tcp.hdls1~ 5 SRV 0 16 80 dup-name.hdls1~]",
+            "172-0-0-2.hdls1~ A [172-0-0-2.hdls1~ 5 A 172.0.0.2]",
+            "172-0-0-2.hdls1~ SRV [172-0-0-2.hdls1~ 5 SRV 0 100 80 172-0-0-2.hdls1~]",
+            "172-0-0-3.hdls1~ A [172-0-0-3.hdls1~ 5 A 172.0.0.3]",
+            "172-0-0-3.hdls1~ SRV [172-0-0-3.hdls1~ 5 SRV 0 100 80 172-0-0-3.hdls1~]",
+            "5678-abcd--1.hdls1~ AAAA [5678-abcd--1.hdls1~ 5 AAAA 5678:abcd::1]",
+            "5678-abcd--1.hdls1~ SRV [5678-abcd--1.hdls1~ 5 SRV 0 100 80 5678-abcd--1.hdls1~]",
+            "5678-abcd--2.hdls1~ AAAA [5678-abcd--2.hdls1~ 5 AAAA 5678:abcd::2]",
+            "5678-abcd--2.hdls1~ SRV [5678-abcd--2.hdls1~ 5 SRV 0 100 80 5678-abcd--2.hdls1~]",
+            "dup-name.hdls1~ A [dup-name.hdls1~ 5 A 172.0.0.4, dup-name.hdls1~ 5 A 172.0.0.5]",
+            "dup-name.hdls1~ SRV [dup-name.hdls1~ 5 SRV 0 50 80 dup-name.hdls1~]",
+            "2.0.0.172.in-addr.arpa. PTR [2.0.0.172.in-addr.arpa. 5 PTR 172-0-0-2.hdls1~]",
+            "3.0.0.172.in-addr.arpa. PTR [3.0.0.172.in-addr.arpa. 5 PTR 172-0-0-3.hdls1~]",
+            "4.0.0.172.in-addr.arpa. PTR [4.0.0.172.in-addr.arpa. 5 PTR dup-name.hdls1~]",
+            "5.0.0.172.in-addr.arpa. PTR [5.0.0.172.in-addr.arpa. 5 PTR dup-name.hdls1~]",
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.c.b.a.8.7.6.5.ip6.arpa. PTR [1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.c.b.a.8.7.6.5.ip6.arpa. 5 PTR 5678-abcd--1.hdls1~]",
+            "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.c.b.a.8.7.6.5.ip6.arpa. PTR [2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.c.b.a.8.7.6.5.ip6.arpa. 5 PTR 5678-abcd--2.hdls1~]",
+        ]
+    );
+
+    // A ClusterIP Service: its address, SRV per port, its endpoints' names, PTR of the ClusterIP.
+    let svc1 = index.service("testns", "svc1").unwrap().clone();
+    let slices: Vec<SliceInfo> = index
+        .slices_of("testns", "svc1")
+        .into_iter()
+        .cloned()
+        .collect();
+    let sets = dns::records_for_service(&config, &svc1, &slices);
+    let names: Vec<String> = sets
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.qtype).replace(".testns.svc.cluster.local.", "~"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "svc1~ A",
+            "svc1~ SRV",
+            "_http._tcp.svc1~ SRV",
+            "ep1a.svc1~ A",
+            "ep1a.svc1~ SRV",
+            "1.0.0.10.in-addr.arpa. PTR",
+            "1.0.0.172.in-addr.arpa. PTR"
+        ]
+    );
+    assert_eq!(show(&sets[1].additional), set(&["svc1~ 5 A 10.0.0.1"]));
+
+    // An ExternalName Service: one CNAME.
+    let external = index.service("testns", "external").unwrap().clone();
+    let sets = dns::records_for_service(&config, &external, &[]);
+    assert_eq!(sets.len(), 1);
+    assert_eq!(
+        show(&sets[0].answers),
+        set(&["external~ 5 CNAME ext.interwebs.test."])
     );
 }
