@@ -144,7 +144,7 @@ impl Question<'_> {
     fn answer(&self, qname: &Name, qtype: RecordType) -> Answer {
         // `state.Name() == zone` in handler.go compares the lower-cased name with the zone in
         // the query's case: an apex written with capitals is not the apex for NS.
-        let lower_is_zone = qname.to_lowercase().to_ascii() == self.zone.to_ascii();
+        let lower_is_zone = || qname.to_lowercase().eq_case(&self.zone);
         let mut truncated = false;
         let mut additional = Vec::new();
         let result: Lookup<Vec<Record>> = match qtype {
@@ -168,7 +168,7 @@ impl Question<'_> {
                 Vec::new()
             }),
             RecordType::AXFR | RecordType::IXFR => return Answer::refused(),
-            RecordType::NS if lower_is_zone => self.ns(qname).map(|(records, extra)| {
+            RecordType::NS if lower_is_zone() => self.ns(qname).map(|(records, extra)| {
                 additional = extra;
                 records
             }),
@@ -499,6 +499,13 @@ impl Question<'_> {
     /// ns.go `isDefaultNS`: the name is exactly `ns.dns.<zone>`, where the lower-cased name is
     /// compared with the zone in the query's case (so `ns.dns.CLUSTER.local.` is not).
     fn is_default_ns(&self, name: &Name) -> bool {
+        let mut labels = name.iter();
+        let (Some(ns), Some(dns)) = (labels.next(), labels.next()) else {
+            return false;
+        };
+        if !ns.eq_ignore_ascii_case(b"ns") || !dns.eq_ignore_ascii_case(b"dns") {
+            return false;
+        }
         let lower = name.to_lowercase().to_ascii();
         lower.strip_prefix("ns.dns.") == Some(self.zone.to_ascii().as_str())
     }

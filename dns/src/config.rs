@@ -137,11 +137,15 @@ pub fn parse_zone(zone: &str) -> Result<Name, ConfigError> {
     Ok(name.to_lowercase())
 }
 
-/// Whether `name` is under `in-addr.arpa.` or `ip6.arpa.`.
+/// Whether `name` is under `in-addr.arpa.` or `ip6.arpa.` (or is one of them).
 pub fn is_reverse(name: &Name) -> bool {
-    let arpa4 = Name::from_ascii("in-addr.arpa.").unwrap_or_default();
-    let arpa6 = Name::from_ascii("ip6.arpa.").unwrap_or_default();
-    arpa4.zone_of(name) || arpa6.zone_of(name)
+    // Label by label: this runs for every query, and parsing the two names each time showed up.
+    let mut labels = name.iter().rev();
+    let (Some(last), Some(second)) = (labels.next(), labels.next()) else {
+        return false;
+    };
+    last.eq_ignore_ascii_case(b"arpa")
+        && (second.eq_ignore_ascii_case(b"in-addr") || second.eq_ignore_ascii_case(b"ip6"))
 }
 
 #[cfg(test)]
