@@ -388,9 +388,19 @@ fn summary(m: &Message) -> String {
 }
 
 async fn ask(server: SocketAddr, name: &str, qtype: RecordType, class: DNSClass) -> String {
+    ask_over(server, Transport::Udp, name, qtype, class).await
+}
+
+async fn ask_over(
+    server: SocketAddr,
+    transport: Transport,
+    name: &str,
+    qtype: RecordType,
+    class: DNSClass,
+) -> String {
     let mut query = ProbeQuery::new(Name::from_ascii(name).expect("name"), qtype);
     query.class = class;
-    match probe(server, Transport::Udp, &query, Duration::from_secs(2)).await {
+    match probe(server, transport, &query, Duration::from_secs(2)).await {
         Ok(m) => summary(&m),
         Err(e) => format!("no answer: {e}"),
     }
@@ -465,17 +475,27 @@ async fn dns_matches_coredns(kind: BackendKind) {
     let mut same = 0;
     let mut documented = 0;
     let mut diffs = Vec::new();
-    for (name, qtype, class) in &corpus {
-        let theirs = ask(coredns_addr, name, *qtype, *class).await;
-        let mine = ask(ours_addr, name, *qtype, *class).await;
-        if theirs == mine {
-            same += 1;
-        } else if documented_difference(name, *qtype, &theirs, &mine) {
-            documented += 1;
+    let mut asked = 0;
+    for (i, (name, qtype, class)) in corpus.iter().enumerate() {
+        // Every query over UDP, every fifth over TCP too.
+        let transports: &[Transport] = if i % 5 == 4 {
+            &[Transport::Udp, Transport::Tcp]
         } else {
-            diffs.push(format!(
-                "{name} {qtype} {class}\n  coredns  {theirs}\n  svcplane {mine}"
-            ));
+            &[Transport::Udp]
+        };
+        for transport in transports {
+            asked += 1;
+            let theirs = ask_over(coredns_addr, *transport, name, *qtype, *class).await;
+            let mine = ask_over(ours_addr, *transport, name, *qtype, *class).await;
+            if theirs == mine {
+                same += 1;
+            } else if documented_difference(name, *qtype, &theirs, &mine) {
+                documented += 1;
+            } else {
+                diffs.push(format!(
+                    "{name} {qtype} {class} over {transport:?}\n  coredns  {theirs}\n  svcplane {mine}"
+                ));
+            }
         }
     }
     // A few answers in full, to show what "identical" covered.
@@ -493,7 +513,7 @@ async fn dns_matches_coredns(kind: BackendKind) {
         );
     }
     eprintln!(
-        "{} backend: {} queries, {same} identical, {documented} documented differences, {} unexpected",
+        "{} backend: {} questions ({asked} asked: all over UDP, every fifth over TCP too), {same} identical, {documented} documented differences, {} unexpected",
         kind.name(),
         corpus.len(),
         diffs.len()
