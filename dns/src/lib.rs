@@ -2,7 +2,7 @@
 //! `kubernetes` plugin serves them (v1.15.0; the differences are in docs/dns.md).
 //!
 //! The core is pure: [`DnsIndex`] holds Services, EndpointSlices, Namespaces and Pods as plain
-//! data ([`objects`]), and [`answer`] turns a question into a response. The shell is
+//! data ([`objects`]), and [`answer()`] turns a question into a response. The shell is
 //! [`ClusterDns`]: watches that keep the index ([`watch`]) and a hickory-server on UDP and TCP
 //! ([`server`]), both stopped by one `kuberun::Shutdown`.
 
