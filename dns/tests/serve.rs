@@ -293,3 +293,82 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_verified_answers_running_pods_only() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+
+    let env = TestEnv::start().await.expect("testenv");
+    let (trigger, shutdown) = shutdown_channel();
+    let mut config = DnsConfig::default();
+    config.pods = dns::PodMode::Verified;
+    let dns = ClusterDns::start(
+        env.client(),
+        config,
+        "127.0.0.1:0".parse().expect("addr"),
+        shutdown,
+    )
+    .await
+    .expect("dns starts");
+    assert!(dns.wait_synced(WAIT).await, "the watches listed (Pods too)");
+    let server = dns.local_addr();
+    let pods: Api<Pod> = Api::namespaced(env.client(), "default");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))
+    .expect("pod JSON");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
+    let status = |phase: &str| {
+        json!({"status": {"phase": phase, "podIP": "10.244.9.9",
+            "podIPs": [{"ip": "10.244.9.9"}, {"ip": "fd00:10:244::9"}]}})
+    };
+    pods.patch_status(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(&status("Running")),
+    )
+    .await
+    .expect("status written");
+    let name = "10-244-9-9.default.pod.cluster.local.";
+    until_resolvable(server, name, RecordType::A).await;
+    // Every podIPs entry is indexed (CoreDNS 1.15), not only podIP.
+    until_resolvable(
+        server,
+        "fd00-10-244--9.default.pod.cluster.local.",
+        RecordType::AAAA,
+    )
+    .await;
+    // Not a pod's IP: NXDOMAIN in verified mode (insecure would answer).
+    let other = ask(
+        server,
+        Transport::Udp,
+        "10-244-9-8.default.pod.cluster.local.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(other.metadata.response_code, ResponseCode::NXDomain);
+    // An ended pod answers no more.
+    pods.patch_status(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(&status("Succeeded")),
+    )
+    .await
+    .expect("status written");
+    let started = Instant::now();
+    loop {
+        let got = ask(server, Transport::Udp, name, RecordType::A).await;
+        if got.metadata.response_code == ResponseCode::NXDomain {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the ended pod still answers: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    trigger.fire();
+    dns.stopped().await;
+}
