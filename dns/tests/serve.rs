@@ -301,8 +301,10 @@ async fn pods_verified_answers_running_pods_only() {
 
     let env = TestEnv::start().await.expect("testenv");
     let (trigger, shutdown) = shutdown_channel();
-    let mut config = DnsConfig::default();
-    config.pods = dns::PodMode::Verified;
+    let config = DnsConfig {
+        pods: dns::PodMode::Verified,
+        ..DnsConfig::default()
+    };
     let dns = ClusterDns::start(
         env.client(),
         config,
