@@ -1,6 +1,7 @@
 //! svcplane's cluster DNS against CoreDNS (v1.15.0, its kubernetes plugin, built by
 //! scripts/coredns): both watch the same API server (testenv, and the real kube-apiserver), one
-//! fixture is applied, and every query of a corpus goes to both. rcode, AA, TC and the answer,
+//! fixture is applied, and every query of a corpus goes to both. rcode, AA, TC, RD, RA, the EDNS
+//! payload and the answer,
 //! authority and additional sections (as sets, TTLs included; the SOA serial, a timestamp, left
 //! out) must be equal, except for the differences docs/dns.md lists, asserted here as such.
 //!
@@ -377,10 +378,13 @@ fn show(records: &[Record]) -> BTreeSet<String> {
 /// What is compared of a response.
 fn summary(m: &Message) -> String {
     format!(
-        "{} aa={} tc={}\n    answer {:?}\n    authority {:?}\n    additional {:?}",
+        "{} aa={} tc={} rd={} ra={} edns={:?}\n    answer {:?}\n    authority {:?}\n    additional {:?}",
         m.metadata.response_code,
         m.metadata.authoritative,
         m.metadata.truncation,
+        m.metadata.recursion_desired,
+        m.metadata.recursion_available,
+        m.edns.as_ref().map(|e| e.max_payload()),
         show(&m.answers),
         show(&m.authorities),
         show(&m.additionals)
