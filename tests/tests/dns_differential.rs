@@ -1,9 +1,9 @@
 //! svcplane's cluster DNS against CoreDNS (v1.15.0, its kubernetes plugin, built by
 //! scripts/coredns): both watch the same API server (testenv, and the real kube-apiserver), one
 //! fixture is applied, and every query of a corpus goes to both. rcode, AA, TC, RD, RA, the EDNS
-//! payload and the answer,
-//! authority and additional sections (as sets, TTLs included; the SOA serial, a timestamp, left
-//! out) must be equal, except for the differences docs/dns.md lists, asserted here as such.
+//! payload and the answer, authority and additional sections (as sets, TTLs included; the SOA
+//! serial, a timestamp, left out) must be equal, except for the differences docs/dns.md lists,
+//! asserted here as such.
 //!
 //! Without a CoreDNS build the test says so and passes; under CI=true it fails.
 
