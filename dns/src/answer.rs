@@ -45,8 +45,8 @@ pub struct Answer {
 pub struct AnswerFlags {
     /// AA: every answer from a served zone is authoritative.
     pub authoritative: bool,
-    /// TC, as a chased CNAME's upstream answer had it (never set by this index alone; the
-    /// server sets it again when a UDP answer does not fit).
+    /// TC. CoreDNS copies it from an upstream answer to a chased CNAME; svcplane has no
+    /// upstream, so the index never sets it (the server sets TC when a UDP answer does not fit).
     pub truncated: bool,
 }
 
@@ -145,15 +145,9 @@ impl Question<'_> {
         // `state.Name() == zone` in handler.go compares the lower-cased name with the zone in
         // the query's case: an apex written with capitals is not the apex for NS.
         let lower_is_zone = || qname.to_lowercase().eq_case(&self.zone);
-        let mut truncated = false;
         let mut additional = Vec::new();
         let result: Lookup<Vec<Record>> = match qtype {
-            RecordType::A | RecordType::AAAA => {
-                self.address(qname, qtype, &[]).map(|(records, tc)| {
-                    truncated = tc;
-                    records
-                })
-            }
+            RecordType::A | RecordType::AAAA => self.address(qname, qtype, &[]),
             RecordType::TXT => self.txt(qname),
             RecordType::CNAME => self.cname(qname),
             RecordType::PTR => self.ptr(qname),
@@ -201,10 +195,7 @@ impl Question<'_> {
             },
             Ok(records) => Answer {
                 rcode: ResponseCode::NoError,
-                flags: AnswerFlags {
-                    authoritative: true,
-                    truncated,
-                },
+                flags: authoritative,
                 answers: records,
                 authority: Vec::new(),
                 additional,
@@ -559,16 +550,10 @@ impl Question<'_> {
 
     /// backend_lookup.go `A` / `AAAA`: addresses of `qtype`'s family, CNAMEs chased inside
     /// the zone; `previous` holds the CNAMEs of the chain so far.
-    fn address(
-        &self,
-        qname: &Name,
-        qtype: RecordType,
-        previous: &[Name],
-    ) -> Lookup<(Vec<Record>, bool)> {
+    fn address(&self, qname: &Name, qtype: RecordType, previous: &[Name]) -> Lookup<Vec<Record>> {
         let entries = self.services(qname, qtype)?;
         let mut records = Vec::new();
         let mut seen = BTreeSet::new();
-        let truncated = false;
         for entry in entries {
             match entry.host {
                 Host::Target(target) => {
@@ -590,7 +575,7 @@ impl Question<'_> {
                     if self.zone.zone_of(&target) {
                         let mut chain = previous.to_vec();
                         chain.push(target.clone());
-                        if let Ok((next, _)) = self.address(&target, qtype, &chain)
+                        if let Ok(next) = self.address(&target, qtype, &chain)
                             && !next.is_empty()
                         {
                             records.push(cname);
@@ -611,7 +596,7 @@ impl Question<'_> {
                 Host::Text(_) => {}
             }
         }
-        Ok((records, truncated))
+        Ok(records)
     }
 
     /// backend_lookup.go `TXT`: only `dns-version` has data (Services never gives a TXT
