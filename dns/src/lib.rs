@@ -24,7 +24,7 @@ use std::time::Duration;
 pub use answer::{Answer, AnswerFlags, answer};
 pub use config::{ConfigError, DnsConfig, PodMode};
 pub use index::DnsIndex;
-pub use records::{ServiceRecordSet, records_for_service};
+pub use records::{ServiceRecordSet, records_for_service, records_for_service_objects};
 pub use server::{DnsServer, ServeError, SharedIndex};
 
 use kuberun::Shutdown;

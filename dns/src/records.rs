@@ -12,6 +12,8 @@ use crate::answer::{answer, endpoint_hostname, parse_go_ip, prepend};
 use crate::config::DnsConfig;
 use crate::index::DnsIndex;
 use crate::objects::{ServiceInfo, ServiceKind, SliceInfo};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// One name a Service answers to, with the records of one type there.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +129,24 @@ pub fn records_for_service(
         }
     }
     sets
+}
+
+/// [`records_for_service`] from the API objects: the Service and the EndpointSlices labelled
+/// with its name (others are ignored). Empty for a Service without a name or namespace.
+pub fn records_for_service_objects(
+    config: &DnsConfig,
+    service: &Service,
+    slices: &[EndpointSlice],
+) -> Vec<ServiceRecordSet> {
+    let Some(info) = ServiceInfo::from_service(service) else {
+        return Vec::new();
+    };
+    let slices: Vec<SliceInfo> = slices
+        .iter()
+        .filter_map(SliceInfo::from_slice)
+        .filter(|s| s.namespace == info.namespace && s.service == info.name)
+        .collect();
+    records_for_service(config, &info, &slices)
 }
 
 fn push_set(

@@ -1314,3 +1314,45 @@ fn records_for_a_service_are_what_the_server_answers() {
         set(&["external~ 5 CNAME ext.interwebs.test."])
     );
 }
+
+#[test]
+fn records_for_service_objects_reads_the_api_objects() {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"],
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}))
+    .unwrap();
+    let slice = |name: &str, service: &str| -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop",
+                "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.0.3"], "conditions": {"ready": true}}]}))
+        .unwrap()
+    };
+    let sets = dns::records_for_service_objects(
+        &DnsConfig::default(),
+        &service,
+        &[slice("web-1", "web"), slice("other-1", "other")],
+    );
+    let lines: Vec<String> = sets
+        .iter()
+        .flat_map(|s| s.answers.iter().map(|r| r.to_string()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "web.shop.svc.cluster.local. 5 IN A 10.96.0.7",
+            "web.shop.svc.cluster.local. 5 IN SRV 0 100 80 web.shop.svc.cluster.local.",
+            "_http._tcp.web.shop.svc.cluster.local. 5 IN SRV 0 100 80 web.shop.svc.cluster.local.",
+            "10-244-0-3.web.shop.svc.cluster.local. 5 IN A 10.244.0.3",
+            "10-244-0-3.web.shop.svc.cluster.local. 5 IN SRV 0 100 8080 10-244-0-3.web.shop.svc.cluster.local.",
+            "7.0.96.10.in-addr.arpa. 5 IN PTR web.shop.svc.cluster.local.",
+            "3.0.244.10.in-addr.arpa. 5 IN PTR 10-244-0-3.web.shop.svc.cluster.local.",
+        ]
+    );
+}
