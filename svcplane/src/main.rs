@@ -5,6 +5,7 @@ mod client;
 mod component;
 mod control_plane;
 mod controller_manager;
+mod dns_server;
 mod explain;
 mod flags;
 mod gated_client;
@@ -44,6 +45,9 @@ enum Command {
     ControllerManager(Box<controller_manager::ControllerManagerArgs>),
     /// Run the HTTPS admission webhook.
     Webhook(webhook_server::WebhookArgs),
+    /// Serve cluster DNS for a cluster's Services (CoreDNS's kubernetes plugin records) on UDP
+    /// and TCP.
+    Dns(dns_server::DnsArgs),
     /// Check Service manifests offline as the apiserver would (exit 1 invalid, 2 unreadable).
     Validate(offline::ValidateArgs),
     /// Print the EndpointSlices and Endpoints the controllers would write for the given files.
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::ControllerManager(args) => runtime.block_on(controller_manager::run(*args)),
         Command::Webhook(args) => runtime.block_on(webhook_server::run(args)),
         Command::Explain(args) => runtime.block_on(explain::run(args)),
+        Command::Dns(args) => runtime.block_on(dns_server::run(args)),
         Command::Validate(_) | Command::Slices(_) | Command::Crds => Ok(()),
     };
     // Let in-flight tasks end without blocking exit on a stuck watch.

@@ -1,13 +1,13 @@
 //! `svcplane up`: the playground. An API server on `--listen` (testenv, in memory; or with
 //! `--apiserver real`, kube-apiserver and etcd with kube-controller-manager), simulated nodes, the
-//! allocator registry, the admission webhook and every controller, until Ctrl-C or SIGTERM;
-//! `/healthz`, `/readyz` and `/metrics` on `--metrics-listen`.
+//! allocator registry, the admission webhook, every controller and cluster DNS (`--dns-listen`),
+//! until Ctrl-C or SIGTERM; `/healthz`, `/readyz` and `/metrics` on `--metrics-listen`.
 
 mod apiserver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use allocator::registry::AllocationMode;
@@ -62,6 +62,10 @@ pub struct UpArgs {
     /// Address of /healthz, /readyz and /metrics (port 0 picks one; the address is printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     metrics_listen: SocketAddr,
+    /// Address of cluster DNS, UDP and TCP, zone cluster.local (port 0 picks one; the address
+    /// is printed with a dig line).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    dns_listen: SocketAddr,
 }
 
 /// The controllers' cache-sync signals, named as `/readyz` lists them.
@@ -85,6 +89,7 @@ fn components(
     args: &UpArgs,
     api: SocketAddr,
     metrics: &Arc<Mutex<Registry>>,
+    dns_bound: &Arc<OnceLock<SocketAddr>>,
 ) -> (Vec<Component>, SyncSignals) {
     let registry_of_record = args.apiserver == ApiServerKind::Testenv;
     let mode = if registry_of_record {
@@ -159,6 +164,7 @@ fn components(
         control_plane::endpoints(endpoints),
         control_plane::mirroring(mirroring),
         control_plane::allocation_repair(repair, repair_metrics),
+        crate::dns_server::component(args.dns_listen, dns_bound.clone()),
     ]);
     (components, signals)
 }
@@ -213,7 +219,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
 
     let metrics = Arc::new(Mutex::new(Registry::default()));
-    let (components, signals) = components(&args, api.addr(), &metrics);
+    let dns_bound = Arc::new(OnceLock::new());
+    let (components, signals) = components(&args, api.addr(), &metrics, &dns_bound);
     let (trigger, shutdown) = shutdown_channel();
     let state = HealthState {
         readiness: Arc::new(move || {
@@ -260,8 +267,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             kubeconfig.display()
         )));
     }
+    let dns_line = match dns_bound.get() {
+        Some(addr) => format!(
+            "Cluster DNS (cluster.local) on {addr}, UDP and TCP:\n\n  {}\n\n",
+            crate::dns_server::dig_line(*addr, dns::config::DEFAULT_ZONE)
+        ),
+        None => String::new(),
+    };
     println!(
-        "svcplane is up: Kubernetes API at {}, {} nodes.\nMetrics at http://{serving}/metrics (health: /healthz, /readyz).\n\nPoint kubectl at it:\n\n  export KUBECONFIG={}\n  kubectl get nodes\n\nStop with Ctrl-C.",
+        "svcplane is up: Kubernetes API at {}, {} nodes.\nMetrics at http://{serving}/metrics (health: /healthz, /readyz).\n\nPoint kubectl at it:\n\n  export KUBECONFIG={}\n  kubectl get nodes\n\n{dns_line}Stop with Ctrl-C.",
         api.url(),
         args.nodes,
         kubeconfig.display()
