@@ -59,7 +59,7 @@ pub struct DnsArgs {
 }
 
 /// `--zone`, checked as a domain name.
-fn parse_zone(text: &str) -> Result<String, String> {
+pub fn parse_zone(text: &str) -> Result<String, String> {
     dns::config::parse_zone(text)
         .map(|_| text.trim_end_matches('.').to_ascii_lowercase())
         .map_err(|e| e.to_string())

@@ -54,6 +54,9 @@ struct ServiceArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     output: ExplainOutput,
+    /// The cluster domain the DNS section's names are in.
+    #[arg(long, default_value = dns::config::DEFAULT_ZONE, value_parser = crate::dns_server::parse_zone)]
+    zone: String,
 }
 
 /// The objects an explanation needs, owned.
@@ -68,7 +71,7 @@ struct Gathered {
 }
 
 impl Gathered {
-    fn explain(&self) -> Explanation {
+    fn explain(&self, dns: &dns::DnsConfig) -> Explanation {
         explain(&ExplainInputs {
             service: &self.service,
             pods: &self.pods,
@@ -76,6 +79,7 @@ impl Gathered {
             endpoints: &self.endpoints,
             services: &self.services,
             nodes: self.nodes.as_deref(),
+            dns,
             slices_observed: self.slices_observed,
         })
     }
@@ -90,13 +94,17 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
         kubeconfig,
         files,
         output,
+        zone,
     }) = args.what;
+    // The zone was checked as a flag; records use the TTL svcplane's DNS serves by default.
+    let dns = dns::DnsConfig::new(&zone, dns::config::DEFAULT_TTL)
+        .map_err(|e| crate::flags::UsageError(e.to_string()))?;
     let gathered = if files.is_empty() {
         from_cluster(&name, namespace, kubeconfig.as_ref()).await?
     } else {
         from_files(&name, namespace.as_deref().unwrap_or("default"), &files)?
     };
-    let explanation = gathered.explain();
+    let explanation = gathered.explain(&dns);
     match output {
         ExplainOutput::Text => print!("{}", explanation.to_text()),
         ExplainOutput::Json => println!(

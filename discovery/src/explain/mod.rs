@@ -42,6 +42,8 @@ pub struct ExplainInputs<'a> {
     /// The cluster's Nodes, when known: the EndpointSlice controller leaves out pods on a node
     /// it does not know.
     pub nodes: Option<&'a [Node]>,
+    /// The cluster DNS the Service's names are served by (zone, TTL).
+    pub dns: &'a dns::DnsConfig,
     /// Whether the EndpointSlices were looked at (a cluster's are; files may hold none). When
     /// not, the verdict counts endpoints from the pods, as the controller would write them.
     pub slices_observed: bool,
@@ -63,8 +65,36 @@ pub struct Explanation {
     pub endpoints: Option<EndpointsReport>,
     /// The Service variables a new pod in the namespace gets.
     pub environment: EnvironmentReport,
+    /// The records cluster DNS serves for the Service.
+    pub dns: DnsReport,
     /// Why the Service has, or has no, endpoints.
     pub verdict: Verdict,
+}
+
+/// What cluster DNS answers for the Service: every name it gets, with its records, computed by
+/// the same code `svcplane dns` answers with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsReport {
+    /// The cluster domain (`cluster.local`).
+    pub zone: String,
+    /// The records, as zone-file lines (`name TTL IN TYPE data`), names in the order the
+    /// Service's name, its port names, its endpoints' names, then the reverse names.
+    pub records: Vec<String>,
+}
+
+fn dns_report(inputs: &ExplainInputs<'_>) -> DnsReport {
+    let zone = inputs
+        .dns
+        .primary_zone()
+        .map(|zone| zone.to_string().trim_end_matches('.').to_owned())
+        .unwrap_or_default();
+    let records =
+        dns::records_for_service_objects(inputs.dns, inputs.service, inputs.endpoint_slices)
+            .iter()
+            .flat_map(|set| set.answers.iter().map(|record| record.to_string()))
+            .collect();
+    DnsReport { zone, records }
 }
 
 /// The Service's identity and the fields that decide its endpoints.
@@ -593,6 +623,7 @@ pub fn explain(inputs: &ExplainInputs<'_>) -> Explanation {
         endpoint_slices,
         endpoints,
         environment,
+        dns: dns_report(inputs),
         verdict,
     }
 }

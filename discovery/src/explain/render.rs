@@ -15,6 +15,7 @@ impl Explanation {
         self.write_slices(&mut out);
         self.write_endpoints(&mut out);
         self.write_environment(&mut out);
+        self.write_dns(&mut out);
         self.write_verdict(&mut out);
         out
     }
@@ -143,6 +144,16 @@ impl Explanation {
         }
         for var in &env.variables {
             let _ = writeln!(out, "  {var}");
+        }
+    }
+
+    fn write_dns(&self, out: &mut String) {
+        let _ = writeln!(out, "\nDNS ({}):", self.dns.zone);
+        if self.dns.records.is_empty() {
+            let _ = writeln!(out, "  <no records>");
+        }
+        for record in &self.dns.records {
+            let _ = writeln!(out, "  {record}");
         }
     }
 

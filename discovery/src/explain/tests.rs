@@ -102,6 +102,7 @@ fn run(
         endpoints,
         services: &services,
         nodes: None,
+        dns: &dns::DnsConfig::default(),
         slices_observed: true,
     })
 }
@@ -174,6 +175,22 @@ Environment of a new pod in shop (enableServiceLinks: true):
   WEB_PORT_9090_TCP_PROTO=tcp
   WEB_PORT_9090_TCP_PORT=9090
   WEB_PORT_9090_TCP_ADDR=10.96.0.10
+
+DNS (cluster.local):
+  web.shop.svc.cluster.local. 5 IN A 10.96.0.10
+  web.shop.svc.cluster.local. 5 IN SRV 0 50 80 web.shop.svc.cluster.local.
+  web.shop.svc.cluster.local. 5 IN SRV 0 50 9090 web.shop.svc.cluster.local.
+  _http._tcp.web.shop.svc.cluster.local. 5 IN SRV 0 100 80 web.shop.svc.cluster.local.
+  _metrics._tcp.web.shop.svc.cluster.local. 5 IN SRV 0 100 9090 web.shop.svc.cluster.local.
+  10-244-0-5.web.shop.svc.cluster.local. 5 IN A 10.244.0.5
+  10-244-0-5.web.shop.svc.cluster.local. 5 IN SRV 0 50 8080 10-244-0-5.web.shop.svc.cluster.local.
+  10-244-0-5.web.shop.svc.cluster.local. 5 IN SRV 0 50 9090 10-244-0-5.web.shop.svc.cluster.local.
+  10-244-0-6.web.shop.svc.cluster.local. 5 IN A 10.244.0.6
+  10-244-0-6.web.shop.svc.cluster.local. 5 IN SRV 0 50 8080 10-244-0-6.web.shop.svc.cluster.local.
+  10-244-0-6.web.shop.svc.cluster.local. 5 IN SRV 0 50 9090 10-244-0-6.web.shop.svc.cluster.local.
+  10.0.96.10.in-addr.arpa. 5 IN PTR web.shop.svc.cluster.local.
+  5.0.244.10.in-addr.arpa. 5 IN PTR 10-244-0-5.web.shop.svc.cluster.local.
+  6.0.244.10.in-addr.arpa. 5 IN PTR 10-244-0-6.web.shop.svc.cluster.local.
 
 Verdict: 2 ready endpoint(s); nothing stands in the way
 "
@@ -303,6 +320,7 @@ fn named_port_missing_in_the_pods() {
         endpoints: &[],
         services: &[],
         nodes: None,
+        dns: &dns::DnsConfig::default(),
         slices_observed: false,
     });
     assert_eq!(reasons(&explanation), ["NamedPortMissing"]);
@@ -381,6 +399,11 @@ fn external_name_has_no_endpoints_by_design() {
         "{text}"
     );
     assert!(text.contains("CNAME to payments.example.test"), "{text}");
+    // What cluster DNS serves for it, from the dns crate's own answers.
+    assert_eq!(
+        explanation.dns.records,
+        ["payments.shop.svc.cluster.local. 5 IN CNAME payments.example.test."]
+    );
 }
 
 #[test]
@@ -457,6 +480,7 @@ fn pods_on_nodes_the_cluster_does_not_have() {
         endpoints: &[],
         services: &[],
         nodes: Some(&nodes),
+        dns: &dns::DnsConfig::default(),
         slices_observed: false,
     });
     assert_eq!(reasons(&explanation), ["PodsOnUnknownNodes"]);
