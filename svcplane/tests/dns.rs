@@ -6,6 +6,7 @@
 mod up_process;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,8 @@ use dns::probe::{ProbeQuery, Transport, probe};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, RecordType};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams, PostParams};
 
 use up_process::spawn_up;
 
@@ -212,4 +214,172 @@ fn a_busy_dns_port_names_the_flag() {
         "{stderr}"
     );
     assert!(!dir.path().join("kubeconfig").exists());
+}
+
+/// The answer section of `name qtype` at `server`, as (type, data) text pairs, with the rcode.
+async fn ask(server: SocketAddr, name: &str, qtype: RecordType) -> (ResponseCode, Vec<String>) {
+    let query = ProbeQuery::new(Name::from_ascii(name).unwrap(), qtype);
+    match probe(server, Transport::Udp, &query, Duration::from_secs(2)).await {
+        Ok(m) => (
+            m.metadata.response_code,
+            m.answers
+                .iter()
+                .map(|r| format!("{} {}", r.record_type(), r.data))
+                .collect(),
+        ),
+        Err(_) => (ResponseCode::ServFail, Vec::new()),
+    }
+}
+
+/// Asks until the answer is `want` (sorted), or fails after 20 s saying what came back.
+async fn eventually_answers(
+    server: SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    want: (ResponseCode, Vec<String>),
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (rcode, mut answers) = ask(server, name, qtype).await;
+        answers.sort();
+        if (rcode, &answers) == (want.0, &want.1) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} {qtype}: {rcode} {answers:?}, want {} {:?}",
+            want.0,
+            want.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The README's promise: `svcplane up`, `kubectl apply -f examples/playground.yaml`, then DNS
+/// answers for every Service there as the DNS specification says, with the values the API
+/// shows (ClusterIPs, ready endpoint addresses, the external name, the ports).
+#[tokio::test]
+async fn every_playground_service_answers_as_the_specification_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns_port = free_dns_port();
+    let mut up = spawn_up(
+        dir.path(),
+        free_port(),
+        &["--dns-listen", &format!("127.0.0.1:{dns_port}")],
+    );
+    let client = up.client().await;
+    let server: SocketAddr = ([127, 0, 0, 1], dns_port).into();
+    let playground = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/playground.yaml");
+    let applied = Command::new("kubectl")
+        .arg("apply")
+        .arg("-f")
+        .arg(&playground)
+        .env("KUBECONFIG", &up.kubeconfig)
+        .output()
+        .expect("kubectl on PATH");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    let text = std::fs::read_to_string(&playground).unwrap();
+    let names: Vec<String> = manifests::documents(&text)
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "Service")
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.len() >= 7, "{names:?}");
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let slices: Api<EndpointSlice> = Api::default_namespaced(client.clone());
+    for name in &names {
+        let service = services.get(name).await.unwrap();
+        let spec = service.spec.clone().unwrap();
+        let fqdn = format!("{name}.default.svc.cluster.local.");
+        if spec.type_.as_deref() == Some("ExternalName") {
+            let target = format!("CNAME {}.", spec.external_name.unwrap());
+            eventually_answers(
+                server,
+                &fqdn,
+                RecordType::A,
+                (ResponseCode::NoError, vec![target]),
+            )
+            .await;
+            continue;
+        }
+        let cluster_ip = spec.cluster_ip.clone().unwrap();
+        if cluster_ip == "None" {
+            // Headless: one A per ready endpoint, once the pods are Ready.
+            let ready = eventually_ready_addresses(&slices, name).await;
+            let want = ready.iter().map(|ip| format!("A {ip}")).collect();
+            eventually_answers(server, &fqdn, RecordType::A, (ResponseCode::NoError, want)).await;
+        } else {
+            let want = vec![format!("A {cluster_ip}")];
+            eventually_answers(server, &fqdn, RecordType::A, (ResponseCode::NoError, want)).await;
+            let reverse = format!(
+                "{}.in-addr.arpa.",
+                cluster_ip.split('.').rev().collect::<Vec<_>>().join(".")
+            );
+            let want = vec![format!("PTR {fqdn}")];
+            eventually_answers(
+                server,
+                &reverse,
+                RecordType::PTR,
+                (ResponseCode::NoError, want),
+            )
+            .await;
+            // A ClusterIP Service has no AAAA here (single-stack IPv4): NODATA, not NXDOMAIN.
+            eventually_answers(
+                server,
+                &fqdn,
+                RecordType::AAAA,
+                (ResponseCode::NoError, vec![]),
+            )
+            .await;
+        }
+        for port in spec.ports.unwrap_or_default() {
+            let Some(port_name) = port.name else { continue };
+            let protocol = port.protocol.unwrap_or_else(|| "TCP".into()).to_lowercase();
+            let srv = format!("_{port_name}._{protocol}.{fqdn}");
+            let want = vec![format!("SRV 0 100 {} {fqdn}", port.port)];
+            eventually_answers(server, &srv, RecordType::SRV, (ResponseCode::NoError, want)).await;
+        }
+    }
+    eventually_answers(
+        server,
+        "nope.default.svc.cluster.local.",
+        RecordType::A,
+        (ResponseCode::NXDomain, vec![]),
+    )
+    .await;
+    let out = up.terminate();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// The ready addresses of `service`'s EndpointSlices once there are some, sorted.
+async fn eventually_ready_addresses(slices: &Api<EndpointSlice>, service: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = slices
+            .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}")))
+            .await
+            .unwrap();
+        let mut ready: Vec<String> = list
+            .items
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .flat_map(|e| e.addresses.clone())
+            .collect();
+        ready.sort();
+        if !ready.is_empty() {
+            return ready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ready endpoints for {service}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
