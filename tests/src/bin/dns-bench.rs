@@ -96,6 +96,24 @@ impl Server {
         };
         (field("VmRSS:"), field("VmHWM:"))
     }
+
+    /// User + system CPU seconds the process has used (/proc/PID/stat, USER_HZ = 100 on Linux).
+    /// The load generators share the machine's cores with the server, so its throughput is
+    /// bounded by theirs; CPU per query is the measure of the server alone.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at state, field 3.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / 100.0
+    }
 }
 
 fn free_port() -> u16 {
@@ -349,6 +367,7 @@ async fn main() {
     for round in 1..=options.rounds {
         for server in [&svcplane, &coredns] {
             let load = load_average();
+            let cpu_before = server.cpu_seconds();
             let (qps, lost) = match dnsperf(server.addr, &datafile, options.seconds) {
                 Ok(r) => r,
                 Err(e) => {
@@ -356,8 +375,13 @@ async fn main() {
                     (f64::NAN, String::new())
                 }
             };
+            let cpu_unpaced = server.cpu_seconds() - cpu_before;
+            let cpu_before = server.cpu_seconds();
             let (latencies, unanswered) =
                 paced(server.addr, names.clone(), options.rate, options.seconds).await;
+            let cpu_paced = server.cpu_seconds() - cpu_before;
+            let micros_per_query = cpu_unpaced * 1e6 / (qps * options.seconds as f64);
+            let paced_cpu_percent = cpu_paced * 100.0 / options.seconds as f64;
             let at = |q: usize| {
                 latencies
                     .get((latencies.len() * q / 100).min(latencies.len().saturating_sub(1)))
@@ -366,7 +390,7 @@ async fn main() {
             };
             let (rss, hwm) = server.memory();
             let row = format!(
-                "| {round} | {} | {qps:.0} (lost {lost}) | {} answered, {unanswered} lost: p50 {:.3} ms, p99 {:.3} ms, max {:.2} ms | {rss:.1} / {hwm:.1} | {load} |",
+                "| {round} | {} | {qps:.0} (lost {lost}) | {micros_per_query:.1} µs | {} answered, {unanswered} lost: p50 {:.3} ms, p99 {:.3} ms, max {:.2} ms | {paced_cpu_percent:.0} % | {rss:.1} / {hwm:.1} | {load} |",
                 server.name,
                 latencies.len(),
                 ms(at(50)),
@@ -382,10 +406,10 @@ async fn main() {
         options.services, options.seconds, options.rate, options.seconds, options.rounds
     );
     println!(
-        "| round | server | dnsperf unpaced: q/s | {} q/s paced: latency | RSS / peak MiB | load avg |",
+        "| round | server | dnsperf unpaced: q/s | server CPU per query (unpaced) | {} q/s paced: latency | server CPU at that rate | RSS / peak MiB | load avg |",
         options.rate
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
