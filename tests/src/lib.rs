@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod fidelity;
 pub mod fixtures;
+pub mod procfs;
 pub mod real;
 
 pub use backend::{BackendKind, Harness, HarnessOptions};

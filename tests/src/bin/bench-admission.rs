@@ -340,8 +340,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             }
             // kube-apiserver learns of configuration changes by a watch: give it a moment.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-            let load = load.split_whitespace().next().unwrap_or("").to_owned();
+            let load = svcplane_tests::procfs::load_average();
             let namespace = format!(
                 "round-{round}-{}",
                 if with_webhook { "with" } else { "without" }

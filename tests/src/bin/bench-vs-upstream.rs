@@ -32,6 +32,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 use svcplane_tests::fixtures::kubelet_status;
+use svcplane_tests::procfs::{cpu_seconds, load_average, status_mib};
 use svcplane_tests::real::{ControllerManagerOptions, RealCluster, RealClusterOptions};
 
 const USAGE: &str = "usage: bench-vs-upstream [--smoke] [--services N] [--pods-per-service N] \
@@ -330,53 +331,6 @@ fn counts_minus(after: &RequestCounts, before: &RequestCounts) -> RequestCounts 
         .iter()
         .map(|(key, n)| (key.clone(), n - before.get(key).copied().unwrap_or(0.0)))
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After ")": state is field 3 of stat(5), so utime (14) and stime (15) are at 11 and 12.
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (field(11) + field(12)) / ticks
-}
-
-/// One `kB` figure of `/proc/PID/status` in MiB.
-fn status_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -802,7 +756,6 @@ async fn wait_true(rx: &mut tokio::sync::watch::Receiver<bool>, what: &str) -> a
 // One peer, one round
 
 async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<RunResult> {
-    let ticks = clock_ticks();
     let cluster = RealCluster::start_with(RealClusterOptions {
         // Room for N ClusterIPs; a range in the API only.
         service_cluster_ip_range: "10.96.0.0/16".into(),
@@ -871,7 +824,7 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let cpu_cold = cpu_seconds(pid, ticks);
+    let cpu_cold = cpu_seconds(pid);
     let cold_seconds = converged_at.duration_since(started).as_secs_f64();
     // Checked once more from a LIST, not only from the watch.
     let listed = Api::<EndpointSlice>::all(client.clone())
@@ -902,7 +855,7 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
     wait_true(&mut pods_synced, "the pod watch").await?;
     let flip_pods: Vec<usize> = (0..w.pods()).filter(|i| i % w.flip_every == 0).collect();
     let flips = options.flips_per_second * options.flip_seconds;
-    let cpu_before_churn = cpu_seconds(pid, ticks);
+    let cpu_before_churn = cpu_seconds(pid);
     let before = request_totals(&client).await?;
     let harness_before = log.snapshot();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(
@@ -947,7 +900,7 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
         &after,
         &counts_minus(&harness_after, &harness_before),
     );
-    let cpu_churn = cpu_seconds(pid, ticks) - cpu_before_churn;
+    let cpu_churn = cpu_seconds(pid) - cpu_before_churn;
     let rss_steady_mib = status_mib(pid, "VmRSS:");
     let rss_peak_mib = status_mib(pid, "VmHWM:");
     let (mut latencies_ms, unmatched) = {

@@ -25,6 +25,7 @@ use hickory_proto::rr::{Name, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use svcplane_tests::procfs;
 use testenv::TestEnv;
 use tokio::net::UdpSocket;
 
@@ -83,36 +84,17 @@ impl Drop for Server {
 impl Server {
     /// (VmRSS, VmHWM) in MiB.
     fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .map(|kb| kb / 1024.0)
-                .unwrap_or(0.0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        let pid = self.child.id();
+        (
+            procfs::status_mib(pid, "VmRSS:"),
+            procfs::status_mib(pid, "VmHWM:"),
+        )
     }
 
-    /// User + system CPU seconds the process has used (/proc/PID/stat, USER_HZ = 100 on Linux).
-    /// The load generators share the machine's cores with the server, so its throughput is
-    /// bounded by theirs; CPU per query is the measure of the server alone.
+    /// CPU seconds the server has used. The load generators share the machine's cores with the
+    /// server, so its throughput is bounded by theirs; CPU per query measures the server alone.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start at state, field 3.
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / 100.0
+        procfs::cpu_seconds(self.child.id())
     }
 }
 
@@ -366,7 +348,7 @@ async fn main() {
     let mut rows = Vec::new();
     for round in 1..=options.rounds {
         for server in [&svcplane, &coredns] {
-            let load = load_average();
+            let load = procfs::load_average();
             let cpu_before = server.cpu_seconds();
             let (qps, lost) = match dnsperf(server.addr, &datafile, options.seconds) {
                 Ok(r) => r,
@@ -413,13 +395,6 @@ async fn main() {
     for row in rows {
         println!("{row}");
     }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// The start time in UTC (seconds since the epoch are enough to date the run; `date -d @N`).
