@@ -567,7 +567,7 @@ fn deployment_args(deployment: &Value) -> Vec<String> {
 }
 
 /// What the kubelet mounts for the Pod's ServiceAccount, and the environment it sets.
-async fn mount_service_account(
+fn mount_service_account(
     container: &Container,
     kubectl: &Path,
     cluster: &RealCluster,
@@ -673,7 +673,7 @@ async fn config_default_deploys_on_the_real_apiserver_with_the_images_binary() {
     let account = webhook["spec"]["template"]["spec"]["serviceAccountName"]
         .as_str()
         .unwrap();
-    let env = mount_service_account(&webhook_container, &kubectl, &cluster, account).await;
+    let env = mount_service_account(&webhook_container, &kubectl, &cluster, account);
     // The one change to the Deployment's args: listen on loopback on a free port, as the test
     // shares the machine with others (in the Pod, 0.0.0.0:9443 is the Pod's own network).
     let webhook_port = free_port();
@@ -776,7 +776,7 @@ async fn config_default_deploys_on_the_real_apiserver_with_the_images_binary() {
         manager_container.mount_file(&format!("{config_dir}/{file}"), contents.as_bytes());
     }
     let account = pod_spec["serviceAccountName"].as_str().unwrap();
-    let env = mount_service_account(&manager_container, &kubectl, &cluster, account).await;
+    let env = mount_service_account(&manager_container, &kubectl, &cluster, account);
     manager_container.start(&deployment_args(manager), &env);
 
     // Ready (its readinessProbe), then the leader (the Lease its flags name).
