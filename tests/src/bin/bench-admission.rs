@@ -88,9 +88,9 @@ impl Drop for Webhook {
 }
 
 impl Webhook {
-    /// `svcplane_webhook_requests_total`, summed over its labels (read with curl: the webhook
-    /// serves HTTPS with the CA this harness made).
-    fn requests_total(&self) -> anyhow::Result<f64> {
+    /// The webhook's own counters, summed over their labels (read with curl: the webhook serves
+    /// HTTPS with the CA this harness made).
+    fn counters(&self) -> anyhow::Result<WebhookCounters> {
         let out = Command::new("curl")
             .args(["-sS", "--cacert"])
             .arg(&self.ca)
@@ -101,12 +101,29 @@ impl Webhook {
             "curl /metrics: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|line| line.starts_with("svcplane_webhook_requests_total"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        let text = String::from_utf8_lossy(&out.stdout);
+        let sum = |name: &str| -> f64 {
+            text.lines()
+                .filter(|line| {
+                    line.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                })
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Ok(WebhookCounters {
+            requests: sum("svcplane_webhook_requests_total"),
+            seconds: sum("svcplane_webhook_request_duration_seconds_sum"),
+        })
     }
+}
+
+/// `svcplane_webhook_requests_total` and the seconds its handlers spent
+/// (`svcplane_webhook_request_duration_seconds_sum`).
+#[derive(Clone, Copy)]
+struct WebhookCounters {
+    requests: f64,
+    seconds: f64,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -162,7 +179,7 @@ fn start_webhook(options: &Options, cluster: &RealCluster, dir: &Path) -> anyhow
         ca: ca_path,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(error) = webhook.requests_total() {
+    while let Err(error) = webhook.counters() {
         if webhook.child.try_wait()?.is_some() || Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.join("webhook.log")).unwrap_or_default();
             anyhow::bail!("the webhook does not serve ({error}); its log:\n{log}");
@@ -240,6 +257,8 @@ struct ArmResult {
     latencies: Vec<Duration>,
     creates_per_second: f64,
     webhook_requests: f64,
+    /// Seconds the webhook's handlers spent on this arm's requests.
+    webhook_seconds: f64,
 }
 
 async fn run_arm(
@@ -256,7 +275,7 @@ async fn run_arm(
         )
         .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let before = webhook.requests_total()?;
+    let before = webhook.counters()?;
     let mut latencies = Vec::with_capacity(options.services);
     for i in 0..options.services {
         let object = service(&format!("one-{i}"))?;
@@ -279,12 +298,15 @@ async fn run_arm(
         .try_collect::<Vec<()>>()
         .await?;
     let creates_per_second = options.services as f64 / start.elapsed().as_secs_f64();
-    let webhook_requests = webhook.requests_total()? - before;
+    let after = webhook.counters()?;
+    let webhook_requests = after.requests - before.requests;
+    let webhook_seconds = after.seconds - before.seconds;
     latencies.sort();
     Ok(ArmResult {
         latencies,
         creates_per_second,
         webhook_requests,
+        webhook_seconds,
     })
 }
 
@@ -368,14 +390,22 @@ async fn run(options: Options) -> anyhow::Result<()> {
             );
             summary[arm].push((p50, p99, result.creates_per_second));
             let row = format!(
-                "| {round} | {} | {p50:.2} / {p99:.2} ms | {:.0} creates/s | {:.0} | {load} |",
+                "| {round} | {} | {p50:.2} / {p99:.2} ms | {:.0} creates/s | {:.0} | {} | {load} |",
                 if with_webhook {
                     "with svcplane's webhooks"
                 } else {
                     "without"
                 },
                 result.creates_per_second,
-                result.webhook_requests
+                result.webhook_requests,
+                if result.webhook_requests > 0.0 {
+                    format!(
+                        "{:.3} ms",
+                        result.webhook_seconds * 1000.0 / result.webhook_requests
+                    )
+                } else {
+                    "—".to_owned()
+                }
             );
             eprintln!("{row}");
             rows.push(row);
@@ -387,9 +417,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
         options.services, options.services, options.concurrency, options.rounds
     );
     println!(
-        "| round | arm | create latency p50 / p99 | throughput | webhook requests | load avg |"
+        "| round | arm | create latency p50 / p99 | throughput | webhook requests | time in the webhook per request (mean) | load avg |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
