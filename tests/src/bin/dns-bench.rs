@@ -243,7 +243,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let started = chrono_now();
+    let started = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%SZ");
     let env = TestEnv::start().await.expect("testenv");
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
@@ -395,13 +395,4 @@ async fn main() {
     for row in rows {
         println!("{row}");
     }
-}
-
-/// The start time in UTC (seconds since the epoch are enough to date the run; `date -d @N`).
-fn chrono_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("@{secs}")
 }
