@@ -501,9 +501,21 @@ fn scripts_image_run_again_from_the_same_commit_gives_the_same_digest() {
         return;
     };
     let out_dir = tempfile::tempdir().expect("tempdir");
+    // Run as from a shell: the test runner's environment (cargo's and nextest's variables for
+    // the test) would make the nested cargo see a different build and rebuild it.
+    let kept = [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "CARGO_TARGET_DIR",
+        "TMPDIR",
+    ];
     let output = Command::new(repo_root().join("scripts/image"))
         .arg("--out-dir")
         .arg(out_dir.path())
+        .env_clear()
+        .envs(kept.iter().filter_map(|k| Some((k, std::env::var_os(k)?))))
         .stdin(Stdio::null())
         .output()
         .expect("run scripts/image");
