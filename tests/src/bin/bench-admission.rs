@@ -132,25 +132,8 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// A CA and a serving certificate for 127.0.0.1, PEM: (ca, cert, key).
-fn certificates() -> anyhow::Result<(String, String, String)> {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    // A name of its own: with rcgen's default for both, OpenSSL (curl) takes the leaf, whose
-    // issuer then equals its subject, for a self-signed certificate.
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "bench-admission-ca");
-    let ca_key = rcgen::KeyPair::generate()?;
-    let issuer = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
-    let leaf_key = rcgen::KeyPair::generate()?;
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?
-        .signed_by(&leaf_key, &issuer)?;
-    Ok((issuer.pem(), leaf.pem(), leaf_key.serialize_pem()))
-}
-
 fn start_webhook(options: &Options, cluster: &RealCluster, dir: &Path) -> anyhow::Result<Webhook> {
-    let (ca, cert, key) = certificates()?;
+    let (ca, cert, key) = webhook::server::tls::generate_certificates(&["127.0.0.1".to_owned()])?;
     let (ca_path, cert_path, key_path) =
         (dir.join("ca.crt"), dir.join("tls.crt"), dir.join("tls.key"));
     std::fs::write(&ca_path, ca)?;
