@@ -35,6 +35,7 @@ pub mod protobuf;
 pub mod representation;
 pub mod resources;
 pub mod router;
+pub mod runtime;
 pub mod schemas;
 pub mod selector;
 pub mod server;

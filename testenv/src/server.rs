@@ -20,6 +20,7 @@ use crate::api::{ApiRequest, Verb};
 use crate::faults::{FaultAction, Faults};
 use crate::oplog::{OperationFields, OperationLog};
 use crate::resources::{ResourceTable, ResourceType};
+use crate::runtime::ContainerRuntime;
 use crate::status::ApiError;
 use crate::store::Store;
 
@@ -71,6 +72,8 @@ pub struct ApiServer {
     pub(crate) faults: Faults,
     /// Bumped to end every open watch (restart, compaction).
     pub(crate) watch_epoch: watch::Sender<u64>,
+    /// What serves `pods/exec` and `pods/log`, once registered.
+    runtime: RwLock<Option<Arc<dyn ContainerRuntime>>>,
 }
 
 impl ApiServer {
@@ -85,7 +88,18 @@ impl ApiServer {
             oplog,
             faults: Faults::default(),
             watch_epoch: watch::channel(0).0,
+            runtime: RwLock::new(None),
         })
+    }
+
+    /// Registers what runs pods' containers, serving `pods/exec` and `pods/log` from then on.
+    pub fn set_container_runtime(&self, runtime: Arc<dyn ContainerRuntime>) {
+        *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = Some(runtime);
+    }
+
+    /// The registered container runtime, if any.
+    pub fn container_runtime(&self) -> Option<Arc<dyn ContainerRuntime>> {
+        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The resource table (built-ins plus served CRDs).
