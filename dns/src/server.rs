@@ -144,8 +144,20 @@ impl DnsServer {
         shutdown: Shutdown,
     ) -> Result<DnsServer, ServeError> {
         let (udp, tcp) = bind_both(listen).await?;
+        Self::serve_on(udp, tcp, config, index, shutdown)
+    }
+
+    /// Serves `index` on sockets bound elsewhere (the playground binds them inside the cluster
+    /// DNS pod's network namespace) until `shutdown`.
+    pub fn serve_on(
+        udp: UdpSocket,
+        tcp: TcpListener,
+        config: Arc<DnsConfig>,
+        index: SharedIndex,
+        shutdown: Shutdown,
+    ) -> Result<DnsServer, ServeError> {
         let addr = udp.local_addr().map_err(|source| ServeError::Bind {
-            addr: listen,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             protocol: "udp",
             source,
         })?;
