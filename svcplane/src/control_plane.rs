@@ -22,11 +22,13 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::Api;
 use kube::api::PostParams;
 use prometheus_client::registry::Registry;
+use testenv::admission::in_process::{InProcessAdmission, ReviewFuture};
+use webhook::admission_review::{AdmissionResponse, AdmissionReview};
 use webhook::server::install::uninstall_configurations;
 use webhook::server::tls::generate_certificates;
 use webhook::server::{
-    AdmissionPolicy, CertificateSource, ServiceClusterIpIndex, WebhookConfig, WebhookServer,
-    WebhookTarget, install_configurations,
+    AdmissionHandler, AdmissionPolicy, CertificateSource, Phase, ServiceClusterIpIndex,
+    WebhookConfig, WebhookServer, WebhookTarget, install_configurations,
 };
 
 use crate::component::{Component, Shutdown};
@@ -74,18 +76,15 @@ pub fn allocator_registry(config: RegistryConfig, slot: SharedRegistry) -> Compo
     })
 }
 
-/// The admission webhook on loopback: a fresh CA and serving certificate, the registry of
-/// `slot` as allocator, and both webhook configurations installed with the CA bundle. The
-/// embedded API server's own `apiserver_addresses` may stand in its `kubernetes` endpoints.
-/// With `uninstall_at_stop` the configurations are removed when it stops (an API server whose
-/// state outlives the process must not keep pointing at a dead port).
+/// The admission webhook on loopback for a real kube-apiserver beside `svcplane up`: a fresh
+/// CA and serving certificate, the registry of `slot` as allocator, and both webhook
+/// configurations installed with the CA bundle (they go with etcd's data when the control plane
+/// is removed at exit).
 pub fn embedded_webhook(
     bind: SocketAddr,
     ranges: ServiceClusterIpRanges,
     node_ports: PortRange,
-    apiserver_addresses: Vec<std::net::IpAddr>,
     slot: SharedRegistry,
-    uninstall_at_stop: bool,
 ) -> Component {
     Component::new("webhook", move |client, shutdown| async move {
         let registry = slot
@@ -96,7 +95,6 @@ pub fn embedded_webhook(
             generate_certificates(&[bind.ip().to_string(), "localhost".to_string()])?;
         let policy = AdmissionPolicy {
             ranges: crate::flags::validation_ranges(&ranges, node_ports),
-            apiserver_addresses,
             ..AdmissionPolicy::default()
         };
         let mut config = WebhookConfig::new(bind, CertificateSource::Pem { cert, key }, policy);
@@ -109,14 +107,83 @@ pub fn embedded_webhook(
         readmit_kubernetes_service(&client, &registry).await?;
         Ok(tokio::spawn(async move {
             shutdown.wait().await;
-            // A restart from a data dir must not find configurations pointing at a dead port.
-            if uninstall_at_stop && let Err(e) = uninstall_configurations(client).await {
-                tracing::warn!(error = %gocompat::api_error_text(&e), "cannot remove the webhook configurations");
-            }
             handle.shutdown().await;
             Ok(())
         }))
     })
+}
+
+/// The webhook's admission run inside the embedded API server, as kube-apiserver's registry
+/// allocates and validates its own kinds: the same handlers answer the same AdmissionReviews,
+/// but a refused Service gets the API's own 422 (`Service "x" is invalid: ...`), not one
+/// prefixed with a webhook's name, and nothing depends on a loopback HTTPS port. Webhook
+/// configurations left by an older `--data-dir` playground are removed.
+pub fn in_process_admission(
+    server: Arc<testenv::ApiServer>,
+    ranges: ServiceClusterIpRanges,
+    node_ports: PortRange,
+    apiserver_addresses: Vec<std::net::IpAddr>,
+    slot: SharedRegistry,
+) -> Component {
+    Component::new("admission", move |client, shutdown| async move {
+        let registry = slot
+            .get()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("admission needs the allocator registry first"))?;
+        let policy = AdmissionPolicy {
+            ranges: crate::flags::validation_ranges(&ranges, node_ports),
+            apiserver_addresses,
+            ..AdmissionPolicy::default()
+        };
+        let handler = AdmissionHandler::new(
+            policy,
+            Some(Arc::new(registry.clone())),
+            Some(Arc::new(ServiceClusterIpIndex::start(client.clone()))),
+        );
+        let step: Arc<dyn InProcessAdmission> = Arc::new(RegistryAdmission(handler));
+        let chain = server.admission();
+        for (group, plural) in [
+            ("", "services"),
+            ("", "endpoints"),
+            ("", "pods"),
+            ("discovery.k8s.io", "endpointslices"),
+        ] {
+            chain.register_in_process(group, plural, step.clone());
+        }
+        uninstall_configurations(client.clone()).await?;
+        readmit_kubernetes_service(&client, &registry).await?;
+        Ok(tokio::spawn(async move {
+            shutdown.wait().await;
+            Ok(())
+        }))
+    })
+}
+
+/// The webhook's handlers as an in-process admission step.
+struct RegistryAdmission(AdmissionHandler);
+
+impl InProcessAdmission for RegistryAdmission {
+    fn review(&self, mutating: bool, review: serde_json::Value) -> ReviewFuture {
+        let handler = self.0.clone();
+        Box::pin(async move {
+            let phase = if mutating {
+                Phase::Mutate
+            } else {
+                Phase::Validate
+            };
+            let body = serde_json::to_vec(&review).unwrap_or_default();
+            let response = match handler.review(phase, &body).await {
+                Ok(answer) => answer.response,
+                // testenv built the review; one it cannot decode is answered as a webhook
+                // would answer it, so the client sees why.
+                Err(e) => AdmissionResponse::deny(
+                    review["request"]["uid"].as_str().unwrap_or_default(),
+                    webhook::server::admission::bad_request(&e.to_string()),
+                ),
+            };
+            serde_json::from_slice(&AdmissionReview::answer(response).to_json()).unwrap_or_default()
+        })
+    }
 }
 
 /// Sends the `kubernetes` Service, created before the webhook was installed, through allocation

@@ -88,6 +88,7 @@ fn sync_signal(signals: &mut SyncSignals, controller: &str) -> CacheSyncSignal {
 fn components(
     args: &UpArgs,
     api: SocketAddr,
+    embedded: Option<&Arc<testenv::ApiServer>>,
     metrics: &Arc<Mutex<Registry>>,
     dns_bound: &Arc<OnceLock<SocketAddr>>,
 ) -> (Vec<Component>, SyncSignals) {
@@ -146,20 +147,20 @@ fn components(
         // rule for this address on these endpoints only, so a recreated Service gets them too.
         components.push(control_plane::kubernetes_service(kubernetes, true));
     }
-    components.extend([
-        control_plane::embedded_webhook(
-            webhook_bind,
+    components.push(match embedded {
+        // The embedded API server admits Services in-process, as kube-apiserver's registry
+        // does: its 422s are the API's own.
+        Some(server) => control_plane::in_process_admission(
+            server.clone(),
             ranges.clone(),
             ports,
-            if registry_of_record {
-                vec![api.ip()]
-            } else {
-                Vec::new()
-            },
+            vec![api.ip()],
             registry,
-            // A real control plane is removed at exit, etcd's data with it.
-            registry_of_record,
         ),
+        // kube-apiserver calls the webhook.
+        None => control_plane::embedded_webhook(webhook_bind, ranges.clone(), ports, registry),
+    });
+    components.extend([
         control_plane::endpointslice(slices, metrics.clone()),
         control_plane::endpoints(endpoints),
         control_plane::mirroring(mirroring),
@@ -220,7 +221,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let metrics = Arc::new(Mutex::new(Registry::default()));
     let dns_bound = Arc::new(OnceLock::new());
-    let (components, signals) = components(&args, api.addr(), &metrics, &dns_bound);
+    let (components, signals) = components(
+        &args,
+        api.addr(),
+        api.embedded_server().as_ref(),
+        &metrics,
+        &dns_bound,
+    );
     let (trigger, shutdown) = shutdown_channel();
     let state = HealthState {
         readiness: Arc::new(move || {

@@ -362,3 +362,57 @@ async fn measure_time_to_ready() {
         samples[2]
     );
 }
+
+#[tokio::test]
+async fn an_invalid_service_gets_the_api_servers_own_422_with_no_webhook_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = spawn_up(dir.path(), free_port(), &["--nodes", "1"]);
+    let client = up.client().await;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/invalid-service.yaml"),
+    )
+    .unwrap();
+    let invalid: Service =
+        serde_json::from_value(manifests::documents(&text).unwrap().remove(0)).unwrap();
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    match services.create(&PostParams::default(), &invalid).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+            assert!(
+                status.message.starts_with(
+                    "Service \"bad-ports\" is invalid: spec.ports[0].name: Invalid value: \"123_abc\": "
+                ),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("the invalid Service was not refused: {other:?}"),
+    }
+    // Admission runs inside the API server: no webhook configuration points at a loopback port.
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(client.clone());
+    assert!(
+        hooks
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // A valid Service is still allocated a ClusterIP.
+    let web: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    let created = services.create(&PostParams::default(), &web).await.unwrap();
+    let spec = created.spec.unwrap();
+    assert!(
+        spec.cluster_ip
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("10.")),
+        "{spec:?}"
+    );
+    assert_eq!(spec.ip_families.unwrap(), ["IPv4"]);
+    assert_eq!(up.terminate().status.code(), Some(0));
+}

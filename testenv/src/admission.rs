@@ -1,10 +1,12 @@
-//! The admission chain: mutating then validating webhooks from the stored webhook configurations,
-//! called over HTTPS with AdmissionReview v1, with kube-apiserver's matching, failure handling
-//! and error texts.
+//! The admission chain: in-process steps registered per resource (kube-apiserver's registry
+//! work: allocation, defaulting, validation), then mutating and validating webhooks from the
+//! stored webhook configurations, called over HTTPS with AdmissionReview v1, with
+//! kube-apiserver's matching, failure handling and error texts.
 
 // ApiError is the REST layer's error type everywhere; boxing it only here would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod in_process;
 pub mod review;
 pub mod transport;
 pub mod webhooks;
@@ -22,6 +24,7 @@ use crate::resources::ResourceType;
 use crate::server::ApiServer;
 use crate::status::ApiError;
 use crate::store::CollectionKey;
+use in_process::InProcessAdmission;
 use review::{
     ReviewRequest, calling_error, denial_error, dry_run_unsupported, review_body, verify_response,
 };
@@ -109,9 +112,11 @@ enum Phase {
     Validating,
 }
 
-/// Calls the webhooks registered in the store.
+/// Runs the in-process steps and calls the webhooks registered in the store.
 pub struct AdmissionChain {
     services: RwLock<BTreeMap<(String, String, u16), SocketAddr>>,
+    /// In-process steps by (group, plural).
+    in_process: RwLock<BTreeMap<(String, String), Arc<dyn InProcessAdmission>>>,
 }
 
 impl AdmissionChain {
@@ -119,7 +124,68 @@ impl AdmissionChain {
     pub fn new() -> Self {
         Self {
             services: RwLock::new(BTreeMap::new()),
+            in_process: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// Runs `step` on every create, update and delete of `group`/`plural` (main resource only),
+    /// before the webhooks of each phase, as kube-apiserver's registry does its own kinds.
+    pub fn register_in_process(
+        &self,
+        group: &str,
+        plural: &str,
+        step: Arc<dyn InProcessAdmission>,
+    ) {
+        self.in_process
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((group.to_string(), plural.to_string()), step);
+    }
+
+    fn in_process_step(&self, attrs: &AdmissionAttributes) -> Option<Arc<dyn InProcessAdmission>> {
+        if attrs.subresource.is_some() {
+            return None;
+        }
+        let rt = &attrs.resource;
+        self.in_process
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(rt.group.clone(), rt.plural.clone()))
+            .cloned()
+    }
+
+    /// Runs the in-process step of `attrs`' resource, if one is registered: `Ok(None)` when
+    /// none is, else its verified answer. A denial is returned as the step's own Status.
+    async fn run_in_process(
+        &self,
+        phase: Phase,
+        attrs: &AdmissionAttributes,
+        obj: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<Option<review::ReviewResponse>, ApiError> {
+        let Some(step) = self.in_process_step(attrs) else {
+            return Ok(None);
+        };
+        let uid = crate::names::uid();
+        let body = review_body(&review_request(attrs, &uid), obj, old);
+        let mutating = phase == Phase::Mutating;
+        let answer = step.review(mutating, body).await;
+        let resp = verify_response(&answer, &uid, mutating).map_err(|e| {
+            ApiError::internal(format!(
+                "the in-process admission of {} answered wrongly: {e}",
+                attrs.resource.plural
+            ))
+        })?;
+        push_warnings(&resp.warnings);
+        if !resp.allowed {
+            let empty = Value::Object(Default::default());
+            let mut err = ApiError::from_status(resp.status.as_ref().unwrap_or(&empty), 400);
+            if err.code < 400 {
+                err.code = 400;
+            }
+            return Err(err);
+        }
+        Ok(Some(resp))
     }
 
     /// Makes `clientConfig.service` `namespace/name:port` reachable at `addr`.
@@ -239,28 +305,7 @@ impl AdmissionChain {
             return Err(dry_run_unsupported(&hook.name));
         }
         let uid = crate::names::uid();
-        let rt = &attrs.resource;
-        let username = match attrs.user_agent.as_str() {
-            "" => "system:admin",
-            ua => ua,
-        };
-        let body = review_body(
-            &ReviewRequest {
-                uid: &uid,
-                group: &rt.group,
-                version: &rt.version,
-                kind: &rt.kind,
-                resource: &rt.plural,
-                subresource: attrs.subresource.as_deref().unwrap_or(""),
-                name: &attrs.name,
-                namespace: &attrs.namespace,
-                operation: attrs.operation.as_str(),
-                username,
-                dry_run: attrs.dry_run,
-            },
-            obj,
-            old,
-        );
+        let body = review_body(&review_request(attrs, &uid), obj, old);
         let outcome = match self.target(hook) {
             Err(why) => Err(format!("failed to call webhook: {why}")),
             Ok(target) => match post_review(
@@ -328,6 +373,19 @@ impl AdmissionChain {
         obj: Value,
         old: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        let mut obj = obj;
+        let own = (!obj.is_null()).then_some(&obj);
+        if let Some(resp) = self
+            .run_in_process(Phase::Mutating, attrs, own, old)
+            .await?
+            && let Some(patch) = resp.patch
+        {
+            obj = apply_patch(
+                &obj,
+                patch,
+                &format!("the in-process admission of {}", attrs.resource.plural),
+            )?;
+        }
         if is_exempt(&attrs.resource.group) {
             return Ok(obj);
         }
@@ -335,7 +393,6 @@ impl AdmissionChain {
         if hooks.is_empty() {
             return Ok(obj);
         }
-        let mut obj = obj;
         // Count object changes; a hook is reinvoked (once) if the object changed after it ran.
         let mut changes = 0usize;
         let mut seen_at: Vec<Option<usize>> = vec![None; hooks.len()];
@@ -377,14 +434,11 @@ impl AdmissionChain {
         let Some(patch) = resp.patch else {
             return Ok(Some(false));
         };
-        let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
-            ApiError::internal(format!(
-                "admission webhook {} returned an invalid JSON patch: {e}",
-                go_quote(&hook.name)
-            ))
-        })?;
-        let mut patched = obj.clone();
-        json_patch::patch(&mut patched, &ops).map_err(|e| ApiError::internal(e.to_string()))?;
+        let patched = apply_patch(
+            obj,
+            patch,
+            &format!("admission webhook {}", go_quote(&hook.name)),
+        )?;
         let changed = patched != *obj;
         *obj = patched;
         Ok(Some(changed))
@@ -398,11 +452,13 @@ impl AdmissionChain {
         obj: &Value,
         old: Option<&Value>,
     ) -> Result<(), ApiError> {
+        let obj = (!obj.is_null()).then_some(obj);
+        self.run_in_process(Phase::Validating, attrs, obj, old)
+            .await?;
         if is_exempt(&attrs.resource.group) {
             return Ok(());
         }
         let hooks = self.configured(server, Phase::Validating);
-        let obj = (!obj.is_null()).then_some(obj);
         let calls = hooks
             .iter()
             .filter(|h| self.should_call(server, h, attrs, obj, old))
@@ -414,6 +470,36 @@ impl AdmissionChain {
         }
         Ok(())
     }
+}
+
+/// The review's request fields for `attrs`.
+fn review_request<'a>(attrs: &'a AdmissionAttributes, uid: &'a str) -> ReviewRequest<'a> {
+    let rt = &attrs.resource;
+    ReviewRequest {
+        uid,
+        group: &rt.group,
+        version: &rt.version,
+        kind: &rt.kind,
+        resource: &rt.plural,
+        subresource: attrs.subresource.as_deref().unwrap_or(""),
+        name: &attrs.name,
+        namespace: &attrs.namespace,
+        operation: attrs.operation.as_str(),
+        username: match attrs.user_agent.as_str() {
+            "" => "system:admin",
+            ua => ua,
+        },
+        dry_run: attrs.dry_run,
+    }
+}
+
+/// `obj` with the JSON Patch `patch` (from `who`) applied.
+fn apply_patch(obj: &Value, patch: Value, who: &str) -> Result<Value, ApiError> {
+    let ops: json_patch::Patch = serde_json::from_value(patch)
+        .map_err(|e| ApiError::internal(format!("{who} returned an invalid JSON patch: {e}")))?;
+    let mut patched = obj.clone();
+    json_patch::patch(&mut patched, &ops).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(patched)
 }
 
 impl Default for AdmissionChain {

@@ -644,3 +644,100 @@ async fn if_needed_webhooks_are_reinvoked_after_later_changes() {
         "1"
     );
 }
+
+/// An in-process step answering with `handler`, counting its calls per phase.
+struct Step {
+    handler: Handler,
+    calls: Arc<Mutex<Vec<(bool, String)>>>,
+}
+
+impl testenv::admission::in_process::InProcessAdmission for Step {
+    fn review(
+        &self,
+        mutating: bool,
+        review: Value,
+    ) -> testenv::admission::in_process::ReviewFuture {
+        let operation = review["request"]["operation"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        self.calls.lock().unwrap().push((mutating, operation));
+        let answer = (self.handler)(&review);
+        Box::pin(async move { answer })
+    }
+}
+
+#[tokio::test]
+async fn an_in_process_step_mutates_and_its_denial_is_the_apis_own_error() {
+    let env = TestEnv::start().await.unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let step = Step {
+        calls: calls.clone(),
+        handler: Arc::new(|review| {
+            let name = review["request"]["name"].as_str().unwrap_or("");
+            if review["request"]["object"].is_null() {
+                return allow(review);
+            }
+            if name == "refused" {
+                return deny(
+                    review,
+                    json!({"status": "Failure", "code": 422, "reason": "Invalid",
+                           "message": "ConfigMap \"refused\" is invalid: data: Invalid value"}),
+                );
+            }
+            if review["request"]["object"]["metadata"]["labels"]["stamped"].is_string() {
+                return allow(review);
+            }
+            let patch = json!([{"op": "add", "path": "/metadata/labels/stamped", "value": "yes"}]);
+            let mut answer = allow(review);
+            answer["response"]["patchType"] = json!("JSONPatch");
+            answer["response"]["patch"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
+            answer["response"]["warnings"] = json!(["stamped in process"]);
+            answer
+        }),
+    };
+    env.server()
+        .admission()
+        .register_in_process("", "configmaps", Arc::new(step));
+    let cms: Api<ConfigMap> = Api::default_namespaced(env.client());
+
+    let created = cms
+        .create(
+            &PostParams::default(),
+            &configmap("kept", json!({"a": "b"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.labels.unwrap()["stamped"], "yes");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [(true, "CREATE".to_owned()), (false, "CREATE".to_owned())],
+        "mutated, then validated, once each"
+    );
+
+    // No webhook name in front of the step's message: it is the API's own 422.
+    let err = api_error(
+        cms.create(&PostParams::default(), &configmap("refused", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "ConfigMap \"refused\" is invalid: data: Invalid value"
+    );
+    assert!(cms.get_opt("refused").await.unwrap().is_none());
+
+    // Other kinds do not reach it.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::default_namespaced(env.client());
+    let before = calls.lock().unwrap().len();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(calls.lock().unwrap().len(), before);
+}

@@ -98,6 +98,15 @@ impl ApiServer {
         }
     }
 
+    /// The embedded API server itself, for what runs in its process (in-process admission,
+    /// the data plane's container runtime); `None` for a real one.
+    pub fn embedded_server(&self) -> Option<std::sync::Arc<testenv::ApiServer>> {
+        match self {
+            Self::Embedded(env) => Some(env.server().clone()),
+            Self::Real(_) => None,
+        }
+    }
+
     /// The API server's URL.
     pub fn url(&self) -> String {
         match self {
