@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 /// Cluster DNS running against one API server: the watches and the server.
 pub struct ClusterDns {
     server: DnsServer,
+    config: Arc<DnsConfig>,
     index: SharedIndex,
     watches: JoinHandle<()>,
 }
@@ -55,11 +56,13 @@ impl ClusterDns {
         let server =
             DnsServer::start(listen, config.clone(), index.clone(), shutdown.clone()).await?;
         let watch_index = index.clone();
+        let watch_config = config.clone();
         let watches = tokio::spawn(async move {
-            watch::keep_index(client, &config, watch_index, shutdown).await;
+            watch::keep_index(client, &watch_config, watch_index, shutdown).await;
         });
         Ok(ClusterDns {
             server,
+            config,
             index,
             watches,
         })
@@ -68,6 +71,22 @@ impl ClusterDns {
     /// The address UDP and TCP listen on.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Serves the same records on sockets bound elsewhere as well — the playground binds them
+    /// inside the cluster DNS pod's network namespace — until `shutdown`. `bound_ip` is the
+    /// address those sockets answer on, for the apex NS records (CoreDNS names the Service
+    /// whose endpoint holds it: `kube-dns`).
+    pub fn serve_also(
+        &self,
+        udp: tokio::net::UdpSocket,
+        tcp: tokio::net::TcpListener,
+        bound_ip: std::net::IpAddr,
+        shutdown: Shutdown,
+    ) -> Result<DnsServer, ServeError> {
+        let mut config = DnsConfig::clone(&self.config);
+        config.bound_ips = vec![bound_ip];
+        DnsServer::serve_on(udp, tcp, Arc::new(config), self.index.clone(), shutdown)
     }
 
     /// The index the server answers from.

@@ -374,3 +374,50 @@ async fn pods_verified_answers_running_pods_only() {
     trigger.fire();
     dns.stopped().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pair_of_sockets_serves_the_same_records() {
+    let env = TestEnv::start().await.expect("testenv");
+    let (dns, trigger) = start(&env).await;
+    // As the playground's cluster DNS pod does, on sockets bound by the caller (127.0.0.2
+    // stands in for the pod's namespace here).
+    create_service(
+        &env,
+        json!({"metadata": {"name": "kube-dns"}, "spec": {
+            "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+            "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+    )
+    .await;
+    create_slice(
+        &env,
+        json!({"metadata": {"name": "kube-dns-1", "labels": {"kubernetes.io/service-name": "kube-dns"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}],
+        "endpoints": [{"addresses": ["127.0.0.2"], "conditions": {"ready": true}}]}),
+    )
+    .await;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("udp");
+    let port = udp.local_addr().expect("addr").port();
+    let tcp = tokio::net::TcpListener::bind(("127.0.0.2", port))
+        .await
+        .expect("tcp on the same port");
+    let (also_trigger, also_shutdown) = shutdown_channel();
+    let also = dns
+        .serve_also(udp, tcp, "127.0.0.2".parse().expect("ip"), also_shutdown)
+        .expect("serves");
+    let second = also.local_addr();
+    let name = "kube-dns.default.svc.cluster.local.";
+    until_resolvable(second, name, RecordType::A).await;
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let first = ask(dns.local_addr(), transport, name, RecordType::A).await;
+        let again = ask(second, transport, name, RecordType::A).await;
+        assert_eq!(addresses(&first), ["10.96.0.10"]);
+        assert_eq!(addresses(&again), addresses(&first));
+    }
+    also_trigger.fire();
+    also.stopped().await;
+    trigger.fire();
+    dns.stopped().await;
+}
