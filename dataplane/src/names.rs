@@ -122,9 +122,8 @@ pub fn leftovers<'a>(
 /// (k/k `pkg/kubelet/network/dns/dns.go`): the namespace's search path, the cluster DNS
 /// server(s), `ndots:5`.
 pub fn resolv_conf(namespace: &str, cluster_domain: &str, nameservers: &[IpAddr]) -> String {
-    let mut out = format!(
-        "search {namespace}.svc.{cluster_domain} svc.{cluster_domain} {cluster_domain}\n"
-    );
+    let mut out =
+        format!("search {namespace}.svc.{cluster_domain} svc.{cluster_domain} {cluster_domain}\n");
     for ns in nameservers {
         out.push_str(&format!("nameserver {ns}\n"));
     }
@@ -148,7 +147,10 @@ mod tests {
         let long = n.pod(&"a".repeat(63), &"b".repeat(253));
         assert!(long.len() <= MAX_NAMESPACE_NAME);
         assert!(long.starts_with("svp-4711-2-p-aaa"));
-        assert_ne!(long, n.pod(&"a".repeat(63), &format!("{}c", "b".repeat(252))));
+        assert_ne!(
+            long,
+            n.pod(&"a".repeat(63), &format!("{}c", "b".repeat(252)))
+        );
         assert!(pod_veth(123_456_789).len() <= 15);
         assert!(fabric_port(123_456_789).len() <= 15);
     }

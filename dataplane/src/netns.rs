@@ -35,10 +35,7 @@ fn io_error(what: &str, errno: nix::Error) -> io::Error {
 /// Runs `f` on a fresh thread inside network namespace `ns` and returns its result. Sockets
 /// `f` creates belong to `ns`. Blocks the caller until `f` returns (from async code use
 /// [`in_netns_async`]).
-pub fn in_netns<T: Send>(
-    ns: &str,
-    f: impl FnOnce() -> io::Result<T> + Send,
-) -> io::Result<T> {
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     let path = netns_path(ns);
     let file = File::open(&path).map_err(|e| {
         io::Error::new(
@@ -55,7 +52,11 @@ pub fn in_netns<T: Send>(
                 f()
             })
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other(format!("a task inside network namespace {ns} panicked"))))
+            .unwrap_or_else(|_| {
+                Err(io::Error::other(format!(
+                    "a task inside network namespace {ns} panicked"
+                )))
+            })
     })
 }
 

@@ -111,7 +111,12 @@ mod tests {
             pod("a", "node-1", [10, 244, 1, 2]),
             pod("b", "node-9", [10, 244, 9, 2]),
         ]);
-        let steps = plan(&desired_nodes, &desired_pods, &BTreeMap::new(), &BTreeMap::new());
+        let steps = plan(
+            &desired_nodes,
+            &desired_pods,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        );
         assert_eq!(
             steps,
             [
@@ -154,7 +159,12 @@ mod tests {
         let actual_pods = pods(std::slice::from_ref(&a));
         let mut moved = node("node-1", 1);
         moved.ip = Ipv4Addr::new(172, 18, 0, 99);
-        let steps = plan(&nodes(&[moved.clone()]), &actual_pods, &actual_nodes, &actual_pods);
+        let steps = plan(
+            &nodes(&[moved.clone()]),
+            &actual_pods,
+            &actual_nodes,
+            &actual_pods,
+        );
         assert_eq!(
             steps,
             [
@@ -172,8 +182,14 @@ mod tests {
         assert_eq!(
             peer_routes(&all, "node-2"),
             [
-                ("10.244.1.0/24".parse().unwrap(), Ipv4Addr::new(172, 18, 0, 2)),
-                ("10.244.3.0/24".parse().unwrap(), Ipv4Addr::new(172, 18, 0, 4)),
+                (
+                    "10.244.1.0/24".parse().unwrap(),
+                    Ipv4Addr::new(172, 18, 0, 2)
+                ),
+                (
+                    "10.244.3.0/24".parse().unwrap(),
+                    Ipv4Addr::new(172, 18, 0, 4)
+                ),
             ]
         );
     }

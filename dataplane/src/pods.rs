@@ -242,10 +242,7 @@ fn container_plan(container: &Container) -> ContainerPlan {
 fn resolve_port(port: &IntOrString, named: &BTreeMap<&str, u16>) -> Option<u16> {
     match port {
         IntOrString::Int(n) => u16::try_from(*n).ok().filter(|p| *p > 0),
-        IntOrString::String(s) => named
-            .get(s.as_str())
-            .copied()
-            .or_else(|| s.parse().ok()),
+        IntOrString::String(s) => named.get(s.as_str()).copied().or_else(|| s.parse().ok()),
     }
 }
 
@@ -344,8 +341,20 @@ mod tests {
         assert_eq!(c.http_probe(), Some((8080, "/healthz")));
         let r = c.readiness.as_ref().unwrap();
         assert_eq!(
-            (r.period, r.timeout, r.success_threshold, r.failure_threshold, r.initial_delay),
-            (Duration::from_secs(2), Duration::from_secs(1), 1, 3, Duration::ZERO)
+            (
+                r.period,
+                r.timeout,
+                r.success_threshold,
+                r.failure_threshold,
+                r.initial_delay
+            ),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+                1,
+                3,
+                Duration::ZERO
+            )
         );
         assert!(plan.probed());
     }
@@ -368,8 +377,11 @@ mod tests {
         let c = json!([{"name": "web"}]);
         assert!(PodPlan::from_pod(&pod(json!({"containers": c}), running.clone())).is_none());
         assert!(
-            PodPlan::from_pod(&pod(json!({"nodeName": "n", "containers": c}), json!({"phase": "Pending"})))
-                .is_none()
+            PodPlan::from_pod(&pod(
+                json!({"nodeName": "n", "containers": c}),
+                json!({"phase": "Pending"})
+            ))
+            .is_none()
         );
         assert!(
             PodPlan::from_pod(&pod(

@@ -29,7 +29,12 @@ pub struct ProbeTracker {
 
 impl ProbeTracker {
     /// Records one attempt's result and returns the container's readiness.
-    pub fn observe(&mut self, success: bool, success_threshold: u32, failure_threshold: u32) -> bool {
+    pub fn observe(
+        &mut self,
+        success: bool,
+        success_threshold: u32,
+        failure_threshold: u32,
+    ) -> bool {
         if self.last == Some(success) {
             self.run = self.run.saturating_add(1);
         } else {
@@ -93,7 +98,11 @@ pub fn http_request(path: &str, host: &str, headers: &[(String, String)]) -> Str
 fn http_probe(target: SocketAddr, request: &str, timeout: Duration) -> std::io::Result<bool> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&target, timeout)?;
-    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     stream.set_write_timeout(Some(left()))?;
     stream.write_all(request.as_bytes())?;
     let mut head = Vec::new();
@@ -252,8 +261,14 @@ mod tests {
 
     #[test]
     fn http_status_lines() {
-        assert_eq!(http_status(b"HTTP/1.1 503 Service Unavailable\r\n"), Some(503));
-        assert_eq!(http_status(b"HTTP/1.0 302 Found\r\nLocation: /\r\n"), Some(302));
+        assert_eq!(
+            http_status(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(
+            http_status(b"HTTP/1.0 302 Found\r\nLocation: /\r\n"),
+            Some(302)
+        );
         assert_eq!(http_status(b"HTTP/1.1 200 OK"), None);
         assert_eq!(http_status(b"SSH-2.0-OpenSSH\r\n"), None);
         assert!(http_success(302));

@@ -56,10 +56,17 @@ pub fn netns_exec_command(ns: &str, argv: &[String]) -> Command {
 }
 
 impl ContainerRuntime for DataPlaneRuntime {
-    fn exec(&self, pod: &PodRef, container: &str, argv: &[String]) -> Result<Command, RuntimeError> {
+    fn exec(
+        &self,
+        pod: &PodRef,
+        container: &str,
+        argv: &[String],
+    ) -> Result<Command, RuntimeError> {
         let (ns, _) = self.find(pod, container)?;
         if argv.is_empty() {
-            return Err(RuntimeError::Other("no command given to run in the container".into()));
+            return Err(RuntimeError::Other(
+                "no command given to run in the container".into(),
+            ));
         }
         Ok(netns_exec_command(&ns, argv))
     }

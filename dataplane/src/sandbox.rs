@@ -35,8 +35,7 @@ pub struct DataPlaneConfig {
 impl Default for DataPlaneConfig {
     fn default() -> Self {
         Self {
-            node_network: Ipv4Net::new(Ipv4Addr::new(172, 18, 0, 0), 16)
-                .unwrap_or_default(),
+            node_network: Ipv4Net::new(Ipv4Addr::new(172, 18, 0, 0), 16).unwrap_or_default(),
             cluster_domain: "cluster.local".into(),
             nameservers: vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))],
         }
@@ -119,7 +118,10 @@ impl Sandboxes {
     ) -> Result<Self, DataPlaneError> {
         let removed = remove_leftovers()?;
         if !removed.is_empty() {
-            tracing::info!(count = removed.len(), "removed namespaces left by an earlier data plane");
+            tracing::info!(
+                count = removed.len(),
+                "removed namespaces left by an earlier data plane"
+            );
         }
         let names = Names::new(std::process::id(), SEQUENCE.fetch_add(1, Ordering::Relaxed));
         let this = Self {
@@ -141,7 +143,9 @@ impl Sandboxes {
         .await;
         if let Err(e) = made {
             let _ = netns::delete_netns(&fabric);
-            return Err(DataPlaneError::Io(format!("making the fabric namespace {fabric}: {e}")));
+            return Err(DataPlaneError::Io(format!(
+                "making the fabric namespace {fabric}: {e}"
+            )));
         }
         Ok(this)
     }
@@ -177,8 +181,16 @@ impl Sandboxes {
     pub fn actual(&self) -> (BTreeMap<String, NodePlan>, BTreeMap<PodKey, PodPlan>) {
         let state = self.lock();
         (
-            state.nodes.iter().map(|(k, n)| (k.clone(), n.plan.clone())).collect(),
-            state.pods.iter().map(|(k, p)| (k.clone(), p.plan.clone())).collect(),
+            state
+                .nodes
+                .iter()
+                .map(|(k, n)| (k.clone(), n.plan.clone()))
+                .collect(),
+            state
+                .pods
+                .iter()
+                .map(|(k, p)| (k.clone(), p.plan.clone()))
+                .collect(),
         )
     }
 
@@ -192,7 +204,11 @@ impl Sandboxes {
     ) -> Option<(String, String, Option<Arc<ContainerLogBook>>)> {
         let state = self.lock();
         let pod = state.pods.get(&(namespace.to_string(), name.to_string()))?;
-        Some((pod.plan.uid.clone(), pod.ns.clone(), pod.standin.log(container)))
+        Some((
+            pod.plan.uid.clone(),
+            pod.ns.clone(),
+            pod.standin.log(container),
+        ))
     }
 
     /// Makes node `node`'s namespace, plugged into the fabric, with routes to and from every
@@ -234,7 +250,10 @@ impl Sandboxes {
         .await;
         if let Err(e) = made {
             let _ = netns::delete_netns(&ns);
-            return Err(DataPlaneError::Io(format!("making node {}: {e}", node.name)));
+            return Err(DataPlaneError::Io(format!(
+                "making node {}: {e}",
+                node.name
+            )));
         }
         self.lock().nodes.insert(
             node.name.clone(),
@@ -346,7 +365,9 @@ impl Sandboxes {
                 first.get_or_insert(e);
             }
         }
-        let nodes: Vec<NodeSandbox> = std::mem::take(&mut self.lock().nodes).into_values().collect();
+        let nodes: Vec<NodeSandbox> = std::mem::take(&mut self.lock().nodes)
+            .into_values()
+            .collect();
         for node in nodes {
             if let Err(e) = netns::delete_netns(&node.ns) {
                 tracing::warn!(error = %e, "data plane shutdown");

@@ -5,8 +5,8 @@
 //!
 //! It also plays a pod whose readiness can be broken on purpose: a request to
 //! `/svcplane/readiness/fail` (on any of the pod's ports) makes its readiness probes fail —
-//! httpGet probes get 503 on the probe's path, tcpSocket probe ports stop listening — until
-//! `/svcplane/readiness/pass`.
+//! httpGet probes get 503 on the probe's path, tcpSocket probe ports refuse connections from
+//! outside the pod (they listen on loopback only) — until `/svcplane/readiness/pass`.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -260,27 +260,35 @@ impl PortServer {
     async fn serve_tcp(self, listener: tokio::net::TcpListener) {
         let this = Arc::new(self);
         let mut failing = this.switch.subscribe();
-        let mut listener = Some(listener);
+        let Ok(addr) = listener.local_addr() else {
+            return;
+        };
+        let mut listener = listener;
+        let mut loopback_only = false;
         let mut connections = JoinSet::new();
         loop {
-            if this.tcp_probe_port && *failing.borrow_and_update() {
-                // A failing tcpSocket probe is a refused connection: stop listening.
-                let addr = listener.take().and_then(|l| l.local_addr().ok());
-                if failing.wait_for(|f| !*f).await.is_err() {
-                    return;
-                }
-                let Some(addr) = addr else { return };
-                match bind_tcp(&this.ns, addr).await {
-                    Ok(l) => listener = Some(l),
+            // A failing tcpSocket probe is a refused connection: while failing, the probe's port
+            // listens on loopback only, so the pod itself can still ask to pass.
+            let want_loopback = this.tcp_probe_port && *failing.borrow_and_update();
+            if want_loopback != loopback_only {
+                let ip = if want_loopback {
+                    Ipv4Addr::LOCALHOST
+                } else {
+                    Ipv4Addr::UNSPECIFIED
+                };
+                let rebind = SocketAddr::from((ip, addr.port()));
+                drop(listener);
+                listener = match bind_tcp(&this.ns, rebind).await {
+                    Ok(l) => l,
                     Err(e) => {
-                        tracing::warn!(pod = %this.pod, %addr, error = %e, "stand-in cannot listen again");
+                        tracing::warn!(pod = %this.pod, addr = %rebind, error = %e, "stand-in cannot listen again");
                         return;
                     }
-                }
+                };
+                loopback_only = want_loopback;
             }
-            let Some(l) = listener.as_ref() else { return };
             tokio::select! {
-                accepted = l.accept() => {
+                accepted = listener.accept() => {
                     let Ok((stream, client)) = accepted else { continue };
                     let this = this.clone();
                     connections.spawn(async move { this.serve_connection(stream, client).await });

@@ -18,7 +18,9 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::route::RouteScope;
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use crate::names::{FABRIC_BRIDGE, NODE_INTERFACE, POD_GATEWAY, POD_INTERFACE};
 use crate::netns::{in_netns_async, netns_path, write_sysctl};
@@ -75,12 +77,12 @@ async fn add_veth(handle: &Handle, name: &str, peer: &str, peer_ns: &str) -> io:
     let message = LinkVeth::new(name, peer)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message)))
         .build();
-    handle
-        .link()
-        .add(message)
-        .execute()
-        .await
-        .map_err(|e| step_error(&format!("creating veth {name} (peer {peer} in {peer_ns})"), e))
+    handle.link().add(message).execute().await.map_err(|e| {
+        step_error(
+            &format!("creating veth {name} (peer {peer} in {peer_ns})"),
+            e,
+        )
+    })
 }
 
 async fn add_address(handle: &Handle, name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
@@ -136,7 +138,11 @@ pub async fn make_node(
     set_up(&node, NODE_INTERFACE).await?;
     add_address(&node, NODE_INTERFACE, ip, prefix).await?;
     node.route()
-        .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build())
+        .add(
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gateway)
+                .build(),
+        )
         .replace()
         .execute()
         .await

@@ -149,7 +149,9 @@ impl DataPlane {
 
     /// The network namespace of pod `namespace/name`, once its stand-in runs.
     pub fn pod_namespace(&self, namespace: &str, name: &str) -> Option<String> {
-        self.sandboxes.pod_namespace(namespace, name).map(|(ns, _)| ns)
+        self.sandboxes
+            .pod_namespace(namespace, name)
+            .map(|(ns, _)| ns)
     }
 
     /// The namespace of the fabric bridge: outside every node, as a client on the nodes'
