@@ -24,9 +24,10 @@ use crate::sandbox::{DataPlaneConfig, Sandboxes};
 /// How often steps that failed are tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 
+/// Watch events, boxed: a Pod event is kilobytes.
 enum Input {
-    Node(Event<Node>),
-    Pod(Event<Pod>),
+    Node(Box<Event<Node>>),
+    Pod(Box<Event<Pod>>),
 }
 
 /// What the API says should run: nodes with an address and pod CIDR, pods with a node and IP.
@@ -190,7 +191,7 @@ async fn keep(sandboxes: Arc<Sandboxes>, client: kube::Client, shutdown: Shutdow
         watcher::Config::default(),
         shutdown.clone(),
         move |e| {
-            let _ = node_inputs.send(Input::Node(e));
+            let _ = node_inputs.send(Input::Node(Box::new(e)));
         },
     );
     let pods = kuberun::watch_events(
@@ -198,7 +199,7 @@ async fn keep(sandboxes: Arc<Sandboxes>, client: kube::Client, shutdown: Shutdow
         watcher::Config::default(),
         shutdown.clone(),
         move |e| {
-            let _ = inputs.send(Input::Pod(e));
+            let _ = inputs.send(Input::Pod(Box::new(e)));
         },
     );
     let watches = tokio::spawn(async move {
@@ -216,8 +217,8 @@ async fn keep(sandboxes: Arc<Sandboxes>, client: kube::Client, shutdown: Shutdow
                 // Take every event already waiting before acting on them.
                 while let Some(input) = next {
                     match input {
-                        Input::Node(e) => desired.node_event(e),
-                        Input::Pod(e) => desired.pod_event(e),
+                        Input::Node(e) => desired.node_event(*e),
+                        Input::Pod(e) => desired.pod_event(*e),
                     }
                     next = received.try_recv().ok();
                 }

@@ -105,8 +105,54 @@ async fn pods_reach_pods_on_their_node_and_across_nodes_without_snat_and_all_is_
         "{udp}"
     );
 
-    // A removed pod no longer answers and its namespace is gone.
+    // A pod reaching itself through a "Service" (a DNAT in its node's namespace, as kube-proxy
+    // writes it) comes back through the node's netfilter hooks: hairpin works without
+    // br_netfilter, masqueraded to the node's address as kube-proxy's hairpin rule does.
+    let node1 = sandboxes.node_namespace("node-1").unwrap();
+    let rules = "table ip svc {
+        chain pre { type nat hook prerouting priority dstnat; ip daddr 10.96.0.50 tcp dport 80 dnat to 10.244.1.2:8080; }
+        chain post { type nat hook postrouting priority srcnat; ip saddr 10.244.1.2 ip daddr 10.244.1.2 masquerade; }
+    }";
+    let mut nft = dataplane::netns_exec_command(&node1, &["nft".into(), "-f".into(), "-".into()]);
+    nft.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = nft.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), rules.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hairpin = curl_in(&a_ns, "http://10.96.0.50/");
+    assert!(
+        hairpin.starts_with("You've hit a\nclient address: 172.18.0.2:"),
+        "{hairpin}"
+    );
+    let (b_ns, _) = sandboxes.pod_namespace("default", "b").unwrap();
+    let via_service = curl_in(&b_ns, "http://10.96.0.50/");
+    assert!(
+        via_service.starts_with("You've hit a\nclient address: 10.244.1.3:"),
+        "{via_service}"
+    );
+
+    // A removed pod's namespace is gone, and with it (nothing holds it any more) its veth: the
+    // node side disappears from the node's namespace.
+    let veths = |ns: &str| -> Vec<String> {
+        run_in(ns, &["ip", "-o", "link"])
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+            .filter(|n| n.starts_with("veth"))
+            .collect()
+    };
+    assert_eq!(veths(&node1).len(), 2);
     sandboxes.remove_pod(&b.key()).await.unwrap();
+    support::eventually(10, "b's veth gone from node-1", || {
+        (veths(&node1).len() == 1).then_some(())
+    })
+    .await;
     assert!(sandboxes.pod_namespace("default", "b").is_none());
     assert!(!namespaces_with(&prefix).iter().any(|n| n.ends_with("_b")));
 
@@ -143,6 +189,6 @@ async fn leftovers_of_a_dead_process_are_removed_and_live_ones_kept() {
     assert!(removed.contains(&dead.to_string()), "{removed:?}");
     assert!(namespaces_with(dead).is_empty());
     assert!(!dataplane::netns::etc_dir(dead).exists());
-    assert_eq!(namespaces_with(&live), [live.clone()]);
+    assert_eq!(namespaces_with(&live), vec![live.clone()]);
     dataplane::netns::delete_netns(&live).unwrap();
 }
