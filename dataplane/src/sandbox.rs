@@ -355,6 +355,30 @@ impl Sandboxes {
         removed.map_err(|e| DataPlaneError::Io(format!("removing pod {}/{}: {e}", key.0, key.1)))
     }
 
+    /// Removes every namespace at once, without waiting for servers and probers to end (their
+    /// tasks are aborted; the namespaces go when their last socket closes). For `Drop`.
+    pub fn remove_all_now(&self) {
+        let (pods, nodes) = {
+            let mut state = self.lock();
+            (
+                std::mem::take(&mut state.pods),
+                std::mem::take(&mut state.nodes),
+            )
+        };
+        for pod in pods.into_values() {
+            if let Some(prober) = pod.prober {
+                prober.abort();
+            }
+            drop(pod.standin);
+            let _ = netns::delete_netns(&pod.ns);
+            let _ = netns::remove_etc_dir(&pod.ns);
+        }
+        for node in nodes.into_values() {
+            let _ = netns::delete_netns(&node.ns);
+        }
+        let _ = netns::delete_netns(&self.names.fabric());
+    }
+
     /// Removes every pod, node and the fabric. Errors are logged; the first is returned.
     pub async fn shutdown(&self) -> Result<(), DataPlaneError> {
         let mut first = None;
@@ -378,5 +402,11 @@ impl Sandboxes {
             first.get_or_insert(DataPlaneError::Io(e.to_string()));
         }
         first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Sandboxes {
+    fn drop(&mut self) {
+        self.remove_all_now();
     }
 }

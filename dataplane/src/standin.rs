@@ -232,6 +232,12 @@ impl StandIn {
     /// containers' logs.
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
+    }
+}
+
+impl Drop for StandIn {
+    /// The servers' tasks are aborted with the set; the logs end.
+    fn drop(&mut self) {
         for (_, log) in &self.logs {
             log.close();
         }

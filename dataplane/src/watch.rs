@@ -111,10 +111,13 @@ impl Desired {
 /// The playground's data plane: every Node a network namespace plugged into a fabric bridge,
 /// every running Pod a network namespace routed from its node's, running a stand-in server on
 /// its ports and (given a readiness reporter) its readiness probes.
+///
+/// Dropped without [`DataPlane::shutdown`] (a panicking test), it still removes its namespaces
+/// at once, without waiting for its servers to stop.
 pub struct DataPlane {
     sandboxes: Arc<Sandboxes>,
     trigger: ShutdownTrigger,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl DataPlane {
@@ -133,7 +136,7 @@ impl DataPlane {
         Ok(Self {
             sandboxes,
             trigger,
-            task,
+            task: Some(task),
         })
     }
 
@@ -176,10 +179,22 @@ impl DataPlane {
     }
 
     /// Stops watching and removes every namespace, veth and /etc/netns directory it made.
-    pub async fn shutdown(self) -> Result<(), DataPlaneError> {
+    pub async fn shutdown(mut self) -> Result<(), DataPlaneError> {
         self.trigger.fire();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
         self.sandboxes.shutdown().await
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        self.trigger.fire();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        self.sandboxes.remove_all_now();
     }
 }
 

@@ -192,3 +192,23 @@ async fn leftovers_of_a_dead_process_are_removed_and_live_ones_kept() {
     assert_eq!(namespaces_with(&live), vec![live.clone()]);
     dataplane::netns::delete_netns(&live).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_data_plane_removes_its_namespaces() {
+    if !host_or_skip("dropped") {
+        return;
+    }
+    let sandboxes = Sandboxes::start(DataPlaneConfig::default(), None)
+        .await
+        .unwrap();
+    let prefix = sandboxes.names().prefix().to_string();
+    sandboxes.add_node(&node("node-1", 1)).await.unwrap();
+    sandboxes
+        .add_pod(&pod("a", "node-1", [10, 244, 1, 2]))
+        .await
+        .unwrap();
+    assert_eq!(namespaces_with(&prefix).len(), 3);
+    drop(sandboxes);
+    assert_eq!(namespaces_with(&prefix), Vec::<String>::new());
+    assert!(!dataplane::netns::etc_dir(&format!("{prefix}p-default_a")).exists());
+}
