@@ -327,15 +327,10 @@ impl PortServer {
         if let Some(f) = r.set_failing {
             self.switch.send_replace(f);
         }
+        let now = Timestamp::now();
         self.log.write(
-            Timestamp::now(),
-            access_log_line(
-                Timestamp::now(),
-                client,
-                request.method().as_str(),
-                path,
-                r.status,
-            ),
+            now,
+            access_log_line(now, client, request.method().as_str(), path, r.status),
         );
         let mut response = Response::new(Full::new(Bytes::from(r.body)));
         *response.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
