@@ -61,7 +61,8 @@ struct PodSandbox {
     plan: PodPlan,
     ns: String,
     node_ns: String,
-    standin: StandIn,
+    /// `None` while the pod is being torn down.
+    standin: Option<StandIn>,
     prober: Option<JoinHandle<()>>,
 }
 
@@ -194,8 +195,8 @@ impl Sandboxes {
         )
     }
 
-    /// The pod's container `container`: its uid, pod namespace, log; `None` without a sandbox,
-    /// `Some(.., None)` when the pod has no such container.
+    /// The pod's container `container`: its uid, pod namespace, log; `None` without a running
+    /// sandbox, `Some(.., None)` when the pod has no such container.
     pub(crate) fn container(
         &self,
         namespace: &str,
@@ -204,11 +205,8 @@ impl Sandboxes {
     ) -> Option<(String, String, Option<Arc<ContainerLogBook>>)> {
         let state = self.lock();
         let pod = state.pods.get(&(namespace.to_string(), name.to_string()))?;
-        Some((
-            pod.plan.uid.clone(),
-            pod.ns.clone(),
-            pod.standin.log(container),
-        ))
+        let standin = pod.standin.as_ref()?;
+        Some((pod.plan.uid.clone(), pod.ns.clone(), standin.log(container)))
     }
 
     /// Makes node `node`'s namespace, plugged into the fabric, with routes to and from every
@@ -332,27 +330,44 @@ impl Sandboxes {
                 plan: pod.clone(),
                 ns,
                 node_ns,
-                standin,
+                standin: Some(standin),
                 prober,
             },
         );
         Ok(())
     }
 
-    /// Stops pod `key`'s stand-in and prober and removes its namespace and resolv.conf.
+    /// Stops pod `key`'s stand-in and prober and removes its namespace and resolv.conf. The pod
+    /// keeps its entry (its namespace is still found) until the namespace is gone; exec and logs
+    /// find it not running from the start.
     pub async fn remove_pod(&self, key: &PodKey) -> Result<(), DataPlaneError> {
-        let Some(pod) = self.lock().pods.remove(key) else {
-            return Ok(());
+        let (ns, node_ns, standin, prober) = {
+            let mut state = self.lock();
+            let Some(pod) = state.pods.get_mut(key) else {
+                return Ok(());
+            };
+            (
+                pod.ns.clone(),
+                pod.node_ns.clone(),
+                pod.standin.take(),
+                pod.prober.take(),
+            )
         };
-        if let Some(prober) = pod.prober {
+        if let Some(prober) = prober {
             prober.abort();
             let _ = prober.await;
         }
         // Closing the stand-in's sockets first lets the namespace (and its veth) go at once.
-        pod.standin.stop().await;
-        tracing::debug!(pod = %format!("{}/{}", key.0, key.1), node_ns = %pod.node_ns, "removing pod sandbox");
-        let removed = netns::delete_netns(&pod.ns).and(netns::remove_etc_dir(&pod.ns));
-        removed.map_err(|e| DataPlaneError::Io(format!("removing pod {}/{}: {e}", key.0, key.1)))
+        if let Some(standin) = standin {
+            standin.stop().await;
+        }
+        tracing::debug!(pod = %format!("{}/{}", key.0, key.1), %node_ns, "removing pod sandbox");
+        // On failure the entry stays, so the removal is tried again.
+        netns::delete_netns(&ns)
+            .and(netns::remove_etc_dir(&ns))
+            .map_err(|e| DataPlaneError::Io(format!("removing pod {}/{}: {e}", key.0, key.1)))?;
+        self.lock().pods.remove(key);
+        Ok(())
     }
 
     /// Removes every namespace at once, without waiting for servers and probers to end (their

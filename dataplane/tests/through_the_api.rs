@@ -102,6 +102,12 @@ async fn pods_from_the_api_run_in_namespaces_with_probed_readiness_logs_and_exec
     api.create(&PostParams::default(), &pod("probed", Some(probe)))
         .await
         .unwrap();
+    let delayed_probe = json!({"httpGet": {"path": "/", "port": 8080},
+        "initialDelaySeconds": 3, "periodSeconds": 1});
+    let delayed_created = Instant::now();
+    api.create(&PostParams::default(), &pod("delayed", Some(delayed_probe)))
+        .await
+        .unwrap();
     let tcp_probe = json!({"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1});
     api.create(&PostParams::default(), &pod("tcp", Some(tcp_probe)))
         .await
@@ -177,6 +183,16 @@ async fn pods_from_the_api_run_in_namespaces_with_probed_readiness_logs_and_exec
         &["curl", "-sS", "localhost:8080/svcplane/readiness/pass"],
     );
     wait_for(&api, "tcp", "Ready after the pass switch", is_ready).await;
+
+    // initialDelaySeconds holds the first probe back: the pod answers long before it is Ready.
+    let delayed_ns = plane.pod_namespace("default", "delayed").unwrap();
+    assert!(curl_in(&delayed_ns, "http://localhost:8080/").starts_with("You've hit delayed"));
+    wait_for(&api, "delayed", "Ready after its initial delay", is_ready).await;
+    assert!(
+        delayed_created.elapsed() >= Duration::from_secs(3),
+        "Ready after {:?}, before the initial delay of 3 s",
+        delayed_created.elapsed()
+    );
 
     // Logs: the access log of the container, a line per request.
     let logs = runtime.logs(&probed_ref, "web").unwrap();
