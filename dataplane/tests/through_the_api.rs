@@ -185,7 +185,10 @@ async fn pods_from_the_api_run_in_namespaces_with_probed_readiness_logs_and_exec
     wait_for(&api, "tcp", "Ready after the pass switch", is_ready).await;
 
     // initialDelaySeconds holds the first probe back: the pod answers long before it is Ready.
-    let delayed_ns = plane.pod_namespace("default", "delayed").unwrap();
+    let delayed_ns = support::eventually(10, "delayed's namespace", || {
+        plane.pod_namespace("default", "delayed")
+    })
+    .await;
     assert!(curl_in(&delayed_ns, "http://localhost:8080/").starts_with("You've hit delayed"));
     wait_for(&api, "delayed", "Ready after its initial delay", is_ready).await;
     assert!(
