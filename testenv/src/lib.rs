@@ -160,6 +160,7 @@ pub struct TestEnv {
     addr: SocketAddr,
     listener: Mutex<Option<server::Listener>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    readiness: Option<nodesim::ReadinessReporter>,
 }
 
 impl TestEnv {
@@ -208,12 +209,20 @@ impl TestEnv {
             addr,
             listener: Mutex::new(Some(listener)),
             background: vec![gc],
+            readiness: None,
         };
         if let Some(config) = options.node_simulator {
             let sim = nodesim::NodeSimulator::start(env.try_client()?, config).await?;
+            env.readiness = Some(sim.readiness_reporter());
             env.background.push(sim.into_task());
         }
         Ok(env)
+    }
+
+    /// Where the node simulator takes readiness probe results, when it runs (see
+    /// [`nodesim::NodeSimConfig::external_readiness_probes`]).
+    pub fn readiness_reporter(&self) -> Option<nodesim::ReadinessReporter> {
+        self.readiness.clone()
     }
 
     /// The address the server listens on.

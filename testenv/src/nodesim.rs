@@ -26,7 +26,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -73,6 +73,34 @@ pub enum NodeSimError {
 pub struct NodeSimulator {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    readiness: ReadinessReporter,
+}
+
+/// One readiness probe result for a pod, from an outside prober.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProbeResult {
+    key: PodKey,
+    uid: String,
+    ready: bool,
+}
+
+/// Where an outside prober reports pods' readiness, under
+/// [`NodeSimConfig::external_readiness_probes`]. Cheap to clone; results for pods the simulator
+/// does not run (or a uid it no longer runs under that name) are ignored.
+#[derive(Debug, Clone)]
+pub struct ReadinessReporter(mpsc::UnboundedSender<ProbeResult>);
+
+impl ReadinessReporter {
+    /// Says whether the readiness probes of pod `namespace/name` (with `uid`) pass: the pod's
+    /// Ready condition follows. Without `external_readiness_probes` this changes nothing.
+    pub fn set_probe_result(&self, namespace: &str, name: &str, uid: &str, ready: bool) {
+        // A stopped simulator has nothing left to report to.
+        let _ = self.0.send(ProbeResult {
+            key: format!("{namespace}/{name}").into(),
+            uid: uid.to_string(),
+            ready,
+        });
+    }
 }
 
 impl NodeSimulator {
@@ -81,9 +109,25 @@ impl NodeSimulator {
         config.validate()?;
         register_nodes(&client, &config.nodes).await?;
         let (shutdown, stop) = watch::channel(false);
+        let (readiness, probe_results) = mpsc::unbounded_channel();
         let runner = Runner::new(client, config);
-        let task = tokio::spawn(runner.run(stop));
-        Ok(Self { shutdown, task })
+        let task = tokio::spawn(runner.run(stop, probe_results));
+        Ok(Self {
+            shutdown,
+            task,
+            readiness: ReadinessReporter(readiness),
+        })
+    }
+
+    /// Where an outside prober reports readiness (see
+    /// [`NodeSimConfig::external_readiness_probes`]).
+    pub fn readiness_reporter(&self) -> ReadinessReporter {
+        self.readiness.clone()
+    }
+
+    /// Says whether the readiness probes of a pod pass (see [`ReadinessReporter`]).
+    pub fn set_probe_result(&self, namespace: &str, name: &str, uid: &str, ready: bool) {
+        self.readiness.set_probe_result(namespace, name, uid, ready);
     }
 
     /// Stops, letting requests in flight finish (for at most two seconds).
@@ -213,6 +257,8 @@ struct Tracked {
     assumed: Option<usize>,
     running: Option<Running>,
     deleting_since: Option<Instant>,
+    /// The last readiness probe result reported for this pod (under external probes).
+    probe_ready: bool,
     /// The earliest timer set for this pod.
     wake: Option<Instant>,
     failures: u32,
@@ -316,7 +362,11 @@ impl Runner {
         }
     }
 
-    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        mut probe_results: mpsc::UnboundedReceiver<ProbeResult>,
+    ) {
         let stop = async move {
             // A dropped handle (into_task) means "run until aborted".
             if stop.wait_for(|s| *s).await.is_err() {
@@ -343,6 +393,7 @@ impl Runner {
             tokio::select! {
                 () = &mut stop => break,
                 Some(done) = pending.next(), if !pending.is_empty() => self.finished(done),
+                Some(result) = probe_results.recv() => self.probe_result(result),
                 event = pod_events.next() => match event {
                     Some(Ok(e)) => self.pod_event(e),
                     Some(Err(e)) => tracing::warn!(error = %e, "node simulator: pod watch failed; retrying"),
@@ -579,6 +630,17 @@ impl Runner {
         self.adjust_load(before, None);
     }
 
+    fn probe_result(&mut self, result: ProbeResult) {
+        let Some(t) = self.tracked.get_mut(&result.key) else {
+            return;
+        };
+        if t.view.uid != result.uid || t.probe_ready == result.ready {
+            return;
+        }
+        t.probe_ready = result.ready;
+        self.enqueue(result.key);
+    }
+
     fn node_event(&mut self, event: Event<Node>) {
         let (node, present) = match event {
             Event::Apply(n) | Event::InitApply(n) => (n, true),
@@ -767,7 +829,11 @@ impl Runner {
         let running = t.running.as_ref()?;
         let delay = t.view.ready_delay.unwrap_or(config.ready_delay);
         let ready_at = running.since + delay;
-        let ready = !t.view.held_unready && now >= ready_at;
+        // Under external probes a probed pod is Ready only while its prober says so, as the
+        // kubelet's prober manager holds a probed container unready until its first success.
+        let probe_allows =
+            !(config.external_readiness_probes && t.view.has_readiness_probe) || t.probe_ready;
+        let ready = !t.view.held_unready && now >= ready_at && probe_allows;
         let patch = desired_status(
             &t.view,
             &config.nodes[node],
@@ -776,7 +842,7 @@ impl Runner {
             Timestamp::now(),
         );
         let (namespace, name) = (t.view.namespace.clone(), t.view.name.clone());
-        if !t.view.held_unready && !ready {
+        if !t.view.held_unready && now < ready_at {
             self.schedule(key, ready_at);
         }
         let patch = patch?;
@@ -834,6 +900,7 @@ impl Tracked {
             assumed: None,
             running: None,
             deleting_since: None,
+            probe_ready: false,
             wake: None,
             failures: 0,
         }

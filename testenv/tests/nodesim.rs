@@ -270,6 +270,54 @@ async fn the_ready_annotation_holds_a_pod_unready_and_flipping_it_flips_readines
 }
 
 #[tokio::test]
+async fn under_external_probes_a_probed_pod_is_ready_only_while_its_prober_says_so() {
+    let env = env_with(NodeSimConfig::default().with_external_readiness_probes(true)).await;
+    let reporter = env.readiness_reporter().unwrap();
+    let api: Api<Pod> = Api::default_namespaced(env.client());
+    let mut probed = pod("probed", json!({}), None);
+    probed.spec.as_mut().unwrap().containers[0].readiness_probe =
+        Some(serde_json::from_value(json!({"httpGet": {"path": "/healthz", "port": 80}})).unwrap());
+    api.create(&PostParams::default(), &probed).await.unwrap();
+    api.create(&PostParams::default(), &pod("plain", json!({}), None))
+        .await
+        .unwrap();
+
+    // A pod without a probe is Ready as before; the probed one runs but waits for its prober.
+    wait_for(&api, "plain", "Ready", is_ready).await;
+    let running = wait_for(&api, "probed", "Running", is_running).await;
+    let uid = running.metadata.uid.clone().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!is_ready(&api.get("probed").await.unwrap()));
+
+    // A result for another uid (an earlier pod of the same name) changes nothing.
+    reporter.set_probe_result("default", "probed", "not-its-uid", true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!is_ready(&api.get("probed").await.unwrap()));
+
+    reporter.set_probe_result("default", "probed", &uid, true);
+    wait_for(&api, "probed", "Ready after a passing probe", is_ready).await;
+    reporter.set_probe_result("default", "probed", &uid, false);
+    let unready = wait_for(&api, "probed", "unready after a failing probe", |p| {
+        !is_ready(p)
+    })
+    .await;
+    assert!(is_running(&unready));
+    reporter.set_probe_result("default", "probed", &uid, true);
+    wait_for(&api, "probed", "Ready again", is_ready).await;
+}
+
+#[tokio::test]
+async fn without_external_probes_a_probed_pod_turns_ready_by_itself() {
+    let env = env_with(NodeSimConfig::default()).await;
+    let api: Api<Pod> = Api::default_namespaced(env.client());
+    let mut probed = pod("probed", json!({}), None);
+    probed.spec.as_mut().unwrap().containers[0].readiness_probe =
+        Some(serde_json::from_value(json!({"tcpSocket": {"port": 80}})).unwrap());
+    api.create(&PostParams::default(), &probed).await.unwrap();
+    wait_for(&api, "probed", "Ready", is_ready).await;
+}
+
+#[tokio::test]
 async fn a_ready_delay_keeps_running_pods_unready_for_a_while() {
     let env = env_with(NodeSimConfig::default().with_ready_delay(Duration::from_millis(800))).await;
     let api: Api<Pod> = Api::default_namespaced(env.client());

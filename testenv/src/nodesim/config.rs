@@ -58,6 +58,10 @@ pub struct NodeSimConfig {
     pub ready_delay: Duration,
     /// Most API requests the simulator has in flight at once.
     pub max_in_flight: usize,
+    /// Pods with a `readinessProbe` are probed by someone else (the playground's data plane),
+    /// who reports each result through [`super::ReadinessReporter`]: such pods stay unready
+    /// until a result says otherwise. Pods without a probe turn Ready as before.
+    pub external_readiness_probes: bool,
 }
 
 impl Default for NodeSimConfig {
@@ -104,6 +108,7 @@ impl NodeSimConfig {
             scheduling: Scheduling::default(),
             ready_delay: Duration::ZERO,
             max_in_flight: 64,
+            external_readiness_probes: false,
         }
     }
 
@@ -165,6 +170,12 @@ impl NodeSimConfig {
     /// Sets the delay before running pods turn Ready.
     pub fn with_ready_delay(mut self, delay: Duration) -> Self {
         self.ready_delay = delay;
+        self
+    }
+
+    /// Leaves the readiness of pods with a `readinessProbe` to an outside prober.
+    pub fn with_external_readiness_probes(mut self, external: bool) -> Self {
+        self.external_readiness_probes = external;
         self
     }
 

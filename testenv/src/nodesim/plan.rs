@@ -41,6 +41,8 @@ pub struct PodView {
     pub containers: Vec<(String, String)>,
     /// `testenv.svcplane.io/ready: "false"`.
     pub held_unready: bool,
+    /// Some container declares a `readinessProbe`.
+    pub has_readiness_probe: bool,
     /// `testenv.svcplane.io/ready-delay-seconds`.
     pub ready_delay: Option<Duration>,
     /// `testenv.svcplane.io/termination-seconds`.
@@ -133,6 +135,8 @@ impl PodView {
                 })
                 .unwrap_or_default(),
             held_unready: annotation(READY_ANNOTATION).is_some_and(|v| v == "false"),
+            has_readiness_probe: spec
+                .is_some_and(|s| s.containers.iter().any(|c| c.readiness_probe.is_some())),
             ready_delay: annotation(READY_DELAY_ANNOTATION)
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|s| s.is_finite() && *s >= 0.0)
@@ -393,6 +397,18 @@ mod tests {
         assert_eq!(v.ready_delay, Some(Duration::from_millis(1500)));
         assert_eq!(v.termination_seconds, Some(2));
         assert!(!pod(json!({READY_ANNOTATION: "true"}), json!({})).held_unready);
+        assert!(!v.has_readiness_probe);
+    }
+
+    #[test]
+    fn a_readiness_probe_is_noticed() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0", "namespace": "default"},
+            "spec": {"containers": [{"name": "web", "image": "nginx"},
+                {"name": "app", "image": "busybox", "readinessProbe": {"tcpSocket": {"port": 80}}}]},
+        }))
+        .unwrap();
+        assert!(PodView::from_pod(&p).has_readiness_probe);
     }
 
     #[test]
