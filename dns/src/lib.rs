@@ -38,6 +38,31 @@ pub struct ClusterDns {
     watches: JoinHandle<()>,
 }
 
+/// The records a [`ClusterDns`] answers from (its configuration and its live index), cheap to
+/// clone: the playground also serves them inside the cluster DNS pod's network namespace.
+#[derive(Clone)]
+pub struct DnsRecords {
+    config: Arc<DnsConfig>,
+    index: SharedIndex,
+}
+
+impl DnsRecords {
+    /// Serves the records on sockets bound by the caller until `shutdown`. `bound_ip` is the
+    /// address those sockets answer on, for the apex NS records (CoreDNS names the Service
+    /// whose endpoint holds it, `kube-dns` in a cluster).
+    pub fn serve_on(
+        &self,
+        udp: tokio::net::UdpSocket,
+        tcp: tokio::net::TcpListener,
+        bound_ip: std::net::IpAddr,
+        shutdown: Shutdown,
+    ) -> Result<DnsServer, ServeError> {
+        let mut config = DnsConfig::clone(&self.config);
+        config.bound_ips = vec![bound_ip];
+        DnsServer::serve_on(udp, tcp, Arc::new(config), self.index.clone(), shutdown)
+    }
+}
+
 impl ClusterDns {
     /// Binds `listen` (UDP and TCP), starts the watches through `client` and serves until
     /// `shutdown`. Returns once the sockets are bound; [`ClusterDns::wait_synced`] waits for the
@@ -73,20 +98,12 @@ impl ClusterDns {
         self.server.local_addr()
     }
 
-    /// Serves the same records on sockets bound elsewhere as well — the playground binds them
-    /// inside the cluster DNS pod's network namespace — until `shutdown`. `bound_ip` is the
-    /// address those sockets answer on, for the apex NS records (CoreDNS names the Service
-    /// whose endpoint holds it: `kube-dns`).
-    pub fn serve_also(
-        &self,
-        udp: tokio::net::UdpSocket,
-        tcp: tokio::net::TcpListener,
-        bound_ip: std::net::IpAddr,
-        shutdown: Shutdown,
-    ) -> Result<DnsServer, ServeError> {
-        let mut config = DnsConfig::clone(&self.config);
-        config.bound_ips = vec![bound_ip];
-        DnsServer::serve_on(udp, tcp, Arc::new(config), self.index.clone(), shutdown)
+    /// What this server answers from, to serve it on sockets bound elsewhere as well.
+    pub fn records(&self) -> DnsRecords {
+        DnsRecords {
+            config: self.config.clone(),
+            index: self.index.clone(),
+        }
     }
 
     /// The index the server answers from.

@@ -405,7 +405,8 @@ async fn a_second_pair_of_sockets_serves_the_same_records() {
         .expect("tcp on the same port");
     let (also_trigger, also_shutdown) = shutdown_channel();
     let also = dns
-        .serve_also(udp, tcp, "127.0.0.2".parse().expect("ip"), also_shutdown)
+        .records()
+        .serve_on(udp, tcp, "127.0.0.2".parse().expect("ip"), also_shutdown)
         .expect("serves");
     let second = also.local_addr();
     let name = "kube-dns.default.svc.cluster.local.";

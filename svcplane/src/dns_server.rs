@@ -102,9 +102,14 @@ pub fn dig_line(addr: SocketAddr, zone: &str) -> String {
     )
 }
 
-/// `svcplane up`'s DNS component: serves on `listen` and records the bound address in
-/// `bound` once it is ready.
-pub fn component(listen: SocketAddr, bound: Arc<OnceLock<SocketAddr>>) -> Component {
+/// `svcplane up`'s DNS component: serves on `listen`, and once it is ready records the bound
+/// address in `bound` and what it answers from in `records` (which the data plane serves in
+/// the cluster DNS pod too).
+pub fn component(
+    listen: SocketAddr,
+    bound: Arc<OnceLock<SocketAddr>>,
+    records: Arc<OnceLock<dns::DnsRecords>>,
+) -> Component {
     Component::new("dns", move |client, shutdown| async move {
         let config = config(
             dns::config::DEFAULT_ZONE,
@@ -113,6 +118,7 @@ pub fn component(listen: SocketAddr, bound: Arc<OnceLock<SocketAddr>>) -> Compon
         )?;
         let dns = start(client, config, listen, "--dns-listen", shutdown).await?;
         let _ = bound.set(dns.local_addr());
+        let _ = records.set(dns.records());
         Ok(tokio::spawn(async move {
             dns.stopped().await;
             Ok(())

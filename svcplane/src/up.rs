@@ -4,6 +4,7 @@
 //! until Ctrl-C or SIGTERM; `/healthz`, `/readyz` and `/metrics` on `--metrics-listen`.
 
 mod apiserver;
+pub mod data_plane;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use controllers::kubernetes_service_controller::KubernetesServiceConfig;
 use controllers::mirroring_controller::MirroringControllerConfig;
 use controllers::runtime::CacheSyncSignal;
 use prometheus_client::registry::Registry;
-use testenv::nodesim::{NodeSimConfig, NodeSimulator};
+use testenv::nodesim::{NodeSimConfig, NodeSimulator, ReadinessReporter};
 
 use self::apiserver::{ApiServer, ApiServerKind};
 use crate::component::{Component, first_to_exit, shutdown_channel, start_in_order, stop_all};
@@ -66,6 +67,12 @@ pub struct UpArgs {
     /// is printed with a dig line).
     #[arg(long, default_value = "127.0.0.1:0")]
     dns_listen: SocketAddr,
+    /// Run pods for real: every node and pod a Linux network namespace (pods answer on their
+    /// ports with a stand-in server), readiness probes executed, `kubectl exec` and `kubectl
+    /// logs`, cluster DNS inside pods, Services through a kube-proxy on nftables in each node
+    /// (docs/data-plane.md). Needs root; without it `up` runs as without the flag and says why.
+    #[arg(long)]
+    data_plane: bool,
 }
 
 /// The controllers' cache-sync signals, named as `/readyz` lists them.
@@ -91,6 +98,7 @@ fn components(
     embedded: Option<&Arc<testenv::ApiServer>>,
     metrics: &Arc<Mutex<Registry>>,
     dns_bound: &Arc<OnceLock<SocketAddr>>,
+    data_plane_on: bool,
 ) -> (Vec<Component>, SyncSignals) {
     let registry_of_record = args.apiserver == ApiServerKind::Testenv;
     let mode = if registry_of_record {
@@ -102,6 +110,11 @@ fn components(
     if args.dual_stack {
         nodes = nodes.dual_stack();
     }
+    // With pods running for real, probed pods are Ready when their probes pass.
+    nodes = nodes.with_external_readiness_probes(data_plane_on);
+    let node_names: Vec<String> = nodes.nodes.iter().map(|n| n.name.clone()).collect();
+    let readiness = Arc::new(OnceLock::new());
+    let dns_records = Arc::new(OnceLock::new());
     let ranges = args.service_cluster_ip_range.clone();
     let ports = args.service_node_port_range;
     let registry = control_plane::SharedRegistry::default();
@@ -136,7 +149,7 @@ fn components(
         ..KubernetesServiceConfig::default()
     };
     let mut components = vec![
-        node_simulator(nodes),
+        node_simulator(nodes, readiness.clone()),
         control_plane::allocator_registry(
             control_plane::registry_config(ranges.clone(), ports, mode),
             registry.clone(),
@@ -165,14 +178,27 @@ fn components(
         control_plane::endpoints(endpoints),
         control_plane::mirroring(mirroring),
         control_plane::allocation_repair(repair, repair_metrics),
-        crate::dns_server::component(args.dns_listen, dns_bound.clone()),
+        crate::dns_server::component(args.dns_listen, dns_bound.clone(), dns_records.clone()),
     ]);
+    if data_plane_on
+        && let Some(server) = embedded
+        && let Some(dns_ip) = data_plane::cluster_dns_ip(ranges.primary.net())
+    {
+        components.push(data_plane::component(data_plane::DataPlaneSetup {
+            server: server.clone(),
+            readiness,
+            dns_records,
+            dns_ip,
+            nodes: node_names,
+        }));
+    }
     (components, signals)
 }
 
-fn node_simulator(config: NodeSimConfig) -> Component {
+fn node_simulator(config: NodeSimConfig, readiness: Arc<OnceLock<ReadinessReporter>>) -> Component {
     Component::new("node-simulator", move |client, shutdown| async move {
         let sim = NodeSimulator::start(client, config).await?;
+        let _ = readiness.set(sim.readiness_reporter());
         Ok(tokio::spawn(async move {
             shutdown.wait().await;
             sim.stop().await;
@@ -209,6 +235,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         },
     };
+    let data_plane_on = args.data_plane && data_plane_possible(&args);
     let storage = api.storage(args.data_dir.as_deref());
     tracing::info!(url = %api.url(), data_dir = %storage, "API server listening");
     let client = match api.client() {
@@ -227,6 +254,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api.embedded_server().as_ref(),
         &metrics,
         &dns_bound,
+        data_plane_on,
     );
     let (trigger, shutdown) = shutdown_channel();
     let state = HealthState {
@@ -313,6 +341,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     outcome
+}
+
+/// Whether `--data-plane` can run here; when not, says why in one line, and `up` goes on
+/// without it.
+fn data_plane_possible(args: &UpArgs) -> bool {
+    let why_not = if args.apiserver == ApiServerKind::Real {
+        Some("it needs the embedded API server (--apiserver testenv), which serves kubectl exec and logs from it".to_owned())
+    } else if data_plane::cluster_dns_ip(args.service_cluster_ip_range.primary.net()).is_none() {
+        Some(format!(
+            "--service-cluster-ip-range {} is too small for the cluster DNS Service, whose address is the range's tenth",
+            args.service_cluster_ip_range.primary.net()
+        ))
+    } else {
+        dataplane::check_host().err()
+    };
+    match why_not {
+        Some(why) => {
+            eprintln!("svcplane up: the data plane is off: {why}");
+            false
+        }
+        None => true,
+    }
 }
 
 /// Writes `contents` so readers see the old file or the whole new one, never a partial one.
