@@ -27,4 +27,6 @@ pub use nft::{IpFamily, TableState, Transaction};
 
 pub use rules::{NodePortSelection, RulesConfig, Ruleset, desired_ruleset};
 
+pub use proxier::{ListenerFactory, ProxyConfig, ProxyError, full_sync_transaction, run};
+pub use runner::{NftError, NftRunner};
 pub use sync::{KernelObjects, SyncPlan, SyncState};

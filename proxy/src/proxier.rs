@@ -1,1 +1,362 @@
+//! The shell: watches Services and EndpointSlices (with kube-proxy's label selector) through
+//! `kuberun::watch_events`, and syncs the table after changes, at most once per
+//! `min_sync_period`: nothing is written before both caches have listed; the first sync and the
+//! one after a failure are full, the others partial; a failed transaction is retried after
+//! `sync_period`. After each successful sync the health-check servers are re-synced.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kuberun::Shutdown;
+use tokio::sync::Notify;
+
+use crate::health::ProxyHealth;
+use crate::model::{PROXY_LABEL_SELECTOR, ServiceKey};
+use crate::nft::Transaction;
+use crate::rules::{RulesConfig, Ruleset, desired_ruleset};
+use crate::runner::{NftError, NftRunner};
+use crate::servers::{self, ServiceHealthServers, SharedHealth};
+use crate::sync::SyncState;
+
+pub use crate::servers::ListenerFactory;
+
+/// The proxy's configuration.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    /// The rules' inputs (node, CIDRs, masquerading, NodePort addresses) and the table's family.
+    pub rules: RulesConfig,
+    /// Least time between two syncs (upstream's `minSyncPeriod`, default 1 s).
+    pub min_sync_period: Duration,
+    /// Retry delay after a failed transaction (upstream's `syncPeriod`, default 30 s); the proxy
+    /// reports unhealthy when a change waits twice this long.
+    pub sync_period: Duration,
+    /// `--healthz-bind-address` (default 0.0.0.0:10256); `None` serves no healthz.
+    pub healthz_bind_address: Option<SocketAddr>,
+    /// How nft is run (and in which network namespace).
+    pub runner: NftRunner,
+    /// How the health-check listeners are bound.
+    pub listener_factory: ListenerFactory,
+}
+
+impl ProxyConfig {
+    /// Upstream's defaults for `rules`.
+    pub fn new(rules: RulesConfig) -> Self {
+        ProxyConfig {
+            rules,
+            min_sync_period: Duration::from_secs(1),
+            sync_period: Duration::from_secs(30),
+            healthz_bind_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
+            runner: NftRunner::new(),
+            listener_factory: servers::plain_bind(),
+        }
+    }
+}
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// nft is unusable.
+    #[error("kube-proxy (nftables mode) cannot start: {0}")]
+    Nft(#[from] NftError),
+    /// The healthz server could not bind.
+    #[error("failed to start proxy healthz on {addr}: {source}")]
+    Healthz {
+        /// The address.
+        addr: SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+}
+
+/// The whole-table transaction a fresh process would run for these objects (for tests, and to
+/// compare with upstream kube-proxy's).
+pub fn full_sync_transaction(
+    config: &RulesConfig,
+    services: &[Service],
+    slices: &[EndpointSlice],
+) -> Transaction {
+    let desired = desired_ruleset(config, services, slices);
+    SyncState::new(config.family)
+        .plan(&desired, None, Instant::now())
+        .transaction
+}
+
+#[derive(Default)]
+struct Caches {
+    services: BTreeMap<ServiceKey, Service>,
+    slices: BTreeMap<ServiceKey, EndpointSlice>,
+    services_synced: bool,
+    slices_synced: bool,
+}
+
+fn key_of<K: Resource>(object: &K) -> ServiceKey {
+    let meta = object.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// How each kind is kept in the caches.
+trait Cached:
+    Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static
+{
+    fn map(caches: &mut Caches) -> &mut BTreeMap<ServiceKey, Self>;
+    fn set_synced(caches: &mut Caches);
+}
+
+impl Cached for Service {
+    fn map(caches: &mut Caches) -> &mut BTreeMap<ServiceKey, Self> {
+        &mut caches.services
+    }
+    fn set_synced(caches: &mut Caches) {
+        caches.services_synced = true;
+    }
+}
+
+impl Cached for EndpointSlice {
+    fn map(caches: &mut Caches) -> &mut BTreeMap<ServiceKey, Self> {
+        &mut caches.slices
+    }
+    fn set_synced(caches: &mut Caches) {
+        caches.slices_synced = true;
+    }
+}
+
+/// Keeps `K` in the caches until `shutdown`, waking the sync loop on every change.
+async fn keep<K>(
+    api: Api<K>,
+    caches: Arc<Mutex<Caches>>,
+    changed: Arc<Notify>,
+    health: SharedHealth,
+    family: crate::nft::IpFamily,
+    shutdown: Shutdown,
+) where
+    K: Cached,
+    K::DynamicType: Default,
+{
+    let config = watcher::Config::default().labels(PROXY_LABEL_SELECTOR);
+    let mut listing: Option<BTreeMap<ServiceKey, K>> = None;
+    kuberun::watch_events(api, config, shutdown, move |event| {
+        let mut caches = caches.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Apply(object) => {
+                K::map(&mut caches).insert(key_of(&object), object);
+            }
+            Event::Delete(object) => {
+                K::map(&mut caches).remove(&key_of(&object));
+            }
+            Event::Init => {
+                listing = Some(BTreeMap::new());
+                return;
+            }
+            Event::InitApply(object) => {
+                if let Some(listing) = listing.as_mut() {
+                    listing.insert(key_of(&object), object);
+                }
+                return;
+            }
+            Event::InitDone => {
+                // A (re-)list replaces the kind as a whole.
+                *K::map(&mut caches) = listing.take().unwrap_or_default();
+                K::set_synced(&mut caches);
+            }
+        }
+        drop(caches);
+        health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queued_update(family, jiff::Timestamp::now());
+        changed.notify_one();
+    })
+    .await;
+}
+
+/// Runs the proxy against `client` until `shutdown`.
+pub async fn run(
+    client: kube::Client,
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProxyError> {
+    let family = config.rules.family;
+    // Fail early and clearly when nft cannot be run at all.
+    config.runner.list_objects(family).await?;
+
+    let health: SharedHealth = Arc::new(Mutex::new(ProxyHealth::new(config.sync_period * 2)));
+    // Until the first sync, upstream counts the start as an update.
+    health
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .updated(family, jiff::Timestamp::now());
+    let healthz = match config.healthz_bind_address {
+        Some(addr) => Some(
+            servers::start_healthz(
+                &config.listener_factory,
+                addr,
+                health.clone(),
+                Arc::new(|| true),
+            )
+            .map_err(|source| ProxyError::Healthz { addr, source })?,
+        ),
+        None => None,
+    };
+
+    let (trigger, token) = kuberun::shutdown_channel();
+    let caches = Arc::new(Mutex::new(Caches::default()));
+    let changed = Arc::new(Notify::new());
+    let services = tokio::spawn(keep::<Service>(
+        Api::all(client.clone()),
+        caches.clone(),
+        changed.clone(),
+        health.clone(),
+        family,
+        token.clone(),
+    ));
+    let slices = tokio::spawn(keep::<EndpointSlice>(
+        Api::all(client),
+        caches.clone(),
+        changed.clone(),
+        health.clone(),
+        family,
+        token.clone(),
+    ));
+
+    let hc_addresses = config.rules.nodeport_selection().usable_ips();
+    let mut service_servers = ServiceHealthServers::new(
+        config.listener_factory.clone(),
+        hc_addresses,
+        health.clone(),
+    );
+    let sync_loop = sync_loop(&config, &caches, &changed, &health, &mut service_servers);
+    tokio::select! {
+        () = shutdown => {}
+        () = sync_loop => {}
+    }
+    trigger.fire();
+    let _ = tokio::join!(services, slices);
+    if let Some(h) = healthz {
+        h.abort();
+    }
+    Ok(())
+}
+
+async fn sync_loop(
+    config: &ProxyConfig,
+    caches: &Mutex<Caches>,
+    changed: &Notify,
+    health: &SharedHealth,
+    servers: &mut ServiceHealthServers,
+) {
+    let family = config.rules.family;
+    let mut state = SyncState::new(family);
+    let mut last_sync: Option<Instant> = None;
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let ready = {
+            let c = caches.lock().unwrap_or_else(|e| e.into_inner());
+            c.services_synced && c.slices_synced
+        };
+        if ready {
+            if let Some(last) = last_sync {
+                tokio::time::sleep_until((last + config.min_sync_period).into()).await;
+            }
+            let now = Instant::now();
+            last_sync = Some(now);
+            let (services, slices) = {
+                let c = caches.lock().unwrap_or_else(|e| e.into_inner());
+                (
+                    c.services.values().cloned().collect::<Vec<_>>(),
+                    c.slices.values().cloned().collect::<Vec<_>>(),
+                )
+            };
+            let desired = desired_ruleset(&config.rules, &services, &slices);
+            match sync_once(&config.runner, &state, &desired, now).await {
+                Ok(next) => {
+                    state = next;
+                    retry_at = None;
+                    health
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .updated(family, jiff::Timestamp::now());
+                    for (key, reason) in servers.sync(
+                        &desired.health_check_node_ports,
+                        &desired.local_ready_endpoints,
+                    ) {
+                        tracing::error!(service = %format!("{}/{}", key.0, key.1), %reason, "Failed to start healthcheck");
+                    }
+                }
+                Err((next, error)) => {
+                    tracing::error!(%error, retry_in = ?config.sync_period, "nftables sync failed");
+                    state = next;
+                    retry_at = Some(Instant::now() + config.sync_period);
+                }
+            }
+        }
+        // Wake for a change, a retry, or a stale chain due for deletion.
+        let wake = [retry_at, state.next_stale_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            () = changed.notified() => {}
+            () = sleep_until_opt(wake) => {}
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One sync: the due stale chains' deletion, then the (full or partial) transaction. On failure
+/// the returned state forces a full sync.
+async fn sync_once(
+    runner: &NftRunner,
+    state: &SyncState,
+    desired: &Ruleset,
+    now: Instant,
+) -> Result<SyncState, (SyncState, NftError)> {
+    let mut state = state.clone();
+    if let Some((tx, next)) = state.stale_chain_deletion(now) {
+        match runner.apply(&tx).await {
+            Ok(()) => state = next,
+            Err(e) => {
+                // The chains are found again (and re-flushed) by the full sync.
+                tracing::warn!(error = %e, "Unable to delete stale chains; will retry later");
+                state = state.failed();
+            }
+        }
+    }
+    let kernel = if state.needs_full_sync() {
+        match runner.list_objects(desired.family).await {
+            Ok(objects) => Some(objects),
+            Err(e) => {
+                tracing::warn!(error = %e, "Failed to list existing nftables objects");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let plan = state.plan(desired, kernel.as_ref(), now);
+    tracing::debug!(
+        full = plan.full,
+        operations = plan.transaction.len(),
+        "Syncing nftables rules"
+    );
+    match runner.apply(&plan.transaction).await {
+        Ok(()) => Ok(plan.next),
+        Err(e) => Err((state.failed(), e)),
+    }
+}

@@ -1,1 +1,195 @@
+//! The health-check HTTP servers: one per Service with a healthCheckNodePort (on each NodePort
+//! address, or 0.0.0.0 when all match), and the proxy's `/healthz` + `/livez`. Listeners come
+//! from a [`ListenerFactory`], so that a caller can bind them inside a network namespace.
 
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinHandle;
+
+use crate::health::{self, HealthResponse, ProxyHealth};
+use crate::model::ServiceKey;
+
+/// Makes a listening socket for an address (the default binds in this network namespace).
+pub type ListenerFactory =
+    Arc<dyn Fn(SocketAddr) -> std::io::Result<std::net::TcpListener> + Send + Sync>;
+
+/// A factory that binds `addr` in the current network namespace.
+pub fn plain_bind() -> ListenerFactory {
+    Arc::new(|addr| {
+        let listener = std::net::TcpListener::bind(addr)?;
+        Ok(listener)
+    })
+}
+
+/// The proxy's health, shared by the sync loop and the servers.
+pub type SharedHealth = Arc<Mutex<ProxyHealth>>;
+
+fn to_http(r: HealthResponse) -> http::Response<Full<Bytes>> {
+    let mut builder = http::Response::builder().status(r.status);
+    for (name, value) in r.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(Bytes::from(r.body)))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
+/// Serves `answer` for every request on `listener` until the task is aborted.
+fn serve(
+    listener: std::net::TcpListener,
+    answer: Arc<dyn Fn(&str) -> HealthResponse + Send + Sync>,
+) -> std::io::Result<JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let response = to_http(answer(req.uri().path()));
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }))
+}
+
+/// Starts the proxy's `/healthz` and `/livez` server on `addr`.
+pub fn start_healthz(
+    factory: &ListenerFactory,
+    addr: SocketAddr,
+    health: SharedHealth,
+    node_eligible: Arc<dyn Fn() -> bool + Send + Sync>,
+) -> std::io::Result<JoinHandle<()>> {
+    let listener = factory(addr)?;
+    serve(
+        listener,
+        Arc::new(move |path| {
+            let now = jiff::Timestamp::now();
+            let health = health.lock().unwrap_or_else(|e| e.into_inner());
+            match path {
+                "/livez" => health::livez_response(&health, now),
+                "/healthz" => health::healthz_response(&health, now, node_eligible()),
+                _ => HealthResponse {
+                    status: 404,
+                    headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
+                    body: "404 page not found\n".into(),
+                },
+            }
+        }),
+    )
+}
+
+struct ServiceServer {
+    port: u16,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for ServiceServer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The healthCheckNodePort servers, re-synced after every successful sync.
+pub struct ServiceHealthServers {
+    factory: ListenerFactory,
+    addresses: Vec<IpAddr>,
+    health: SharedHealth,
+    local_endpoints: Arc<RwLock<BTreeMap<ServiceKey, usize>>>,
+    servers: BTreeMap<ServiceKey, ServiceServer>,
+}
+
+impl ServiceHealthServers {
+    /// Servers listening on `addresses` (empty: 0.0.0.0).
+    pub fn new(factory: ListenerFactory, addresses: Vec<IpAddr>, health: SharedHealth) -> Self {
+        ServiceHealthServers {
+            factory,
+            addresses: if addresses.is_empty() {
+                vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+            } else {
+                addresses
+            },
+            health,
+            local_endpoints: Arc::default(),
+            servers: BTreeMap::new(),
+        }
+    }
+
+    /// Opens servers for new Services, closes those gone or moved; sets the endpoint counts.
+    /// Returns the Services whose server could not be started, with the reason.
+    pub fn sync(
+        &mut self,
+        ports: &BTreeMap<ServiceKey, u16>,
+        local_endpoints: &BTreeMap<ServiceKey, usize>,
+    ) -> Vec<(ServiceKey, String)> {
+        *self
+            .local_endpoints
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = local_endpoints.clone();
+        self.servers
+            .retain(|key, server| ports.get(key) == Some(&server.port));
+        let mut failures = Vec::new();
+        for (key, port) in ports {
+            if self.servers.contains_key(key) {
+                continue;
+            }
+            let mut server = ServiceServer {
+                port: *port,
+                tasks: Vec::new(),
+            };
+            let mut failed = None;
+            for ip in &self.addresses {
+                let counts = self.local_endpoints.clone();
+                let health = self.health.clone();
+                let key2 = key.clone();
+                let answer = Arc::new(move |_: &str| {
+                    let count = counts
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&key2)
+                        .copied()
+                        .unwrap_or(0);
+                    let healthy = health
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .read(jiff::Timestamp::now())
+                        .healthy;
+                    health::service_health_response(&key2.0, &key2.1, count, healthy)
+                });
+                match (self.factory)(SocketAddr::new(*ip, *port)).and_then(|l| serve(l, answer)) {
+                    Ok(task) => server.tasks.push(task),
+                    Err(e) => {
+                        failed = Some(format!(
+                            "failed to start healthcheck \"{}/{}\" on port {port}: {e}",
+                            key.0, key.1
+                        ));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => {
+                    self.servers.insert(key.clone(), server);
+                }
+                Some(reason) => failures.push((key.clone(), reason)),
+            }
+        }
+        failures
+    }
+}
