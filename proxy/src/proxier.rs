@@ -229,10 +229,9 @@ pub async fn run(
         token.clone(),
     ));
 
-    let hc_addresses = config.rules.nodeport_selection().usable_ips();
     let mut service_servers = ServiceHealthServers::new(
         config.listener_factory.clone(),
-        hc_addresses,
+        &config.rules.nodeport_selection(),
         health.clone(),
     );
     let sync_loop = sync_loop(&config, &caches, &changed, &health, &mut service_servers);

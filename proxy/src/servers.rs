@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::health::{self, HealthResponse, ProxyHealth};
 use crate::model::ServiceKey;
+use crate::rules::NodePortSelection;
 
 /// Makes a listening socket for an address (the default binds in this network namespace).
 pub type ListenerFactory =
@@ -116,14 +117,17 @@ pub struct ServiceHealthServers {
 }
 
 impl ServiceHealthServers {
-    /// Servers listening on `addresses` (empty: 0.0.0.0).
-    pub fn new(factory: ListenerFactory, addresses: Vec<IpAddr>, health: SharedHealth) -> Self {
+    /// Servers listening on the NodePort addresses (0.0.0.0 when they match all).
+    pub fn new(
+        factory: ListenerFactory,
+        addresses: &NodePortSelection,
+        health: SharedHealth,
+    ) -> Self {
         ServiceHealthServers {
             factory,
-            addresses: if addresses.is_empty() {
-                vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
-            } else {
-                addresses
+            addresses: match addresses {
+                NodePortSelection::All => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+                NodePortSelection::Ips(ips) => ips.clone(),
             },
             health,
             local_endpoints: Arc::default(),

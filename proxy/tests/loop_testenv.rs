@@ -1,0 +1,226 @@
+//! The whole proxy driven through the API: testenv serves Services and EndpointSlices, the loop
+//! writes the table into a private network namespace. A slice change rewrites only its Service's
+//! chains (the other Service's rules keep their kernel handles); the healthCheckNodePort server
+//! answers for the local endpoint; a deleted Service's chains go, the delayed delete included.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, PostParams};
+use proxy::names::service_port_base;
+use proxy::{NftRunner, ProxyConfig, RulesConfig};
+use serde_json::json;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn slice(service: &str, ip: &str, node: &str) -> EndpointSlice {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": format!("{service}-abc"),
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "nodeName": node}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    }))
+    .unwrap()
+}
+
+/// Waits until `check` holds for the table listing, or fails with the last listing.
+async fn eventually(ns: &common::Netns, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = ns.exec(&["nft", "-a", "list", "table", "ip", "kube-proxy"]);
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && check(&listing) {
+            return listing;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened:\n{listing}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The rules of `chain` in a `nft -a` listing, with their handles.
+fn chain_rules(listing: &str, chain: &str) -> Vec<String> {
+    let mut lines = listing
+        .lines()
+        .skip_while(|l| !l.contains(&format!("chain {chain} {{")));
+    lines.next();
+    lines
+        .take_while(|l| l.trim() != "}")
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+fn http_get(url: &str) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "5", url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if text.is_empty() {
+        return (
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::new(),
+        );
+    }
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_string(), body.to_string())
+}
+
+// Several threads: the test blocks on curl and nft while the proxy serves and syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_follows_the_api_into_a_namespace() {
+    if !common::netns_available("the_loop_follows_the_api_into_a_namespace") {
+        return;
+    }
+    let ns = common::Netns::create("loop");
+    let env = testenv::TestEnv::start().await.expect("testenv starts");
+    let client = env.client();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let hcnp = free_port();
+    let web: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "web"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                 "externalTrafficPolicy": "Local", "healthCheckNodePort": hcnp,
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]}
+    }))
+    .unwrap();
+    let api: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "api"},
+        "spec": {"clusterIP": "10.96.0.11", "clusterIPs": ["10.96.0.11"],
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &web)
+        .await
+        .expect("web");
+    services
+        .create(&PostParams::default(), &api)
+        .await
+        .expect("api");
+    slices
+        .create(
+            &PostParams::default(),
+            &slice("web", "10.244.1.5", "node-a"),
+        )
+        .await
+        .expect("web's slice");
+    slices
+        .create(
+            &PostParams::default(),
+            &slice("api", "10.244.2.7", "node-b"),
+        )
+        .await
+        .expect("api's slice");
+
+    let mut rules = RulesConfig::new(
+        "node-a",
+        vec!["172.18.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+    );
+    rules.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    // Health checks listen where NodePorts are accepted: loopback here, so that the test only
+    // talks to loopback (nftables mode never accepts NodePorts on it).
+    rules.nodeport_addresses = Some(vec!["127.0.0.1/32".parse().unwrap()]);
+    let mut config = ProxyConfig::new(rules);
+    config.min_sync_period = Duration::from_millis(50);
+    config.healthz_bind_address = None;
+    config.runner = NftRunner::in_netns(&ns.name);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let proxy = tokio::spawn(proxy::run(client.clone(), config, async {
+        let _ = stopped.await;
+    }));
+
+    let web_chain = format!(
+        "service-{}",
+        service_port_base("default", "web", "tcp", "http")
+    );
+    let api_chain = format!(
+        "service-{}",
+        service_port_base("default", "api", "tcp", "http")
+    );
+    let listing = eventually(&ns, "the first sync", |l| {
+        l.contains("dnat to 10.244.1.5:8080") && l.contains("dnat to 10.244.2.7:8080")
+    })
+    .await;
+    assert!(listing.contains(&format!(
+        "chain external-{}",
+        &web_chain["service-".len()..]
+    )));
+    let api_before = chain_rules(&listing, &api_chain);
+    let web_before = chain_rules(&listing, &web_chain);
+    assert!(
+        !api_before.is_empty() && !web_before.is_empty(),
+        "{listing}"
+    );
+
+    // The healthCheckNodePort answers for web's local endpoint.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (head, body) = loop {
+        let (head, body) = http_get(&format!("http://127.0.0.1:{hcnp}/any/path"));
+        if head.starts_with("HTTP/1.1 200") || Instant::now() > deadline {
+            break (head, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-load-balancing-endpoint-weight: 1"),
+        "{head}"
+    );
+    assert_eq!(
+        body,
+        "{\n\t\"service\": {\n\t\t\"namespace\": \"default\",\n\t\t\"name\": \"web\"\n\t},\n\t\"localEndpoints\": 1,\n\t\"serviceProxyHealthy\": true\n}"
+    );
+
+    // web's endpoint moves: only web's chains are rewritten.
+    let mut moved = slices.get("web-abc").await.expect("web's slice");
+    moved.endpoints[0].addresses = vec!["10.244.1.6".into()];
+    slices
+        .replace("web-abc", &PostParams::default(), &moved)
+        .await
+        .expect("replace");
+    let listing = eventually(&ns, "the endpoint change", |l| {
+        l.contains("dnat to 10.244.1.6:8080") && !l.contains("dnat to 10.244.1.5:8080")
+    })
+    .await;
+    assert_eq!(
+        chain_rules(&listing, &api_chain),
+        api_before,
+        "api's chain was not rewritten"
+    );
+    assert_ne!(
+        chain_rules(&listing, &web_chain),
+        web_before,
+        "web's chain was rewritten"
+    );
+
+    // api goes: its elements at once, its chains flushed and then deleted.
+    services
+        .delete("api", &DeleteParams::default())
+        .await
+        .expect("delete api");
+    eventually(&ns, "api's deletion", |l| {
+        !l.contains("10.96.0.11") && !l.contains("default/api/")
+    })
+    .await;
+
+    stop.send(()).expect("the proxy still runs");
+    tokio::time::timeout(Duration::from_secs(10), proxy)
+        .await
+        .expect("the proxy stops")
+        .expect("the task ran")
+        .expect("the proxy ran without error");
+}
