@@ -197,3 +197,98 @@ impl ServiceHealthServers {
         failures
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A factory that binds loopback on a free port whatever it is asked for, and reports it.
+    fn loopback_factory(bound: Arc<Mutex<Vec<SocketAddr>>>) -> ListenerFactory {
+        Arc::new(move |_addr| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            bound.lock().unwrap().push(l.local_addr()?);
+            Ok(l)
+        })
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("writes");
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+            .await
+            .expect("answers")
+            .expect("reads");
+        out
+    }
+
+    #[tokio::test]
+    async fn healthz_livez_and_service_servers_answer_through_the_factory() {
+        let bound = Arc::new(Mutex::new(Vec::new()));
+        let factory = loopback_factory(bound.clone());
+        let health: SharedHealth = Arc::new(Mutex::new(ProxyHealth::new(Duration::from_secs(60))));
+        health
+            .lock()
+            .unwrap()
+            .updated(crate::nft::IpFamily::V4, jiff::Timestamp::now());
+        let healthz = start_healthz(
+            &factory,
+            "0.0.0.0:10256".parse().unwrap(),
+            health.clone(),
+            Arc::new(|| true),
+        )
+        .expect("binds");
+        let addr = bound.lock().unwrap()[0];
+        let answer = get(addr, "/healthz").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("\"nodeEligible\":true,\"healthy\":true"),
+            "{answer}"
+        );
+        assert!(get(addr, "/livez").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/other").await.starts_with("HTTP/1.1 404"));
+        healthz.abort();
+
+        let mut servers = ServiceHealthServers::new(
+            factory,
+            &NodePortSelection::Ips(vec!["172.18.0.2".parse().unwrap()]),
+            health,
+        );
+        let key = ("ns".to_string(), "web".to_string());
+        let failures = servers.sync(&BTreeMap::from([(key.clone(), 30000)]), &BTreeMap::new());
+        assert!(failures.is_empty());
+        let addr = bound.lock().unwrap()[1];
+        let answer = get(addr, "/anything").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 503"),
+            "no local endpoint yet: {answer}"
+        );
+        servers.sync(
+            &BTreeMap::from([(key.clone(), 30000)]),
+            &BTreeMap::from([(key.clone(), 2)]),
+        );
+        let answer = get(addr, "/").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("x-load-balancing-endpoint-weight: 2")
+        );
+        assert!(answer.ends_with("\"localEndpoints\": 2,\n\t\"serviceProxyHealthy\": true\n}"));
+        // The Service goes: its server closes.
+        servers.sync(&BTreeMap::new(), &BTreeMap::new());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "closed"
+        );
+    }
+}

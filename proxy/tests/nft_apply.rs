@@ -199,3 +199,42 @@ async fn nft_refusals_name_the_statement() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_ip6_table_applies_too() {
+    if !common::netns_available("the_ip6_table_applies_too") {
+        return;
+    }
+    let ns = common::Netns::create("ip6");
+    let runner = NftRunner::in_netns(&ns.name);
+    let mut cfg = RulesConfig::new("node-a", vec!["fd00:18::2".parse().unwrap()]);
+    cfg.family = IpFamily::V6;
+    cfg.cluster_cidr = Some("fd00:10::/64".parse().unwrap());
+    cfg.service_cidrs = vec!["fd00:96::/112".parse().unwrap()];
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "web"},
+        "spec": {"type": "NodePort", "clusterIP": "fd00:96::a", "ipFamilies": ["IPv6"], "clusterIPs": ["fd00:96::a"],
+                 "sessionAffinity": "ClientIP",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]}
+    }))
+    .unwrap();
+    let eps: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv6",
+        "endpoints": [{"addresses": ["fd00:10::5"]}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    }))
+    .unwrap();
+    let plan = SyncState::new(IpFamily::V6).plan(
+        &desired_ruleset(&cfg, &[svc], &[eps]),
+        None,
+        Instant::now(),
+    );
+    runner
+        .apply(&plan.transaction)
+        .await
+        .expect("the ip6 table applies");
+    let listing = ns.exec_ok(&["nft", "list", "table", "ip6", "kube-proxy"]);
+    assert!(listing.contains("dnat to [fd00:10::5]:8080"), "{listing}");
+    assert!(listing.contains("elements = { fd00:18::2 }"), "{listing}");
+}
