@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
@@ -44,6 +45,9 @@ pub struct ProxyConfig {
     pub runner: NftRunner,
     /// How the health-check listeners are bound.
     pub listener_factory: ListenerFactory,
+    /// Take the ServiceCIDRs from the API's `networking.k8s.io/v1` ServiceCIDR objects (as
+    /// upstream does since MultiCIDRServiceAllocator is on), instead of `rules.service_cidrs`.
+    pub watch_service_cidrs: bool,
 }
 
 impl ProxyConfig {
@@ -56,6 +60,7 @@ impl ProxyConfig {
             healthz_bind_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
             runner: NftRunner::new(),
             listener_factory: servers::plain_bind(),
+            watch_service_cidrs: true,
         }
     }
 }
@@ -93,6 +98,7 @@ pub fn full_sync_transaction(
 struct Caches {
     services: BTreeMap<ServiceKey, Service>,
     slices: BTreeMap<ServiceKey, EndpointSlice>,
+    service_cidrs: BTreeMap<ServiceKey, ServiceCIDR>,
     services_synced: bool,
     slices_synced: bool,
 }
@@ -131,9 +137,18 @@ impl Cached for EndpointSlice {
     }
 }
 
+impl Cached for ServiceCIDR {
+    fn map(caches: &mut Caches) -> &mut BTreeMap<ServiceKey, Self> {
+        &mut caches.service_cidrs
+    }
+    // Rules are written without waiting for ServiceCIDRs, as upstream does.
+    fn set_synced(_: &mut Caches) {}
+}
+
 /// Keeps `K` in the caches until `shutdown`, waking the sync loop on every change.
 async fn keep<K>(
     api: Api<K>,
+    config: watcher::Config,
     caches: Arc<Mutex<Caches>>,
     changed: Arc<Notify>,
     health: SharedHealth,
@@ -143,7 +158,6 @@ async fn keep<K>(
     K: Cached,
     K::DynamicType: Default,
 {
-    let config = watcher::Config::default().labels(PROXY_LABEL_SELECTOR);
     let mut listing: Option<BTreeMap<ServiceKey, K>> = None;
     kuberun::watch_events(api, config, shutdown, move |event| {
         let mut caches = caches.lock().unwrap_or_else(|e| e.into_inner());
@@ -212,8 +226,21 @@ pub async fn run(
     let (trigger, token) = kuberun::shutdown_channel();
     let caches = Arc::new(Mutex::new(Caches::default()));
     let changed = Arc::new(Notify::new());
+    let selected = watcher::Config::default().labels(PROXY_LABEL_SELECTOR);
+    let cidrs = config.watch_service_cidrs.then(|| {
+        tokio::spawn(keep::<ServiceCIDR>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            caches.clone(),
+            changed.clone(),
+            health.clone(),
+            family,
+            token.clone(),
+        ))
+    });
     let services = tokio::spawn(keep::<Service>(
         Api::all(client.clone()),
+        selected.clone(),
         caches.clone(),
         changed.clone(),
         health.clone(),
@@ -222,6 +249,7 @@ pub async fn run(
     ));
     let slices = tokio::spawn(keep::<EndpointSlice>(
         Api::all(client),
+        selected,
         caches.clone(),
         changed.clone(),
         health.clone(),
@@ -241,6 +269,9 @@ pub async fn run(
     }
     trigger.fire();
     let _ = tokio::join!(services, slices);
+    if let Some(cidrs) = cidrs {
+        let _ = cidrs.await;
+    }
     if let Some(h) = healthz {
         h.abort();
     }
@@ -269,14 +300,18 @@ async fn sync_loop(
             }
             let now = Instant::now();
             last_sync = Some(now);
+            let mut rules = config.rules.clone();
             let (services, slices) = {
                 let c = caches.lock().unwrap_or_else(|e| e.into_inner());
+                if config.watch_service_cidrs {
+                    rules.service_cidrs = service_cidrs_of(c.service_cidrs.values());
+                }
                 (
                     c.services.values().cloned().collect::<Vec<_>>(),
                     c.slices.values().cloned().collect::<Vec<_>>(),
                 )
             };
-            let desired = desired_ruleset(&config.rules, &services, &slices);
+            let desired = desired_ruleset(&rules, &services, &slices);
             match sync_once(&config.runner, &state, &desired, now).await {
                 Ok(next) => {
                     state = next;
@@ -311,6 +346,18 @@ async fn sync_loop(
     }
 }
 
+/// The CIDRs of ServiceCIDR objects, sorted and without duplicates.
+fn service_cidrs_of<'a>(objects: impl Iterator<Item = &'a ServiceCIDR>) -> Vec<ipnet::IpNet> {
+    let mut cidrs: Vec<ipnet::IpNet> = objects
+        .filter_map(|o| o.spec.as_ref()?.cidrs.as_ref())
+        .flatten()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    cidrs.sort();
+    cidrs.dedup();
+    cidrs
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -337,7 +384,7 @@ async fn sync_once(
             }
         }
     }
-    let kernel = if state.needs_full_sync() {
+    let kernel = if state.needs_full_sync_for(desired) {
         match runner.list_objects(desired.family).await {
             Ok(objects) => Some(objects),
             Err(e) => {

@@ -28,6 +28,9 @@ pub struct KernelObjects {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Applied {
+    /// The skeleton last written; a different one (a changed configuration or ServiceCIDR)
+    /// needs a full sync, since only a full sync writes it.
+    setup: Vec<Statement>,
     services: BTreeMap<ServiceKey, ServiceObjects>,
     elements: BTreeMap<(String, String), Element>,
 }
@@ -83,9 +86,17 @@ impl SyncState {
         }
     }
 
-    /// Whether the next sync must be full.
+    /// Whether the next sync must be full (nothing applied yet, or the last one failed).
     pub fn needs_full_sync(&self) -> bool {
         self.applied.is_none()
+    }
+
+    /// Whether syncing to `desired` must be full: [`Self::needs_full_sync`], or the table's
+    /// skeleton (configuration, ServiceCIDRs) changed.
+    pub fn needs_full_sync_for(&self, desired: &Ruleset) -> bool {
+        self.applied
+            .as_ref()
+            .is_none_or(|a| a.setup != desired.setup_statements(false))
     }
 
     /// The state after a failed transaction: the next sync is full, and the stale-chain list is
@@ -133,7 +144,7 @@ impl SyncState {
         Some((tx, next))
     }
 
-    /// The transaction from this state to `desired`: full when [`Self::needs_full_sync`],
+    /// The transaction from this state to `desired`: full when [`Self::needs_full_sync_for`],
     /// partial otherwise. `kernel` is what a full sync found in the table (if it could list it).
     pub fn plan(
         &self,
@@ -141,13 +152,16 @@ impl SyncState {
         kernel: Option<&KernelObjects>,
         now: Instant,
     ) -> SyncPlan {
-        let full = self.applied.is_none();
+        let full = self.needs_full_sync_for(desired);
         let family = self.family;
         let mut tx = Transaction::new(family);
         let empty = Applied {
+            setup: Vec::new(),
             services: BTreeMap::new(),
             elements: BTreeMap::new(),
         };
+        // A full sync rewrites everything, but what was applied still tells which chains and
+        // sets exist.
         let applied = self.applied.as_ref().unwrap_or(&empty);
 
         // The service chains and affinity sets that exist now.
@@ -281,6 +295,7 @@ impl SyncState {
                 family,
                 base_chains_recreated: true,
                 applied: Some(Applied {
+                    setup: desired.setup_statements(false),
                     services: desired.services.clone(),
                     elements: wanted,
                 }),

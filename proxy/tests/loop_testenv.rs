@@ -1,7 +1,8 @@
 //! The whole proxy driven through the API: testenv serves Services and EndpointSlices, the loop
 //! writes the table into a private network namespace. A slice change rewrites only its Service's
 //! chains (the other Service's rules keep their kernel handles); the healthCheckNodePort server
-//! answers for the local endpoint; a deleted Service's chains go, the delayed delete included.
+//! answers for the local endpoint; ServiceCIDR objects become the unallocated-ClusterIP drop rule;
+//! a deleted Service's chains go, the delayed delete included.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{Api, DeleteParams, PostParams};
 use proxy::names::service_port_base;
 use proxy::{NftRunner, ProxyConfig, RulesConfig};
@@ -125,6 +127,16 @@ async fn the_loop_follows_the_api_into_a_namespace() {
         .await
         .expect("api's slice");
 
+    let cidrs: Api<ServiceCIDR> = Api::all(client.clone());
+    let cidr = |name: &str, cidr: &str| -> ServiceCIDR {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"cidrs": [cidr]}}))
+            .unwrap()
+    };
+    cidrs
+        .create(&PostParams::default(), &cidr("kubernetes", "10.96.0.0/12"))
+        .await
+        .expect("the default ServiceCIDR");
+
     let mut rules = RulesConfig::new(
         "node-a",
         vec!["172.18.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()],
@@ -206,6 +218,16 @@ async fn the_loop_follows_the_api_into_a_namespace() {
         web_before,
         "web's chain was rewritten"
     );
+
+    // A second ServiceCIDR changes the skeleton: a full sync writes it.
+    cidrs
+        .create(&PostParams::default(), &cidr("extra", "10.200.0.0/16"))
+        .await
+        .expect("a second ServiceCIDR");
+    eventually(&ns, "the second ServiceCIDR's rule", |l| {
+        l.contains("10.200.0.0/16")
+    })
+    .await;
 
     // api goes: its elements at once, its chains flushed and then deleted.
     services

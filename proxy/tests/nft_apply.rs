@@ -162,6 +162,19 @@ async fn full_partial_and_delayed_delete_apply_in_a_namespace() {
     // No change: nothing to run.
     let plan = state.plan(&desired_ruleset(&cfg, &services, &slices), None, now);
     assert!(plan.transaction.is_empty());
+
+    // A new ServiceCIDR changes the skeleton: a full sync over the live table.
+    let mut cfg = cfg;
+    cfg.service_cidrs.push("10.200.0.0/16".parse().unwrap());
+    let plan = state.plan(&desired_ruleset(&cfg, &services, &slices), None, now);
+    assert!(plan.full);
+    runner
+        .apply(&plan.transaction)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", plan.transaction.render()));
+    let listing = ns.list_table();
+    assert!(listing.contains("10.200.0.0/16"), "{listing}");
+    assert!(listing.contains("dnat to 10.244.1.6:8080"), "{listing}");
 }
 
 #[tokio::test]
