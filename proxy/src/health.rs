@@ -10,6 +10,23 @@ use serde_json::json;
 
 use crate::nft::IpFamily;
 
+/// The taint cluster-autoscaler puts on a node it is about to delete.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// Whether this node may receive load-balancer traffic (upstream's `NodeEligible`): its Node
+/// exists, is not being deleted and is not tainted [`TO_BE_DELETED_TAINT`].
+pub fn node_eligible(node: Option<&k8s_openapi::api::core::v1::Node>) -> bool {
+    let Some(node) = node else {
+        return false;
+    };
+    node.metadata.deletion_timestamp.is_none()
+        && !node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|t| t.iter().any(|t| t.key == TO_BE_DELETED_TAINT))
+}
+
 /// An HTTP answer: status, headers, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthResponse {
@@ -214,6 +231,24 @@ mod tests {
         let unhealthy = service_health_response("a", "b", 3, false);
         assert_eq!(unhealthy.status, 503);
         assert!(unhealthy.body.contains("\"serviceProxyHealthy\": false"));
+    }
+
+    #[test]
+    fn nodes_being_deleted_or_tainted_are_not_eligible() {
+        let node = |v: serde_json::Value| -> k8s_openapi::api::core::v1::Node {
+            serde_json::from_value(v).unwrap()
+        };
+        assert!(!node_eligible(None));
+        assert!(node_eligible(Some(&node(
+            json!({"metadata": {"name": "n"}})
+        ))));
+        assert!(!node_eligible(Some(&node(json!({
+            "metadata": {"name": "n", "deletionTimestamp": "2025-05-01T10:00:00Z"}
+        })))));
+        assert!(!node_eligible(Some(&node(json!({
+            "metadata": {"name": "n"},
+            "spec": {"taints": [{"key": TO_BE_DELETED_TAINT, "effect": "NoSchedule"}]}
+        })))));
     }
 
     #[test]

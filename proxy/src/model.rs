@@ -155,6 +155,18 @@ impl Endpoint {
 /// A ServicePort's identity as endpoints are matched to it: port name and protocol.
 pub type PortKey = (String, Protocol);
 
+/// The node label that zone hints are matched against.
+pub const LABEL_TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
+
+/// The zone of `node` (its `topology.kubernetes.io/zone` label).
+pub fn node_zone(node: &k8s_openapi::api::core::v1::Node) -> Option<String> {
+    node.metadata
+        .labels
+        .as_ref()?
+        .get(LABEL_TOPOLOGY_ZONE)
+        .cloned()
+}
+
 /// Whether the proxy should ignore a Service or slice by its labels (the informers' selector).
 fn selected_out(labels: Option<&BTreeMap<String, String>>) -> bool {
     labels

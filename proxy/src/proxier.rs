@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::Resource;
@@ -48,6 +48,11 @@ pub struct ProxyConfig {
     /// Take the ServiceCIDRs from the API's `networking.k8s.io/v1` ServiceCIDR objects (as
     /// upstream does since MultiCIDRServiceAllocator is on), instead of `rules.service_cidrs`.
     pub watch_service_cidrs: bool,
+    /// Watch this node's Node object: its `topology.kubernetes.io/zone` label feeds the zone
+    /// hints, and `/healthz` answers 503 while it is missing, being deleted or tainted
+    /// `ToBeDeletedByClusterAutoscaler` (upstream). Off: `rules.zone` is used and the node is
+    /// always eligible.
+    pub watch_node: bool,
 }
 
 impl ProxyConfig {
@@ -61,6 +66,7 @@ impl ProxyConfig {
             runner: NftRunner::new(),
             listener_factory: servers::plain_bind(),
             watch_service_cidrs: true,
+            watch_node: true,
         }
     }
 }
@@ -99,6 +105,7 @@ struct Caches {
     services: BTreeMap<ServiceKey, Service>,
     slices: BTreeMap<ServiceKey, EndpointSlice>,
     service_cidrs: BTreeMap<ServiceKey, ServiceCIDR>,
+    nodes: BTreeMap<ServiceKey, Node>,
     services_synced: bool,
     slices_synced: bool,
 }
@@ -142,6 +149,13 @@ impl Cached for ServiceCIDR {
         &mut caches.service_cidrs
     }
     // Rules are written without waiting for ServiceCIDRs, as upstream does.
+    fn set_synced(_: &mut Caches) {}
+}
+
+impl Cached for Node {
+    fn map(caches: &mut Caches) -> &mut BTreeMap<ServiceKey, Self> {
+        &mut caches.nodes
+    }
     fn set_synced(_: &mut Caches) {}
 }
 
@@ -210,27 +224,50 @@ pub async fn run(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .updated(family, jiff::Timestamp::now());
+    let caches = Arc::new(Mutex::new(Caches::default()));
     let healthz = match config.healthz_bind_address {
-        Some(addr) => Some(
-            servers::start_healthz(
-                &config.listener_factory,
-                addr,
-                health.clone(),
-                Arc::new(|| true),
+        Some(addr) => {
+            let watch_node = config.watch_node;
+            let nodes = caches.clone();
+            let eligible = Arc::new(move || {
+                !watch_node
+                    || crate::health::node_eligible(
+                        nodes
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .nodes
+                            .values()
+                            .next(),
+                    )
+            });
+            Some(
+                servers::start_healthz(&config.listener_factory, addr, health.clone(), eligible)
+                    .map_err(|source| ProxyError::Healthz { addr, source })?,
             )
-            .map_err(|source| ProxyError::Healthz { addr, source })?,
-        ),
+        }
         None => None,
     };
 
     let (trigger, token) = kuberun::shutdown_channel();
-    let caches = Arc::new(Mutex::new(Caches::default()));
     let changed = Arc::new(Notify::new());
     let selected = watcher::Config::default().labels(PROXY_LABEL_SELECTOR);
     let cidrs = config.watch_service_cidrs.then(|| {
         tokio::spawn(keep::<ServiceCIDR>(
             Api::all(client.clone()),
             watcher::Config::default(),
+            caches.clone(),
+            changed.clone(),
+            health.clone(),
+            family,
+            token.clone(),
+        ))
+    });
+    let node = config.watch_node.then(|| {
+        let this_node =
+            watcher::Config::default().fields(&format!("metadata.name={}", config.rules.node_name));
+        tokio::spawn(keep::<Node>(
+            Api::all(client.clone()),
+            this_node,
             caches.clone(),
             changed.clone(),
             health.clone(),
@@ -269,8 +306,8 @@ pub async fn run(
     }
     trigger.fire();
     let _ = tokio::join!(services, slices);
-    if let Some(cidrs) = cidrs {
-        let _ = cidrs.await;
+    for task in [cidrs, node].into_iter().flatten() {
+        let _ = task.await;
     }
     if let Some(h) = healthz {
         h.abort();
@@ -305,6 +342,9 @@ async fn sync_loop(
                 let c = caches.lock().unwrap_or_else(|e| e.into_inner());
                 if config.watch_service_cidrs {
                     rules.service_cidrs = service_cidrs_of(c.service_cidrs.values());
+                }
+                if config.watch_node {
+                    rules.zone = c.nodes.values().next().and_then(crate::model::node_zone);
                 }
                 (
                     c.services.values().cloned().collect::<Vec<_>>(),

@@ -1,14 +1,14 @@
 //! The whole proxy driven through the API: testenv serves Services and EndpointSlices, the loop
 //! writes the table into a private network namespace. A slice change rewrites only its Service's
 //! chains (the other Service's rules keep their kernel handles); the healthCheckNodePort server
-//! answers for the local endpoint; ServiceCIDR objects become the unallocated-ClusterIP drop rule;
+//! answers for the local endpoint, /healthz follows the Node object; ServiceCIDR objects become the unallocated-ClusterIP drop rule;
 //! a deleted Service's chains go, the delayed delete included.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -147,7 +147,8 @@ async fn the_loop_follows_the_api_into_a_namespace() {
     rules.nodeport_addresses = Some(vec!["127.0.0.1/32".parse().unwrap()]);
     let mut config = ProxyConfig::new(rules);
     config.min_sync_period = Duration::from_millis(50);
-    config.healthz_bind_address = None;
+    let healthz_port = free_port();
+    config.healthz_bind_address = Some(([127, 0, 0, 1], healthz_port).into());
     config.runner = NftRunner::in_netns(&ns.name);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let proxy = tokio::spawn(proxy::run(client.clone(), config, async {
@@ -195,6 +196,39 @@ async fn the_loop_follows_the_api_into_a_namespace() {
     assert_eq!(
         body,
         "{\n\t\"service\": {\n\t\t\"namespace\": \"default\",\n\t\t\"name\": \"web\"\n\t},\n\t\"localEndpoints\": 1,\n\t\"serviceProxyHealthy\": true\n}"
+    );
+
+    // /healthz: 503 while this node's Node object is missing, 200 once it exists.
+    let healthz = format!("http://127.0.0.1:{healthz_port}/healthz");
+    let (head, body) = http_get(&healthz);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(body.contains("\"nodeEligible\":false"), "{body}");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "node-a"}})).unwrap();
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("the node");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (head, body) = http_get(&healthz);
+        if head.starts_with("HTTP/1.1 200") {
+            assert!(
+                body.contains("\"nodeEligible\":true,\"healthy\":true"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "healthz never became 200: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        http_get(&format!("http://127.0.0.1:{healthz_port}/livez"))
+            .0
+            .starts_with("HTTP/1.1 200")
     );
 
     // web's endpoint moves: only web's chains are rewritten.
