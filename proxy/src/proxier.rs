@@ -17,11 +17,11 @@ use kube::Resource;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use kuberun::Shutdown;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::health::ProxyHealth;
 use crate::model::{PROXY_LABEL_SELECTOR, ServiceKey};
-use crate::nft::Transaction;
+use crate::nft::{IpFamily, Transaction};
 use crate::rules::{RulesConfig, Ruleset, desired_ruleset};
 use crate::runner::{NftError, NftRunner};
 use crate::servers::{self, ServiceHealthServers, SharedHealth};
@@ -32,8 +32,12 @@ pub use crate::servers::ListenerFactory;
 /// The proxy's configuration.
 #[derive(Clone)]
 pub struct ProxyConfig {
-    /// The rules' inputs (node, CIDRs, masquerading, NodePort addresses) and the table's family.
+    /// The rules' inputs (node, CIDRs, masquerading, NodePort addresses); `rules.family` is set
+    /// per table from `families`.
     pub rules: RulesConfig,
+    /// One table per family: `ip kube-proxy` and/or `ip6 kube-proxy` (upstream runs both on a
+    /// dual-stack node).
+    pub families: Vec<IpFamily>,
     /// Least time between two syncs (upstream's `minSyncPeriod`, default 1 s).
     pub min_sync_period: Duration,
     /// Retry delay after a failed transaction (upstream's `syncPeriod`, default 30 s); the proxy
@@ -56,10 +60,19 @@ pub struct ProxyConfig {
 }
 
 impl ProxyConfig {
-    /// Upstream's defaults for `rules`.
+    /// Upstream's defaults for `rules`: a table for each family the node has an address of
+    /// (IPv4 when it has none).
     pub fn new(rules: RulesConfig) -> Self {
+        let mut families: Vec<IpFamily> = [IpFamily::V4, IpFamily::V6]
+            .into_iter()
+            .filter(|f| rules.node_ips.iter().any(|ip| f.contains(ip)))
+            .collect();
+        if families.is_empty() {
+            families.push(IpFamily::V4);
+        }
         ProxyConfig {
             rules,
+            families,
             min_sync_period: Duration::from_secs(1),
             sync_period: Duration::from_secs(30),
             healthz_bind_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
@@ -164,9 +177,9 @@ async fn keep<K>(
     api: Api<K>,
     config: watcher::Config,
     caches: Arc<Mutex<Caches>>,
-    changed: Arc<Notify>,
+    changed: Arc<watch::Sender<u64>>,
     health: SharedHealth,
-    family: crate::nft::IpFamily,
+    families: Vec<IpFamily>,
     shutdown: Shutdown,
 ) where
     K: Cached,
@@ -199,11 +212,13 @@ async fn keep<K>(
             }
         }
         drop(caches);
-        health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .queued_update(family, jiff::Timestamp::now());
-        changed.notify_one();
+        let now = jiff::Timestamp::now();
+        let mut health = health.lock().unwrap_or_else(|e| e.into_inner());
+        for family in &families {
+            health.queued_update(*family, now);
+        }
+        drop(health);
+        changed.send_modify(|generation| *generation += 1);
     })
     .await;
 }
@@ -214,16 +229,20 @@ pub async fn run(
     config: ProxyConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProxyError> {
-    let family = config.rules.family;
+    let families = config.families.clone();
     // Fail early and clearly when nft cannot be run at all.
-    config.runner.list_objects(family).await?;
+    for family in &families {
+        config.runner.list_objects(*family).await?;
+    }
 
     let health: SharedHealth = Arc::new(Mutex::new(ProxyHealth::new(config.sync_period * 2)));
     // Until the first sync, upstream counts the start as an update.
-    health
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .updated(family, jiff::Timestamp::now());
+    for family in &families {
+        health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .updated(*family, jiff::Timestamp::now());
+    }
     let caches = Arc::new(Mutex::new(Caches::default()));
     let healthz = match config.healthz_bind_address {
         Some(addr) => {
@@ -249,7 +268,7 @@ pub async fn run(
     };
 
     let (trigger, token) = kuberun::shutdown_channel();
-    let changed = Arc::new(Notify::new());
+    let changed = Arc::new(watch::Sender::new(0u64));
     let selected = watcher::Config::default().labels(PROXY_LABEL_SELECTOR);
     let cidrs = config.watch_service_cidrs.then(|| {
         tokio::spawn(keep::<ServiceCIDR>(
@@ -258,7 +277,7 @@ pub async fn run(
             caches.clone(),
             changed.clone(),
             health.clone(),
-            family,
+            families.clone(),
             token.clone(),
         ))
     });
@@ -271,7 +290,7 @@ pub async fn run(
             caches.clone(),
             changed.clone(),
             health.clone(),
-            family,
+            families.clone(),
             token.clone(),
         ))
     });
@@ -281,7 +300,7 @@ pub async fn run(
         caches.clone(),
         changed.clone(),
         health.clone(),
-        family,
+        families.clone(),
         token.clone(),
     ));
     let slices = tokio::spawn(keep::<EndpointSlice>(
@@ -290,19 +309,31 @@ pub async fn run(
         caches.clone(),
         changed.clone(),
         health.clone(),
-        family,
+        families.clone(),
         token.clone(),
     ));
 
-    let mut service_servers = ServiceHealthServers::new(
-        config.listener_factory.clone(),
-        &config.rules.nodeport_selection(),
-        health.clone(),
-    );
-    let sync_loop = sync_loop(&config, &caches, &changed, &health, &mut service_servers);
+    let loops = futures::future::join_all(families.iter().map(|family| {
+        let mut rules = config.rules.clone();
+        rules.family = *family;
+        let servers = ServiceHealthServers::new(
+            config.listener_factory.clone(),
+            *family,
+            &rules.nodeport_selection(),
+            health.clone(),
+        );
+        sync_loop(
+            &config,
+            rules,
+            &caches,
+            changed.subscribe(),
+            &health,
+            servers,
+        )
+    }));
     tokio::select! {
         () = shutdown => {}
-        () = sync_loop => {}
+        _ = loops => {}
     }
     trigger.fire();
     let _ = tokio::join!(services, slices);
@@ -315,14 +346,16 @@ pub async fn run(
     Ok(())
 }
 
+/// Syncs one family's table until the future is dropped.
 async fn sync_loop(
     config: &ProxyConfig,
+    base_rules: RulesConfig,
     caches: &Mutex<Caches>,
-    changed: &Notify,
+    mut changed: watch::Receiver<u64>,
     health: &SharedHealth,
-    servers: &mut ServiceHealthServers,
+    mut servers: ServiceHealthServers,
 ) {
-    let family = config.rules.family;
+    let family = base_rules.family;
     let mut state = SyncState::new(family);
     let mut last_sync: Option<Instant> = None;
     let mut retry_at: Option<Instant> = None;
@@ -337,7 +370,7 @@ async fn sync_loop(
             }
             let now = Instant::now();
             last_sync = Some(now);
-            let mut rules = config.rules.clone();
+            let mut rules = base_rules.clone();
             let (services, slices) = {
                 let c = caches.lock().unwrap_or_else(|e| e.into_inner());
                 if config.watch_service_cidrs {
@@ -368,7 +401,7 @@ async fn sync_loop(
                     }
                 }
                 Err((next, error)) => {
-                    tracing::error!(%error, retry_in = ?config.sync_period, "nftables sync failed");
+                    tracing::error!(family = family.nft(), %error, retry_in = ?config.sync_period, "nftables sync failed");
                     state = next;
                     retry_at = Some(Instant::now() + config.sync_period);
                 }
@@ -380,7 +413,11 @@ async fn sync_loop(
             .flatten()
             .min();
         tokio::select! {
-            () = changed.notified() => {}
+            result = changed.changed() => {
+                if result.is_err() {
+                    return;
+                }
+            }
             () = sleep_until_opt(wake) => {}
         }
     }

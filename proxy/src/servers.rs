@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::health::{self, HealthResponse, ProxyHealth};
 use crate::model::ServiceKey;
+use crate::nft::IpFamily;
 use crate::rules::NodePortSelection;
 
 /// Makes a listening socket for an address (the default binds in this network namespace).
@@ -117,15 +118,20 @@ pub struct ServiceHealthServers {
 }
 
 impl ServiceHealthServers {
-    /// Servers listening on the NodePort addresses (0.0.0.0 when they match all).
+    /// Servers of `family` listening on the NodePort addresses (0.0.0.0 or :: when they match
+    /// all).
     pub fn new(
         factory: ListenerFactory,
+        family: IpFamily,
         addresses: &NodePortSelection,
         health: SharedHealth,
     ) -> Self {
         ServiceHealthServers {
             factory,
             addresses: match addresses {
+                NodePortSelection::All if family == IpFamily::V6 => {
+                    vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
+                }
                 NodePortSelection::All => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
                 NodePortSelection::Ips(ips) => ips.clone(),
             },
@@ -259,6 +265,7 @@ mod tests {
 
         let mut servers = ServiceHealthServers::new(
             factory,
+            crate::nft::IpFamily::V4,
             &NodePortSelection::Ips(vec!["172.18.0.2".parse().unwrap()]),
             health,
         );

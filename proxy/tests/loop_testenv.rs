@@ -13,7 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{Api, DeleteParams, PostParams};
 use proxy::names::service_port_base;
-use proxy::{NftRunner, ProxyConfig, RulesConfig};
+use proxy::{IpFamily, NftRunner, ProxyConfig, RulesConfig};
 use serde_json::json;
 
 fn free_port() -> u16 {
@@ -139,13 +139,25 @@ async fn the_loop_follows_the_api_into_a_namespace() {
 
     let mut rules = RulesConfig::new(
         "node-a",
-        vec!["172.18.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+        vec![
+            "172.18.0.2".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+            "fd00:18::2".parse().unwrap(),
+        ],
     );
     rules.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
     // Health checks listen where NodePorts are accepted: loopback here, so that the test only
     // talks to loopback (nftables mode never accepts NodePorts on it).
-    rules.nodeport_addresses = Some(vec!["127.0.0.1/32".parse().unwrap()]);
+    rules.nodeport_addresses = Some(vec![
+        "127.0.0.1/32".parse().unwrap(),
+        "::1/128".parse().unwrap(),
+    ]);
     let mut config = ProxyConfig::new(rules);
+    assert_eq!(
+        config.families,
+        vec![IpFamily::V4, IpFamily::V6],
+        "a dual-stack node"
+    );
     config.min_sync_period = Duration::from_millis(50);
     let healthz_port = free_port();
     config.healthz_bind_address = Some(([127, 0, 0, 1], healthz_port).into());
