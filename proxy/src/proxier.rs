@@ -10,11 +10,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::Resource;
 use kube::api::Api;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kuberun::Shutdown;
 use tokio::sync::watch;
@@ -303,6 +304,7 @@ pub async fn run(
         families.clone(),
         token.clone(),
     ));
+    let client_for_events = client.clone();
     let slices = tokio::spawn(keep::<EndpointSlice>(
         Api::all(client),
         selected,
@@ -313,6 +315,7 @@ pub async fn run(
         token.clone(),
     ));
 
+    let events = HealthcheckEvents::new(client_for_events, &config.rules.node_name);
     let loops = futures::future::join_all(families.iter().map(|family| {
         let mut rules = config.rules.clone();
         rules.family = *family;
@@ -324,6 +327,7 @@ pub async fn run(
         );
         sync_loop(
             &config,
+            &events,
             rules,
             &caches,
             changed.subscribe(),
@@ -349,6 +353,7 @@ pub async fn run(
 /// Syncs one family's table until the future is dropped.
 async fn sync_loop(
     config: &ProxyConfig,
+    events: &HealthcheckEvents,
     base_rules: RulesConfig,
     caches: &Mutex<Caches>,
     mut changed: watch::Receiver<u64>,
@@ -393,11 +398,12 @@ async fn sync_loop(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .updated(family, jiff::Timestamp::now());
-                    for (key, reason) in servers.sync(
+                    for (key, port, error) in servers.sync(
                         &desired.health_check_node_ports,
                         &desired.local_ready_endpoints,
                     ) {
-                        tracing::error!(service = %format!("{}/{}", key.0, key.1), %reason, "Failed to start healthcheck");
+                        tracing::error!(service = %format!("{}/{}", key.0, key.1), port, %error, "Failed to start healthcheck");
+                        events.failed_healthcheck(&key, port, &error);
                     }
                 }
                 Err((next, error)) => {
@@ -420,6 +426,57 @@ async fn sync_loop(
             }
             () = sleep_until_opt(wake) => {}
         }
+    }
+}
+
+/// Publishes upstream's Warning `FailedToStartServiceHealthcheck` events on Services (as
+/// `kube-proxy`, instance = the node), off the sync path.
+struct HealthcheckEvents {
+    recorder: Recorder,
+    node_name: String,
+}
+
+impl HealthcheckEvents {
+    fn new(client: kube::Client, node_name: &str) -> Self {
+        HealthcheckEvents {
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: "kube-proxy".into(),
+                    instance: Some(node_name.to_string()),
+                },
+            ),
+            node_name: node_name.to_string(),
+        }
+    }
+
+    fn failed_healthcheck(&self, key: &ServiceKey, port: u16, error: &str) {
+        let (namespace, name) = key;
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: "FailedToStartServiceHealthcheck".into(),
+            note: Some(format!(
+                "node {} failed to start healthcheck \"{namespace}/{name}\" on port {port}: {error}",
+                self.node_name
+            )),
+            action: "Listen".into(),
+            secondary: None,
+        };
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Service".into()),
+            namespace: Some(namespace.clone()),
+            name: Some(name.clone()),
+            // Upstream has no UID at hand and uses the name.
+            uid: Some(format!("{namespace}/{name}")),
+            ..ObjectReference::default()
+        };
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::debug!(%error, "cannot publish event");
+            }
+        });
     }
 }
 

@@ -68,6 +68,12 @@ impl NftRunner {
         }
     }
 
+    /// The same runner with another `nft` program (a path, or a name looked up in PATH).
+    pub fn with_nft(mut self, program: impl Into<String>) -> Self {
+        self.nft = program.into();
+        self
+    }
+
     /// The namespace, if any.
     pub fn netns(&self) -> Option<&str> {
         self.netns.as_deref()
@@ -217,6 +223,29 @@ fn parse_listing(json: &[u8]) -> Result<KernelObjects, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_missing_nft_is_said_plainly() {
+        let runner = NftRunner::new().with_nft("/nonexistent/svcplane-test/nft");
+        let mut tx = Transaction::new(IpFamily::V4);
+        tx.push(crate::nft::Statement::DeleteTable);
+        let err = runner.apply(&tx).await.expect_err("no such program");
+        assert!(matches!(err, NftError::Spawn { .. }));
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "cannot run /nonexistent/svcplane-test/nft: No such file or directory"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("needs the nft binary"), "{text}");
+        assert!(runner.list_objects(IpFamily::V4).await.is_err());
+        // An empty transaction runs nothing, so it cannot fail.
+        runner
+            .apply(&Transaction::new(IpFamily::V4))
+            .await
+            .expect("nothing to run");
+    }
 
     #[test]
     fn nft_errors_name_their_line() {

@@ -142,12 +142,13 @@ impl ServiceHealthServers {
     }
 
     /// Opens servers for new Services, closes those gone or moved; sets the endpoint counts.
-    /// Returns the Services whose server could not be started, with the reason.
+    /// Returns the Services whose server could not be started (tried again at the next sync),
+    /// with the port and the listen error.
     pub fn sync(
         &mut self,
         ports: &BTreeMap<ServiceKey, u16>,
         local_endpoints: &BTreeMap<ServiceKey, usize>,
-    ) -> Vec<(ServiceKey, String)> {
+    ) -> Vec<(ServiceKey, u16, String)> {
         *self
             .local_endpoints
             .write()
@@ -185,10 +186,7 @@ impl ServiceHealthServers {
                 match (self.factory)(SocketAddr::new(*ip, *port)).and_then(|l| serve(l, answer)) {
                     Ok(task) => server.tasks.push(task),
                     Err(e) => {
-                        failed = Some(format!(
-                            "failed to start healthcheck \"{}/{}\" on port {port}: {e}",
-                            key.0, key.1
-                        ));
+                        failed = Some(e.to_string());
                         break;
                     }
                 }
@@ -197,7 +195,7 @@ impl ServiceHealthServers {
                 None => {
                     self.servers.insert(key.clone(), server);
                 }
-                Some(reason) => failures.push((key.clone(), reason)),
+                Some(reason) => failures.push((key.clone(), *port, reason)),
             }
         }
         failures

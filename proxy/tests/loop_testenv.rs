@@ -108,6 +108,20 @@ async fn the_loop_follows_the_api_into_a_namespace() {
         .create(&PostParams::default(), &web)
         .await
         .expect("web");
+    // A Service whose health-check port is taken: its server cannot start.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let taken_port = taken.local_addr().unwrap().port();
+    let busy: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "busy"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.12", "clusterIPs": ["10.96.0.12"],
+                 "externalTrafficPolicy": "Local", "healthCheckNodePort": taken_port,
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30081}]}
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &busy)
+        .await
+        .expect("busy");
     services
         .create(&PostParams::default(), &api)
         .await
@@ -209,6 +223,40 @@ async fn the_loop_follows_the_api_into_a_namespace() {
         body,
         "{\n\t\"service\": {\n\t\t\"namespace\": \"default\",\n\t\t\"name\": \"web\"\n\t},\n\t\"localEndpoints\": 1,\n\t\"serviceProxyHealthy\": true\n}"
     );
+
+    // The port that was taken: a Warning event on the Service, as upstream's.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let note = loop {
+        let list = events.list(&Default::default()).await.expect("events list");
+        if let Some(e) = list
+            .items
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("FailedToStartServiceHealthcheck"))
+        {
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            assert_eq!(e.action.as_deref(), Some("Listen"));
+            assert_eq!(e.reporting_controller.as_deref(), Some("kube-proxy"));
+            assert_eq!(
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+                Some("busy")
+            );
+            break e.note.clone().unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no FailedToStartServiceHealthcheck event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        note.starts_with(&format!(
+            "node node-a failed to start healthcheck \"default/busy\" on port {taken_port}: "
+        )),
+        "{note}"
+    );
+    drop(taken);
 
     // /healthz: 503 while this node's Node object is missing, 200 once it exists.
     let healthz = format!("http://127.0.0.1:{healthz_port}/healthz");
