@@ -103,8 +103,9 @@ pub struct RulesConfig {
     pub node_name: String,
     /// The node's addresses of every family; the first of this family is its primary IP.
     pub node_ips: Vec<IpAddr>,
-    /// `--cluster-cidr`: the local-traffic detector; `None` leaves it unimplemented.
-    pub cluster_cidr: Option<IpNet>,
+    /// `--cluster-cidr` (one per family): the local-traffic detector of a family is its
+    /// first CIDR here; with none of the family the detector is unimplemented.
+    pub cluster_cidrs: Vec<IpNet>,
     /// Known ServiceCIDRs (the "drop unallocated ClusterIP" rule exists only with some).
     pub service_cidrs: Vec<IpNet>,
     /// `--masquerade-all`.
@@ -124,7 +125,7 @@ impl RulesConfig {
             family: IpFamily::V4,
             node_name: node_name.into(),
             node_ips,
-            cluster_cidr: None,
+            cluster_cidrs: Vec::new(),
             service_cidrs: Vec::new(),
             masquerade_all: false,
             masquerade_bit: 14,
@@ -139,6 +140,11 @@ impl RulesConfig {
             .iter()
             .copied()
             .find(|ip| self.family.contains(ip))
+    }
+
+    /// The pod CIDR of this family that tells pod traffic from other traffic, if any.
+    pub fn local_detector_cidr(&self) -> Option<IpNet> {
+        self.cidrs_of_family(&self.cluster_cidrs).first().copied()
     }
 
     /// The masquerade mark, e.g. `0x4000`.
@@ -506,7 +512,7 @@ fn service_port_rules(
                     svc.cluster_ip
                 )),
             );
-        } else if let Some(cidr) = config.cluster_cidr {
+        } else if let Some(cidr) = config.local_detector_cidr() {
             rule(
                 out,
                 internal_chain,
@@ -527,7 +533,7 @@ fn service_port_rules(
                 Rule::new(format!("jump {MARK_MASQ_CHAIN}")),
             );
         } else {
-            if let Some(cidr) = config.cluster_cidr {
+            if let Some(cidr) = config.local_detector_cidr() {
                 // Pods reaching an external address act as if they went out to the LB and back.
                 rule(
                     out,

@@ -159,7 +159,7 @@ async fn the_loop_follows_the_api_into_a_namespace() {
             "fd00:18::2".parse().unwrap(),
         ],
     );
-    rules.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    rules.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
     // Health checks listen where NodePorts are accepted: loopback here, so that the test only
     // talks to loopback (nftables mode never accepts NodePorts on it).
     rules.nodeport_addresses = Some(vec![

@@ -34,7 +34,7 @@ fn slice(service: &str, ips: &[&str]) -> EndpointSlice {
 
 fn config() -> RulesConfig {
     let mut c = RulesConfig::new("node-a", vec!["172.18.0.2".parse().unwrap()]);
-    c.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    c.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
     c.service_cidrs = vec!["10.96.0.0/12".parse().unwrap()];
     c
 }
@@ -222,7 +222,7 @@ async fn the_ip6_table_applies_too() {
     let runner = NftRunner::in_netns(&ns.name);
     let mut cfg = RulesConfig::new("node-a", vec!["fd00:18::2".parse().unwrap()]);
     cfg.family = IpFamily::V6;
-    cfg.cluster_cidr = Some("fd00:10::/64".parse().unwrap());
+    cfg.cluster_cidrs = vec!["fd00:10::/64".parse().unwrap()];
     cfg.service_cidrs = vec!["fd00:96::/112".parse().unwrap()];
     let svc: Service = serde_json::from_value(json!({
         "metadata": {"namespace": "default", "name": "web"},

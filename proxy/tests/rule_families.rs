@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 fn config() -> RulesConfig {
     let mut c = RulesConfig::new("node-a", vec!["192.168.0.2".parse().unwrap()]);
-    c.cluster_cidr = Some("10.0.0.0/8".parse().unwrap());
+    c.cluster_cidrs = vec!["10.0.0.0/8".parse().unwrap()];
     c
 }
 
@@ -63,7 +63,7 @@ fn masquerade_all_marks_every_cluster_ip_connection_and_no_detector_marks_none()
     assert!(!has(&t, "saddr != 10.0.0.0/8"));
 
     let mut c = config();
-    c.cluster_cidr = None;
+    c.cluster_cidrs.clear();
     let t = table(&c, &[cluster_ip_service()], &eps);
     assert!(
         !has(&t, "ip daddr 172.30.0.1"),
@@ -244,7 +244,11 @@ fn ipv6_is_the_same_logic_in_an_ip6_table() {
         ],
     );
     c.family = IpFamily::V6;
-    c.cluster_cidr = Some("fd00:10::/64".parse().unwrap());
+    // A dual-stack --cluster-cidr: each table takes its own family's CIDR.
+    c.cluster_cidrs = vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "fd00:10::/64".parse().unwrap(),
+    ];
     c.service_cidrs = vec![
         "fd00:10:96::/112".parse().unwrap(),
         "172.30.0.0/16".parse().unwrap(),

@@ -114,7 +114,7 @@ while True:
     }
 
     let mut cfg = RulesConfig::new("node-a", vec!["10.244.0.1".parse().unwrap()]);
-    cfg.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    cfg.cluster_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
     cfg.service_cidrs = vec!["10.96.0.0/12".parse().unwrap()];
     let services = vec![service("web", "10.96.0.10"), service("empty", "10.96.0.11")];
     let slices = vec![slice("web", "10.244.0.2")];

@@ -23,7 +23,7 @@ fn fake_config() -> RulesConfig {
             "2001:db8::1".parse().unwrap(),
         ],
     );
-    c.cluster_cidr = Some("10.0.0.0/8".parse().unwrap());
+    c.cluster_cidrs = vec!["10.0.0.0/8".parse().unwrap()];
     c.service_cidrs = vec!["172.30.0.0/16".parse().unwrap()];
     c.nodeport_addresses = Some(vec![
         "192.168.0.2/32".parse().unwrap(),
