@@ -189,8 +189,11 @@ async fn the_loop_follows_the_api_into_a_namespace() {
         "service-{}",
         service_port_base("default", "api", "tcp", "http")
     );
-    let listing = eventually(&ns, "the first sync", |l| {
-        l.contains("dnat to 10.244.1.5:8080") && l.contains("dnat to 10.244.2.7:8080")
+    // ServiceCIDRs are not waited for (as upstream): the first sync may come before them.
+    let listing = eventually(&ns, "the first sync with the ServiceCIDR", |l| {
+        l.contains("dnat to 10.244.1.5:8080")
+            && l.contains("dnat to 10.244.2.7:8080")
+            && l.contains("10.96.0.0/12")
     })
     .await;
     assert!(listing.contains(&format!(
