@@ -16,6 +16,7 @@ pub mod health;
 pub mod model;
 pub mod names;
 pub mod nft;
+pub mod node_addresses;
 pub mod proxier;
 pub mod rules;
 pub mod runner;

@@ -251,3 +251,20 @@ async fn the_ip6_table_applies_too() {
     assert!(listing.contains("dnat to [fd00:10::5]:8080"), "{listing}");
     assert!(listing.contains("elements = { fd00:18::2 }"), "{listing}");
 }
+
+#[tokio::test]
+async fn interface_addresses_are_read_inside_the_namespace() {
+    if !common::netns_available("interface_addresses_are_read_inside_the_namespace") {
+        return;
+    }
+    let ns = common::Netns::create("addrs");
+    ns.exec_ok(&[
+        "ip", "link", "add", "pxa0", "type", "veth", "peer", "name", "pxb0",
+    ]);
+    ns.exec_ok(&["ip", "addr", "add", "172.18.0.9/16", "dev", "pxa0"]);
+    let ips = proxy::node_addresses::interface_addresses(Some(&ns.name))
+        .await
+        .expect("ip -j addr");
+    assert!(ips.contains(&"172.18.0.9".parse().unwrap()), "{ips:?}");
+    assert!(ips.contains(&"127.0.0.1".parse().unwrap()), "{ips:?}");
+}
