@@ -6,9 +6,11 @@
 //! [`Transaction`] ([`sync`]), rendered exactly as upstream's knftables writes it ([`nft`]). The
 //! health-check answers are pure functions too ([`health`]).
 //!
-//! The shell applies transactions with `nft -f -` ([`runner`]), keeps Services and
-//! EndpointSlices from watches and syncs ([`proxier`]), and serves the health checks ([`servers`]).
-//! One table per IP family: the same code builds `ip kube-proxy` and `ip6 kube-proxy`.
+//! The shell applies transactions with `nft -f -` ([`runner`]), keeps Services, EndpointSlices,
+//! ServiceCIDRs and its Node from watches and syncs ([`proxier`]), serves the health checks
+//! ([`servers`]) and reads the node's addresses ([`node_addresses`]). One table per IP family:
+//! the same code builds `ip kube-proxy` and `ip6 kube-proxy`. docs/proxy.md says where it
+//! differs from upstream.
 
 #![forbid(unsafe_code)]
 
@@ -25,9 +27,8 @@ pub mod sync;
 pub mod topology;
 
 pub use nft::{IpFamily, TableState, Transaction};
-
-pub use rules::{NodePortSelection, RulesConfig, Ruleset, desired_ruleset};
-
 pub use proxier::{ListenerFactory, ProxyConfig, ProxyError, full_sync_transaction, run};
+pub use rules::{NodePortSelection, RulesConfig, Ruleset, desired_ruleset};
 pub use runner::{NftError, NftRunner};
+pub use servers::plain_bind;
 pub use sync::{KernelObjects, SyncPlan, SyncState};
