@@ -113,6 +113,12 @@ fn components(
     // With pods running for real, probed pods are Ready when their probes pass.
     nodes = nodes.with_external_readiness_probes(data_plane_on);
     let node_names: Vec<String> = nodes.nodes.iter().map(|n| n.name.clone()).collect();
+    let v4_pod_cidrs: Vec<ipnet::IpNet> = nodes
+        .nodes
+        .iter()
+        .flat_map(|n| n.pod_cidrs.iter().copied())
+        .filter(|c| matches!(c, ipnet::IpNet::V4(_)))
+        .collect();
     let readiness = Arc::new(OnceLock::new());
     let dns_records = Arc::new(OnceLock::new());
     let ranges = args.service_cluster_ip_range.clone();
@@ -183,6 +189,7 @@ fn components(
     if data_plane_on
         && let Some(server) = embedded
         && let Some(dns_ip) = data_plane::cluster_dns_ip(ranges.primary.net())
+        && let Some(cluster_cidr) = data_plane::covering_network(&v4_pod_cidrs)
     {
         components.push(data_plane::component(data_plane::DataPlaneSetup {
             server: server.clone(),
@@ -190,6 +197,7 @@ fn components(
             dns_records,
             dns_ip,
             nodes: node_names,
+            cluster_cidr,
         }));
     }
     (components, signals)

@@ -43,6 +43,21 @@ pub struct DataPlaneSetup {
     pub dns_ip: IpAddr,
     /// The Nodes the simulator registers.
     pub nodes: Vec<String>,
+    /// The pod network (kube-proxy's `--cluster-cidr`): traffic from outside it to a ClusterIP
+    /// is masqueraded.
+    pub cluster_cidr: IpNet,
+}
+
+/// The smallest network holding every one of `nets` (all of one family), e.g. 10.244.0.0/16
+/// for the nodes' 10.244.N.0/24 pod CIDRs with N < 256; `None` for none or mixed families.
+pub fn covering_network(nets: &[IpNet]) -> Option<IpNet> {
+    let first = *nets.first()?;
+    (0..=first.prefix_len()).rev().find_map(|len| {
+        let candidate = IpNet::new(first.addr(), len).ok()?.trunc();
+        nets.iter()
+            .all(|n| candidate.contains(n))
+            .then_some(candidate)
+    })
 }
 
 /// The tenth address of the first Service range, where kubeadm puts the cluster DNS Service
@@ -142,10 +157,11 @@ pub fn component(setup: DataPlaneSetup) -> Component {
             ));
         }
         for node in setup.nodes {
-            tasks.spawn(annotate_node(
+            tasks.spawn(run_node(
                 plane.clone(),
-                Api::all(client.clone()),
+                client.clone(),
                 node,
+                setup.cluster_cidr,
                 shutdown.clone(),
             ));
         }
@@ -224,25 +240,45 @@ async fn serve_cluster_dns(
     }
 }
 
-/// Records node `node`'s network namespace on its Node object once it exists, so that
-/// `svcplane node-exec` finds it.
-async fn annotate_node(plane: Arc<DataPlane>, nodes: Api<Node>, node: String, shutdown: Shutdown) {
+/// Node `node`'s share of the data plane, once its namespace exists: its namespace recorded on
+/// the Node object (for `svcplane node-exec`), and its kube-proxy, programming the node's
+/// namespace from the EndpointSlice API until shutdown.
+async fn run_node(
+    plane: Arc<DataPlane>,
+    client: kube::Client,
+    node: String,
+    cluster_cidr: IpNet,
+    shutdown: Shutdown,
+) {
     let Some(netns) = wait_for(&shutdown, || plane.node_namespace(&node)).await else {
         return;
     };
+    let nodes: Api<Node> = Api::all(client.clone());
     let patch = json!({"metadata": {"annotations": {NODE_NAMESPACE_ANNOTATION: netns}}});
-    if let Err(e) = nodes
-        .patch(
-            &node,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        tracing::warn!(node, error = %gocompat::api_error_text(&e), "cannot record the node's network namespace");
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    let node_ips = match nodes.patch(&node, &params, &Patch::Merge(&patch)).await {
+        Ok(object) => proxy::node_addresses::node_host_ips(&object),
+        Err(e) => {
+            tracing::warn!(node, error = %gocompat::api_error_text(&e), "cannot annotate the node; its proxy does not run");
+            return;
+        }
+    };
+    let mut rules = proxy::RulesConfig::new(node.clone(), node_ips);
+    rules.cluster_cidrs = vec![cluster_cidr];
+    let mut config = proxy::ProxyConfig::new(rules);
+    // Pods are IPv4 only (docs/data-plane.md).
+    config.families = vec![proxy::IpFamily::V4];
+    config.runner = proxy::NftRunner::in_netns(netns.clone());
+    let listen_in = netns.clone();
+    // Health checks answer on the node's addresses, inside its namespace.
+    config.listener_factory = Arc::new(move |addr| {
+        dataplane::in_netns(&listen_in, move || std::net::TcpListener::bind(addr))
+    });
+    if let Err(e) = proxy::run(client, config, shutdown.wait()).await {
+        tracing::warn!(node, error = %e, "the node's proxy stopped");
     }
 }
 
@@ -258,6 +294,23 @@ mod tests {
         assert_eq!(ip("fd00:10:96::/112").as_deref(), Some("fd00:10:96::a"));
         assert_eq!(ip("10.0.0.0/29"), None);
         assert_eq!(ip("10.0.0.0/28").as_deref(), Some("10.0.0.10"));
+    }
+
+    #[test]
+    fn the_cluster_cidr_covers_every_nodes_pod_cidr() {
+        let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
+        let cover = |v: &[&str]| covering_network(&nets(v)).map(|n| n.to_string());
+        assert_eq!(
+            cover(&["10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24"]).as_deref(),
+            Some("10.244.0.0/22")
+        );
+        assert_eq!(cover(&["10.244.1.0/24"]).as_deref(), Some("10.244.1.0/24"));
+        assert_eq!(
+            cover(&["10.244.1.0/24", "10.245.0.0/24"]).as_deref(),
+            Some("10.244.0.0/15")
+        );
+        assert_eq!(cover(&[]), None);
+        assert_eq!(cover(&["10.244.1.0/24", "fd00::/64"]), None);
     }
 
     #[test]
