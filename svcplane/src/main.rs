@@ -11,7 +11,9 @@ mod flags;
 mod gated_client;
 mod health;
 mod logging;
+mod node_exec;
 mod offline;
+mod proxy_command;
 mod signals;
 mod up;
 mod webhook_server;
@@ -56,6 +58,11 @@ enum Command {
     Crds,
     /// Explain an object's whole chain (`explain service NAME`), from a cluster or from files.
     Explain(explain::ExplainArgs),
+    /// Run kube-proxy's job on nftables for one node (its flags are kube-proxy's).
+    Proxy(proxy_command::ProxyArgs),
+    /// Run a command inside a node of the playground's data plane (`up --data-plane`), e.g.
+    /// `svcplane node-exec node-1 -- curl -s http://CLUSTER-IP`.
+    NodeExec(node_exec::NodeExecArgs),
 }
 
 fn parse() -> Result<Args, ExitCode> {
@@ -101,6 +108,14 @@ fn main() -> ExitCode {
         Command::Webhook(args) => runtime.block_on(webhook_server::run(args)),
         Command::Explain(args) => runtime.block_on(explain::run(args)),
         Command::Dns(args) => runtime.block_on(dns_server::run(args)),
+        Command::Proxy(args) => runtime.block_on(proxy_command::run(args)),
+        Command::NodeExec(args) => match runtime.block_on(node_exec::run(args)) {
+            Ok(code) => {
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+                return code;
+            }
+            Err(e) => Err(e),
+        },
         Command::Validate(_) | Command::Slices(_) | Command::Crds => Ok(()),
     };
     // Let in-flight tasks end without blocking exit on a stuck watch.
