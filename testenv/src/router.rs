@@ -46,6 +46,32 @@ pub enum Route {
     OpenApiV3(String),
 }
 
+/// A pod subresource that streams instead of answering with an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodStream {
+    /// `pods/exec`: an upgraded connection.
+    Exec,
+    /// `pods/log`: a text stream.
+    Log,
+}
+
+/// The pod subresource, namespace and pod name of `/api/v1/namespaces/{ns}/pods/{name}/{exec|log}`.
+/// These are routed before the body is read: an upgrade needs the request itself.
+pub fn pod_stream(path: &str) -> Option<(PodStream, String, String)> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["api", "v1", "namespaces", ns, "pods", name, sub] => {
+            let stream = match *sub {
+                "exec" => PodStream::Exec,
+                "log" => PodStream::Log,
+                _ => return None,
+            };
+            Some((stream, ns.to_string(), name.to_string()))
+        }
+        _ => None,
+    }
+}
+
 /// Routes one request.
 pub fn route(
     server: &ApiServer,

@@ -1,0 +1,268 @@
+//! One exec session over an upgraded WebSocket connection: spawn the runtime's command, pump its
+//! stdout and stderr onto channels 1 and 2 as it writes them, feed channel 0 to its stdin (closed
+//! at `[255, 0]`), then write the final Status on channel 3 and close with 1000, which is the only
+//! ending client-go reads as success.
+//!
+//! `tty=true` gets no pseudo-terminal: the command runs with pipes, its stdout and stderr merged
+//! onto channel 1 as a terminal would merge them, and resize messages are read and ignored.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::{ClientFrame, ExecOptions, ExecOutcome, channel, final_status, parse_client_frame};
+
+/// How much of the process's output one frame carries at most.
+const CHUNK: usize = 32 * 1024;
+/// How long the client gets to answer our close before the connection is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs `command` (the runtime's, for `argv`) over `ws` until it ends or the client leaves.
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    command: std::process::Command,
+    argv: Vec<String>,
+    options: ExecOptions,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, incoming) = ws.split();
+    // One writer owns the sink; pumps, pongs and the final Status queue messages to it. The
+    // bound makes a slow client slow the process down instead of buffering its output.
+    let (out, queue) = mpsc::channel::<Message>(16);
+    let writer = tokio::spawn(write_messages(sink, queue));
+    let _ = out
+        .send(binary(options.opening_channel(), &[]))
+        .await;
+
+    let outcome = match spawn(command, &options, &out) {
+        Ok(mut running) => {
+            let stdin = running.child.stdin.take();
+            let mut reader = tokio::spawn(read_client(incoming, stdin, out.clone()));
+            let finished = async {
+                let status = running.child.wait().await;
+                for pump in running.pumps {
+                    let _ = pump.await;
+                }
+                status
+            };
+            tokio::select! {
+                status = finished => {
+                    let outcome = match status {
+                        Ok(status) => ExecOutcome::Exited(exit_code(status)),
+                        Err(e) => ExecOutcome::Failed(e.to_string()),
+                    };
+                    finish(&out, &outcome, &argv).await;
+                    drop(out);
+                    let _ = writer.await;
+                    // Let the client's close reach the reader, which completes the handshake.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
+                    reader.abort();
+                    return;
+                }
+                _ = &mut reader => {
+                    // The client left: nobody reads the output any more.
+                    let _ = running.child.kill().await;
+                    tracing::debug!(argv = ?argv, "exec client went away; process killed");
+                    return;
+                }
+            }
+        }
+        Err(e) => ExecOutcome::Failed(e.to_string()),
+    };
+    finish(&out, &outcome, &argv).await;
+    drop(out);
+    let _ = writer.await;
+    // Nothing reads the client after a failed spawn: drain it briefly for its close.
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain(incoming)).await;
+}
+
+fn binary(ch: u8, payload: &[u8]) -> Message {
+    Message::Binary(Bytes::from(super::server_frame(ch, payload)))
+}
+
+/// The Status on channel 3, then a normal close.
+async fn finish(out: &mpsc::Sender<Message>, outcome: &ExecOutcome, argv: &[String]) {
+    let status = serde_json::to_vec(&final_status(outcome, argv)).unwrap_or_default();
+    let _ = out.send(binary(channel::ERROR, &status)).await;
+    let _ = out
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await;
+}
+
+async fn write_messages<S>(
+    mut sink: futures::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut queue: mpsc::Receiver<Message>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(message) = queue.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() || closing {
+            break;
+        }
+    }
+    let _ = sink.flush().await;
+}
+
+async fn drain<S>(mut incoming: futures::stream::SplitStream<WebSocketStream<S>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(Ok(_)) = incoming.next().await {}
+}
+
+/// Reads the client until it goes away: stdin data, close signals, resizes and pings. Returns
+/// when the connection ends (the client closed or vanished).
+async fn read_client<S>(
+    mut incoming: futures::stream::SplitStream<WebSocketStream<S>>,
+    mut stdin: Option<ChildStdin>,
+    out: mpsc::Sender<Message>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(message) = incoming.next().await {
+        let data = match message {
+            Ok(Message::Binary(data)) => data,
+            // tungstenite queues a pong itself but sends it only with the next write; an idle
+            // session must still answer kubectl's pings within its 61 s deadline.
+            Ok(Message::Ping(payload)) => {
+                let _ = out.send(Message::Pong(payload)).await;
+                continue;
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        match parse_client_frame(&data) {
+            Ok(ClientFrame::Stdin(bytes)) => {
+                if let Some(pipe) = stdin.as_mut()
+                    && pipe.write_all(bytes).await.is_err()
+                {
+                    // The process closed its stdin (or exited); later input has nowhere to go.
+                    stdin = None;
+                }
+            }
+            Ok(ClientFrame::Close(channel::STDIN)) => stdin = None,
+            Ok(ClientFrame::Resize(_) | ClientFrame::Close(_) | ClientFrame::Ignored(_)) => {}
+            Err(e) => tracing::debug!("exec: ignoring a bad client frame: {e}"),
+        }
+    }
+}
+
+/// A spawned process and the tasks copying its output to the client.
+struct Running {
+    child: Child,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn spawn(
+    command: std::process::Command,
+    options: &ExecOptions,
+    out: &mpsc::Sender<Message>,
+) -> std::io::Result<Running> {
+    let mut command = tokio::process::Command::from(command);
+    command
+        .kill_on_drop(true)
+        .stdin(if options.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    if options.tty {
+        return spawn_merged(command, options, out);
+    }
+    command
+        .stdout(piped_if(options.stdout))
+        .stderr(piped_if(options.stderr));
+    let mut child = command.spawn()?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    Ok(Running {
+        child,
+        pumps: Vec::new(),
+    }
+    .with_pump(stdout, channel::STDOUT, out)
+    .with_pump(stderr, channel::STDERR, out))
+}
+
+/// `tty=true`: stdout and stderr share one pipe, read onto channel 1.
+fn spawn_merged(
+    mut command: tokio::process::Command,
+    options: &ExecOptions,
+    out: &mpsc::Sender<Message>,
+) -> std::io::Result<Running> {
+    if !options.stdout {
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let child = command.spawn()?;
+        return Ok(Running {
+            child,
+            pumps: Vec::new(),
+        });
+    }
+    let (reader, writer) = std::io::pipe()?;
+    command.stdout(writer.try_clone()?).stderr(writer);
+    let child = command.spawn()?;
+    // The Command holds the pipe's write end: drop it, or the reader never sees end of file.
+    drop(command);
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into())?;
+    Ok(Running {
+        child,
+        pumps: Vec::new(),
+    }
+    .with_pump(Some(reader), channel::STDOUT, out))
+}
+
+fn piped_if(wanted: bool) -> Stdio {
+    if wanted { Stdio::piped() } else { Stdio::null() }
+}
+
+impl Running {
+    /// Copies `source` (when the stream was asked for) onto channel `ch` as it is written.
+    fn with_pump<R>(mut self, source: Option<R>, ch: u8, out: &mpsc::Sender<Message>) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        if let Some(source) = source {
+            self.pumps.push(tokio::spawn(pump(source, ch, out.clone())));
+        }
+        self
+    }
+}
+
+async fn pump<R>(mut source: R, ch: u8, out: mpsc::Sender<Message>)
+where
+    R: AsyncRead + Unpin,
+{
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match source.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if out.send(binary(ch, &buf[..n])).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The exit code a container runtime reports: the code, or 128 + the signal that ended it.
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
