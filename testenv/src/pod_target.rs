@@ -75,7 +75,10 @@ pub fn pod_ref(pod: &Value) -> Option<PodRef> {
             .as_str()
             .unwrap_or_default()
             .to_string(),
-        uid: pod["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+        uid: pod["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         node_name: node_name.to_string(),
     })
 }
@@ -131,4 +134,88 @@ pub struct Target {
     pub container: String,
     /// The runtime.
     pub runtime: Arc<dyn ContainerRuntime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(spec: Value) -> Value {
+        json!({"metadata": {"name": "web", "namespace": "ns", "uid": "u1"}, "spec": spec})
+    }
+
+    #[test]
+    fn the_container_is_named_or_the_only_one() {
+        let one = pod(json!({"containers": [{"name": "app"}]}));
+        assert_eq!(choose_container(&one, None).unwrap(), "app");
+        assert_eq!(choose_container(&one, Some("")).unwrap(), "app");
+        assert_eq!(
+            choose_container(&one, Some("nope")).unwrap_err().message,
+            "container nope is not valid for pod web"
+        );
+
+        let several = pod(json!({
+            "initContainers": [{"name": "init"}],
+            "containers": [{"name": "a"}, {"name": "b"}],
+            "ephemeralContainers": [{"name": "debug"}],
+        }));
+        let e = choose_container(&several, None).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                400,
+                "a container name must be specified for pod web, choose one of: [init a b debug]"
+            )
+        );
+        assert_eq!(choose_container(&several, Some("debug")).unwrap(), "debug");
+        assert_eq!(choose_container(&several, Some("init")).unwrap(), "init");
+
+        let none = pod(json!({"containers": []}));
+        assert_eq!(
+            choose_container(&none, None).unwrap_err().message,
+            "a container name must be specified for pod web"
+        );
+    }
+
+    #[test]
+    fn only_a_scheduled_pod_has_a_ref() {
+        assert_eq!(pod_ref(&pod(json!({"containers": []}))), None);
+        assert_eq!(pod_ref(&pod(json!({"nodeName": ""}))), None);
+        assert_eq!(
+            pod_ref(&pod(json!({"nodeName": "node-1"}))),
+            Some(PodRef {
+                namespace: "ns".into(),
+                name: "web".into(),
+                uid: "u1".into(),
+                node_name: "node-1".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn runtime_refusals_keep_their_words() {
+        let not_running = runtime_error(&RuntimeError::NotRunning {
+            namespace: "ns".into(),
+            name: "web".into(),
+        });
+        assert_eq!(
+            (not_running.code, not_running.message.as_str()),
+            (400, "pod ns/web is not running on this node")
+        );
+        let other = runtime_error(&RuntimeError::Other("netns gone".into()));
+        assert_eq!(
+            (other.code, other.message.as_str()),
+            (500, "Internal error occurred: netns gone")
+        );
+        let pod = pod_ref(&pod(json!({"nodeName": "node-1"}))).unwrap();
+        let e = no_runtime(&pod);
+        assert_eq!(e.code, 503);
+        assert!(
+            e.message.contains("svcplane up --data-plane"),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -255,7 +255,9 @@ impl LogRenderer {
         }
         bytes.extend_from_slice(&piece.bytes);
         if let Some(remaining) = self.remaining.as_mut() {
-            let take = bytes.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+            let take = bytes
+                .len()
+                .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
             bytes.truncate(take);
             *remaining -= take as u64;
         }
@@ -509,8 +511,7 @@ mod tests {
     #[test]
     fn following_continues_the_open_line_without_a_new_timestamp() {
         let options = LogOptions::from_query(&pairs("timestamps=true"), "web").unwrap();
-        let (head, mut renderer, mut splitter) =
-            render_written(&[entry(0, "a")], &options, at(1));
+        let (head, mut renderer, mut splitter) = render_written(&[entry(0, "a")], &options, at(1));
         assert_eq!(head, format!("{} a", format_timestamp(at(0))).into_bytes());
         let more = renderer.render_entries(&mut splitter, &[entry(2, "b\nc\n")]);
         assert_eq!(

@@ -192,3 +192,32 @@ pub fn route(
         subresource,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_streams_are_recognised_by_path_alone() {
+        assert_eq!(
+            pod_stream("/api/v1/namespaces/default/pods/web/exec"),
+            Some((PodStream::Exec, "default".into(), "web".into()))
+        );
+        assert_eq!(
+            pod_stream("/api/v1/namespaces/default/pods/web/log/"),
+            Some((PodStream::Log, "default".into(), "web".into()))
+        );
+        assert_eq!(
+            pod_stream("/api/v1/namespaces/default/pods/web/status"),
+            None
+        );
+        assert_eq!(
+            pod_stream("/api/v1/namespaces/default/services/web/exec"),
+            None
+        );
+        assert_eq!(
+            pod_stream("/apis/apps/v1/namespaces/default/pods/web/exec"),
+            None
+        );
+    }
+}

@@ -99,7 +99,10 @@ impl ApiServer {
 
     /// The registered container runtime, if any.
     pub fn container_runtime(&self) -> Option<Arc<dyn ContainerRuntime>> {
-        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.runtime
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The resource table (built-ins plus served CRDs).
@@ -173,7 +176,15 @@ impl ApiServer {
 
         if let Some((stream, namespace, name)) = crate::router::pod_stream(&path) {
             let response = self.serve_pod_stream(req, stream, &namespace, &name);
-            self.log_pod_stream(&method, &path, stream, &namespace, &name, &response, &user_agent);
+            self.log_pod_stream(
+                &method,
+                &path,
+                stream,
+                &namespace,
+                &name,
+                &response,
+                &user_agent,
+            );
             return response;
         }
 

@@ -206,7 +206,11 @@ impl Cluster {
         c
     }
 
-    async fn run_command(&self, mut command: tokio::process::Command, stdin: Option<&[u8]>) -> Output {
+    async fn run_command(
+        &self,
+        mut command: tokio::process::Command,
+        stdin: Option<&[u8]>,
+    ) -> Output {
         if stdin.is_some() {
             command.stdin(Stdio::piped());
         }
@@ -250,7 +254,14 @@ async fn kubectl_exec_runs_the_command_with_its_output_and_exit_code() {
     assert_eq!(text(&o.stdout), "hi\n");
 
     let o = c
-        .run(&["exec", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 3"])
+        .run(&[
+            "exec",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ])
         .await;
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     assert_eq!(text(&o.stdout), "out\n");
@@ -262,7 +273,9 @@ async fn kubectl_exec_runs_the_command_with_its_output_and_exit_code() {
     );
 
     // A container named explicitly, in a pod with two.
-    let o = c.run(&["exec", "multi", "-c", "b", "--", "echo", "b"]).await;
+    let o = c
+        .run(&["exec", "multi", "-c", "b", "--", "echo", "b"])
+        .await;
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(text(&o.stdout), "b\n");
 
@@ -407,9 +420,11 @@ async fn kubectl_logs_tail_timestamps_and_follow() {
         seen.extend_from_slice(&buf[..n]);
     }
     c.env
-        .wait_until("the follower subscribes", Duration::from_secs(10), || async {
-            c.runtime.followers("web") > 0
-        })
+        .wait_until(
+            "the follower subscribes",
+            Duration::from_secs(10),
+            || async { c.runtime.followers("web") > 0 },
+        )
         .await
         .unwrap();
     c.runtime.write("web", "four\n");
@@ -539,9 +554,12 @@ async fn websocket_frames_follow_the_v5_channel_protocol() {
     env.server()
         .set_container_runtime(Arc::new(HostRuntime::default()));
     let pods: Api<Pod> = Api::namespaced(env.client(), "default");
-    pods.create(&PostParams::default(), &pod("web", Some("node-1"), &["app"]))
-        .await
-        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("web", Some("node-1"), &["app"]),
+    )
+    .await
+    .unwrap();
 
     let addr = env.addr();
     let connect = |query: &str| {
@@ -567,10 +585,14 @@ async fn websocket_frames_follow_the_v5_channel_protocol() {
     // stdin, a resize, a ping, then [255, 0]: the opening frame comes first, cat echoes, the
     // ping is answered, and the session ends with Success and close code 1000.
     let mut ws = connect("command=cat&stdin=true&stdout=true&stderr=true").await;
-    ws.send(Message::Binary(Bytes::from_static(b"\x04{\"Width\":80,\"Height\":24}\n")))
+    ws.send(Message::Binary(Bytes::from_static(
+        b"\x04{\"Width\":80,\"Height\":24}\n",
+    )))
+    .await
+    .unwrap();
+    ws.send(Message::Ping(Bytes::from_static(b"p")))
         .await
         .unwrap();
-    ws.send(Message::Ping(Bytes::from_static(b"p"))).await.unwrap();
     ws.send(Message::Binary(Bytes::from_static(b"\x00hello\n")))
         .await
         .unwrap();
@@ -634,6 +656,107 @@ async fn websocket_frames_follow_the_v5_channel_protocol() {
                 "{body}"
             );
         }
-        other => panic!("expected a refusal, got {:?}", other.map(|(_, r)| r.status())),
+        other => panic!(
+            "expected a refusal, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
     }
+}
+
+/// Whether a process whose argv is exactly `argv` is running.
+fn process_running(argv: &[&str]) -> bool {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == want))
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_ends_its_exec_and_its_log_follow() {
+    let Some(c) = Cluster::start(true).await else {
+        return;
+    };
+    // A sleep only this test runs: killing kubectl mid-exec kills it.
+    let argv = ["sleep", "987.654"];
+    let mut exec = c.command(&["exec", "web", "--", argv[0], argv[1]]);
+    let mut kubectl = exec.spawn().unwrap();
+    c.env
+        .wait_until("the command runs", Duration::from_secs(30), || async {
+            process_running(&argv)
+        })
+        .await
+        .unwrap();
+    kubectl.kill().await.unwrap();
+    c.env
+        .wait_until("the command is killed", Duration::from_secs(30), || async {
+            !process_running(&argv)
+        })
+        .await
+        .unwrap();
+
+    // A follower that leaves unsubscribes from the runtime's log.
+    c.runtime.write("multi", "x\n");
+    let mut follow = c.command(&["logs", "-f", "multi", "-c", "a"]);
+    let mut kubectl = follow.spawn().unwrap();
+    c.env
+        .wait_until(
+            "the follower subscribes",
+            Duration::from_secs(30),
+            || async { c.runtime.followers("multi") == 1 },
+        )
+        .await
+        .unwrap();
+    kubectl.kill().await.unwrap();
+    c.runtime.write("multi", "y\n");
+    c.env
+        .wait_until("the follower is gone", Duration::from_secs(30), || async {
+            c.runtime.followers("multi") == 0
+        })
+        .await
+        .unwrap();
+}
+
+/// Where the versioned kubectl builds live on these machines (as in `tests/kubectl.rs`).
+const VERSIONED_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
+
+#[tokio::test]
+async fn kubectl_1_33_execs_and_kubectl_1_27_is_told_to_upgrade() {
+    let Some(mut c) = Cluster::start(true).await else {
+        return;
+    };
+    let builds = ["kubectl.1.27", "kubectl.1.33"].map(|b| PathBuf::from(VERSIONED_DIR).join(b));
+    if let Some(missing) = builds.iter().find(|b| !b.is_file()) {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{} is missing (required under CI=true)", missing.display());
+        }
+        eprintln!("skipping: {} is missing", missing.display());
+        return;
+    }
+    let [old, new] = builds;
+
+    c.kubectl = new;
+    let o = c.run(&["exec", "web", "--", "echo", "hi"]).await;
+    assert_eq!(
+        (o.status.code(), text(&o.stdout)),
+        (Some(0), "hi\n".into()),
+        "{}",
+        show(&o)
+    );
+
+    // 1.27 speaks SPDY only.
+    c.kubectl = old;
+    let o = c.run(&["exec", "web", "--", "echo", "hi"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        text(&o.stderr).starts_with(
+            "Error from server (BadRequest): svcplane serves pods/exec over WebSocket (v5.channel.k8s.io), not SPDY/3.1"
+        ),
+        "{}",
+        show(&o)
+    );
 }

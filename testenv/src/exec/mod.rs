@@ -63,8 +63,8 @@ fn query_bool(pairs: &[(String, String)], key: &str) -> bool {
 }
 
 impl ExecOptions {
-    /// Reads the options and checks what the kubelet and kubectl check before anything runs.
-    pub fn from_query(pairs: &[(String, String)]) -> Result<Self, ApiError> {
+    /// Reads the options; [`ExecOptions::check`] says whether they can run.
+    pub fn from_query(pairs: &[(String, String)]) -> Self {
         let command: Vec<String> = pairs
             .iter()
             .filter(|(k, _)| k == "command")
@@ -76,27 +76,32 @@ impl ExecOptions {
             .map(|(_, v)| v.clone())
             .filter(|c| !c.is_empty());
         let tty = query_bool(pairs, "tty");
-        let options = Self {
+        Self {
             command,
             container,
             stdin: query_bool(pairs, "stdin"),
             stdout: query_bool(pairs, "stdout"),
             stderr: query_bool(pairs, "stderr") && !tty,
             tty,
-        };
-        if options.command.is_empty() {
+        }
+    }
+
+    /// What the kubelet (and kubectl) check before anything runs: after the pod, container and
+    /// node checks, as only the kubelet sees the options.
+    pub fn check(&self) -> Result<(), ApiError> {
+        if self.command.is_empty() {
             // kube-apiserver passes an empty command on and the runtime fails it; kubectl refuses
             // it with these words, which say what is wrong before anything starts.
             return Err(ApiError::bad_request(
                 "you must specify at least one command for the container",
             ));
         }
-        if !options.stdin && !options.stdout && !options.stderr {
+        if !self.stdin && !self.stdout && !self.stderr {
             return Err(ApiError::bad_request(
                 "you must specify at least 1 of stdin, stdout, stderr",
             ));
         }
-        Ok(options)
+        Ok(())
     }
 
     /// The channel of the empty frame sent right after the upgrade: the lowest one the client
@@ -300,8 +305,8 @@ mod tests {
     fn options_keep_argv_order_and_drop_stderr_with_a_tty() {
         let o = ExecOptions::from_query(&pairs(
             "command=sh&command=-c&command=echo+hi&container=web&stderr=true&stdout=true",
-        ))
-        .unwrap();
+        ));
+        assert_eq!(o.check(), Ok(()));
         assert_eq!(o.command, ["sh", "-c", "echo hi"]);
         assert_eq!(o.container.as_deref(), Some("web"));
         assert!(o.stdout && o.stderr && !o.stdin && !o.tty);
@@ -309,19 +314,20 @@ mod tests {
 
         let t = ExecOptions::from_query(&pairs(
             "command=sh&stdin=true&stdout=true&stderr=true&tty=true",
-        ))
-        .unwrap();
+        ));
         assert!(t.tty && t.stdin && !t.stderr);
 
-        let only_stderr = ExecOptions::from_query(&pairs("command=x&stderr=1&stdout=0")).unwrap();
+        let only_stderr = ExecOptions::from_query(&pairs("command=x&stderr=1&stdout=0"));
         assert_eq!(only_stderr.opening_channel(), channel::STDERR);
-        let only_stdin = ExecOptions::from_query(&pairs("command=x&stdin=yes")).unwrap();
+        let only_stdin = ExecOptions::from_query(&pairs("command=x&stdin=yes"));
         assert_eq!(only_stdin.opening_channel(), channel::ERROR);
     }
 
     #[test]
     fn options_without_command_or_streams_are_refused() {
-        let e = ExecOptions::from_query(&pairs("stdout=true")).unwrap_err();
+        let e = ExecOptions::from_query(&pairs("stdout=true"))
+            .check()
+            .unwrap_err();
         assert_eq!(
             (e.code, e.message.as_str()),
             (
@@ -329,7 +335,9 @@ mod tests {
                 "you must specify at least one command for the container"
             )
         );
-        let e = ExecOptions::from_query(&pairs("command=ls&stdout=false")).unwrap_err();
+        let e = ExecOptions::from_query(&pairs("command=ls&stdout=false"))
+            .check()
+            .unwrap_err();
         assert_eq!(
             e.message,
             "you must specify at least 1 of stdin, stdout, stderr"
@@ -366,7 +374,10 @@ mod tests {
         let v4 = headers(&[
             ("upgrade", "websocket"),
             ("sec-websocket-key", "k"),
-            ("sec-websocket-protocol", "v4.channel.k8s.io, base64.channel.k8s.io"),
+            (
+                "sec-websocket-protocol",
+                "v4.channel.k8s.io, base64.channel.k8s.io",
+            ),
         ]);
         let refusal = accepted_key(&requested_transport(&v4)).unwrap_err();
         assert!(
@@ -381,7 +392,11 @@ mod tests {
         assert_eq!(requested_transport(&spdy), Transport::Spdy);
         let refusal = accepted_key(&Transport::Spdy).unwrap_err();
         assert_eq!(refusal.code, 400);
-        assert!(refusal.message.contains("KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false"));
+        assert!(
+            refusal
+                .message
+                .contains("KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false")
+        );
 
         assert_eq!(requested_transport(&HeaderMap::new()), Transport::None);
     }
@@ -392,13 +407,19 @@ mod tests {
             parse_client_frame(&[0, b'h', b'i']).unwrap(),
             ClientFrame::Stdin(b"hi")
         );
-        assert_eq!(parse_client_frame(&[255, 0]).unwrap(), ClientFrame::Close(0));
+        assert_eq!(
+            parse_client_frame(&[255, 0]).unwrap(),
+            ClientFrame::Close(0)
+        );
         assert_eq!(
             parse_client_frame(&[255, 0, 1]).unwrap_err(),
             FrameError::BadClose(3)
         );
         assert_eq!(parse_client_frame(&[]).unwrap_err(), FrameError::Empty);
-        assert_eq!(parse_client_frame(&[9, 1]).unwrap(), ClientFrame::Ignored(9));
+        assert_eq!(
+            parse_client_frame(&[9, 1]).unwrap(),
+            ClientFrame::Ignored(9)
+        );
         let mut resize = vec![channel::RESIZE];
         resize.extend_from_slice(b"{\"Width\":80,\"Height\":24}\n{\"Width\":100,\"Height\":30}\n");
         assert_eq!(

@@ -41,9 +41,7 @@ pub async fn run<S>(
     // bound makes a slow client slow the process down instead of buffering its output.
     let (out, queue) = mpsc::channel::<Message>(16);
     let writer = tokio::spawn(write_messages(sink, queue));
-    let _ = out
-        .send(binary(options.opening_channel(), &[]))
-        .await;
+    let _ = out.send(binary(options.opening_channel(), &[])).await;
 
     let outcome = match spawn(command, &options, &out) {
         Ok(mut running) => {
@@ -174,13 +172,11 @@ fn spawn(
     out: &mpsc::Sender<Message>,
 ) -> std::io::Result<Running> {
     let mut command = tokio::process::Command::from(command);
-    command
-        .kill_on_drop(true)
-        .stdin(if options.stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+    command.kill_on_drop(true).stdin(if options.stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     if options.tty {
         return spawn_merged(command, options, out);
     }
@@ -226,7 +222,11 @@ fn spawn_merged(
 }
 
 fn piped_if(wanted: bool) -> Stdio {
-    if wanted { Stdio::piped() } else { Stdio::null() }
+    if wanted {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    }
 }
 
 impl Running {

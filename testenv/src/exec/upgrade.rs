@@ -1,5 +1,6 @@
 //! The HTTP side of `pods/exec`: the checks kube-apiserver makes before it upgrades (pod, container,
-//! node; then, svcplane's own, a runtime and a transport it serves), the `101 Switching Protocols`
+//! node), then a runtime for the node, the options the kubelet checks, and a transport svcplane
+//! serves, the `101 Switching Protocols`
 //! with `v5.channel.k8s.io`, and the hand-over of the upgraded connection to [`super::session`].
 //!
 //! Every refusal is a `Status` with a non-101 code. kubectl ≥ 1.30 takes any non-101 answer to its
@@ -37,8 +38,9 @@ fn accept(
     namespace: &str,
     name: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let options = ExecOptions::from_query(&parse_query_pairs(req.uri().query().unwrap_or("")))?;
+    let options = ExecOptions::from_query(&parse_query_pairs(req.uri().query().unwrap_or("")));
     let target = target(server, namespace, name, options.container.as_deref())?;
+    options.check()?;
     let key = accepted_key(&requested_transport(req.headers()))?.to_string();
     let command = target
         .runtime
