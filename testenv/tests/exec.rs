@@ -613,7 +613,8 @@ async fn websocket_frames_follow_the_v5_channel_protocol() {
     assert_eq!(status[0].1, br#"{"metadata":{},"status":"Success"}"#);
     assert_eq!(close, Some(1000));
 
-    // tty: no stderr channel, both streams merged onto stdout; a non-zero exit in the Status.
+    // tty: no stderr channel, both streams come from the terminal onto stdout (with its \r\n);
+    // a non-zero exit in the Status.
     let mut ws = connect(
         "command=sh&command=-c&command=echo+out%3B+echo+err+%3E%262%3B+exit+3&stdout=true&stderr=true&tty=true",
     )
@@ -625,12 +626,48 @@ async fn websocket_frames_follow_the_v5_channel_protocol() {
         .filter(|(ch, _)| *ch == 1)
         .flat_map(|(_, p)| p.clone())
         .collect();
-    assert_eq!(stdout, b"out\nerr\n");
+    assert_eq!(text(&stdout), "out\r\nerr\r\n");
     let status = frames.iter().find(|(ch, _)| *ch == 3).unwrap();
     assert_eq!(
         text(&status.1),
         r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [sh -c echo out; echo err >&2; exit 3], exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#
     );
+    assert_eq!(close, Some(1000));
+
+    // tty with stdin: the resize sets the terminal's size, input is echoed as a terminal does, and
+    // [255, 0] is end of input (^D) for the command reading it.
+    let mut ws = connect(
+        "command=sh&command=-c&command=read+line%3B+stty+size%3B+echo+got%3A%24line%3B+cat&stdin=true&stdout=true&tty=true",
+    )
+    .await;
+    ws.send(Message::Binary(Bytes::from_static(
+        b"\x04{\"Width\":100,\"Height\":30}\n",
+    )))
+    .await
+    .unwrap();
+    ws.send(Message::Binary(Bytes::from_static(b"\x00hello\n")))
+        .await
+        .unwrap();
+    ws.send(Message::Binary(Bytes::from_static(b"\x00more\n")))
+        .await
+        .unwrap();
+    ws.send(Message::Binary(Bytes::from_static(&[255, 0])))
+        .await
+        .unwrap();
+    let (frames, close) = read_session(&mut ws).await;
+    let stdout: Vec<u8> = frames
+        .iter()
+        .filter(|(ch, _)| *ch == 1)
+        .flat_map(|(_, p)| p.clone())
+        .collect();
+    let stdout = text(&stdout);
+    for want in ["hello\r\n", "30 100\r\n", "got:hello\r\n"] {
+        assert!(stdout.contains(want), "{want:?} in {stdout:?}");
+    }
+    // `more` twice: the terminal's echo, then cat's copy before ^D ended it.
+    assert_eq!(stdout.matches("more\r\n").count(), 2, "{stdout:?}");
+    let status = frames.iter().find(|(ch, _)| *ch == 3).unwrap();
+    assert_eq!(status.1, br#"{"metadata":{},"status":"Success"}"#);
     assert_eq!(close, Some(1000));
 
     // A WebSocket without v5 is refused with a Status, not upgraded.

@@ -3,8 +3,8 @@
 //! at `[255, 0]`), then write the final Status on channel 3 and close with 1000, which is the only
 //! ending client-go reads as success.
 //!
-//! `tty=true` gets no pseudo-terminal: the command runs with pipes, its stdout and stderr merged
-//! onto channel 1 as a terminal would merge them, and resize messages are read and ignored.
+//! `tty=true` runs the command on a new pseudo-terminal (stdout and stderr both come back on
+//! channel 1, as from a terminal, with its `\r\n`); resizes set the terminal's size.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
@@ -13,14 +13,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::{ClientFrame, ExecOptions, ExecOutcome, channel, final_status, parse_client_frame};
+use super::{
+    ClientFrame, ExecOptions, ExecOutcome, TerminalSize, channel, final_status, parse_client_frame,
+};
 
 /// How much of the process's output one frame carries at most.
 const CHUNK: usize = 32 * 1024;
@@ -44,12 +46,15 @@ pub async fn run<S>(
     let _ = out.send(binary(options.opening_channel(), &[])).await;
 
     let outcome = match spawn(command, &options, &out) {
-        Ok(mut running) => {
-            let stdin = running.child.stdin.take();
-            let mut reader = tokio::spawn(read_client(incoming, stdin, out.clone()));
+        Ok(Running {
+            mut child,
+            pumps,
+            input,
+        }) => {
+            let mut reader = tokio::spawn(read_client(incoming, input, out.clone()));
             let finished = async {
-                let status = running.child.wait().await;
-                for pump in running.pumps {
+                let status = child.wait().await;
+                for pump in pumps {
                     let _ = pump.await;
                 }
                 status
@@ -70,7 +75,7 @@ pub async fn run<S>(
                 }
                 _ = &mut reader => {
                     // The client left: nobody reads the output any more.
-                    let _ = running.child.kill().await;
+                    let _ = child.kill().await;
                     tracing::debug!(argv = ?argv, "exec client went away; process killed");
                     return;
                 }
@@ -123,11 +128,60 @@ where
     while let Some(Ok(_)) = incoming.next().await {}
 }
 
+/// Where the client's input goes: the process's stdin, and with `tty` the terminal that resizes
+/// and end-of-input act on.
+struct Input {
+    stdin: Option<Box<dyn AsyncWrite + Unpin + Send>>,
+    terminal: Option<std::fs::File>,
+}
+
+/// The byte a terminal reads as end of input (VEOF, `^D`).
+const TERMINAL_EOF: u8 = 0x04;
+
+impl Input {
+    async fn write(&mut self, bytes: &[u8]) {
+        if let Some(pipe) = self.stdin.as_mut() {
+            let written = async {
+                pipe.write_all(bytes).await?;
+                pipe.flush().await
+            };
+            if written.await.is_err() {
+                // The process closed its stdin (or exited); later input has nowhere to go.
+                self.stdin = None;
+            }
+        }
+    }
+
+    /// `[255, 0]`: a pipe is closed; a terminal reads end of input, as a typed `^D` would
+    /// give, rather than a hang-up.
+    async fn close(&mut self) {
+        if self.terminal.is_some() {
+            self.write(&[TERMINAL_EOF]).await;
+        } else {
+            self.stdin = None;
+        }
+    }
+
+    fn resize(&self, size: TerminalSize) {
+        if let Some(terminal) = &self.terminal {
+            let winsize = rustix::termios::Winsize {
+                ws_row: size.height,
+                ws_col: size.width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            if let Err(e) = rustix::termios::tcsetwinsize(terminal, winsize) {
+                tracing::debug!("exec: cannot resize the terminal: {e}");
+            }
+        }
+    }
+}
+
 /// Reads the client until it goes away: stdin data, close signals, resizes and pings. Returns
 /// when the connection ends (the client closed or vanished).
 async fn read_client<S>(
     mut incoming: futures::stream::SplitStream<WebSocketStream<S>>,
-    mut stdin: Option<ChildStdin>,
+    mut input: Input,
     out: mpsc::Sender<Message>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -145,25 +199,24 @@ async fn read_client<S>(
             Ok(_) => continue,
         };
         match parse_client_frame(&data) {
-            Ok(ClientFrame::Stdin(bytes)) => {
-                if let Some(pipe) = stdin.as_mut()
-                    && pipe.write_all(bytes).await.is_err()
-                {
-                    // The process closed its stdin (or exited); later input has nowhere to go.
-                    stdin = None;
+            Ok(ClientFrame::Stdin(bytes)) => input.write(bytes).await,
+            Ok(ClientFrame::Close(channel::STDIN)) => input.close().await,
+            Ok(ClientFrame::Resize(sizes)) => {
+                if let Some(last) = sizes.last() {
+                    input.resize(*last);
                 }
             }
-            Ok(ClientFrame::Close(channel::STDIN)) => stdin = None,
-            Ok(ClientFrame::Resize(_) | ClientFrame::Close(_) | ClientFrame::Ignored(_)) => {}
+            Ok(ClientFrame::Close(_) | ClientFrame::Ignored(_)) => {}
             Err(e) => tracing::debug!("exec: ignoring a bad client frame: {e}"),
         }
     }
 }
 
-/// A spawned process and the tasks copying its output to the client.
+/// A spawned process, the tasks copying its output to the client, and its input.
 struct Running {
     child: Child,
     pumps: Vec<tokio::task::JoinHandle<()>>,
+    input: Input,
 }
 
 fn spawn(
@@ -172,53 +225,87 @@ fn spawn(
     out: &mpsc::Sender<Message>,
 ) -> std::io::Result<Running> {
     let mut command = tokio::process::Command::from(command);
-    command.kill_on_drop(true).stdin(if options.stdin {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    command.kill_on_drop(true);
     if options.tty {
-        return spawn_merged(command, options, out);
+        return spawn_on_terminal(command, options, out);
     }
     command
+        .stdin(piped_if(options.stdin))
         .stdout(piped_if(options.stdout))
         .stderr(piped_if(options.stderr));
     let mut child = command.spawn()?;
+    let stdin = child
+        .stdin
+        .take()
+        .map(|s| Box::new(s) as Box<dyn AsyncWrite + Unpin + Send>);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let input = Input {
+        stdin,
+        terminal: None,
+    };
     Ok(Running {
         child,
         pumps: Vec::new(),
+        input,
     }
     .with_pump(stdout, channel::STDOUT, out)
     .with_pump(stderr, channel::STDERR, out))
 }
 
-/// `tty=true`: stdout and stderr share one pipe, read onto channel 1.
-fn spawn_merged(
+/// `tty=true`: the process gets a new pseudo-terminal as its stdin, stdout and stderr; what it
+/// writes there comes back on channel 1. It is not the process's controlling terminal (that
+/// takes `setsid` in the child, which needs code between fork and exec): `^C` reaches it as a
+/// byte, not as SIGINT, and job control is off.
+fn spawn_on_terminal(
     mut command: tokio::process::Command,
     options: &ExecOptions,
     out: &mpsc::Sender<Message>,
 ) -> std::io::Result<Running> {
-    if !options.stdout {
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-        let child = command.spawn()?;
-        return Ok(Running {
-            child,
-            pumps: Vec::new(),
-        });
-    }
-    let (reader, writer) = std::io::pipe()?;
-    command.stdout(writer.try_clone()?).stderr(writer);
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
+
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let name = rustix::pty::ptsname(&master, Vec::new())?;
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let secondary = std::fs::File::from(rustix::fs::open(name.as_c_str(), flags, Mode::empty())?);
+    let master = std::fs::File::from(master);
+    let terminal_if = |wanted: bool| -> std::io::Result<Stdio> {
+        Ok(if wanted {
+            Stdio::from(secondary.try_clone()?)
+        } else {
+            Stdio::null()
+        })
+    };
+    command
+        .stdin(terminal_if(options.stdin)?)
+        .stdout(terminal_if(options.stdout)?)
+        .stderr(terminal_if(options.stdout)?);
     let child = command.spawn()?;
-    // The Command holds the pipe's write end: drop it, or the reader never sees end of file.
+    // Only the process may hold the terminal's other end, or reading ours never ends.
     drop(command);
-    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into())?;
+    drop(secondary);
+    // Two handles: a read blocks its own handle until the process writes, and input must not
+    // wait behind it.
+    let output = tokio::fs::File::from_std(master.try_clone()?);
+    let stdin = if options.stdin {
+        Some(Box::new(tokio::fs::File::from_std(master.try_clone()?))
+            as Box<dyn AsyncWrite + Unpin + Send>)
+    } else {
+        None
+    };
+    let input = Input {
+        stdin,
+        terminal: Some(master),
+    };
     Ok(Running {
         child,
         pumps: Vec::new(),
+        input,
     }
-    .with_pump(Some(reader), channel::STDOUT, out))
+    .with_pump(options.stdout.then_some(output), channel::STDOUT, out))
 }
 
 fn piped_if(wanted: bool) -> Stdio {
@@ -242,6 +329,8 @@ impl Running {
     }
 }
 
+/// Copies `source` onto channel `ch` until its end (a terminal's end is EIO once the process and
+/// its children have closed it).
 async fn pump<R>(mut source: R, ch: u8, out: mpsc::Sender<Message>)
 where
     R: AsyncRead + Unpin,
