@@ -797,3 +797,86 @@ async fn kubectl_1_33_execs_and_kubectl_1_27_is_told_to_upgrade() {
         show(&o)
     );
 }
+
+/// `script` from util-linux: a terminal for kubectl, as a user's shell would give it.
+fn script_binary() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("script"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("`script` (util-linux) is not on PATH (required under CI=true)");
+        }
+        eprintln!("skipping: `script` (util-linux) is not on PATH");
+    }
+    found
+}
+
+#[tokio::test]
+async fn kubectl_exec_it_gets_an_interactive_shell_that_ctrl_c_interrupts() {
+    let Some(script) = script_binary() else {
+        return;
+    };
+    let Some(c) = Cluster::start(true).await else {
+        return;
+    };
+    let kubectl = format!("{} exec -it web -- sh", c.kubectl.display());
+    let mut command = tokio::process::Command::new(script);
+    command
+        .args(["-qec", &kubectl, "/dev/null"])
+        .env("KUBECONFIG", c.dir.path().join("kubeconfig"))
+        .env("HOME", c.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let mut keyboard = child.stdin.take().unwrap();
+    let mut screen = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    // Types `line` once `prompt` is on the screen.
+    let mut type_after = async |prompt: &str, line: &[u8]| {
+        let mut buf = [0u8; 1024];
+        while !text(&seen).contains(prompt) {
+            let n = tokio::time::timeout(Duration::from_secs(30), screen.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("waiting for {prompt:?}: {:?}", text(&seen)))
+                .unwrap();
+            assert!(n > 0, "the session ended early: {:?}", text(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        keyboard.write_all(line).await.unwrap();
+    };
+    type_after("# ", b"echo hi $((1+2))\r").await;
+    type_after("hi 3\r\n# ", b"sleep 987.321\r").await;
+    c.env
+        .wait_until("sleep runs", Duration::from_secs(30), || async {
+            process_running(&["sleep", "987.321"])
+        })
+        .await
+        .unwrap();
+    // ^C interrupts the sleep, not the shell.
+    type_after("sleep 987.321\r\n", b"\x03").await;
+    c.env
+        .wait_until("sleep is interrupted", Duration::from_secs(30), || async {
+            !process_running(&["sleep", "987.321"])
+        })
+        .await
+        .unwrap();
+    type_after("sleep 987.321\r\n", b"exit 4\r").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the session ends")
+        .unwrap();
+    let mut rest = Vec::new();
+    screen.read_to_end(&mut rest).await.unwrap();
+    seen.extend_from_slice(&rest);
+    assert_eq!(status.code(), Some(4), "{:?}", text(&seen));
+    assert!(
+        text(&seen).ends_with("exit 4\r\ncommand terminated with exit code 4\r\n"),
+        "{:?}",
+        text(&seen)
+    );
+}

@@ -201,6 +201,33 @@ pub struct TerminalSize {
     pub height: u16,
 }
 
+/// A signal a terminal raises for a typed character, to its processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminalSignal {
+    /// `^C` (VINTR): SIGINT.
+    Interrupt,
+    /// `^\` (VQUIT): SIGQUIT.
+    Quit,
+}
+
+/// The signals `input` raises on a terminal whose line discipline has `isig` on, with interrupt
+/// and quit characters `intr` and `quit` (0 disables one, as `_POSIX_VDISABLE`). Programs that
+/// switch `isig` off (editors, pagers) get the bytes alone.
+pub fn typed_signals(input: &[u8], isig: bool, intr: u8, quit: u8) -> Vec<TerminalSignal> {
+    if !isig {
+        return Vec::new();
+    }
+    input
+        .iter()
+        .filter_map(|&b| match b {
+            0 => None,
+            b if b == intr => Some(TerminalSignal::Interrupt),
+            b if b == quit => Some(TerminalSignal::Quit),
+            _ => None,
+        })
+        .collect()
+}
+
 /// One binary message from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame<'a> {
@@ -440,6 +467,19 @@ mod tests {
             Err(FrameError::BadResize(_))
         ));
         assert_eq!(server_frame(channel::STDOUT, b"hi"), [1, b'h', b'i']);
+    }
+
+    #[test]
+    fn typed_interrupts_signal_only_with_isig() {
+        let (intr, quit) = (0x03, 0x1c);
+        assert_eq!(
+            typed_signals(b"ab\x03c\x1c", true, intr, quit),
+            [TerminalSignal::Interrupt, TerminalSignal::Quit]
+        );
+        assert_eq!(typed_signals(b"\x03", false, intr, quit), []);
+        assert_eq!(typed_signals(b"plain", true, intr, quit), []);
+        // A disabled character (0) is never matched, even by a NUL byte.
+        assert_eq!(typed_signals(b"\0", true, 0, 0), []);
     }
 
     #[test]

@@ -21,7 +21,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{
-    ClientFrame, ExecOptions, ExecOutcome, TerminalSize, channel, final_status, parse_client_frame,
+    ClientFrame, ExecOptions, ExecOutcome, TerminalSignal, TerminalSize, channel, final_status,
+    parse_client_frame,
 };
 
 /// How much of the process's output one frame carries at most.
@@ -132,7 +133,45 @@ where
 /// and end-of-input act on.
 struct Input {
     stdin: Option<Box<dyn AsyncWrite + Unpin + Send>>,
-    terminal: Option<std::fs::File>,
+    terminal: Option<Terminal>,
+}
+
+/// The pseudo-terminal of a `tty` session.
+struct Terminal {
+    /// Our end of it.
+    master: std::fs::File,
+    /// The process's group, which the process leads: what `^C` interrupts.
+    process_group: Option<rustix::process::Pid>,
+}
+
+impl Terminal {
+    /// Does what the line discipline would do for a controlling terminal: the terminal is not
+    /// the process's controlling one (that takes `setsid` between fork and exec), so its
+    /// interrupt and quit characters would otherwise reach nobody.
+    fn raise_signals(&self, typed: &[u8]) {
+        use rustix::termios::{LocalModes, SpecialCodeIndex};
+        let Some(group) = self.process_group else {
+            return;
+        };
+        let Ok(modes) = rustix::termios::tcgetattr(&self.master) else {
+            return;
+        };
+        let signals = super::typed_signals(
+            typed,
+            modes.local_modes.contains(LocalModes::ISIG),
+            modes.special_codes[SpecialCodeIndex::VINTR],
+            modes.special_codes[SpecialCodeIndex::VQUIT],
+        );
+        for signal in signals {
+            let signal = match signal {
+                TerminalSignal::Interrupt => rustix::process::Signal::INT,
+                TerminalSignal::Quit => rustix::process::Signal::QUIT,
+            };
+            if let Err(e) = rustix::process::kill_process_group(group, signal) {
+                tracing::debug!("exec: cannot signal the terminal's processes: {e}");
+            }
+        }
+    }
 }
 
 /// The byte a terminal reads as end of input (VEOF, `^D`).
@@ -140,6 +179,9 @@ const TERMINAL_EOF: u8 = 0x04;
 
 impl Input {
     async fn write(&mut self, bytes: &[u8]) {
+        if let Some(terminal) = &self.terminal {
+            terminal.raise_signals(bytes);
+        }
         if let Some(pipe) = self.stdin.as_mut() {
             let written = async {
                 pipe.write_all(bytes).await?;
@@ -170,7 +212,7 @@ impl Input {
                 ws_xpixel: 0,
                 ws_ypixel: 0,
             };
-            if let Err(e) = rustix::termios::tcsetwinsize(terminal, winsize) {
+            if let Err(e) = rustix::termios::tcsetwinsize(&terminal.master, winsize) {
                 tracing::debug!("exec: cannot resize the terminal: {e}");
             }
         }
@@ -255,8 +297,8 @@ fn spawn(
 
 /// `tty=true`: the process gets a new pseudo-terminal as its stdin, stdout and stderr; what it
 /// writes there comes back on channel 1. It is not the process's controlling terminal (that
-/// takes `setsid` in the child, which needs code between fork and exec): `^C` reaches it as a
-/// byte, not as SIGINT, and job control is off.
+/// takes `setsid` in the child, which needs code between fork and exec), so job control is off
+/// and shells say so; `^C` and `^\` are turned into signals by [`Terminal::raise_signals`].
 fn spawn_on_terminal(
     mut command: tokio::process::Command,
     options: &ExecOptions,
@@ -282,8 +324,13 @@ fn spawn_on_terminal(
     command
         .stdin(terminal_if(options.stdin)?)
         .stdout(terminal_if(options.stdout)?)
-        .stderr(terminal_if(options.stdout)?);
+        .stderr(terminal_if(options.stdout)?)
+        // Its own group, so that ^C interrupts it and what it started, not this server.
+        .process_group(0);
     let child = command.spawn()?;
+    let process_group = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?));
     // Only the process may hold the terminal's other end, or reading ours never ends.
     drop(command);
     drop(secondary);
@@ -298,7 +345,10 @@ fn spawn_on_terminal(
     };
     let input = Input {
         stdin,
-        terminal: Some(master),
+        terminal: Some(Terminal {
+            master,
+            process_group,
+        }),
     };
     Ok(Running {
         child,
