@@ -880,3 +880,39 @@ async fn kubectl_exec_it_gets_an_interactive_shell_that_ctrl_c_interrupts() {
         text(&seen)
     );
 }
+
+#[tokio::test]
+async fn a_terminal_session_ends_with_its_process_and_hangs_up_the_rest() {
+    let env = TestEnv::start().await.unwrap();
+    env.server()
+        .set_container_runtime(Arc::new(HostRuntime::default()));
+    let pods: Api<Pod> = Api::namespaced(env.client(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod("web", Some("node-1"), &["app"]),
+    )
+    .await
+    .unwrap();
+    let url = format!(
+        "ws://{}/api/v1/namespaces/default/pods/web/exec?command=sh&command=-c&command=sleep+654.321+%26+echo+started&stdout=true&tty=true",
+        env.addr()
+    );
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        http::HeaderValue::from_static("v5.channel.k8s.io"),
+    );
+    let tcp = tokio::net::TcpStream::connect(env.addr()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let (frames, close) = read_session(&mut ws).await;
+    let status = frames.iter().find(|(ch, _)| *ch == 3).unwrap();
+    assert_eq!(status.1, br#"{"metadata":{},"status":"Success"}"#);
+    assert_eq!(close, Some(1000));
+    env.wait_until(
+        "the background sleep is hung up",
+        Duration::from_secs(30),
+        || async { !process_running(&["sleep", "654.321"]) },
+    )
+    .await
+    .unwrap();
+}

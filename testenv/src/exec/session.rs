@@ -6,14 +6,16 @@
 //! `tty=true` runs the command on a new pseudo-terminal (stdout and stderr both come back on
 //! channel 1, as from a terminal, with its `\r\n`); resizes set the terminal's size.
 
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::process::Child;
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -51,10 +53,17 @@ pub async fn run<S>(
             mut child,
             pumps,
             input,
+            process_group,
         }) => {
             let mut reader = tokio::spawn(read_client(incoming, input, out.clone()));
             let finished = async {
                 let status = child.wait().await;
+                if let Some(group) = process_group {
+                    // The terminal hangs up when its process ends, as a real one does when its
+                    // session leader exits: what was left running in the background, and still
+                    // holds the terminal, gets SIGHUP.
+                    let _ = rustix::process::kill_process_group(group, Signal::HUP);
+                }
                 for pump in pumps {
                     let _ = pump.await;
                 }
@@ -76,6 +85,10 @@ pub async fn run<S>(
                 }
                 _ = &mut reader => {
                     // The client left: nobody reads the output any more.
+                    if let Some(group) = process_group {
+                        // What the shell started goes too, and lets go of the terminal.
+                        let _ = rustix::process::kill_process_group(group, Signal::KILL);
+                    }
                     let _ = child.kill().await;
                     tracing::debug!(argv = ?argv, "exec client went away; process killed");
                     return;
@@ -129,11 +142,19 @@ where
     while let Some(Ok(_)) = incoming.next().await {}
 }
 
-/// Where the client's input goes: the process's stdin, and with `tty` the terminal that resizes
-/// and end-of-input act on.
+/// Where the client's input goes: the process's stdin, and with `tty` the terminal that resizes,
+/// end-of-input and interrupts act on.
 struct Input {
-    stdin: Option<Box<dyn AsyncWrite + Unpin + Send>>,
+    stdin: Option<Stdin>,
     terminal: Option<Terminal>,
+}
+
+/// The process's stdin.
+enum Stdin {
+    /// A pipe.
+    Pipe(ChildStdin),
+    /// The terminal, written by its own thread (see [`spawn_on_terminal`]).
+    Terminal(mpsc::Sender<Vec<u8>>),
 }
 
 /// The pseudo-terminal of a `tty` session.
@@ -141,7 +162,7 @@ struct Terminal {
     /// Our end of it.
     master: std::fs::File,
     /// The process's group, which the process leads: what `^C` interrupts.
-    process_group: Option<rustix::process::Pid>,
+    process_group: Option<Pid>,
 }
 
 impl Terminal {
@@ -164,8 +185,8 @@ impl Terminal {
         );
         for signal in signals {
             let signal = match signal {
-                TerminalSignal::Interrupt => rustix::process::Signal::INT,
-                TerminalSignal::Quit => rustix::process::Signal::QUIT,
+                TerminalSignal::Interrupt => Signal::INT,
+                TerminalSignal::Quit => Signal::QUIT,
             };
             if let Err(e) = rustix::process::kill_process_group(group, signal) {
                 tracing::debug!("exec: cannot signal the terminal's processes: {e}");
@@ -182,15 +203,14 @@ impl Input {
         if let Some(terminal) = &self.terminal {
             terminal.raise_signals(bytes);
         }
-        if let Some(pipe) = self.stdin.as_mut() {
-            let written = async {
-                pipe.write_all(bytes).await?;
-                pipe.flush().await
-            };
-            if written.await.is_err() {
-                // The process closed its stdin (or exited); later input has nowhere to go.
-                self.stdin = None;
-            }
+        let written = match self.stdin.as_mut() {
+            None => return,
+            Some(Stdin::Pipe(pipe)) => pipe.write_all(bytes).await.is_ok(),
+            Some(Stdin::Terminal(writer)) => writer.send(bytes.to_vec()).await.is_ok(),
+        };
+        if !written {
+            // The process closed its stdin (or exited); later input has nowhere to go.
+            self.stdin = None;
         }
     }
 
@@ -259,6 +279,8 @@ struct Running {
     child: Child,
     pumps: Vec<tokio::task::JoinHandle<()>>,
     input: Input,
+    /// With `tty`, the group the process leads, killed whole when the client leaves.
+    process_group: Option<Pid>,
 }
 
 fn spawn(
@@ -276,10 +298,7 @@ fn spawn(
         .stdout(piped_if(options.stdout))
         .stderr(piped_if(options.stderr));
     let mut child = command.spawn()?;
-    let stdin = child
-        .stdin
-        .take()
-        .map(|s| Box::new(s) as Box<dyn AsyncWrite + Unpin + Send>);
+    let stdin = child.stdin.take().map(Stdin::Pipe);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let input = Input {
@@ -290,6 +309,7 @@ fn spawn(
         child,
         pumps: Vec::new(),
         input,
+        process_group: None,
     }
     .with_pump(stdout, channel::STDOUT, out)
     .with_pump(stderr, channel::STDERR, out))
@@ -297,8 +317,12 @@ fn spawn(
 
 /// `tty=true`: the process gets a new pseudo-terminal as its stdin, stdout and stderr; what it
 /// writes there comes back on channel 1. It is not the process's controlling terminal (that
-/// takes `setsid` in the child, which needs code between fork and exec), so job control is off
-/// and shells say so; `^C` and `^\` are turned into signals by [`Terminal::raise_signals`].
+/// takes `setsid` between fork and exec), so job control is off and shells say so; `^C` and `^\`
+/// are turned into signals by [`Terminal::raise_signals`].
+///
+/// The terminal is read and written by two threads of its own, not by the runtime's blocking
+/// pool: a read blocks as long as anything holds the terminal's other end, and such a thread must
+/// not hold up the server's shutdown.
 fn spawn_on_terminal(
     mut command: tokio::process::Command,
     options: &ExecOptions,
@@ -330,16 +354,30 @@ fn spawn_on_terminal(
     let child = command.spawn()?;
     let process_group = child
         .id()
-        .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?));
+        .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
     // Only the process may hold the terminal's other end, or reading ours never ends.
     drop(command);
     drop(secondary);
-    // Two handles: a read blocks its own handle until the process writes, and input must not
-    // wait behind it.
-    let output = tokio::fs::File::from_std(master.try_clone()?);
+
+    let mut pumps = Vec::new();
+    if options.stdout {
+        let reader = master.try_clone()?;
+        let out = out.clone();
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("exec-tty-out".into())
+            .spawn(move || copy_terminal_output(reader, &out, done))?;
+        pumps.push(tokio::spawn(async move {
+            let _ = finished.await;
+        }));
+    }
     let stdin = if options.stdin {
-        Some(Box::new(tokio::fs::File::from_std(master.try_clone()?))
-            as Box<dyn AsyncWrite + Unpin + Send>)
+        let writer = master.try_clone()?;
+        let (input, typed) = mpsc::channel::<Vec<u8>>(16);
+        std::thread::Builder::new()
+            .name("exec-tty-in".into())
+            .spawn(move || copy_terminal_input(typed, writer))?;
+        Some(Stdin::Terminal(input))
     } else {
         None
     };
@@ -352,10 +390,37 @@ fn spawn_on_terminal(
     };
     Ok(Running {
         child,
-        pumps: Vec::new(),
+        pumps,
         input,
+        process_group,
+    })
+}
+
+/// Reads the terminal onto channel 1 until its end (EIO once the process and what it started
+/// have closed it) or the session's end; `done` is dropped on return.
+fn copy_terminal_output(
+    mut terminal: std::fs::File,
+    out: &mpsc::Sender<Message>,
+    _done: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut buf = vec![0u8; CHUNK];
+    while let Ok(n @ 1..) = terminal.read(&mut buf) {
+        if out
+            .blocking_send(binary(channel::STDOUT, &buf[..n]))
+            .is_err()
+        {
+            return;
+        }
     }
-    .with_pump(options.stdout.then_some(output), channel::STDOUT, out))
+}
+
+/// Writes what the client types to the terminal until the session drops its sender.
+fn copy_terminal_input(mut typed: mpsc::Receiver<Vec<u8>>, mut terminal: std::fs::File) {
+    while let Some(bytes) = typed.blocking_recv() {
+        if terminal.write_all(&bytes).is_err() {
+            return;
+        }
+    }
 }
 
 fn piped_if(wanted: bool) -> Stdio {
