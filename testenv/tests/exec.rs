@@ -2,11 +2,13 @@
 //! commands on the host (the argv itself) and serves a log the test writes: output, exit codes,
 //! stdin, a 1 MiB output, `--tail`, `--timestamps`, `-f`, and the errors kubectl prints for an
 //! unknown pod or container, an unscheduled pod, a missing runtime, a command that cannot start and
-//! SPDY. A raw WebSocket client checks the frames themselves (opening frame, `tty`, resize, pings,
-//! the final Status and the close code).
+//! SPDY; `kubectl exec -it` on a real terminal (util-linux `script`), with `^C`. A raw WebSocket
+//! client checks the frames themselves (opening frame, `tty`, resize, pings, the final Status and
+//! the close code) and the terminal's hang-up.
 //!
-//! The `kubectl` on PATH is used (v1.30 or later speaks WebSocket by default). With `CI=true` a
-//! missing kubectl fails the tests; elsewhere they print why they skip.
+//! The `kubectl` on PATH is used (v1.30 or later speaks WebSocket by default), plus the versioned
+//! 1.27 and 1.33 builds. With `CI=true` a missing kubectl or `script` fails the tests; elsewhere
+//! they print why they skip.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
