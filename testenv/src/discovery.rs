@@ -254,7 +254,9 @@ fn resource_discovery(rt: &ResourceType) -> Value {
             .subresources
             .iter()
             .map(|s| {
-                let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.subresource_kind(s)});
+                // kube-apiserver fills a subresource's group and version only when its kind is of
+                // another group-version (a pod's Eviction); none of testenv's is.
+                let kind = json!({"group": "", "version": "", "kind": rt.subresource_kind(s)});
                 json!({"subresource": s, "responseKind": kind, "verbs": ResourceType::subresource_verbs(s)})
             })
             .collect();
@@ -343,7 +345,7 @@ mod tests {
                 "scope": "Namespaced", "singularResource": "service", "verbs": crate::resources::VERBS,
                 "shortNames": ["svc"], "categories": ["all"],
                 "subresources": [{"subresource": "status",
-                    "responseKind": {"group": "", "version": "v1", "kind": "Service"},
+                    "responseKind": {"group": "", "version": "", "kind": "Service"},
                     "verbs": ["get", "patch", "update"]}]})
         );
         let groups = aggregated_discovery_document(&table, false, "v2");

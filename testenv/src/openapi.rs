@@ -148,11 +148,11 @@ fn resource_paths(rt: &ResourceType, schema: &str, paths: &mut Map<String, Value
             "delete": operation(rt, "delete", "delete", list_schema, suffix),
         }),
     );
-    // Only the read-write subresources: the Binding schema is not in the document.
+    // Only the read-write subresources: the Binding, exec and log schemas are not in the document.
     for sub in rt
         .subresources
         .iter()
-        .filter(|s| ResourceType::subresource_verbs(s).contains(&"get"))
+        .filter(|s| ResourceType::subresource_verbs(s).contains(&"update"))
     {
         let s = format!("{suffix}{}", capitalize(sub));
         paths.insert(

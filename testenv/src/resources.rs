@@ -45,11 +45,13 @@ impl ResourceType {
         format!("{}List", self.kind)
     }
 
-    /// The verbs of subresource `sub`: a pod's Binding is only created; the others are read and
-    /// written.
+    /// The verbs of subresource `sub`: a pod's Binding is only created, exec is a connect (GET or
+    /// POST), a log only read; the others are read and written.
     pub fn subresource_verbs(sub: &str) -> &'static [&'static str] {
         match sub {
             "binding" => &["create"],
+            "exec" => &["create", "get"],
+            "log" => &["get"],
             _ => &["get", "patch", "update"],
         }
     }
@@ -58,6 +60,7 @@ impl ResourceType {
     pub fn subresource_kind(&self, sub: &str) -> String {
         match sub {
             "binding" => "Binding".to_string(),
+            "exec" => "PodExecOptions".to_string(),
             _ => self.kind.clone(),
         }
     }
@@ -141,7 +144,7 @@ const BUILTINS: &[Builtin] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["binding", "status"],
+        subresources: &["binding", "exec", "log", "status"],
         tracks_generation: true,
     },
     Builtin {

@@ -46,6 +46,32 @@ pub enum Route {
     OpenApiV3(String),
 }
 
+/// A pod subresource that streams instead of answering with an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodStream {
+    /// `pods/exec`: an upgraded connection.
+    Exec,
+    /// `pods/log`: a text stream.
+    Log,
+}
+
+/// The pod subresource, namespace and pod name of `/api/v1/namespaces/{ns}/pods/{name}/{exec|log}`.
+/// These are routed before the body is read: an upgrade needs the request itself.
+pub fn pod_stream(path: &str) -> Option<(PodStream, String, String)> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["api", "v1", "namespaces", ns, "pods", name, sub] => {
+            let stream = match *sub {
+                "exec" => PodStream::Exec,
+                "log" => PodStream::Log,
+                _ => return None,
+            };
+            Some((stream, ns.to_string(), name.to_string()))
+        }
+        _ => None,
+    }
+}
+
 /// Routes one request.
 pub fn route(
     server: &ApiServer,
@@ -165,4 +191,33 @@ pub fn route(
         name,
         subresource,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_streams_are_recognised_by_path_alone() {
+        assert_eq!(
+            pod_stream("/api/v1/namespaces/default/pods/web/exec"),
+            Some((PodStream::Exec, "default".into(), "web".into()))
+        );
+        assert_eq!(
+            pod_stream("/api/v1/namespaces/default/pods/web/log/"),
+            Some((PodStream::Log, "default".into(), "web".into()))
+        );
+        assert_eq!(
+            pod_stream("/api/v1/namespaces/default/pods/web/status"),
+            None
+        );
+        assert_eq!(
+            pod_stream("/api/v1/namespaces/default/services/web/exec"),
+            None
+        );
+        assert_eq!(
+            pod_stream("/apis/apps/v1/namespaces/default/pods/web/exec"),
+            None
+        );
+    }
 }

@@ -46,13 +46,24 @@ pub enum RuntimeError {
     Other(String),
 }
 
+/// One write to a container's log (stdout and stderr interleaved as written), with the time it was
+/// written: `kubectl logs --timestamps` and `--since` read the time of each line from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// When the bytes were written.
+    pub time: jiff::Timestamp,
+    /// The bytes, as written: a write may hold several lines or end inside one.
+    pub bytes: bytes::Bytes,
+}
+
 /// A container's log: what it wrote so far, and, for `follow`, what it writes next.
 #[derive(Debug)]
 pub struct ContainerLog {
-    /// Every byte logged so far, in order.
-    pub written: Vec<u8>,
-    /// Later writes, one message per write; closed when the container stops.
-    pub next: broadcast::Receiver<bytes::Bytes>,
+    /// Every write so far, in order.
+    pub written: Vec<LogEntry>,
+    /// Later writes, one message per write; closed when the container stops. Subscribed
+    /// together with `written`, so that no write falls between the two.
+    pub next: broadcast::Receiver<LogEntry>,
 }
 
 /// The runtime of the node a pod runs on.

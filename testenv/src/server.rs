@@ -174,6 +174,20 @@ impl ApiServer {
         let content_type = header_str(header::CONTENT_TYPE);
         let user_agent = header_str(header::USER_AGENT);
 
+        if let Some((stream, namespace, name)) = crate::router::pod_stream(&path) {
+            let response = self.serve_pod_stream(req, stream, &namespace, &name);
+            self.log_pod_stream(
+                &method,
+                &path,
+                stream,
+                &namespace,
+                &name,
+                &response,
+                &user_agent,
+            );
+            return response;
+        }
+
         let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
@@ -238,6 +252,58 @@ impl ApiServer {
             &user_agent,
         );
         response
+    }
+
+    /// Serves `pods/exec` (GET or POST, upgraded) and `pods/log` (GET).
+    fn serve_pod_stream(
+        &self,
+        req: Request<Incoming>,
+        stream: crate::router::PodStream,
+        namespace: &str,
+        name: &str,
+    ) -> Response<Body> {
+        use crate::router::PodStream;
+        match (stream, req.method()) {
+            (PodStream::Exec, &Method::GET | &Method::POST) => {
+                crate::exec::upgrade::serve(self, req, namespace, name)
+            }
+            (PodStream::Log, &Method::GET) => {
+                let pairs = parse_query_pairs(req.uri().query().unwrap_or(""));
+                crate::podlog::serve(self, namespace, name, &pairs)
+            }
+            _ => error_response(&ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log_pod_stream(
+        &self,
+        method: &Method,
+        path: &str,
+        stream: crate::router::PodStream,
+        namespace: &str,
+        name: &str,
+        response: &Response<Body>,
+        user_agent: &str,
+    ) {
+        let (verb, subresource) = match stream {
+            crate::router::PodStream::Exec if method == Method::POST => ("create", "exec"),
+            crate::router::PodStream::Exec => ("get", "exec"),
+            crate::router::PodStream::Log => ("get", "log"),
+        };
+        self.oplog.record(OperationFields {
+            verb,
+            path,
+            group: "",
+            resource: "pods",
+            namespace,
+            name,
+            subresource,
+            code: response.status().as_u16(),
+            user_agent,
+        });
     }
 
     /// Holds a response back until every change it could show is durable, as etcd only lets
@@ -387,6 +453,11 @@ fn deprecation_warning(rt: &ResourceType) -> Option<&'static str> {
 
 /// Parses a query string into a map (last value wins).
 pub fn parse_query(q: &str) -> HashMap<String, String> {
+    parse_query_pairs(q).into_iter().collect()
+}
+
+/// Parses a query string into its pairs, in order and with repeats (`command=sh&command=-c`).
+pub fn parse_query_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -513,7 +584,8 @@ async fn accept_loop(
                         async move { Ok::<_, Infallible>(server.handle(req).await) }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    let conn = builder.serve_connection(io, service);
+                    // Upgrades for pods/exec's WebSocket.
+                    let conn = builder.serve_connection_with_upgrades(io, service);
                     tokio::select! {
                         _ = conn => {}
                         _ = stop.changed() => {}
