@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use testenv::runtime::{ContainerLog, ContainerRuntime, PodRef, RuntimeError};
+use testenv::runtime::{ContainerLog, ContainerRuntime, LogEntry, PodRef, RuntimeError};
 
 use crate::sandbox::Sandboxes;
 use crate::standin::ContainerLogBook;
@@ -74,11 +74,13 @@ impl ContainerRuntime for DataPlaneRuntime {
     fn logs(&self, pod: &PodRef, container: &str) -> Result<ContainerLog, RuntimeError> {
         let (_, log) = self.find(pod, container)?;
         let (lines, next) = log.follow();
-        let mut written = Vec::new();
-        for line in lines {
-            written.extend_from_slice(line.text.as_bytes());
-            written.push(b'\n');
-        }
+        let written = lines
+            .into_iter()
+            .map(|line| LogEntry {
+                time: line.time,
+                bytes: bytes::Bytes::from(format!("{}\n", line.text)),
+            })
+            .collect();
         Ok(ContainerLog { written, next })
     }
 }

@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use jiff::Timestamp;
+use testenv::runtime::LogEntry;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
@@ -44,7 +45,7 @@ pub struct LogLine {
 struct LogInner {
     lines: Vec<LogLine>,
     /// `None` once the container stopped: followers see the end of the log.
-    sender: Option<broadcast::Sender<Bytes>>,
+    sender: Option<broadcast::Sender<LogEntry>>,
 }
 
 /// A container's log: every line so far, and a channel of the ones to come.
@@ -74,7 +75,10 @@ impl ContainerLogBook {
         let mut inner = self.lock();
         if let Some(sender) = &inner.sender {
             // No follower is not an error.
-            let _ = sender.send(Bytes::from(format!("{text}\n")));
+            let _ = sender.send(LogEntry {
+                time,
+                bytes: Bytes::from(format!("{text}\n")),
+            });
         }
         inner.lines.push(LogLine { time, text });
     }
@@ -86,7 +90,7 @@ impl ContainerLogBook {
 
     /// Every line so far and a receiver of every later write, taken at the same instant so
     /// nothing is lost or seen twice. The receiver is closed at once if the container stopped.
-    pub fn follow(&self) -> (Vec<LogLine>, broadcast::Receiver<Bytes>) {
+    pub fn follow(&self) -> (Vec<LogLine>, broadcast::Receiver<LogEntry>) {
         let inner = self.lock();
         let receiver = match &inner.sender {
             Some(s) => s.subscribe(),
@@ -405,7 +409,7 @@ mod tests {
         let (so_far, mut next) = book.follow();
         book.write(t, "two".into());
         assert_eq!(so_far.len(), 1);
-        assert_eq!(next.try_recv().unwrap(), Bytes::from("two\n"));
+        assert_eq!(next.try_recv().unwrap().bytes, Bytes::from("two\n"));
         book.close();
         assert!(matches!(
             next.try_recv(),

@@ -199,7 +199,11 @@ async fn pods_from_the_api_run_in_namespaces_with_probed_readiness_logs_and_exec
 
     // Logs: the access log of the container, a line per request.
     let logs = runtime.logs(&probed_ref, "web").unwrap();
-    let text = String::from_utf8(logs.written).unwrap();
+    let text: String = logs
+        .written
+        .iter()
+        .map(|entry| String::from_utf8_lossy(&entry.bytes).into_owned())
+        .collect();
     let line = text
         .lines()
         .find(|l| l.contains(" GET /hello 200"))
