@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 
 pub mod allocation_repair;
+pub mod deployment;
 pub mod endpoints;
 pub mod endpoints_controller;
 pub mod endpointslice;
@@ -11,4 +12,6 @@ pub mod leader_election;
 pub mod mirroring;
 pub mod mirroring_controller;
 pub mod offline;
+pub mod replicaset;
 pub mod runtime;
+pub mod workload;

@@ -84,13 +84,18 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
             } else {
                 json!(ResourceType::subresource_verbs(sub))
             };
-            out.push(json!({
+            let mut entry = json!({
                 "name": format!("{}/{}", rt.plural, sub),
                 "singularName": "",
                 "namespaced": rt.namespaced,
                 "kind": rt.subresource_kind(sub),
                 "verbs": verbs,
-            }));
+            });
+            if let Some((group, version)) = rt.subresource_group_version(sub) {
+                entry["group"] = json!(group);
+                entry["version"] = json!(version);
+            }
+            out.push(entry);
         }
     }
     out
@@ -254,7 +259,10 @@ fn resource_discovery(rt: &ResourceType) -> Value {
             .subresources
             .iter()
             .map(|s| {
-                let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.subresource_kind(s)});
+                let (group, version) = rt
+                    .subresource_group_version(s)
+                    .unwrap_or((&rt.group, &rt.version));
+                let kind = json!({"group": group, "version": version, "kind": rt.subresource_kind(s)});
                 json!({"subresource": s, "responseKind": kind, "verbs": ResourceType::subresource_verbs(s)})
             })
             .collect();
