@@ -2,6 +2,7 @@
 
 pub mod allocation_repair;
 pub mod deployment;
+pub mod deployment_controller;
 pub mod endpoints;
 pub mod endpoints_controller;
 pub mod endpointslice;
@@ -13,5 +14,6 @@ pub mod mirroring;
 pub mod mirroring_controller;
 pub mod offline;
 pub mod replicaset;
+pub mod replicaset_controller;
 pub mod runtime;
 pub mod workload;

@@ -16,8 +16,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use crate::workload::{controller_ref, is_pod_active, is_pod_available, is_pod_ready, ready_since};
 
+mod expectations;
 #[cfg(test)]
 mod tests;
+
+pub use expectations::{EXPECTATIONS_TIMEOUT, PodExpectations};
 
 /// How many pods one sync creates or deletes at most (`BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
