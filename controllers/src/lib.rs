@@ -10,6 +10,8 @@ pub mod endpointslice_controller;
 pub mod kubernetes_service;
 pub mod kubernetes_service_controller;
 pub mod leader_election;
+pub mod loadbalancer;
+pub mod loadbalancer_controller;
 pub mod mirroring;
 pub mod mirroring_controller;
 pub mod offline;
