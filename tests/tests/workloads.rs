@@ -435,3 +435,195 @@ async fn a_recreate_deployment_replaces_every_pod_at_once() {
         "{events:?}"
     );
 }
+
+mod load_balancer {
+    use super::*;
+    use controllers::loadbalancer_controller::{
+        LoadBalancerController, LoadBalancerControllerConfig,
+    };
+    use k8s_openapi::api::events::v1::Event;
+
+    fn controller(client: &kube::Client, pool: &[&str]) -> LoadBalancerController {
+        let config = LoadBalancerControllerConfig {
+            pool: pool.iter().map(|s| s.to_string()).collect(),
+            ..LoadBalancerControllerConfig::default()
+        };
+        LoadBalancerController::new(client.clone(), config).expect("a valid pool")
+    }
+
+    async fn ingress_ips(services: &Api<Service>, name: &str) -> Vec<String> {
+        services
+            .get(name)
+            .await
+            .expect("the Service")
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| i.ip)
+            .collect()
+    }
+
+    async fn wait_for_ips(services: &Api<Service>, name: &str, want: &[&str]) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let ips = ingress_ips(services, name).await;
+            if ips == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: ingress {ips:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn load_balancers_get_pool_ips_shown_by_kubectl_and_an_exhausted_pool_warns() {
+        let Some(mut playground) = Playground::start().await else {
+            return;
+        };
+        let client = playground.client();
+        let pool = ["198.18.100.10-198.18.100.11"];
+        let lb = controller(&client, &pool);
+        playground
+            .tasks
+            .push(tokio::spawn(lb.run(Shutdown::never())));
+
+        playground
+            .ok(&[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx",
+                "--replicas=2",
+            ])
+            .await;
+        let out = playground
+            .ok(&[
+                "expose",
+                "deployment",
+                "web",
+                "--port=80",
+                "--type=LoadBalancer",
+                "--name=web-lb",
+            ])
+            .await;
+        assert_eq!(out.trim(), "service/web-lb exposed");
+        let services: Api<Service> = Api::default_namespaced(client.clone());
+        wait_for_ips(&services, "web-lb", &["198.18.100.10"]).await;
+        let svc = services.get("web-lb").await.unwrap();
+        let ingress = svc.status.unwrap().load_balancer.unwrap().ingress.unwrap();
+        assert_eq!(ingress[0].ip_mode.as_deref(), Some("VIP"));
+        let table = playground.ok(&["get", "svc", "web-lb"]).await;
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+        let column = header
+            .iter()
+            .position(|h| *h == "EXTERNAL-IP")
+            .expect("EXTERNAL-IP");
+        assert_eq!(row[column], "198.18.100.10", "{table}");
+
+        // A Service of another class is not ours.
+        let classed = playground._dir.path().join("classed.yaml");
+        std::fs::write(
+            &classed,
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: other-class\nspec:\n  type: LoadBalancer\n  loadBalancerClass: example.com/lb\n  selector:\n    app: web\n  ports:\n  - port: 80\n",
+        )
+        .unwrap();
+        playground
+            .ok(&["apply", "-f", classed.to_str().unwrap()])
+            .await;
+
+        for name in ["second", "third"] {
+            playground
+                .ok(&["create", "service", "loadbalancer", name, "--tcp=80:80"])
+                .await;
+        }
+        wait_for_ips(&services, "second", &["198.18.100.11"]).await;
+        // The pool is exhausted: no IP for the third, and a Warning event on it.
+        let events: Api<Event> = Api::default_namespaced(client.clone());
+        let deadline = Instant::now() + WAIT;
+        let warning = loop {
+            let found = events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("third")
+                        && e.reason.as_deref() == Some("AllocationFailed")
+                });
+            if let Some(found) = found {
+                break found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no AllocationFailed event for third"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(warning.type_.as_deref(), Some("Warning"));
+        assert_eq!(
+            warning.note.as_deref(),
+            Some("Failed to allocate IP for \"default/third\": no available IPs")
+        );
+        assert!(ingress_ips(&services, "third").await.is_empty());
+        assert!(ingress_ips(&services, "other-class").await.is_empty());
+
+        // Turning web-lb into a ClusterIP Service releases its IP, which the third one gets.
+        playground
+            .ok(&[
+                "patch",
+                "svc",
+                "web-lb",
+                "-p",
+                r#"{"spec":{"type":"ClusterIP"}}"#,
+            ])
+            .await;
+        wait_for_ips(&services, "web-lb", &[]).await;
+        wait_for_ips(&services, "third", &["198.18.100.10"]).await;
+
+        // Deleting a Service releases its IP too.
+        playground.ok(&["delete", "svc", "second"]).await;
+        playground
+            .ok(&["create", "service", "loadbalancer", "fourth", "--tcp=80:80"])
+            .await;
+        wait_for_ips(&services, "fourth", &["198.18.100.11"]).await;
+
+        // A restarted controller keeps every assignment (from the Services' status) and
+        // hands out nothing twice.
+        for task in playground.tasks.drain(2..) {
+            task.abort();
+        }
+        let restarted = controller(&client, &pool);
+        let restarted_events = restarted.events();
+        playground
+            .tasks
+            .push(tokio::spawn(restarted.run(Shutdown::never())));
+        playground
+            .ok(&["create", "service", "loadbalancer", "fifth", "--tcp=80:80"])
+            .await;
+        let deadline = Instant::now() + WAIT;
+        while !restarted_events
+            .recent()
+            .iter()
+            .any(|e| e.object == "default/fifth" && e.reason == "AllocationFailed")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no AllocationFailed event for fifth"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(ingress_ips(&services, "third").await, vec!["198.18.100.10"]);
+        assert_eq!(
+            ingress_ips(&services, "fourth").await,
+            vec!["198.18.100.11"]
+        );
+        assert!(ingress_ips(&services, "fifth").await.is_empty());
+    }
+}
