@@ -427,9 +427,8 @@ async fn a_recreate_deployment_replaces_every_pod_at_once() {
     let up_new = events
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.starts_with("Scaled up replica set batch-"))
-        .map(|(i, _)| i)
-        .last();
+        .rfind(|(_, l)| l.starts_with("Scaled up replica set batch-"))
+        .map(|(i, _)| i);
     assert!(
         matches!((down, up_new), (Some(d), Some(u)) if d < u),
         "{events:?}"

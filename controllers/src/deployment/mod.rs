@@ -436,7 +436,8 @@ impl<'a> Sync<'a> {
     }
 
     fn mark_updated(&mut self, index: usize) {
-        if !(self.created && Some(index) == self.new) && !self.updated.contains(&index) {
+        let is_created = self.created && Some(index) == self.new;
+        if !is_created && !self.updated.contains(&index) {
             self.updated.push(index);
         }
     }

@@ -510,12 +510,8 @@ fn a_scaling_event_mid_rollout_is_shared_in_proportion() {
         5,
         5,
     );
-    let mut old = old;
-    for rs in [&mut old] {
-        let a = rs.metadata.annotations.as_mut().unwrap();
-        a.insert(DESIRED_REPLICAS_ANNOTATION.into(), "10".into());
-        a.insert(MAX_REPLICAS_ANNOTATION.into(), "13".into());
-    }
+    assert_eq!(annotation(&old, DESIRED_REPLICAS_ANNOTATION), Some("10"));
+    assert_eq!(annotation(&old, MAX_REPLICAS_ANNOTATION), Some("13"));
     // Scale to 20: 20 + 5 surge = 25 = 13 + 12 to share: old 8*25/13 = 15.4 -> +7, new 5*25/13 = 9.6 -> +5.
     let mut d20 = d10.clone();
     d20.spec.as_mut().unwrap().replicas = Some(20);

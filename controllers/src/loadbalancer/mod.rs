@@ -204,8 +204,8 @@ impl LoadBalancerPool {
             let mut n = range.first;
             loop {
                 let ip = from_number(family, n);
-                if !self.holders.contains_key(&ip) {
-                    self.holders.insert(ip, service.clone());
+                if let std::collections::btree_map::Entry::Vacant(free) = self.holders.entry(ip) {
+                    free.insert(service.clone());
                     return Some(ip);
                 }
                 if n == range.last {

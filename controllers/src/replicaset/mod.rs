@@ -136,7 +136,7 @@ pub fn pods_to_delete(active: &[&Pod], count: usize) -> Vec<String> {
         .iter()
         .map(|p| (*p, on_node.get(node_name(p)).copied().unwrap_or(0)))
         .collect();
-    ranked.sort_by(|a, b| deletion_order(a, b));
+    ranked.sort_by(deletion_order);
     ranked
         .into_iter()
         .take(count)
@@ -298,7 +298,7 @@ pub fn availability_recheck(rs: &ReplicaSet, pods: &[Pod], now: Timestamp) -> Op
     }
     pods.iter()
         .filter(|p| is_pod_active(p) && !is_pod_available(p, min_ready, now))
-        .filter_map(|p| ready_since(p))
+        .filter_map(ready_since)
         .map(|since| match since {
             Some(since) => {
                 let due = since + SignedDuration::from_secs(i64::from(min_ready));
