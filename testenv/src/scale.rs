@@ -39,8 +39,9 @@ pub fn scale_of(parent: &Value) -> Value {
         }
     }
     let int = |pointer: &str| parent.pointer(pointer).and_then(Value::as_i64);
+    // `ScaleSpec.Replicas` is an `int32` with omitempty: zero replicas are left out.
     let mut spec = json!({});
-    if let Some(replicas) = int("/spec/replicas") {
+    if let Some(replicas) = int("/spec/replicas").filter(|r| *r != 0) {
         spec["replicas"] = json!(replicas);
     }
     let selector = crate::table::format_label_selector(parent.pointer("/spec/selector"));
@@ -85,12 +86,21 @@ fn parse_scale_body(req: &ApiRequest) -> Result<Value, ApiError> {
             "the object provided is unrecognized (json parse error: {e})"
         ))
     })?;
-    match scale.get("kind").and_then(Value::as_str) {
-        None | Some("" | SCALE_KIND) => Ok(scale),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "the kind in the data ({other}) does not match the expected kind ({SCALE_KIND})"
-        ))),
+    let kind = scale.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = scale
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let scale_version = format!("{}/{}", SCALE_GROUP_VERSION.0, SCALE_GROUP_VERSION.1);
+    if matches!(kind, "" | SCALE_KIND) && (api_version.is_empty() || api_version == scale_version) {
+        return Ok(scale);
     }
+    // The decoder's words for a body of another type.
+    let version = api_version.rsplit('/').next().unwrap_or(api_version);
+    Err(ApiError::bad_request(format!(
+        "{kind} in version {} cannot be handled as a Scale: converting ({version}.{kind}) to (autoscaling.Scale): unknown conversion",
+        crate::meta::go_quote(version)
+    )))
 }
 
 impl ApiServer {
@@ -197,6 +207,13 @@ mod tests {
                     "creationTimestamp": "2026-01-01T00:00:00Z"},
                 "spec": {"replicas": 3}, "status": {"replicas": 2, "selector": "app=web,tier=fe"}})
         );
+    }
+
+    #[test]
+    fn zero_replicas_are_omitted_as_go_omits_an_empty_int32() {
+        let scaled_down = json!({"metadata": {"name": "web"}, "spec": {"replicas": 0}});
+        assert_eq!(scale_of(&scaled_down)["spec"], json!({}));
+        assert_eq!(scale_of(&scaled_down)["status"], json!({"replicas": 0}));
     }
 
     #[test]
