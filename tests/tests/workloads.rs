@@ -3,8 +3,9 @@
 //! `expose`, `scale`, `set image`, `rollout status|restart|undo`, `get deploy,rs`, and a
 //! Recreate rollout.
 //!
-//! testenv only: a real kube-apiserver comes with kube-controller-manager's own Deployment and
-//! ReplicaSet controllers, which these stand in for in the playground.
+//! Each runs on testenv and on a bare kube-apiserver + etcd (no kube-controller-manager, whose
+//! own Deployment and ReplicaSet controllers these stand in for in the playground): the
+//! controllers must work against the real API's status, scale and patch semantics too.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ use controllers::runtime::Shutdown;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams};
-use svcplane_tests::real;
+use svcplane_tests::real::{self, RealCluster, RealClusterOptions};
 use testenv::TestEnv;
 use testenv::nodesim::{NodeSimConfig, NodeSimulator};
 
@@ -35,9 +36,16 @@ fn kubectl_binary() -> Option<PathBuf> {
     found
 }
 
-/// The playground: testenv, the node simulator, both controllers, and a kubeconfig for kubectl.
+/// The API server under test.
+enum Backend {
+    Testenv(TestEnv),
+    Real(Box<RealCluster>),
+}
+
+/// The playground: an API server, the node simulator, both controllers, and a kubeconfig for
+/// kubectl.
 struct Playground {
-    env: TestEnv,
+    backend: Backend,
     _simulator: NodeSimulator,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     kubectl: PathBuf,
@@ -61,10 +69,23 @@ struct Output {
 }
 
 impl Playground {
-    async fn start() -> Option<Self> {
+    async fn start(real: bool) -> Option<Self> {
         let kubectl = kubectl_binary()?;
-        let env = TestEnv::start().await.expect("testenv starts");
-        let client = env.client();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let backend = if real {
+            let cluster = real::start_or_skip("workloads", RealClusterOptions::default()).await?;
+            std::fs::copy(cluster.kubeconfig_path(), &kubeconfig).expect("kubeconfig");
+            Backend::Real(Box::new(cluster))
+        } else {
+            let env = TestEnv::start().await.expect("testenv starts");
+            env.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+            Backend::Testenv(env)
+        };
+        let client = match &backend {
+            Backend::Testenv(env) => env.client(),
+            Backend::Real(cluster) => cluster.client(),
+        };
         let simulator = NodeSimulator::start(client.clone(), NodeSimConfig::default())
             .await
             .expect("the node simulator starts");
@@ -77,11 +98,8 @@ impl Playground {
             tokio::spawn(replica_sets.run(Shutdown::never())),
             tokio::spawn(deployments.run(Shutdown::never())),
         ];
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let kubeconfig = dir.path().join("kubeconfig");
-        env.write_kubeconfig(&kubeconfig).expect("kubeconfig");
         Some(Playground {
-            env,
+            backend,
             _simulator: simulator,
             tasks,
             kubectl,
@@ -92,7 +110,10 @@ impl Playground {
     }
 
     fn client(&self) -> kube::Client {
-        self.env.client()
+        match &self.backend {
+            Backend::Testenv(env) => env.client(),
+            Backend::Real(cluster) => cluster.client(),
+        }
     }
 
     /// Runs kubectl (off the runtime's threads: it blocks).
@@ -228,8 +249,17 @@ fn annotation(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_creates_scales_updates_restarts_and_undoes_a_deployment() {
-    let Some(playground) = Playground::start().await else {
+async fn kubectl_drives_a_deployment_on_testenv() {
+    kubectl_creates_scales_updates_restarts_and_undoes_a_deployment(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drives_a_deployment_on_kube_apiserver() {
+    kubectl_creates_scales_updates_restarts_and_undoes_a_deployment(true).await;
+}
+
+async fn kubectl_creates_scales_updates_restarts_and_undoes_a_deployment(real: bool) {
+    let Some(playground) = Playground::start(real).await else {
         return;
     };
     let client = playground.client();
@@ -387,8 +417,17 @@ async fn kubectl_creates_scales_updates_restarts_and_undoes_a_deployment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recreate_deployment_replaces_every_pod_at_once() {
-    let Some(playground) = Playground::start().await else {
+async fn recreate_on_testenv() {
+    a_recreate_deployment_replaces_every_pod_at_once(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_on_kube_apiserver() {
+    a_recreate_deployment_replaces_every_pod_at_once(true).await;
+}
+
+async fn a_recreate_deployment_replaces_every_pod_at_once(real: bool) {
+    let Some(playground) = Playground::start(real).await else {
         return;
     };
     let manifest = playground._dir.path().join("recreate.yaml");
@@ -480,8 +519,17 @@ mod load_balancer {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn load_balancers_get_pool_ips_shown_by_kubectl_and_an_exhausted_pool_warns() {
-        let Some(mut playground) = Playground::start().await else {
+    async fn on_testenv() {
+        load_balancers_get_pool_ips_shown_by_kubectl_and_an_exhausted_pool_warns(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_kube_apiserver() {
+        load_balancers_get_pool_ips_shown_by_kubectl_and_an_exhausted_pool_warns(true).await;
+    }
+
+    async fn load_balancers_get_pool_ips_shown_by_kubectl_and_an_exhausted_pool_warns(real: bool) {
+        let Some(mut playground) = Playground::start(real).await else {
             return;
         };
         let client = playground.client();
