@@ -685,3 +685,149 @@ fn templates_match_without_their_hash_label() {
         &pod_template("nginx")
     ));
 }
+
+#[test]
+fn a_saturated_new_replica_set_empties_the_old_ones_on_a_scaling_event() {
+    let d = deployment(3, "nginx:1.28");
+    let mut old_d = deployment(3, "nginx");
+    old_d.metadata.uid = d.metadata.uid.clone();
+    let old = stored(run(&old_d, &[], 0).create.unwrap(), "rs1", 0, 1, 1);
+    let mut new = stored(new_replica_set(&d, 3), "rs2", 1, 3, 3);
+    new.metadata.annotations = Some(
+        [
+            (DESIRED_REPLICAS_ANNOTATION.to_string(), "3".to_string()),
+            (MAX_REPLICAS_ANNOTATION.to_string(), "4".to_string()),
+            (REVISION_ANNOTATION.to_string(), "2".to_string()),
+        ]
+        .into(),
+    );
+    // The old ReplicaSet was sized for 4 replicas: a scaling event.
+    let mut old = old;
+    old.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(DESIRED_REPLICAS_ANNOTATION.into(), "4".into());
+    let plan = run(&d, &[old.clone(), new], 2);
+    assert_eq!(
+        names(&plan.update),
+        vec![(old.metadata.name.clone().unwrap(), 0)]
+    );
+    assert_eq!(
+        plan.events[0].message,
+        format!(
+            "Scaled down replica set {} from 1 to 0",
+            old.metadata.name.as_deref().unwrap()
+        )
+    );
+}
+
+#[test]
+fn with_no_active_replica_set_a_scaling_event_grows_the_newest() {
+    let d = deployment(2, "nginx");
+    let mut rs = stored(run(&d, &[], 0).create.unwrap(), "rs1", 0, 0, 0);
+    rs.status.as_mut().unwrap().replicas = 0;
+    let mut paused = d.clone();
+    paused.spec.as_mut().unwrap().paused = Some(true);
+    let plan = run(&paused, std::slice::from_ref(&rs), 1);
+    assert_eq!(
+        names(&plan.update),
+        vec![(rs.metadata.name.clone().unwrap(), 2)]
+    );
+}
+
+#[test]
+fn resuming_a_paused_deployment_says_so() {
+    let d = deployment(1, "nginx");
+    let rs = stored(run(&d, &[], 0).create.unwrap(), "rs1", 0, 1, 1);
+    let mut paused = d.clone();
+    paused.spec.as_mut().unwrap().paused = Some(true);
+    let paused = with_status(paused.clone(), &run(&paused, std::slice::from_ref(&rs), 1));
+    let mut resumed = paused.clone();
+    resumed.spec.as_mut().unwrap().paused = Some(false);
+    let plan = run(&resumed, std::slice::from_ref(&rs), 2);
+    let status = plan.status.unwrap();
+    // Resumed, then the rollout's own estimate: complete.
+    let progressing = condition_of(&status, "Progressing");
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    let mut no_estimate = resumed.clone();
+    no_estimate.spec.as_mut().unwrap().progress_deadline_seconds = None;
+    let mut resumed_status = DeploymentStatus::default();
+    set_condition(
+        &mut resumed_status,
+        status::new_condition(
+            "Progressing",
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused".into(),
+            at(1),
+        ),
+    );
+    check_paused_conditions(&resumed, &mut resumed_status, at(2));
+    let condition = condition_of(&resumed_status, "Progressing");
+    assert_eq!(
+        (condition.reason.as_deref(), condition.message.as_deref()),
+        (Some("DeploymentResumed"), Some("Deployment is resumed"))
+    );
+    // Without a deadline there is no Progressing condition to maintain.
+    let mut untouched = DeploymentStatus::default();
+    check_paused_conditions(&no_estimate, &mut untouched, at(2));
+    assert_eq!(untouched.conditions, None);
+}
+
+#[test]
+fn a_deployment_being_deleted_only_updates_its_status() {
+    let mut d = deployment(3, "nginx");
+    d.metadata.deletion_timestamp = Some(Time(at(0)));
+    let plan = run(&d, &[], 1);
+    assert!(plan.create.is_none() && plan.update.is_empty() && plan.delete.is_empty());
+    assert_eq!(plan.status.unwrap().observed_generation, Some(1));
+}
+
+#[test]
+fn the_collision_count_changes_the_name_of_the_new_replica_set() {
+    let d = deployment(1, "nginx");
+    let mut collided = d.clone();
+    collided.status = Some(DeploymentStatus {
+        collision_count: Some(1),
+        ..Default::default()
+    });
+    let first = run(&d, &[], 0).create.unwrap();
+    let second = run(&collided, &[], 0).create.unwrap();
+    assert_ne!(first.metadata.name, second.metadata.name);
+    let hash = compute_hash(&d.spec.as_ref().unwrap().template, Some(1));
+    assert_eq!(second.metadata.name, Some(format!("web-{hash}")));
+    // The collision count is kept in the status.
+    assert_eq!(
+        run(&collided, &[], 0).status.unwrap().collision_count,
+        Some(1)
+    );
+}
+
+#[test]
+fn new_replica_set_sizes_follow_the_surge() {
+    let d = deployment(10, "nginx");
+    let old = stored(
+        new_replica_set(&deployment(10, "old"), 10),
+        "rs1",
+        0,
+        10,
+        10,
+    );
+    let new = stored(new_replica_set(&d, 0), "rs2", 1, 0, 0);
+    // 10 + surge 3 - 10 in all: the new ReplicaSet may have 3.
+    assert_eq!(new_rs_new_replicas(&d, &[&old, &new], &new), 3);
+    let full = stored(new_replica_set(&d, 3), "rs2", 1, 3, 0);
+    assert_eq!(
+        new_rs_new_replicas(&d, &[&old, &full], &full),
+        3,
+        "at replicas + surge already"
+    );
+    assert_eq!(
+        new_rs_new_replicas(&recreate(d.clone()), &[&old, &new], &new),
+        10
+    );
+}
