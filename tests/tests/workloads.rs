@@ -674,3 +674,67 @@ mod load_balancer {
         assert!(ingress_ips(&services, "fifth").await.is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adoption_on_testenv() {
+    a_replica_set_adopts_matching_orphans_and_releases_relabeled_pods(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adoption_on_kube_apiserver() {
+    a_replica_set_adopts_matching_orphans_and_releases_relabeled_pods(true).await;
+}
+
+fn controller_uid(pod: &Pod) -> Option<String> {
+    pod.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.clone())
+}
+
+async fn a_replica_set_adopts_matching_orphans_and_releases_relabeled_pods(real: bool) {
+    let Some(playground) = Playground::start(real).await else {
+        return;
+    };
+    let client = playground.client();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    playground
+        .ok(&["run", "orphan", "--image=nginx", "--labels=app=adopt"])
+        .await;
+    let manifest = playground._dir.path().join("rs.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: adopter\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: adopt\n  template:\n    metadata:\n      labels:\n        app: adopt\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n",
+    )
+    .unwrap();
+    playground
+        .ok(&["apply", "-f", manifest.to_str().unwrap()])
+        .await;
+    let rs_api: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    let rs_uid = rs_api.get("adopter").await.unwrap().metadata.uid.unwrap();
+
+    // The orphan is adopted and counts: one pod is created, not two.
+    playground.wait_for_pods("adopt", 2, "nginx").await;
+    let orphan = pods.get("orphan").await.unwrap();
+    assert_eq!(controller_uid(&orphan).as_deref(), Some(rs_uid.as_str()));
+
+    // Relabeled out of the selector: released, and replaced.
+    playground
+        .ok(&["label", "pod", "orphan", "app=quarantine", "--overwrite"])
+        .await;
+    let replaced = playground.wait_for_pods("adopt", 2, "nginx").await;
+    assert!(
+        replaced
+            .iter()
+            .all(|p| p.metadata.name.as_deref() != Some("orphan"))
+    );
+    let deadline = Instant::now() + WAIT;
+    while controller_uid(&pods.get("orphan").await.unwrap()).is_some() {
+        assert!(Instant::now() < deadline, "orphan was not released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = rs_api.get("adopter").await.unwrap().status.unwrap();
+    assert_eq!(status.replicas, 2);
+}

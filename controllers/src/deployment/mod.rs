@@ -8,8 +8,8 @@
 //! upstream sync would write. The shell applies it in order: create, updates, deletes, the
 //! revision, the status.
 //!
-//! Left out: adoption and release of ReplicaSets by selector (only ReplicaSets whose
-//! controllerRef is the Deployment take part) and the deprecated `rollbackTo`.
+//! The ReplicaSets are those the Deployment controls once the shell has adopted and released
+//! by selector (`crate::workload::claim`). Left out: the deprecated `rollbackTo`.
 
 mod hash;
 mod math;

@@ -4,9 +4,9 @@
 //! annotation).
 //!
 //! A name collision of the new ReplicaSet (`AlreadyExists` with a ReplicaSet that is not this
-//! Deployment's template) bumps `status.collisionCount`, as upstream does. Left out: adoption
-//! and release of ReplicaSets by selector (only ReplicaSets whose controllerRef is the
-//! Deployment count).
+//! Deployment's template) bumps `status.collisionCount`, as upstream does. Orphan ReplicaSets
+//! that match the selector are adopted and ReplicaSets that stop matching are released before
+//! each sync (upstream's `claimReplicaSets`).
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -25,12 +25,15 @@ use crate::leader_election::{NotLeader, WriteGate};
 use crate::runtime::cache::{Applied, ObjectCache};
 use crate::runtime::events::reference_to;
 use crate::runtime::locks::{read, write};
-use crate::runtime::owned::OwnedCache;
+use crate::runtime::owned::{OwnedCache, patch_owner_references};
 use crate::runtime::{
     CacheSyncSignal, ControllerParts, Delta, ErrorPolicy, EventRecorder, ObjectKey, QueueConfig,
     Reconciler, Reflectors, Shutdown, WorkQueue, is_namespace_terminating, run_controller,
 };
-use crate::workload::is_controlled_by;
+use crate::workload::{
+    claim, controller_of, controller_ref, is_controlled_by, owner_references_after,
+    selector_matches,
+};
 use gocompat::api_error_text;
 
 /// Event source component.
@@ -155,7 +158,79 @@ impl Inner {
                     self.queue.add(ObjectKey::new(namespace, owner.name));
                 }
             }
+            // An orphan may be adopted by any Deployment whose selector matches it.
+            for rs in [&change.old, &change.new].into_iter().flatten() {
+                if controller_of(&rs.metadata).is_none() {
+                    let keys: Vec<ObjectKey> = read(&self.deployments)
+                        .iter()
+                        .filter(|(k, d)| {
+                            k.namespace == change.key.namespace
+                                && selector_matches(
+                                    d.spec.as_ref().map(|s| &s.selector),
+                                    rs.metadata.labels.as_ref(),
+                                )
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    keys.into_iter().for_each(|key| self.queue.add(key));
+                }
+            }
         }
+    }
+
+    /// `claimReplicaSets`: the ReplicaSets the Deployment controls once orphans that match are
+    /// adopted and ReplicaSets that stopped matching are released.
+    async fn claim_replica_sets(
+        &self,
+        key: &ObjectKey,
+        deployment: &Deployment,
+    ) -> Result<Vec<ReplicaSet>, SyncError> {
+        let uid = deployment.metadata.uid.clone().unwrap_or_default();
+        let candidates = read(&self.replica_sets).in_namespace(&key.namespace);
+        let selector = deployment.spec.as_ref().map(|s| &s.selector);
+        let claims = claim(
+            &deployment.metadata,
+            selector,
+            candidates.iter().map(|rs| &rs.metadata),
+        );
+        let released = |rs: &ReplicaSet| {
+            rs.metadata
+                .name
+                .as_ref()
+                .is_some_and(|n| claims.release.contains(n))
+        };
+        let mut replica_sets: Vec<ReplicaSet> = read(&self.replica_sets)
+            .controlled_by(&uid)
+            .iter()
+            .filter(|rs| !released(rs))
+            .map(|rs| ReplicaSet::clone(rs))
+            .collect();
+        if claims.adopt.is_empty() && claims.release.is_empty() {
+            return Ok(replica_sets);
+        }
+        self.config.write_gate.check()?;
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &key.namespace);
+        let me = controller_ref("apps/v1", "Deployment", &deployment.metadata);
+        for rs in &candidates {
+            let name = rs.metadata.name.clone().unwrap_or_default();
+            let (adopt, release) = (claims.adopt.contains(&name), claims.release.contains(&name));
+            if !adopt && !release {
+                continue;
+            }
+            let refs = if adopt {
+                owner_references_after(&rs.metadata, Some(&me), None)
+            } else {
+                owner_references_after(&rs.metadata, None, Some(&uid))
+            };
+            match patch_owner_references(&api, &rs.metadata, refs).await {
+                Ok(patched) if adopt => replica_sets.push(patched),
+                Ok(_) => {}
+                // Changed or gone meanwhile: its next event brings it back here.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(replica_sets)
     }
 
     /// A pod going away may let a Recreate rollout go on: queue its ReplicaSet's Deployment.
@@ -180,12 +255,7 @@ impl Inner {
         let Some(deployment) = read(&self.deployments).get(key) else {
             return Ok(());
         };
-        let uid = deployment.metadata.uid.clone().unwrap_or_default();
-        let replica_sets: Vec<ReplicaSet> = read(&self.replica_sets)
-            .controlled_by(&uid)
-            .iter()
-            .map(|rs| ReplicaSet::clone(rs))
-            .collect();
+        let replica_sets = self.claim_replica_sets(key, &deployment).await?;
         let pods: Vec<Pod> = {
             let pods = read(&self.pods);
             replica_sets

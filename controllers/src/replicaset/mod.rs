@@ -2,9 +2,8 @@
 //! spec §4.8): which pods to create from the template and which to delete, in upstream's
 //! order, the slow-start batches creations go in, and the status.
 //!
-//! Inputs are plain data: the ReplicaSet, the pods it controls (by controllerRef) and the time.
-//! Adoption of orphans and release of pods that stop matching are left to the shell (which only
-//! counts pods whose controllerRef is the ReplicaSet).
+//! Inputs are plain data: the ReplicaSet, the pods it controls (by controllerRef, after the
+//! shell's adoptions and releases, `crate::workload::claim`) and the time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

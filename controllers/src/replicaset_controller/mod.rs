@@ -3,8 +3,8 @@
 //! slow-start batches, pods deleted, the status. Pod expectations keep a stale cache from
 //! making it create or delete twice.
 //!
-//! Left out: adoption of orphan pods that match the selector and release of owned pods that no
-//! longer do (only pods whose controllerRef is the ReplicaSet count).
+//! Orphan pods that match the selector are adopted, and pods that stop matching are released,
+//! before each sync counts the pods (upstream's `claimPods`).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,10 +24,13 @@ use crate::replicaset::{
 use crate::runtime::cache::{Applied, ObjectCache};
 use crate::runtime::events::reference_to;
 use crate::runtime::locks::{lock, read, write};
-use crate::runtime::owned::OwnedCache;
+use crate::runtime::owned::{OwnedCache, patch_owner_references};
 use crate::runtime::{
     CacheSyncSignal, ControllerParts, Delta, ErrorPolicy, EventRecorder, ObjectKey, QueueConfig,
     Reconciler, Reflectors, Shutdown, WorkQueue, is_namespace_terminating, run_controller,
+};
+use crate::workload::{
+    claim, controller_of, controller_ref, is_pod_active, owner_references_after, selector_matches,
 };
 use gocompat::api_error_text;
 
@@ -169,7 +172,83 @@ impl Inner {
                 }
                 self.queue.add(key);
             }
+            // An orphan may be adopted by any ReplicaSet whose selector matches it.
+            for pod in [&change.old, &change.new].into_iter().flatten() {
+                if controller_of(&pod.metadata).is_none() {
+                    self.enqueue_selecting(&change.key.namespace, pod);
+                }
+            }
         }
+    }
+
+    fn enqueue_selecting(&self, namespace: &str, pod: &Pod) {
+        let keys: Vec<ObjectKey> = read(&self.replica_sets)
+            .iter()
+            .filter(|(k, rs)| {
+                k.namespace == namespace
+                    && selector_matches(
+                        rs.spec.as_ref().map(|s| &s.selector),
+                        pod.metadata.labels.as_ref(),
+                    )
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.queue.add(key);
+        }
+    }
+
+    /// `claimPods`: the active pods the ReplicaSet controls once orphans that match are adopted
+    /// and pods that stopped matching are released.
+    async fn claim_pods(&self, key: &ObjectKey, rs: &ReplicaSet) -> Result<Vec<Pod>, SyncError> {
+        let uid = rs.metadata.uid.clone().unwrap_or_default();
+        let candidates: Vec<Arc<Pod>> = read(&self.pods)
+            .in_namespace(&key.namespace)
+            .into_iter()
+            .filter(|p| is_pod_active(p))
+            .collect();
+        let selector = rs.spec.as_ref().map(|s| &s.selector);
+        let claims = claim(
+            &rs.metadata,
+            selector,
+            candidates.iter().map(|p| &p.metadata),
+        );
+        let mut pods: Vec<Pod> = read(&self.pods)
+            .controlled_by(&uid)
+            .iter()
+            .filter(|p| {
+                !claims
+                    .release
+                    .contains(p.metadata.name.as_ref().unwrap_or(&String::new()))
+            })
+            .map(|p| Pod::clone(p))
+            .collect();
+        if claims.adopt.is_empty() && claims.release.is_empty() {
+            return Ok(pods);
+        }
+        self.config.write_gate.check()?;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
+        let me = controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
+        for pod in &candidates {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let (adopt, release) = (claims.adopt.contains(&name), claims.release.contains(&name));
+            if !adopt && !release {
+                continue;
+            }
+            let refs = if adopt {
+                owner_references_after(&pod.metadata, Some(&me), None)
+            } else {
+                owner_references_after(&pod.metadata, None, Some(&uid))
+            };
+            match patch_owner_references(&api, &pod.metadata, refs).await {
+                Ok(patched) if adopt => pods.push(patched),
+                Ok(_) => {}
+                // Changed or gone meanwhile: its next event brings it back here.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(pods)
     }
 
     async fn sync_replica_set(&self, key: &ObjectKey) -> Result<(), SyncError> {
@@ -177,12 +256,7 @@ impl Inner {
             lock(&self.expectations).forget(key);
             return Ok(());
         };
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let pods: Vec<Pod> = read(&self.pods)
-            .controlled_by(&uid)
-            .iter()
-            .map(|p| Pod::clone(p))
-            .collect();
+        let pods = self.claim_pods(key, &rs).await?;
         let manage = lock(&self.expectations).satisfied(key, Instant::now())
             && rs.metadata.deletion_timestamp.is_none();
         let failure = if manage {

@@ -131,6 +131,15 @@ impl<K: kube::Resource> OwnedCache<K> {
         self.objects.get(key).cloned()
     }
 
+    /// Every object of `namespace` (adoption looks at orphans there).
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
     /// The objects whose controller has `uid`, sorted by key.
     pub fn controlled_by(&self, uid: &str) -> Vec<Arc<K>> {
         self.by_controller
@@ -140,6 +149,33 @@ impl<K: kube::Resource> OwnedCache<K> {
             .filter_map(|k| self.objects.get(k).cloned())
             .collect()
     }
+}
+
+/// Writes `owner_references` to the object of `meta` (an adoption or a release) with a merge
+/// patch whose resourceVersion is a precondition, as upstream's patch carries the object's uid:
+/// a changed object is answered 409 and claimed again on its next event.
+pub async fn patch_owner_references<K>(
+    api: &kube::Api<K>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    owner_references: Vec<OwnerReference>,
+) -> Result<K, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({"metadata": {
+        "ownerReferences": owner_references,
+        "resourceVersion": meta.resource_version,
+    }});
+    let params = kube::api::PatchParams {
+        field_manager: Some(super::FIELD_MANAGER.into()),
+        ..kube::api::PatchParams::default()
+    };
+    api.patch(
+        meta.name.as_deref().unwrap_or(""),
+        &params,
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -127,6 +127,73 @@ pub fn scaled_value(value: Option<&IntOrString>, total: i32, round_up: bool) -> 
     }
 }
 
+/// What a controller's claim on the objects of its namespace changes (`ClaimObject` of
+/// `k/k pkg/controller/controller_ref_manager.go`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// Names of orphans that match the selector: the owner becomes their controller.
+    pub adopt: Vec<String>,
+    /// Names of objects the owner controls that no longer match: their controllerRef goes.
+    pub release: Vec<String>,
+}
+
+/// The adoptions and releases of `owner` over `candidates` (objects of its namespace): an
+/// object it controls is released when the selector stops matching; an orphan that matches is
+/// adopted; objects of other controllers are left alone. An owner being deleted adopts and
+/// releases nothing, and an object being deleted is not adopted.
+pub fn claim<'a>(
+    owner: &ObjectMeta,
+    selector: Option<&LabelSelector>,
+    candidates: impl IntoIterator<Item = &'a ObjectMeta>,
+) -> Claims {
+    let mut claims = Claims::default();
+    if owner.deletion_timestamp.is_some() {
+        return claims;
+    }
+    let uid = owner.uid.as_deref().unwrap_or("");
+    for meta in candidates {
+        let matches = selector_matches(selector, meta.labels.as_ref());
+        let name = meta.name.clone().unwrap_or_default();
+        match controller_of(meta) {
+            Some(r) if r.uid == uid => {
+                if !matches {
+                    claims.release.push(name);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if matches && meta.deletion_timestamp.is_none() {
+                    claims.adopt.push(name);
+                }
+            }
+        }
+    }
+    claims.adopt.sort();
+    claims.release.sort();
+    claims
+}
+
+/// `ownerReferences` with `controller` added (adoption) or every reference to `owner_uid`
+/// removed (release): the list a merge patch writes back.
+pub fn owner_references_after(
+    meta: &ObjectMeta,
+    adopt: Option<&OwnerReference>,
+    release_uid: Option<&str>,
+) -> Vec<OwnerReference> {
+    let mut refs: Vec<OwnerReference> = meta
+        .owner_references
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| release_uid.is_none_or(|uid| r.uid != uid))
+        .collect();
+    if let Some(controller) = adopt {
+        refs.retain(|r| r.uid != controller.uid);
+        refs.push(controller.clone());
+    }
+    refs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +214,79 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    fn meta(name: &str, labels: &[(&str, &str)], controller: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            owner_references: controller.map(|uid| {
+                vec![OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: "ReplicaSet".into(),
+                    name: format!("rs-{uid}"),
+                    uid: uid.into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn claims_adopt_matching_orphans_and_release_what_stopped_matching() {
+        let owner = ObjectMeta {
+            uid: Some("me".into()),
+            ..Default::default()
+        };
+        let selector = LabelSelector {
+            match_labels: Some([("app".to_string(), "web".to_string())].into()),
+            ..Default::default()
+        };
+        let mut dying = meta("dying-orphan", &[("app", "web")], None);
+        dying.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::UNIX_EPOCH,
+        ));
+        let candidates = [
+            meta("mine", &[("app", "web")], Some("me")),
+            meta("relabeled", &[("app", "debug")], Some("me")),
+            meta("orphan", &[("app", "web")], None),
+            meta("other-app", &[("app", "db")], None),
+            meta("someone-elses", &[("app", "web")], Some("other")),
+            dying,
+        ];
+        let claims = claim(&owner, Some(&selector), candidates.iter());
+        assert_eq!(claims.adopt, vec!["orphan"]);
+        assert_eq!(claims.release, vec!["relabeled"]);
+        let deleting = ObjectMeta {
+            deletion_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::UNIX_EPOCH,
+            )),
+            ..owner.clone()
+        };
+        assert_eq!(
+            claim(&deleting, Some(&selector), candidates.iter()),
+            Claims::default()
+        );
+
+        let me = controller_ref(
+            "apps/v1",
+            "ReplicaSet",
+            &ObjectMeta {
+                name: Some("rs-me".into()),
+                uid: Some("me".into()),
+                ..Default::default()
+            },
+        );
+        let adopted = owner_references_after(&candidates[2], Some(&me), None);
+        assert_eq!(adopted, vec![me.clone()]);
+        assert!(owner_references_after(&candidates[1], None, Some("me")).is_empty());
     }
 
     #[test]
