@@ -59,8 +59,7 @@ pub struct ContainerLog {
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// A command that runs `argv` inside `container` of `pod` (its network namespace, its
     /// resolv.conf), ready to spawn with the stdio the caller sets up.
-    fn exec(&self, pod: &PodRef, container: &str, argv: &[String])
-    -> Result<Command, RuntimeError>;
+    fn exec(&self, pod: &PodRef, container: &str, argv: &[String]) -> Result<Command, RuntimeError>;
 
     /// The container's log.
     fn logs(&self, pod: &PodRef, container: &str) -> Result<ContainerLog, RuntimeError>;

@@ -99,10 +99,7 @@ impl ApiServer {
 
     /// The registered container runtime, if any.
     pub fn container_runtime(&self) -> Option<Arc<dyn ContainerRuntime>> {
-        self.runtime
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The resource table (built-ins plus served CRDs).
