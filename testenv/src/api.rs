@@ -98,7 +98,7 @@ impl ApiRequest {
         self.namespace.as_deref().unwrap_or("")
     }
 
-    fn field_manager(&self) -> String {
+    pub(crate) fn field_manager(&self) -> String {
         match self.q("fieldManager") {
             Some(m) => m.to_string(),
             // kube-apiserver records a request without a User-Agent as "unknown".
@@ -333,6 +333,9 @@ fn same_content(a: &Value, b: &Value) -> bool {
 impl ApiServer {
     /// Serves one routed request.
     pub async fn serve_api(self: &Arc<Self>, req: ApiRequest) -> Result<Reply, ApiError> {
+        if req.subresource.as_deref() == Some(crate::scale::SCALE) {
+            return self.serve_scale(&req).await;
+        }
         match req.verb {
             Verb::Get => self.get(&req),
             Verb::List => self.list(&req),
@@ -888,7 +891,7 @@ impl ApiServer {
     }
 
     /// Validates, admits and stores an update of `old` to `new`; `expected` is the resourceVersion read.
-    async fn write_update(
+    pub(crate) async fn write_update(
         self: &Arc<Self>,
         req: &ApiRequest,
         old: &Value,
@@ -1437,7 +1440,7 @@ pub(crate) fn object_matches_fields(fields: &FieldSelector, obj: &StoredObject) 
 }
 
 /// Why an update did not commit.
-enum WriteError {
+pub(crate) enum WriteError {
     /// The object changed since it was read: re-read and retry, or answer 409.
     Conflict,
     /// Any other answer.

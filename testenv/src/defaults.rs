@@ -128,11 +128,7 @@ pub fn default_pod(pod: &mut Value) {
     let Some(spec) = obj_mut(pod, "spec") else {
         return;
     };
-    set_if_missing(spec, "restartPolicy", json!("Always"));
-    set_if_missing(spec, "dnsPolicy", json!("ClusterFirst"));
-    set_if_missing(spec, "terminationGracePeriodSeconds", json!(30));
-    set_if_missing(spec, "schedulerName", json!("default-scheduler"));
-    set_if_missing(spec, "securityContext", json!({}));
+    default_pod_spec(spec);
     set_if_missing(spec, "enableServiceLinks", json!(true));
     set_if_missing(spec, "priority", json!(0));
     set_if_missing(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
@@ -145,12 +141,70 @@ pub fn default_pod(pod: &mut Value) {
             ]),
         );
     }
+}
+
+/// `SetDefaults_PodSpec` with its containers': what a pod and a pod template share (the
+/// template gets no `enableServiceLinks`, tolerations or priority, which are pod defaults and
+/// admission's).
+fn default_pod_spec(spec: &mut Map<String, Value>) {
+    set_if_missing(spec, "restartPolicy", json!("Always"));
+    set_if_missing(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_if_missing(spec, "terminationGracePeriodSeconds", json!(30));
+    set_if_missing(spec, "schedulerName", json!("default-scheduler"));
+    set_if_missing(spec, "securityContext", json!({}));
     for key in ["containers", "initContainers"] {
         if let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) {
             for c in cs.iter_mut().filter_map(Value::as_object_mut) {
                 default_container(c);
             }
         }
+    }
+}
+
+/// The pod template of a workload (`spec.template.spec`), defaulted as a PodSpec.
+fn default_template(workload: &mut Value) {
+    if let Some(spec) = workload
+        .pointer_mut("/spec/template/spec")
+        .and_then(Value::as_object_mut)
+    {
+        default_pod_spec(spec);
+    }
+}
+
+/// apps/v1 `SetDefaults_Deployment`: one replica, a 25%/25% RollingUpdate, 10 old ReplicaSets
+/// kept, a 600 s progress deadline; and the template's PodSpec defaults.
+pub fn default_deployment(deployment: &mut Value) {
+    default_template(deployment);
+    let Some(spec) = obj_mut(deployment, "spec") else {
+        return;
+    };
+    set_if_missing(spec, "replicas", json!(1));
+    let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
+    if !strategy.is_object() {
+        *strategy = json!({});
+    }
+    if let Some(strategy) = strategy.as_object_mut() {
+        set_if_missing(strategy, "type", json!("RollingUpdate"));
+        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+            let rolling = strategy.entry("rollingUpdate").or_insert_with(|| json!({}));
+            if !rolling.is_object() {
+                *rolling = json!({});
+            }
+            if let Some(rolling) = rolling.as_object_mut() {
+                set_if_missing(rolling, "maxUnavailable", json!("25%"));
+                set_if_missing(rolling, "maxSurge", json!("25%"));
+            }
+        }
+    }
+    set_if_missing(spec, "revisionHistoryLimit", json!(10));
+    set_if_missing(spec, "progressDeadlineSeconds", json!(600));
+}
+
+/// apps/v1 `SetDefaults_ReplicaSet`: one replica; and the template's PodSpec defaults.
+pub fn default_replica_set(replica_set: &mut Value) {
+    default_template(replica_set);
+    if let Some(spec) = obj_mut(replica_set, "spec") {
+        set_if_missing(spec, "replicas", json!(1));
     }
 }
 
@@ -293,6 +347,8 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("", "Secret") => default_secret(obj),
         ("", "Endpoints") => default_endpoints(obj),
         ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
+        ("apps", "Deployment") => default_deployment(obj),
+        ("apps", "ReplicaSet") => default_replica_set(obj),
         _ => {}
     }
 }
@@ -351,5 +407,33 @@ mod tests {
             "IfNotPresent"
         );
         assert_eq!(pod["spec"]["containers"][1]["ports"][0]["protocol"], "TCP");
+    }
+
+    #[test]
+    fn workload_defaults_match_upstream_apps_v1() {
+        let mut deployment = json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}});
+        default_deployment(&mut deployment);
+        assert_eq!(deployment["spec"]["replicas"], 1);
+        assert_eq!(
+            deployment["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        assert_eq!(deployment["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(deployment["spec"]["progressDeadlineSeconds"], 600);
+        let template = &deployment["spec"]["template"]["spec"];
+        assert_eq!(template["restartPolicy"], "Always");
+        assert_eq!(template["containers"][0]["imagePullPolicy"], "Always");
+        assert!(
+            template.get("enableServiceLinks").is_none() && template.get("tolerations").is_none()
+        );
+
+        let mut recreate = json!({"spec": {"replicas": 0, "strategy": {"type": "Recreate"}}});
+        default_deployment(&mut recreate);
+        assert_eq!(recreate["spec"]["replicas"], 0);
+        assert_eq!(recreate["spec"]["strategy"], json!({"type": "Recreate"}));
+
+        let mut rs = json!({"spec": {}});
+        default_replica_set(&mut rs);
+        assert_eq!(rs["spec"]["replicas"], 1);
     }
 }

@@ -84,13 +84,18 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
             } else {
                 json!(ResourceType::subresource_verbs(sub))
             };
-            out.push(json!({
+            let mut entry = json!({
                 "name": format!("{}/{}", rt.plural, sub),
                 "singularName": "",
                 "namespaced": rt.namespaced,
                 "kind": rt.subresource_kind(sub),
                 "verbs": verbs,
-            }));
+            });
+            if let Some((group, version)) = rt.subresource_group_version(sub) {
+                entry["group"] = json!(group);
+                entry["version"] = json!(version);
+            }
+            out.push(entry);
         }
     }
     out
@@ -255,8 +260,9 @@ fn resource_discovery(rt: &ResourceType) -> Value {
             .iter()
             .map(|s| {
                 // kube-apiserver fills a subresource's group and version only when its kind is of
-                // another group-version (a pod's Eviction); none of testenv's is.
-                let kind = json!({"group": "", "version": "", "kind": rt.subresource_kind(s)});
+                // another group-version (a pod's Eviction, a Deployment's autoscaling/v1 Scale).
+                let (group, version) = rt.subresource_group_version(s).unwrap_or(("", ""));
+                let kind = json!({"group": group, "version": version, "kind": rt.subresource_kind(s)});
                 json!({"subresource": s, "responseKind": kind, "verbs": ResourceType::subresource_verbs(s)})
             })
             .collect();

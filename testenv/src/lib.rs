@@ -39,6 +39,7 @@ pub mod representation;
 pub mod resources;
 pub mod router;
 pub mod runtime;
+mod scale;
 pub mod schemas;
 pub mod selector;
 pub mod server;

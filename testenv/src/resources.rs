@@ -61,8 +61,15 @@ impl ResourceType {
         match sub {
             "binding" => "Binding".to_string(),
             "exec" => "PodExecOptions".to_string(),
+            crate::scale::SCALE => crate::scale::SCALE_KIND.to_string(),
             _ => self.kind.clone(),
         }
+    }
+
+    /// The group and version of subresource `sub`'s kind when it is not the resource's own
+    /// (`scale` answers with `autoscaling/v1` Scale).
+    pub fn subresource_group_version(&self, sub: &str) -> Option<(&'static str, &'static str)> {
+        (sub == crate::scale::SCALE).then_some(crate::scale::SCALE_GROUP_VERSION)
     }
 
     /// `plural.group` (or just `plural`), the name used in messages such as `services "web" not found`.
@@ -309,7 +316,18 @@ const BUILTINS: &[Builtin] = &[
         namespaced: true,
         short_names: &["deploy"],
         categories: &["all"],
-        subresources: &["status"],
+        subresources: &["scale", "status"],
+        tracks_generation: true,
+    },
+    Builtin {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
         tracks_generation: true,
     },
 ];

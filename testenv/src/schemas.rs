@@ -174,6 +174,12 @@ pub const PATCH_METADATA: &[(&str, &str, &str, &str)] = &[
         "type",
     ),
     (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        "conditions",
+        "merge",
+        "type",
+    ),
+    (
         "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration",
         "webhooks",
         "merge",
@@ -243,6 +249,7 @@ fn builtin_kinds(
             "CustomResourceDefinition",
         ),
         one::<apps::Deployment>(g, "apps", "v1", "Deployment"),
+        one::<apps::ReplicaSet>(g, "apps", "v1", "ReplicaSet"),
         one::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>(g, "", "v1", "Status"),
         one::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>(
             g,

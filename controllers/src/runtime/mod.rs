@@ -9,6 +9,7 @@ pub mod enqueue;
 pub mod events;
 pub mod key;
 pub mod locks;
+pub mod owned;
 pub mod queue;
 pub mod reflector;
 pub mod slice_tracker;

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -211,6 +212,12 @@ impl Compact for Pod {}
 
 /// Reduced to a `NodeInfo` by the controllers.
 impl Compact for Node {}
+
+/// Kept whole by the Deployment controller.
+impl Compact for Deployment {}
+
+/// Kept whole by the Deployment and ReplicaSet controllers.
+impl Compact for ReplicaSet {}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 pub use custom::{CustomColumn, custom_columns, custom_resource_cells};
+pub(crate) use other::format_label_selector;
 
 /// One column of a `Table`, as `metav1.TableColumnDefinition`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +121,7 @@ pub fn printer_for(group: &str, kind: &str) -> Option<Printer> {
             p(other::WEBHOOK_COLUMNS, other::webhook_cells)
         }
         ("apps", "Deployment") => p(other::DEPLOYMENT_COLUMNS, other::deployment_cells),
+        ("apps", "ReplicaSet") => p(other::REPLICA_SET_COLUMNS, other::replica_set_cells),
         _ => None,
     }
 }

@@ -257,6 +257,51 @@ pub(super) fn deployment_cells(d: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
+/// `replicaSetColumnDefinitions`, the columns of `kubectl get rs`.
+pub(super) const REPLICA_SET_COLUMNS: &[Column] = &[
+    NAME,
+    int_col(
+        "Desired",
+        "Replicas is the number of desired pods. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset",
+    ),
+    int_col(
+        "Current",
+        "Replicas is the most recently observed number of non-terminating pods. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset",
+    ),
+    int_col(
+        "Ready",
+        "The number of non-terminating pods targeted by this ReplicaSet with a Ready Condition.",
+    ),
+    AGE,
+    wide("Containers", "Names of each container in the template."),
+    wide(
+        "Images",
+        "Images referenced by each container in the template.",
+    ),
+    wide(
+        "Selector",
+        "Selector is a label query over pods that should match the replica count. If the selector is empty, it is defaulted to the labels present on the pod template. Label keys and values that must match in order to be controlled by this replica set. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+    ),
+];
+
+/// `printReplicaSet`.
+pub(super) fn replica_set_cells(rs: &Value, now: Timestamp) -> Vec<Value> {
+    let int = |p: &str| rs.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let containers = array_at(rs, "/spec/template/spec/containers");
+    let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
+    vec![
+        json!(name_of(rs)),
+        json!(int("/spec/replicas")),
+        json!(int("/status/replicas")),
+        json!(int("/status/readyReplicas")),
+        age_of(rs, now),
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(format_label_selector(rs.pointer("/spec/selector"))),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
