@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteNextHop, RouteScope};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -165,6 +165,35 @@ pub async fn route_via(node_ns: &str, cidr: Ipv4Net, via: Ipv4Addr) -> io::Resul
         .execute()
         .await
         .map_err(|e| step_error(&format!("route {cidr} via {via}"), e))
+}
+
+/// Routes `cidr` in namespace `ns` over every one of `vias` (equal-cost multipath, as a router
+/// learning a LoadBalancer range from every node by BGP would), replacing any route to it.
+pub async fn route_multipath(ns: &str, cidr: Ipv4Net, vias: &[Ipv4Addr]) -> io::Result<()> {
+    if vias.is_empty() {
+        return Ok(());
+    }
+    let hops = vias
+        .iter()
+        .map(|via| {
+            let mut hop = RouteNextHop::default();
+            hop.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(*via)));
+            hop
+        })
+        .collect();
+    let h = netlink_in(ns).await?;
+    h.route()
+        .add(
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(cidr.network(), cidr.prefix_len())
+                .multipath(hops)
+                .build(),
+        )
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| step_error(&format!("route {cidr} over {} nodes", vias.len()), e))
 }
 
 /// Removes the route to `cidr` via `via` from node namespace `node_ns` (absent is fine).

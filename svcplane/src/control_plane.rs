@@ -9,6 +9,7 @@ use std::time::Duration;
 use allocator::registry::{AllocationMode, RegistryConfig, ServiceRegistry};
 use allocator::{PortRange, ServiceClusterIpRanges};
 use controllers::allocation_repair::{AllocationRepair, RepairConfig, RepairMetrics};
+use controllers::deployment_controller::{DeploymentController, DeploymentControllerConfig};
 use controllers::endpoints_controller::{EndpointsController, EndpointsControllerConfig};
 use controllers::endpointslice_controller::{
     EndpointSliceController, EndpointSliceControllerConfig,
@@ -16,7 +17,9 @@ use controllers::endpointslice_controller::{
 use controllers::kubernetes_service_controller::{
     self as kubernetes_service, KubernetesServiceConfig,
 };
+use controllers::loadbalancer_controller::{LoadBalancerController, LoadBalancerControllerConfig};
 use controllers::mirroring_controller::{MirroringController, MirroringControllerConfig};
+use controllers::replicaset_controller::{ReplicaSetController, ReplicaSetControllerConfig};
 use controllers::runtime::CacheSyncSignal;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::Api;
@@ -293,6 +296,46 @@ pub fn endpoints(config: EndpointsControllerConfig) -> Component {
         let signal = config.caches_synced.clone();
         let controller = EndpointsController::new(client, config);
         start_synced("endpoint", signal, async move {
+            controller.run(shutdown).await;
+            Ok(())
+        })
+        .await
+    })
+}
+
+/// The ReplicaSet controller (the playground on testenv; kube-controller-manager runs upstream's
+/// beside a real kube-apiserver).
+pub fn replicaset(config: ReplicaSetControllerConfig) -> Component {
+    Component::new("replicaset", move |client, shutdown| async move {
+        let signal = config.caches_synced.clone();
+        let controller = ReplicaSetController::new(client, config);
+        start_synced("replicaset", signal, async move {
+            controller.run(shutdown).await;
+            Ok(())
+        })
+        .await
+    })
+}
+
+/// The Deployment controller (the playground on testenv, as the ReplicaSet controller).
+pub fn deployment(config: DeploymentControllerConfig) -> Component {
+    Component::new("deployment", move |client, shutdown| async move {
+        let signal = config.caches_synced.clone();
+        let controller = DeploymentController::new(client, config);
+        start_synced("deployment", signal, async move {
+            controller.run(shutdown).await;
+            Ok(())
+        })
+        .await
+    })
+}
+
+/// The LoadBalancer IP controller: `status.loadBalancer.ingress` from its pool.
+pub fn load_balancer(config: LoadBalancerControllerConfig) -> Component {
+    Component::new("loadbalancer", move |client, shutdown| async move {
+        let signal = config.caches_synced.clone();
+        let controller = LoadBalancerController::new(client, config)?;
+        start_synced("loadbalancer", signal, async move {
             controller.run(shutdown).await;
             Ok(())
         })

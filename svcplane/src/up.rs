@@ -14,10 +14,13 @@ use std::time::Instant;
 use allocator::registry::AllocationMode;
 use allocator::{PortRange, ServiceClusterIpRanges};
 use controllers::allocation_repair::{RepairConfig, RepairMetrics, register};
+use controllers::deployment_controller::DeploymentControllerConfig;
 use controllers::endpoints_controller::EndpointsControllerConfig;
 use controllers::endpointslice_controller::EndpointSliceControllerConfig;
 use controllers::kubernetes_service_controller::KubernetesServiceConfig;
+use controllers::loadbalancer_controller::LoadBalancerControllerConfig;
 use controllers::mirroring_controller::MirroringControllerConfig;
+use controllers::replicaset_controller::ReplicaSetControllerConfig;
 use controllers::runtime::CacheSyncSignal;
 use prometheus_client::registry::Registry;
 use testenv::nodesim::{NodeSimConfig, NodeSimulator, ReadinessReporter};
@@ -73,6 +76,19 @@ pub struct UpArgs {
     /// (docs/data-plane.md). Needs root; without it `up` runs as without the flag and says why.
     #[arg(long)]
     data_plane: bool,
+    /// Where LoadBalancer Services' IPs come from: CIDRs or first-last ranges, comma-separated,
+    /// one family or both (with --data-plane they answer inside the nodes' namespaces only).
+    #[arg(long, value_delimiter = ',', value_name = "CIDR|RANGE",
+          default_values = controllers::loadbalancer::DEFAULT_POOL,
+          value_parser = parse_pool_entry)]
+    load_balancer_pool: Vec<String>,
+}
+
+/// One `--load-balancer-pool` entry, checked as the controller will read it.
+fn parse_pool_entry(text: &str) -> Result<String, String> {
+    controllers::loadbalancer::LoadBalancerPool::new(&[text.trim()])
+        .map(|_| text.trim().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// The controllers' cache-sync signals, named as `/readyz` lists them.
@@ -142,6 +158,11 @@ fn components(
         caches_synced: sync_signal(&mut signals, "endpointslicemirroring"),
         ..Default::default()
     };
+    let load_balancer = LoadBalancerControllerConfig {
+        pool: args.load_balancer_pool.clone(),
+        caches_synced: sync_signal(&mut signals, "loadbalancer"),
+        ..Default::default()
+    };
     let repair = RepairConfig {
         caches_synced: sync_signal(&mut signals, "allocation-repair"),
         mode,
@@ -183,9 +204,21 @@ fn components(
         control_plane::endpointslice(slices, metrics.clone()),
         control_plane::endpoints(endpoints),
         control_plane::mirroring(mirroring),
+        control_plane::load_balancer(load_balancer),
         control_plane::allocation_repair(repair, repair_metrics),
         crate::dns_server::component(args.dns_listen, dns_bound.clone(), dns_records.clone()),
     ]);
+    if registry_of_record {
+        // Beside a real kube-apiserver, kube-controller-manager runs upstream's.
+        components.push(control_plane::replicaset(ReplicaSetControllerConfig {
+            caches_synced: sync_signal(&mut signals, "replicaset"),
+            ..Default::default()
+        }));
+        components.push(control_plane::deployment(DeploymentControllerConfig {
+            caches_synced: sync_signal(&mut signals, "deployment"),
+            ..Default::default()
+        }));
+    }
     if data_plane_on
         && let Some(server) = embedded
         && let Some(dns_ip) = data_plane::cluster_dns_ip(ranges.primary.net())
@@ -198,6 +231,7 @@ fn components(
             dns_ip,
             nodes: node_names,
             cluster_cidr,
+            load_balancer_pool: args.load_balancer_pool.clone(),
         }));
     }
     (components, signals)

@@ -46,6 +46,30 @@ pub struct DataPlaneSetup {
     /// The pod network (kube-proxy's `--cluster-cidr`): traffic from outside it to a ClusterIP
     /// is masqueraded.
     pub cluster_cidr: IpNet,
+    /// The LoadBalancer IP pool (CIDRs and first-last ranges): the fabric, the nodes' own
+    /// network, routes it over every node, as a router would learn it from them.
+    pub load_balancer_pool: Vec<String>,
+}
+
+/// The IPv4 networks of LoadBalancer pool entries (CIDRs, or `first-last` ranges split into
+/// the CIDRs that cover them exactly); IPv6 and malformed entries are left out (pods are IPv4
+/// only, and the controller refuses malformed entries at start).
+pub fn pool_v4_networks(entries: &[String]) -> Vec<ipnet::Ipv4Net> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.trim();
+        if let Ok(IpNet::V4(net)) = entry.parse::<IpNet>() {
+            out.push(net.trunc());
+        } else if let Some((first, last)) = entry.split_once('-')
+            && let (Ok(first), Ok(last)) = (
+                first.trim().parse::<Ipv4Addr>(),
+                last.trim().parse::<Ipv4Addr>(),
+            )
+        {
+            out.extend(ipnet::Ipv4Subnets::new(first, last, 0));
+        }
+    }
+    out
 }
 
 /// The smallest network holding every one of `nets` (all of one family), e.g. 10.244.0.0/16
@@ -156,6 +180,13 @@ pub fn component(setup: DataPlaneSetup) -> Component {
                 shutdown.clone(),
             ));
         }
+        tasks.spawn(route_load_balancers(
+            plane.clone(),
+            Api::all(client.clone()),
+            setup.nodes.clone(),
+            pool_v4_networks(&setup.load_balancer_pool),
+            shutdown.clone(),
+        ));
         for node in setup.nodes {
             tasks.spawn(run_node(
                 plane.clone(),
@@ -240,6 +271,49 @@ async fn serve_cluster_dns(
     }
 }
 
+/// Routes the LoadBalancer pool from the fabric over every node once all exist, so that a
+/// client outside the nodes (in the fabric's namespace) reaches LoadBalancer IPs; each node's
+/// proxy answers them.
+async fn route_load_balancers(
+    plane: Arc<DataPlane>,
+    nodes: Api<Node>,
+    names: Vec<String>,
+    pool: Vec<ipnet::Ipv4Net>,
+    shutdown: Shutdown,
+) {
+    let all_made = || {
+        names
+            .iter()
+            .all(|n| plane.node_namespace(n).is_some())
+            .then_some(())
+    };
+    if pool.is_empty() || wait_for(&shutdown, all_made).await.is_none() {
+        return;
+    }
+    let mut node_ips = Vec::new();
+    for name in &names {
+        match nodes.get(name).await {
+            Ok(node) => node_ips.extend(
+                proxy::node_addresses::node_host_ips(&node)
+                    .into_iter()
+                    .filter_map(|ip| match ip {
+                        IpAddr::V4(v4) => Some(v4),
+                        IpAddr::V6(_) => None,
+                    }),
+            ),
+            Err(e) => {
+                tracing::warn!(node = %name, error = %gocompat::api_error_text(&e), "cannot read the node: LoadBalancer IPs are not routed to it");
+            }
+        }
+    }
+    let fabric = plane.fabric_namespace();
+    for net in pool {
+        if let Err(e) = dataplane::topology::route_multipath(&fabric, net, &node_ips).await {
+            tracing::warn!(%net, error = %e, "cannot route LoadBalancer IPs from outside the nodes");
+        }
+    }
+}
+
 /// Node `node`'s share of the data plane, once its namespace exists: its namespace recorded on
 /// the Node object (for `svcplane node-exec`), and its kube-proxy, programming the node's
 /// namespace from the EndpointSlice API until shutdown.
@@ -311,6 +385,23 @@ mod tests {
         );
         assert_eq!(cover(&[]), None);
         assert_eq!(cover(&["10.244.1.0/24", "fd00::/64"]), None);
+    }
+
+    #[test]
+    fn pool_entries_become_the_networks_routed_to_the_nodes() {
+        let entries: Vec<String> = [
+            "198.18.100.0/24",
+            "2001:db8::/120",
+            "192.0.2.10-192.0.2.13",
+            "bogus",
+        ]
+        .map(String::from)
+        .to_vec();
+        let nets: Vec<String> = pool_v4_networks(&entries)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["198.18.100.0/24", "192.0.2.10/31", "192.0.2.12/31"]);
     }
 
     #[test]
