@@ -812,6 +812,20 @@ async fn a_service_without_endpoints_refuses_and_a_pod_reaches_itself_through_it
     // answer comes back through the node.
     let hit = hit_in(&own, svc, Duration::from_secs(2)).unwrap();
     assert_eq!(hit.pod, "self");
+    let node_ip = pg
+        .pods()
+        .get("self")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .host_ip
+        .unwrap();
+    assert_eq!(
+        hit.client.ip().to_string(),
+        node_ip,
+        "hairpin not masqueraded: {hit:?}"
+    );
 
     // No endpoints: refused at once, not left to time out.
     let empty = pg.cluster_ip("nobody").await;
@@ -1087,11 +1101,10 @@ async fn measure_network_programming_latency_and_cluster_ip_throughput() {
         .unwrap()
     };
     // The two kinds of connection end at the same pod socket, and the pod closes first, so it
-    // keeps each connection's 4-tuple in TIME_WAIT (and the node its conntrack entry). Were the
-    // client to reuse a source port of a direct connection for one through the ClusterIP, the
-    // DNAT'd tuple would clash with that entry: the kernel cannot NAT it, and the un-NATed SYN
-    // is rejected as a ClusterIP's invalid port (upstream's rules, the same on any node). So
-    // each kind draws its source ports from its own half of the range.
+    // keeps each connection's 4-tuple in TIME_WAIT (and the node its conntrack entry). A
+    // ClusterIP connection reusing the source port of a direct one would clash with that tuple
+    // after DNAT, which measures the kernel, not the proxy: each kind draws its source ports
+    // from its own half of the range.
     let ports = |range: &str| {
         run_ok_in(
             &client,
