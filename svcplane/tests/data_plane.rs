@@ -951,9 +951,27 @@ async fn after_sigterm_no_namespace_dir_veth_or_table_of_the_process_remains() {
             })
             .unwrap_or_default()
     };
-    let namespaces = ours("/run/netns");
-    assert!(namespaces.len() >= 6, "{namespaces:?}");
-    assert!(!ours("/etc/netns").is_empty());
+    let mut expected = vec![
+        pg.fabric_ns(),
+        pg.node_ns("node-1"),
+        pg.node_ns("node-2"),
+        pg.node_ns("node-3"),
+        pg.pod_ns("web-1"),
+        pg.pod_ns_in("kube-system", "cluster-dns"),
+    ];
+    expected.sort();
+    eventually(
+        30,
+        &format!("the data plane's namespaces {expected:?}"),
+        || {
+            let mut namespaces = ours("/run/netns");
+            namespaces.sort();
+            let expected = &expected;
+            async move { (&namespaces == expected).then_some(()) }
+        },
+    )
+    .await;
+    assert!(ours("/etc/netns").contains(&pg.pod_ns("web-1")));
     let links = run_ok_in(&node, &["ip", "-o", "link"]);
     assert!(links.contains("veth"), "{links}");
     // Nothing of the cluster in the root namespace, then or later.
