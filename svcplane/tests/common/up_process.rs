@@ -75,10 +75,18 @@ impl Up {
     }
 }
 
-/// A test that panics must not leave the playground running.
+/// A test that panics must not leave the playground running, nor what it made (a data plane's
+/// namespaces): SIGTERM first, so it cleans up, and SIGKILL if it has not ended in 10 s.
 impl Drop for Up {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
