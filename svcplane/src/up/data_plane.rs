@@ -28,6 +28,9 @@ const DNS_POD: &str = "cluster-dns";
 /// How often the data plane is asked whether a namespace it makes exists yet.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Least time between two syncs of a node's proxy.
+const PROXY_MIN_SYNC_PERIOD: Duration = Duration::from_millis(10);
+
 /// The field manager of the data plane's writes.
 const FIELD_MANAGER: &str = "svcplane-data-plane";
 
@@ -343,6 +346,10 @@ async fn run_node(
     let mut rules = proxy::RulesConfig::new(node.clone(), node_ips);
     rules.cluster_cidrs = vec![cluster_cidr];
     let mut config = proxy::ProxyConfig::new(rules);
+    // Upstream's 1 s between syncs protects a node with thousands of Services; a playground's
+    // few hundred sync in milliseconds, and its pods should be reachable as soon as they are
+    // Ready (network programming latency, docs/data-plane.md). Bursts still coalesce.
+    config.min_sync_period = PROXY_MIN_SYNC_PERIOD;
     // Pods are IPv4 only (docs/data-plane.md).
     config.families = vec![proxy::IpFamily::V4];
     config.runner = proxy::NftRunner::in_netns(netns.clone());
