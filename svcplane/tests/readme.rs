@@ -1,8 +1,9 @@
-//! The README's walkthrough, run as written: `svcplane up`, then each `$ kubectl ...` line of the
-//! walkthrough block with the repository as working directory; each output must match the
-//! README's up to what differs between runs (ages, allocated ClusterIPs, pod IPs, slice-name
-//! suffixes and the API server's port). Read-only commands are retried for a few seconds,
-//! because the controllers write shortly after the pods turn Ready.
+//! The README's walkthroughs, run as written: `svcplane up` (and `svcplane up --data-plane`), then
+//! each `$ ...` line of the walkthrough block with the repository as working directory; each
+//! output must match the README's up to what differs between runs (ages, allocated ClusterIPs,
+//! pod IPs, slice-name suffixes, the API server's port, and with the data plane which pod
+//! answered, client ports, NodePorts and log times). Read-only commands are retried for a few
+//! seconds, because the controllers write shortly after the pods turn Ready.
 
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -13,11 +14,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `(command, expected output lines)` from the walkthrough block.
-fn walkthrough() -> Vec<(String, Vec<String>)> {
+/// `(command, expected output lines)` from the README's block `name`
+/// (`<!-- name:begin -->` … `<!-- name:end -->`).
+fn walkthrough(name: &str) -> Vec<(String, Vec<String>)> {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let begin = readme.find("<!-- walkthrough:begin -->").unwrap();
-    let end = readme.find("<!-- walkthrough:end -->").unwrap();
+    let begin = readme.find(&format!("<!-- {name}:begin -->")).unwrap();
+    let end = readme.find(&format!("<!-- {name}:end -->")).unwrap();
     let block = &readme[begin..end];
     let mut steps: Vec<(String, Vec<String>)> = Vec::new();
     for line in block.lines() {
@@ -116,10 +118,17 @@ fn normalize_rows(slices: bool, lines: &[String], api_port: &str) -> Vec<String>
 }
 
 fn run(command: &str, kubeconfig: &Path) -> Vec<String> {
+    // `svcplane ...` lines run the binary under test.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_svcplane")).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
     let out = Command::new("sh")
         .args(["-c", &format!("{command} 2>&1")])
         .current_dir(repo())
         .env("KUBECONFIG", kubeconfig)
+        .env("PATH", path)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -131,7 +140,18 @@ fn run(command: &str, kubeconfig: &Path) -> Vec<String> {
 struct Up(Child);
 
 impl Drop for Up {
+    /// SIGTERM first, so that `up --data-plane` removes its namespaces; SIGKILL after 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -139,6 +159,74 @@ impl Drop for Up {
 
 #[test]
 fn the_readme_walkthrough_produces_what_the_readme_shows() {
+    run_walkthrough("walkthrough", &[], normalize);
+}
+
+/// Why the data plane cannot run here, if it cannot (root, network namespaces, `ip`, `nft`).
+fn data_plane_unavailable() -> Option<String> {
+    dataplane::check_host().err()
+}
+
+#[test]
+fn the_readme_data_plane_walkthrough_produces_what_the_readme_shows() {
+    if let Some(why) = data_plane_unavailable() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true and the data plane cannot run here: {why}");
+        }
+        eprintln!("skipping the data-plane walkthrough: {why}");
+        return;
+    }
+    run_walkthrough(
+        "data-plane-walkthrough",
+        &["--data-plane"],
+        normalize_data_plane,
+    );
+}
+
+/// What differs between data-plane runs besides what [`normalize`] covers: which pod answered
+/// (`You've hit web-2`, `kubia-<hash>-<suffix>`), client ports, NodePorts and log times.
+fn normalize_data_plane(command: &str, lines: &[String], api_port: &str) -> Vec<String> {
+    normalize(command, lines, api_port)
+        .into_iter()
+        .map(|line| {
+            line.split(' ')
+                .map(|token| {
+                    if let Some(port) = token.strip_prefix("<ip>:")
+                        && port.parse::<u16>().is_ok_and(|p| p >= 1024)
+                    {
+                        return "<ip>:<port>".to_string();
+                    }
+                    if let Some(rest) = token.strip_prefix("80:")
+                        && rest.ends_with("/TCP")
+                        && rest != "30007/TCP"
+                    {
+                        return "80:<nodeport>/TCP".to_string();
+                    }
+                    if token.len() > 20 && token.ends_with('Z') && token.as_bytes()[4] == b'-' {
+                        return "<time>".to_string();
+                    }
+                    if let Some(n) = token.strip_prefix("web-")
+                        && n.len() == 1
+                        && line.starts_with("You've hit")
+                    {
+                        return "web-<n>".to_string();
+                    }
+                    if token.starts_with("kubia-") && token.matches('-').count() == 2 {
+                        return "kubia-<pod>".to_string();
+                    }
+                    token.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+type Normalizer = fn(&str, &[String], &str) -> Vec<String>;
+
+/// Starts `svcplane up` with `flags` and runs README block `name`, comparing each output
+/// through `normalize`.
+fn run_walkthrough(name: &str, flags: &[&str], normalize: Normalizer) {
     if Command::new("kubectl")
         .arg("version")
         .arg("--client")
@@ -147,8 +235,8 @@ fn the_readme_walkthrough_produces_what_the_readme_shows() {
     {
         panic!("the README test needs kubectl on PATH");
     }
-    let steps = walkthrough();
-    assert!(steps.len() >= 6, "walkthrough block not found");
+    let steps = walkthrough(name);
+    assert!(steps.len() >= 6, "walkthrough block {name} not found");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -158,6 +246,7 @@ fn the_readme_walkthrough_produces_what_the_readme_shows() {
         .port();
     let _up = Up(Command::new(env!("CARGO_BIN_EXE_svcplane"))
         .arg("up")
+        .args(flags)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--kubeconfig-out")
         .arg(&kubeconfig)
@@ -173,8 +262,13 @@ fn the_readme_walkthrough_produces_what_the_readme_shows() {
     let api_port = port.to_string();
     for (command, expected) in &steps {
         let want = normalize(command, expected, &api_port);
-        let read_only =
-            command.starts_with("kubectl get") || command.starts_with("kubectl describe");
+        // Everything but the writes may run again until the cluster has caught up: reads, and
+        // requests through a Service whose rules the proxies may still be writing.
+        let read_only = command.starts_with("kubectl get")
+            || command.starts_with("kubectl describe")
+            || command.starts_with("kubectl logs")
+            || command.starts_with("kubectl exec")
+            || command.starts_with("svcplane node-exec");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let got = normalize(command, &run(command, &kubeconfig), &api_port);
