@@ -1,8 +1,8 @@
-//! One cell of a connectivity matrix: a number of TCP connections from inside a network
-//! namespace to one address, each asking the data plane's stand-in server who answered and whom
-//! it saw ("You've hit <pod>\nclient address: <ip:port>"), summed up as the pods reached, the
-//! client addresses they saw, and whether connections were refused (an ICMP reject) or timed
-//! out (a drop).
+//! One cell of a connectivity matrix: a number of TCP connections (or UDP exchanges, each from
+//! a new socket) from inside a network namespace to one address, each asking the data plane's
+//! stand-in server who answered and whom it saw ("You've hit <pod>\nclient address: <ip:port>"),
+//! summed up as the pods reached, the client addresses they saw, and whether connections were
+//! refused (an ICMP reject) or timed out (a drop).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -10,6 +10,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The transport a cell is probed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// An HTTP request over a TCP connection.
+    Tcp,
+    /// A datagram from a new socket, answered by one datagram.
+    Udp,
+}
 
 /// What one connection gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,11 +152,44 @@ pub async fn connect_once(ns: &str, addr: SocketAddr, timeout: Duration) -> Outc
     }
 }
 
-/// Up to `attempts` connections to `addr` from `ns`, one after the other. When the first
-/// `give_up_after` all fail the same way (a drop costs a whole timeout each), the rest are not
-/// tried.
+/// One datagram to `addr` from a new socket inside `ns`, and its answer. A reject shows as a
+/// refused receive (the ICMP error is reported on the connected socket), a drop as no answer.
+pub async fn datagram_once(ns: &str, addr: SocketAddr, timeout: Duration) -> Outcome {
+    let unspecified = SocketAddr::new(
+        match addr {
+            SocketAddr::V4(_) => IpAddr::from([0u8; 4]),
+            SocketAddr::V6(_) => IpAddr::from([0u16; 8]),
+        },
+        0,
+    );
+    let exchange = async {
+        let socket = dataplane::bind_udp(ns, unspecified).await?;
+        socket.connect(addr).await?;
+        socket.send(b"who is there?").await?;
+        let mut answer = vec![0u8; 2048];
+        let n = socket.recv(&mut answer).await?;
+        answer.truncate(n);
+        std::io::Result::Ok(answer)
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => Outcome::TimedOut,
+        Ok(Err(e)) => classify_error(&e),
+        Ok(Ok(answer)) => {
+            let text = String::from_utf8_lossy(&answer);
+            match parse_answer(&text) {
+                Some((pod, client)) => Outcome::Hit { pod, client },
+                None => Outcome::Other(format!("not the stand-in's answer: {text:?}")),
+            }
+        }
+    }
+}
+
+/// Up to `attempts` connections (or datagrams) to `addr` from `ns`, one after the other. When
+/// the first `give_up_after` all fail the same way (a drop costs a whole timeout each), the
+/// rest are not tried.
 pub async fn probe(
     ns: &str,
+    transport: Transport,
     addr: SocketAddr,
     attempts: usize,
     give_up_after: usize,
@@ -155,7 +197,10 @@ pub async fn probe(
 ) -> Cell {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(attempts);
     for _ in 0..attempts {
-        outcomes.push(connect_once(ns, addr, timeout).await);
+        outcomes.push(match transport {
+            Transport::Tcp => connect_once(ns, addr, timeout).await,
+            Transport::Udp => datagram_once(ns, addr, timeout).await,
+        });
         if outcomes.len() == give_up_after
             && outcomes.iter().all(|o| !matches!(o, Outcome::Hit { .. }))
             && outcomes.windows(2).all(|w| w[0] == w[1])

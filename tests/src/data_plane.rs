@@ -119,7 +119,16 @@ impl DataPath {
             controller,
         };
         for node in &path.nodes {
-            path.wait_for_node_namespace(node).await?;
+            let ns = path.wait_for_node_namespace(node).await?;
+            // Every reject must answer: the kernel's per-peer ICMP rate limit (a burst of 6,
+            // then one a second) would turn rejects in quick succession into drops, by timing.
+            dataplane::in_netns(&ns, || {
+                dataplane::netns::write_sysctl("net/ipv4/icmp_ratelimit", "0")
+            })
+            .map_err(|e| DataPathError::Node {
+                node: node.clone(),
+                message: e.to_string(),
+            })?;
         }
         Ok(path)
     }

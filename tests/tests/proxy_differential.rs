@@ -1,13 +1,14 @@
 //! svcplane's kube-proxy against upstream's (v1.34.10, nftables mode) on one data plane: two
 //! nodes as network namespaces, three backend pods and two client pods, Services of every shape
 //! the proxy treats differently (ClusterIP; NodePort; LoadBalancer with externalTrafficPolicy
-//! Cluster and Local; internalTrafficPolicy Local; no endpoints; ClientIP affinity). Every
+//! Cluster and Local; internalTrafficPolicy Local; no endpoints; ClientIP affinity; UDP). Every
 //! access path (ClusterIP, NodePort on each node's IP, the LoadBalancer IP) is tried from every
 //! client (a pod that is itself an endpoint, a pod beside endpoints, a pod on the other node,
 //! each node, and the fabric as an outside client for NodePorts and LoadBalancer IPs), first
 //! with svcplane's proxy in every node, then, on the same namespaces and EndpointSlices, with
 //! upstream's. The two tables (pods reached, client address seen, refused or dropped) must be
-//! equal, and so must the size of each node's `ip kube-proxy` table.
+//! equal, and so must the healthCheckNodePort's answers and each node's `ip kube-proxy` table,
+//! line for line.
 //!
 //! Needs root, network namespaces, `ip` and `nft` (skipped otherwise, failing under CI=true),
 //! and upstream's kube-proxy from scripts/k8s-binaries (likewise).
@@ -21,7 +22,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use svcplane_tests::connectivity::{Cell, connect_once, probe};
+use svcplane_tests::connectivity::{Cell, Transport, connect_once, probe};
 use svcplane_tests::data_plane::{
     DataPath, NodeProxies, RuleCounts, count_table, table_json, table_lines,
 };
@@ -61,6 +62,8 @@ struct Shape {
     endpoints: usize,
     /// ClientIP affinity: which pod answers is chance, so only how many is compared.
     affinity: bool,
+    /// TCP (port 80 to the stand-in's HTTP on 8080) or UDP (port 53 to its 5353).
+    transport: Transport,
     spec: Value,
 }
 
@@ -87,6 +90,7 @@ fn shapes() -> Vec<Shape> {
             load_balancer_ip: None,
             endpoints: 3,
             affinity: false,
+            transport: Transport::Tcp,
             spec: spec("ClusterIP", "10.96.100.1", &web, None, json!({})),
         },
         Shape {
@@ -96,6 +100,7 @@ fn shapes() -> Vec<Shape> {
             load_balancer_ip: None,
             endpoints: 3,
             affinity: false,
+            transport: Transport::Tcp,
             spec: spec("NodePort", "10.96.100.2", &web, Some(30002), json!({})),
         },
         Shape {
@@ -105,6 +110,7 @@ fn shapes() -> Vec<Shape> {
             load_balancer_ip: Some("172.18.255.3"),
             endpoints: 3,
             affinity: false,
+            transport: Transport::Tcp,
             spec: spec(
                 "LoadBalancer",
                 "10.96.100.3",
@@ -120,6 +126,7 @@ fn shapes() -> Vec<Shape> {
             load_balancer_ip: Some("172.18.255.4"),
             endpoints: 1,
             affinity: false,
+            transport: Transport::Tcp,
             spec: spec(
                 "LoadBalancer",
                 "10.96.100.4",
@@ -135,6 +142,7 @@ fn shapes() -> Vec<Shape> {
             load_balancer_ip: None,
             endpoints: 1,
             affinity: false,
+            transport: Transport::Tcp,
             spec: spec(
                 "ClusterIP",
                 "10.96.100.5",
@@ -150,6 +158,7 @@ fn shapes() -> Vec<Shape> {
             load_balancer_ip: None,
             endpoints: 0,
             affinity: false,
+            transport: Transport::Tcp,
             spec: spec(
                 "NodePort",
                 "10.96.100.6",
@@ -165,6 +174,7 @@ fn shapes() -> Vec<Shape> {
             load_balancer_ip: None,
             endpoints: 2,
             affinity: true,
+            transport: Transport::Tcp,
             // Not web-a: a client that is itself the endpoint it sticks to is masqueraded
             // (hairpin), one that sticks to another is not, and which it sticks to is chance.
             spec: spec(
@@ -175,7 +185,42 @@ fn shapes() -> Vec<Shape> {
                 json!({"sessionAffinity": "ClientIP"}),
             ),
         },
+        Shape {
+            name: "udp",
+            cluster_ip: "10.96.100.8",
+            node_port: Some(30008),
+            load_balancer_ip: None,
+            endpoints: 3,
+            affinity: false,
+            transport: Transport::Udp,
+            spec: udp_spec("10.96.100.8", &web, Some(30008)),
+        },
+        Shape {
+            name: "udp-none",
+            cluster_ip: "10.96.100.9",
+            node_port: None,
+            load_balancer_ip: None,
+            endpoints: 0,
+            affinity: false,
+            transport: Transport::Udp,
+            spec: udp_spec("10.96.100.9", &json!({"app": "nothing"}), None),
+        },
     ]
+}
+
+/// A UDP Service: port 53 to the pods' 5353.
+fn udp_spec(ip: &str, selector: &Value, node_port: Option<i32>) -> Value {
+    let mut port = json!({"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353});
+    if let Some(np) = node_port {
+        port["nodePort"] = json!(np);
+    }
+    let kind = if node_port.is_some() {
+        "NodePort"
+    } else {
+        "ClusterIP"
+    };
+    json!({"type": kind, "clusterIP": ip, "clusterIPs": [ip], "selector": selector,
+           "ports": [port]})
 }
 
 /// The node IPs the node simulator gives node-1 and node-2.
@@ -203,9 +248,13 @@ fn accesses(shape: &Shape) -> Vec<Access> {
     let sock = |ip: &str, port: i32| -> SocketAddr {
         SocketAddr::new(ip.parse().expect("an IP"), port as u16)
     };
+    let port = match shape.transport {
+        Transport::Tcp => 80,
+        Transport::Udp => 53,
+    };
     let mut paths = vec![Access {
         label: "clusterIP".into(),
-        addr: sock(shape.cluster_ip, 80),
+        addr: sock(shape.cluster_ip, port),
         fabric_route_via: None,
     }];
     if let Some(np) = shape.node_port {
@@ -221,7 +270,7 @@ fn accesses(shape: &Shape) -> Vec<Access> {
         for (node, ip) in NODE_IPS {
             paths.push(Access {
                 label: format!("LB IP (outside routed to {node})"),
-                addr: sock(lb, 80),
+                addr: sock(lb, port),
                 fabric_route_via: Some(ip),
             });
         }
@@ -238,7 +287,9 @@ fn pod_object(name: &str, node: &str, labels: &[(&str, &str)]) -> Pod {
         "metadata": {"name": name, "namespace": NS, "labels": labels},
         "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0,
                  "containers": [{"name": "web", "image": "luksa/kubia",
-                                 "ports": [{"name": "http", "containerPort": 8080}]}]}
+                                 "ports": [{"name": "http", "containerPort": 8080},
+                                           {"name": "udp", "containerPort": 5353,
+                                            "protocol": "UDP"}]}]}
     }))
     .expect("a pod")
 }
@@ -349,11 +400,15 @@ async fn wait_until_programmed(path: &DataPath, proxies: &mut NodeProxies, who: 
             if let Err(e) = proxies.check_running() {
                 panic!("{who}: {e}\n{}", proxies.logs());
             }
-            let answered = !probe(&ns, with, 1, 1, CONNECT_TIMEOUT).await.unanswered()
-                && !probe(&ns, node_port, 1, 1, CONNECT_TIMEOUT)
+            let answered = !probe(&ns, Transport::Tcp, with, 1, 1, CONNECT_TIMEOUT)
+                .await
+                .unanswered()
+                && !probe(&ns, Transport::Tcp, node_port, 1, 1, CONNECT_TIMEOUT)
                     .await
                     .unanswered()
-                && probe(&ns, without, 1, 1, CONNECT_TIMEOUT).await.refused;
+                && probe(&ns, Transport::Tcp, without, 1, 1, CONNECT_TIMEOUT)
+                    .await
+                    .refused;
             if answered {
                 break;
             }
@@ -400,6 +455,7 @@ async fn run_matrix(clients: &[Client], fabric: &str) -> BTreeMap<String, Cell> 
                 }
                 let mut cell = probe(
                     &client.netns,
+                    shape.transport,
                     access.addr,
                     ATTEMPTS,
                     GIVE_UP_AFTER,
@@ -549,6 +605,10 @@ fn assert_spec(table: &BTreeMap<String, Cell>) {
         itp.timed_out && itp.unanswered(),
         "no local endpoint: dropped: {itp}"
     );
+    let udp = cell(table, "udp|nodePort on node-1|pod client-2 (node-2)");
+    assert_eq!(udp.pods.len(), 3, "UDP is balanced too: {udp}");
+    let udp_none = cell(table, "udp-none|clusterIP|pod client-1 (node-1)");
+    assert!(udp_none.refused && udp_none.unanswered(), "{udp_none}");
     let sticky = cell(table, "affinity|clusterIP|pod client-2 (node-2)");
     assert_eq!(
         sticky.pods.iter().collect::<Vec<_>>(),
