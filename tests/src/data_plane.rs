@@ -595,6 +595,33 @@ pub fn table_lines(listing: &Value) -> Vec<String> {
     lines
 }
 
+/// When `theirs` differs from `ours` (both [`table_lines`]) only by chains that are empty and
+/// that no rule jumps to — chains a sync flushed and has yet to delete: upstream deletes them in
+/// its first sync at least one second later, svcplane one second later on its own — their
+/// names; `None` for any other difference (and for none).
+pub fn pending_stale_chains(ours: &[String], theirs: &[String]) -> Option<Vec<String>> {
+    if ours.iter().any(|line| !theirs.contains(line)) {
+        return None;
+    }
+    let extra: Vec<&String> = theirs.iter().filter(|l| !ours.contains(l)).collect();
+    if extra.is_empty() {
+        return None;
+    }
+    let mut names = Vec::new();
+    for line in extra {
+        let name = line.strip_prefix("chain ")?.strip_suffix(" {}")?;
+        let used = theirs.iter().any(|l| {
+            l.starts_with(&format!("rule {name} #"))
+                || l.contains(&format!("\"target\":\"{name}\""))
+        });
+        if used {
+            return None;
+        }
+        names.push(name.to_owned());
+    }
+    Some(names)
+}
+
 /// Removes what differs between two runs of the same rules: handles, and the numbers of
 /// counters; sorts objects' keys.
 fn strip_volatile(value: &mut Value) {
@@ -737,6 +764,31 @@ mod tests {
                 r#"set s {"type":"ipv4_addr"}"#,
             ]
         );
+    }
+
+    #[test]
+    fn only_empty_unreferenced_chains_count_as_pending_deletion() {
+        let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ours = lines(&[
+            "chain a {}",
+            r#"rule a #1 [{"jump":{"target":"b"}}] """#,
+            "chain b {}",
+        ]);
+        let mut theirs = ours.clone();
+        theirs.push("chain stale {}".into());
+        assert_eq!(
+            pending_stale_chains(&ours, &theirs),
+            Some(vec!["stale".to_owned()])
+        );
+        assert_eq!(pending_stale_chains(&ours, &ours), None);
+        // Missing from theirs, or an extra chain with rules or referenced: a real difference.
+        assert_eq!(pending_stale_chains(&theirs, &ours), None);
+        let mut with_rule = theirs.clone();
+        with_rule.push(r#"rule stale #1 [{"drop":null}] """#.into());
+        assert_eq!(pending_stale_chains(&ours, &with_rule), None);
+        let mut referenced = theirs.clone();
+        referenced.push(r#"rule a #2 [{"goto":{"target":"stale"}}] """#.into());
+        assert_eq!(pending_stale_chains(&ours, &referenced), None);
     }
 
     #[test]
