@@ -4,6 +4,8 @@
 //! and the harness that runs one test body on both ([`backend`]).
 
 pub mod backend;
+pub mod connectivity;
+pub mod data_plane;
 pub mod fidelity;
 pub mod fixtures;
 pub mod procfs;
