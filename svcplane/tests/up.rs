@@ -94,8 +94,9 @@ async fn up_serves_metrics_in_the_upstream_text_format_and_prints_where() {
     assert_eq!(
         body,
         "[+]informer-sync:endpointslice ok\n[+]informer-sync:endpoint ok\n\
-         [+]informer-sync:endpointslicemirroring ok\n[+]informer-sync:allocation-repair ok\n\
-         readyz check passed\n"
+         [+]informer-sync:endpointslicemirroring ok\n[+]informer-sync:loadbalancer ok\n\
+         [+]informer-sync:allocation-repair ok\n[+]informer-sync:replicaset ok\n\
+         [+]informer-sync:deployment ok\nreadyz check passed\n"
     );
 
     let services: Api<Service> = Api::default_namespaced(client.clone());

@@ -400,9 +400,10 @@ async fn the_playground_on_kube_apiserver_has_the_services_and_slices_of_plain_u
         (readyz.status, readyz.body.as_str()),
         (
             200,
+            // No Deployment or ReplicaSet controller: kube-controller-manager runs upstream's.
             "[+]informer-sync:endpointslice ok\n[+]informer-sync:endpoint ok\n\
-             [+]informer-sync:endpointslicemirroring ok\n[+]informer-sync:allocation-repair ok\n\
-             readyz check passed\n"
+             [+]informer-sync:endpointslicemirroring ok\n[+]informer-sync:loadbalancer ok\n\
+             [+]informer-sync:allocation-repair ok\nreadyz check passed\n"
         )
     );
     assert_upstream_exposition(
