@@ -200,6 +200,8 @@ impl Cached for Node {
 }
 
 /// Keeps `K` in the caches until `shutdown`, waking the sync loop on every change.
+// The watch's shared state is passed piece by piece, as each piece is owned by `run`.
+#[allow(clippy::too_many_arguments)]
 async fn keep<K>(
     api: Api<K>,
     config: watcher::Config,

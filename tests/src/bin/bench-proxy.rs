@@ -569,7 +569,8 @@ async fn measure(run: &Run<'_>, arm: Arm, round: usize) -> anyhow::Result<Sample
     slices
         .replace(&name, &PostParams::default(), &changed)
         .await?;
-    let deadline = written + Duration::from_secs(60);
+    // At N = 10,000 nft 1.0.6 needs minutes for what it lists before a partial sync.
+    let deadline = written + Duration::from_secs(600);
     loop {
         let listing = nft_in(&ns.0, &["list", "chain", "ip", "kube-proxy", &chain])?;
         if listing.contains(&needle) {
@@ -587,7 +588,7 @@ async fn measure(run: &Run<'_>, arm: Arm, round: usize) -> anyhow::Result<Sample
         &mut proxy,
         &ns.0,
         "the partial sync",
-        Duration::from_secs(30),
+        Duration::from_secs(600),
         |s| s.partial_count > before.partial_count || s.full_count > before.full_count,
     )
     .await?;
@@ -671,19 +672,27 @@ fn print_report(options: &Options, samples: &[(Arm, usize, Sample)], started: &s
     println!();
     println!("per round (load average 1/5/15 min at the end of each arm):");
     for (arm, round, s) in samples {
-        println!(
-            "round {round} {:>10}: full {:.3} s, first sync {:.3} s, partial {:.1} ms, visible {:.1} ms, cpu {:.2}/{:.2} s, rss {:.0} MiB, load {}",
-            arm.name(),
-            s.full_sync_s,
-            s.first_sync_wall_s,
-            s.partial_sync_s * 1e3,
-            s.change_visible_s * 1e3,
-            s.cpu_s,
-            s.cpu_with_nft_s,
-            s.peak_rss_mib,
-            s.load
-        );
+        println!("{}", arm_line(*arm, *round, s));
     }
+}
+
+/// One arm of one round on one line (printed as it ends, and again under the table).
+fn arm_line(arm: Arm, round: usize, s: &Sample) -> String {
+    format!(
+        "round {round} {:>10}: full {:.3} s, first sync {:.3} s, partial {:.1} ms, visible {:.1} ms, cpu {:.2} s (with nft {:.2} s), peak rss {:.0} MiB, {} chains, {} rules, {} elements, load {}",
+        arm.name(),
+        s.full_sync_s,
+        s.first_sync_wall_s,
+        s.partial_sync_s * 1e3,
+        s.change_visible_s * 1e3,
+        s.cpu_s,
+        s.cpu_with_nft_s,
+        s.peak_rss_mib,
+        s.chains,
+        s.rules,
+        s.elements,
+        s.load
+    )
 }
 
 async fn bench(options: Options) -> anyhow::Result<()> {
@@ -725,13 +734,7 @@ async fn bench(options: Options) -> anyhow::Result<()> {
                     dir.path().display()
                 )
             })?;
-            eprintln!(
-                "round {round} {}: full sync {:.3} s, partial {:.1} ms, load {}",
-                arm.name(),
-                sample.full_sync_s,
-                sample.partial_sync_s * 1e3,
-                sample.load
-            );
+            eprintln!("{}", arm_line(arm, round, &sample));
             samples.push((arm, round, sample));
         }
     }
