@@ -8,13 +8,14 @@
 //!
 //! The shell applies transactions with `nft -f -` ([`runner`]), keeps Services, EndpointSlices,
 //! ServiceCIDRs and its Node from watches and syncs ([`proxier`]), serves the health checks
-//! ([`servers`]) and reads the node's addresses ([`node_addresses`]). One table per IP family:
+//! ([`servers`]) with kube-proxy's metrics ([`metrics`]), and reads the node's addresses ([`node_addresses`]). One table per IP family:
 //! the same code builds `ip kube-proxy` and `ip6 kube-proxy`. docs/proxy.md says where it
 //! differs from upstream.
 
 #![forbid(unsafe_code)]
 
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod nft;
@@ -26,6 +27,7 @@ pub mod servers;
 pub mod sync;
 pub mod topology;
 
+pub use metrics::ProxyMetrics;
 pub use nft::{IpFamily, TableState, Transaction};
 pub use proxier::{ListenerFactory, ProxyConfig, ProxyError, full_sync_transaction, run};
 pub use rules::{NodePortSelection, RulesConfig, Ruleset, desired_ruleset};

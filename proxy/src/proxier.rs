@@ -21,6 +21,7 @@ use kuberun::Shutdown;
 use tokio::sync::watch;
 
 use crate::health::ProxyHealth;
+use crate::metrics::{ProxyMetrics, SyncKind, unix_seconds};
 use crate::model::{PROXY_LABEL_SELECTOR, ServiceKey};
 use crate::nft::{IpFamily, Transaction};
 use crate::rules::{RulesConfig, Ruleset, desired_ruleset};
@@ -46,6 +47,13 @@ pub struct ProxyConfig {
     pub sync_period: Duration,
     /// `--healthz-bind-address` (default 0.0.0.0:10256); `None` serves no healthz.
     pub healthz_bind_address: Option<SocketAddr>,
+    /// `--metrics-bind-address`: `/metrics` (and `/healthz`, `/proxyMode`) as upstream's
+    /// metrics server answers them. Upstream's flag defaults to 127.0.0.1:10249; here `None`
+    /// (the default) serves none, so that several proxies in one namespace do not collide.
+    pub metrics_bind_address: Option<SocketAddr>,
+    /// The `kubeproxy_*` series this proxy updates (clones share them; register them in another
+    /// registry to expose them elsewhere).
+    pub metrics: ProxyMetrics,
     /// How nft is run (and in which network namespace).
     pub runner: NftRunner,
     /// How the health-check listeners are bound.
@@ -77,6 +85,8 @@ impl ProxyConfig {
             min_sync_period: Duration::from_secs(1),
             sync_period: Duration::from_secs(30),
             healthz_bind_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
+            metrics_bind_address: None,
+            metrics: ProxyMetrics::default(),
             runner: NftRunner::new(),
             listener_factory: servers::plain_bind(),
             watch_service_cidrs: true,
@@ -94,6 +104,14 @@ pub enum ProxyError {
     /// The healthz server could not bind.
     #[error("failed to start proxy healthz on {addr}: {source}")]
     Healthz {
+        /// The address.
+        addr: SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// The metrics server could not bind.
+    #[error("starting metrics server failed: listen tcp {addr}: {source}")]
+    Metrics {
         /// The address.
         addr: SocketAddr,
         /// The bind error.
@@ -138,6 +156,8 @@ trait Cached:
 {
     fn map(caches: &mut Caches) -> &mut BTreeMap<ServiceKey, Self>;
     fn set_synced(caches: &mut Caches);
+    /// Counts one change seen by the watch (upstream's `*_changes_total`).
+    fn count_change(_: &ProxyMetrics) {}
 }
 
 impl Cached for Service {
@@ -147,6 +167,9 @@ impl Cached for Service {
     fn set_synced(caches: &mut Caches) {
         caches.services_synced = true;
     }
+    fn count_change(metrics: &ProxyMetrics) {
+        metrics.service_changed();
+    }
 }
 
 impl Cached for EndpointSlice {
@@ -155,6 +178,9 @@ impl Cached for EndpointSlice {
     }
     fn set_synced(caches: &mut Caches) {
         caches.slices_synced = true;
+    }
+    fn count_change(metrics: &ProxyMetrics) {
+        metrics.endpoint_changed();
     }
 }
 
@@ -174,12 +200,15 @@ impl Cached for Node {
 }
 
 /// Keeps `K` in the caches until `shutdown`, waking the sync loop on every change.
+// The watch's shared state is passed piece by piece, as each piece is owned by `run`.
+#[allow(clippy::too_many_arguments)]
 async fn keep<K>(
     api: Api<K>,
     config: watcher::Config,
     caches: Arc<Mutex<Caches>>,
     changed: Arc<watch::Sender<u64>>,
     health: SharedHealth,
+    metrics: ProxyMetrics,
     families: Vec<IpFamily>,
     shutdown: Shutdown,
 ) where
@@ -191,9 +220,11 @@ async fn keep<K>(
         let mut caches = caches.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             Event::Apply(object) => {
+                K::count_change(&metrics);
                 K::map(&mut caches).insert(key_of(&object), object);
             }
             Event::Delete(object) => {
+                K::count_change(&metrics);
                 K::map(&mut caches).remove(&key_of(&object));
             }
             Event::Init => {
@@ -201,6 +232,8 @@ async fn keep<K>(
                 return;
             }
             Event::InitApply(object) => {
+                // Upstream's informers call OnServiceAdd / OnEndpointSliceAdd for a listing too.
+                K::count_change(&metrics);
                 if let Some(listing) = listing.as_mut() {
                     listing.insert(key_of(&object), object);
                 }
@@ -217,6 +250,7 @@ async fn keep<K>(
         let mut health = health.lock().unwrap_or_else(|e| e.into_inner());
         for family in &families {
             health.queued_update(*family, now);
+            metrics.queued(*family, unix_seconds(now));
         }
         drop(health);
         changed.send_modify(|generation| *generation += 1);
@@ -237,13 +271,26 @@ pub async fn run(
     }
 
     let health: SharedHealth = Arc::new(Mutex::new(ProxyHealth::new(config.sync_period * 2)));
-    // Until the first sync, upstream counts the start as an update.
+    // Until the first sync, upstream counts the start as an update, and as a queued sync.
     for family in &families {
+        let now = jiff::Timestamp::now();
         health
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .updated(*family, jiff::Timestamp::now());
+            .updated(*family, now);
+        config.metrics.queued(*family, unix_seconds(now));
     }
+    let metrics_server = match config.metrics_bind_address {
+        Some(addr) => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            config.metrics.register(&mut registry);
+            Some(
+                servers::start_metrics(&config.listener_factory, addr, Arc::new(registry))
+                    .map_err(|source| ProxyError::Metrics { addr, source })?,
+            )
+        }
+        None => None,
+    };
     let caches = Arc::new(Mutex::new(Caches::default()));
     let healthz = match config.healthz_bind_address {
         Some(addr) => {
@@ -261,8 +308,14 @@ pub async fn run(
                     )
             });
             Some(
-                servers::start_healthz(&config.listener_factory, addr, health.clone(), eligible)
-                    .map_err(|source| ProxyError::Healthz { addr, source })?,
+                servers::start_healthz(
+                    &config.listener_factory,
+                    addr,
+                    health.clone(),
+                    eligible,
+                    config.metrics.clone(),
+                )
+                .map_err(|source| ProxyError::Healthz { addr, source })?,
             )
         }
         None => None,
@@ -278,6 +331,7 @@ pub async fn run(
             caches.clone(),
             changed.clone(),
             health.clone(),
+            config.metrics.clone(),
             families.clone(),
             token.clone(),
         ))
@@ -291,6 +345,7 @@ pub async fn run(
             caches.clone(),
             changed.clone(),
             health.clone(),
+            config.metrics.clone(),
             families.clone(),
             token.clone(),
         ))
@@ -301,6 +356,7 @@ pub async fn run(
         caches.clone(),
         changed.clone(),
         health.clone(),
+        config.metrics.clone(),
         families.clone(),
         token.clone(),
     ));
@@ -311,6 +367,7 @@ pub async fn run(
         caches.clone(),
         changed.clone(),
         health.clone(),
+        config.metrics.clone(),
         families.clone(),
         token.clone(),
     ));
@@ -344,8 +401,8 @@ pub async fn run(
     for task in [cidrs, node].into_iter().flatten() {
         let _ = task.await;
     }
-    if let Some(h) = healthz {
-        h.abort();
+    for server in [healthz, metrics_server].into_iter().flatten() {
+        server.abort();
     }
     Ok(())
 }
@@ -373,6 +430,7 @@ async fn sync_loop(
             if let Some(last) = last_sync {
                 tokio::time::sleep_until((last + config.min_sync_period).into()).await;
             }
+            // Upstream's latency runs from here (changes not yet taken in) to nft's answer.
             let now = Instant::now();
             last_sync = Some(now);
             let mut rules = base_rules.clone();
@@ -390,14 +448,21 @@ async fn sync_loop(
                 )
             };
             let desired = desired_ruleset(&rules, &services, &slices);
-            match sync_once(&config.runner, &state, &desired, now).await {
+            let (result, kind) =
+                sync_once(&config.runner, &state, &desired, now, &config.metrics).await;
+            config
+                .metrics
+                .observe_sync(family, kind, now.elapsed().as_secs_f64());
+            match result {
                 Ok(next) => {
                     state = next;
                     retry_at = None;
+                    let synced_at = jiff::Timestamp::now();
                     health
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .updated(family, jiff::Timestamp::now());
+                        .updated(family, synced_at);
+                    config.metrics.synced(family, unix_seconds(synced_at));
                     for (key, port, error) in servers.sync(
                         &desired.health_check_node_ports,
                         &desired.local_ready_endpoints,
@@ -408,6 +473,7 @@ async fn sync_loop(
                 }
                 Err((next, error)) => {
                     tracing::error!(family = family.nft(), %error, retry_in = ?config.sync_period, "nftables sync failed");
+                    config.metrics.sync_failed(family);
                     state = next;
                     retry_at = Some(Instant::now() + config.sync_period);
                 }
@@ -499,14 +565,15 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// One sync: the due stale chains' deletion, then the (full or partial) transaction. On failure
-/// the returned state forces a full sync.
+/// One sync: the due stale chains' deletion, then the (full or partial) transaction, and which
+/// of the two it was. On failure the returned state forces a full sync.
 async fn sync_once(
     runner: &NftRunner,
     state: &SyncState,
     desired: &Ruleset,
     now: Instant,
-) -> Result<SyncState, (SyncState, NftError)> {
+    metrics: &ProxyMetrics,
+) -> (Result<SyncState, (SyncState, NftError)>, SyncKind) {
     let mut state = state.clone();
     if let Some((tx, next)) = state.stale_chain_deletion(now) {
         match runner.apply(&tx).await {
@@ -514,6 +581,7 @@ async fn sync_once(
             Err(e) => {
                 // The chains are found again (and re-flushed) by the full sync.
                 tracing::warn!(error = %e, "Unable to delete stale chains; will retry later");
+                metrics.cleanup_failed(desired.family);
                 state = state.failed();
             }
         }
@@ -535,8 +603,14 @@ async fn sync_once(
         operations = plan.transaction.len(),
         "Syncing nftables rules"
     );
-    match runner.apply(&plan.transaction).await {
+    let kind = if plan.full {
+        SyncKind::Full
+    } else {
+        SyncKind::Partial
+    };
+    let result = match runner.apply(&plan.transaction).await {
         Ok(()) => Ok(plan.next),
         Err(e) => Err((state.failed(), e)),
-    }
+    };
+    (result, kind)
 }

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
 use crate::health::{self, HealthResponse, ProxyHealth};
+use crate::metrics::ProxyMetrics;
 use crate::model::ServiceKey;
 use crate::nft::IpFamily;
 use crate::rules::NodePortSelection;
@@ -69,12 +70,13 @@ fn serve(
     }))
 }
 
-/// Starts the proxy's `/healthz` and `/livez` server on `addr`.
+/// Starts the proxy's `/healthz` and `/livez` server on `addr`; `metrics` counts the answers.
 pub fn start_healthz(
     factory: &ListenerFactory,
     addr: SocketAddr,
     health: SharedHealth,
     node_eligible: Arc<dyn Fn() -> bool + Send + Sync>,
+    metrics: ProxyMetrics,
 ) -> std::io::Result<JoinHandle<()>> {
     let listener = factory(addr)?;
     serve(
@@ -83,15 +85,70 @@ pub fn start_healthz(
             let now = jiff::Timestamp::now();
             let health = health.lock().unwrap_or_else(|e| e.into_inner());
             match path {
-                "/livez" => health::livez_response(&health, now),
-                "/healthz" => health::healthz_response(&health, now, node_eligible()),
-                _ => HealthResponse {
-                    status: 404,
-                    headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
-                    body: "404 page not found\n".into(),
-                },
+                "/livez" => {
+                    let answer = health::livez_response(&health, now);
+                    metrics.livez_answered(answer.status);
+                    answer
+                }
+                "/healthz" => {
+                    let answer = health::healthz_response(&health, now, node_eligible());
+                    metrics.healthz_answered(answer.status);
+                    answer
+                }
+                _ => not_found(),
             }
         }),
+    )
+}
+
+fn not_found() -> HealthResponse {
+    HealthResponse {
+        status: 404,
+        headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
+        body: "404 page not found\n".into(),
+    }
+}
+
+/// What upstream's metrics server answers: `/metrics` in the Prometheus text format 0.0.4,
+/// `/healthz` `ok`, `/proxyMode` `nftables`.
+pub fn metrics_response(
+    path: &str,
+    registry: &prometheus_client::registry::Registry,
+) -> HealthResponse {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let plain = |status, body: &str| HealthResponse {
+        status,
+        headers: vec![
+            ("Content-Type", PLAIN.into()),
+            ("X-Content-Type-Options", "nosniff".into()),
+        ],
+        body: body.into(),
+    };
+    match path {
+        "/metrics" => match gocompat::metrics_text::render(registry) {
+            Ok(body) => HealthResponse {
+                status: 200,
+                headers: vec![("Content-Type", gocompat::metrics_text::CONTENT_TYPE.into())],
+                body,
+            },
+            Err(e) => plain(500, &e.to_string()),
+        },
+        "/healthz" => plain(200, "ok"),
+        "/proxyMode" => plain(200, "nftables"),
+        _ => not_found(),
+    }
+}
+
+/// Starts the metrics server (`--metrics-bind-address`) on `addr`.
+pub fn start_metrics(
+    factory: &ListenerFactory,
+    addr: SocketAddr,
+    registry: Arc<prometheus_client::registry::Registry>,
+) -> std::io::Result<JoinHandle<()>> {
+    let listener = factory(addr)?;
+    serve(
+        listener,
+        Arc::new(move |path| metrics_response(path, &registry)),
     )
 }
 
@@ -234,6 +291,33 @@ mod tests {
         out
     }
 
+    #[test]
+    fn the_metrics_server_answers_as_upstreams() {
+        let metrics = ProxyMetrics::default();
+        metrics.sync_failed(crate::nft::IpFamily::V4);
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let answer = metrics_response("/metrics", &registry);
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.headers,
+            vec![(
+                "Content-Type",
+                "text/plain; version=0.0.4; charset=utf-8".to_string()
+            )]
+        );
+        assert!(
+            answer.body.contains(
+                "kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv4\"} 1\n"
+            ),
+            "{}",
+            answer.body
+        );
+        assert_eq!(metrics_response("/proxyMode", &registry).body, "nftables");
+        assert_eq!(metrics_response("/healthz", &registry).body, "ok");
+        assert_eq!(metrics_response("/configz", &registry).status, 404);
+    }
+
     #[tokio::test]
     async fn healthz_livez_and_service_servers_answer_through_the_factory() {
         let bound = Arc::new(Mutex::new(Vec::new()));
@@ -248,6 +332,7 @@ mod tests {
             "0.0.0.0:10256".parse().unwrap(),
             health.clone(),
             Arc::new(|| true),
+            ProxyMetrics::default(),
         )
         .expect("binds");
         let addr = bound.lock().unwrap()[0];

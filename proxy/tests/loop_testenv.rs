@@ -175,6 +175,9 @@ async fn the_loop_follows_the_api_into_a_namespace() {
     config.min_sync_period = Duration::from_millis(50);
     let healthz_port = free_port();
     config.healthz_bind_address = Some(([127, 0, 0, 1], healthz_port).into());
+    let metrics_port = free_port();
+    config.metrics_bind_address = Some(([127, 0, 0, 1], metrics_port).into());
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
     config.runner = NftRunner::in_netns(&ns.name);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let proxy = tokio::spawn(proxy::run(client.clone(), config, async {
@@ -200,6 +203,30 @@ async fn the_loop_follows_the_api_into_a_namespace() {
         "chain external-{}",
         &web_chain["service-".len()..]
     )));
+    // kube-proxy's metrics: one full sync per family, and when the last one was.
+    let (head, metrics) = http_get(&metrics_url);
+    assert!(
+        head.contains("text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    for family in ["IPv4", "IPv6"] {
+        assert!(
+            metrics.contains(&format!(
+                "kubeproxy_sync_full_proxy_rules_duration_seconds_count{{ip_family=\"{family}\"}} "
+            )) && metrics.contains(&format!(
+                "kubeproxy_sync_proxy_rules_last_timestamp_seconds{{ip_family=\"{family}\"}} "
+            )),
+            "{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("kubeproxy_sync_proxy_rules_service_changes_total "),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total"),
+        "no failure: {metrics}"
+    );
     let api_before = chain_rules(&listing, &api_chain);
     let web_before = chain_rules(&listing, &web_chain);
     assert!(
@@ -314,6 +341,20 @@ async fn the_loop_follows_the_api_into_a_namespace() {
         chain_rules(&listing, &web_chain),
         web_before,
         "web's chain was rewritten"
+    );
+    // That was a partial sync, and /healthz and /livez answers were counted.
+    let (_, metrics) = http_get(&metrics_url);
+    for line in [
+        "kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} ",
+        "kubeproxy_proxy_healthz_total{code=\"200\"} ",
+        "kubeproxy_proxy_healthz_total{code=\"503\"} ",
+        "kubeproxy_proxy_livez_total{code=\"200\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?}: {metrics}");
+    }
+    assert_eq!(
+        http_get(&format!("http://127.0.0.1:{metrics_port}/proxyMode")).1,
+        "nftables"
     );
 
     // A second ServiceCIDR changes the skeleton: a full sync writes it.

@@ -46,6 +46,9 @@ pub struct ProxyArgs {
     /// Address of /healthz and /livez.
     #[arg(long, default_value = "0.0.0.0:10256")]
     healthz_bind_address: SocketAddr,
+    /// Address of the metrics server (/metrics, /healthz, /proxyMode); empty to disable.
+    #[arg(long, default_value = "127.0.0.1:10249", value_parser = parse_bind_address)]
+    metrics_bind_address: BindAddress,
     /// Least time between two syncs (upstream keeps the iptables name in nftables mode).
     #[arg(long, default_value = "1s", value_parser = parse_go_duration)]
     iptables_min_sync_period: Duration,
@@ -58,6 +61,21 @@ pub struct ProxyArgs {
     /// Program this network namespace (as `ip netns` names it) instead of the current one.
     #[arg(long, value_name = "NAME")]
     netns: Option<String>,
+}
+
+/// An `IP:port` to listen on, or none (the flag given as an empty string).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BindAddress(Option<SocketAddr>);
+
+/// Parses `--metrics-bind-address`: `IP:port`, or empty to disable the server.
+pub fn parse_bind_address(text: &str) -> Result<BindAddress, String> {
+    if text.trim().is_empty() {
+        return Ok(BindAddress(None));
+    }
+    text.trim()
+        .parse::<SocketAddr>()
+        .map(|addr| BindAddress(Some(addr)))
+        .map_err(|_| format!("{text:?} is not a valid IP:port (or empty, to disable)"))
 }
 
 /// `--nodeport-addresses`.
@@ -145,6 +163,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     config.min_sync_period = args.iptables_min_sync_period;
     config.sync_period = args.iptables_sync_period;
     config.healthz_bind_address = Some(args.healthz_bind_address);
+    config.metrics_bind_address = args.metrics_bind_address.0;
     if let Some(netns) = &args.netns {
         config.runner = proxy::NftRunner::in_netns(netns.clone());
         let listen_in = netns.clone();
@@ -176,6 +195,23 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_bind_address_is_an_ip_port_or_empty() {
+        assert_eq!(
+            parse_bind_address("127.0.0.1:10249"),
+            Ok(BindAddress(Some("127.0.0.1:10249".parse().unwrap())))
+        );
+        assert_eq!(
+            parse_bind_address("[::]:10249"),
+            Ok(BindAddress(Some("[::]:10249".parse().unwrap())))
+        );
+        assert_eq!(parse_bind_address(""), Ok(BindAddress(None)));
+        assert_eq!(
+            parse_bind_address("10249").unwrap_err(),
+            "\"10249\" is not a valid IP:port (or empty, to disable)"
+        );
+    }
 
     #[test]
     fn nodeport_addresses_are_primary_or_cidrs() {
