@@ -253,8 +253,11 @@ impl DataPath {
                 .map_err(|e| fail(format!("the relay's address: {e}")))?;
             relays.spawn(relay_to(listener, api));
             let kubeconfig = dir.join(format!("{node}.kubeconfig"));
-            std::fs::write(&kubeconfig, kubeconfig_text(&format!("http://{relay}")))
-                .map_err(|e| fail(format!("cannot write {}: {e}", kubeconfig.display())))?;
+            std::fs::write(
+                &kubeconfig,
+                testenv::kubeconfig_yaml(&format!("http://{relay}")),
+            )
+            .map_err(|e| fail(format!("cannot write {}: {e}", kubeconfig.display())))?;
             let log = dir.join(format!("{node}.log"));
             let out = std::fs::File::create(&log)
                 .map_err(|e| fail(format!("cannot create {}: {e}", log.display())))?;
@@ -316,16 +319,10 @@ fn upstream_argv(bin: &Path, kubeconfig: &Path, node: &str, cluster_cidr: IpNet)
     .into()
 }
 
-/// A kubeconfig for plain HTTP to `server`, without credentials (testenv asks for none).
-pub fn kubeconfig_text(server: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: testenv\n  cluster:\n    server: {server}\ncontexts:\n- name: testenv\n  context:\n    cluster: testenv\n    user: admin\ncurrent-context: testenv\nusers:\n- name: admin\n  user: {{}}\n"
-    )
-}
-
 /// Forwards every connection `listener` (inside a node's namespace) accepts to `api` (testenv,
-/// on the root namespace's loopback), until the task is aborted.
-async fn relay_to(listener: tokio::net::TcpListener, api: SocketAddr) {
+/// on the root namespace's loopback), until the task is aborted: how upstream's kube-proxy,
+/// run inside a namespace, reaches the API.
+pub async fn relay_to(listener: tokio::net::TcpListener, api: SocketAddr) {
     loop {
         let Ok((mut inbound, _)) = listener.accept().await else {
             return;

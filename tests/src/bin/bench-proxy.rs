@@ -276,15 +276,9 @@ async fn start_relay(
     api: std::net::SocketAddr,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = dataplane::bind_tcp(ns, RELAY.parse()?).await?;
-    Ok(tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(api).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    }))
+    Ok(tokio::spawn(svcplane_tests::data_plane::relay_to(
+        listener, api,
+    )))
 }
 
 /// `/metrics` of the proxy serving inside `ns` (HTTP/1.0: one plain body, then close).
