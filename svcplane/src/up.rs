@@ -1,7 +1,9 @@
 //! `svcplane up`: the playground. An API server on `--listen` (testenv, in memory; or with
 //! `--apiserver real`, kube-apiserver and etcd with kube-controller-manager), simulated nodes, the
-//! allocator registry, the admission webhook, every controller and cluster DNS (`--dns-listen`),
-//! until Ctrl-C or SIGTERM; `/healthz`, `/readyz` and `/metrics` on `--metrics-listen`.
+//! allocator registry, admission (in-process on testenv; the webhook beside kube-apiserver), every
+//! controller, cluster DNS (`--dns-listen`) and with `--data-plane` pods that really answer
+//! (`data_plane`), until Ctrl-C or SIGTERM; `/healthz`, `/readyz` and `/metrics` on
+//! `--metrics-listen`.
 
 mod apiserver;
 pub mod data_plane;
@@ -390,6 +392,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 fn data_plane_possible(args: &UpArgs) -> bool {
     let why_not = if args.apiserver == ApiServerKind::Real {
         Some("it needs the embedded API server (--apiserver testenv), which serves kubectl exec and logs from it".to_owned())
+    } else if matches!(
+        args.service_cluster_ip_range.primary.net(),
+        ipnet::IpNet::V6(_)
+    ) {
+        Some(format!(
+            "it lays out IPv4 only, and the primary --service-cluster-ip-range {} is IPv6",
+            args.service_cluster_ip_range.primary.net()
+        ))
     } else if data_plane::cluster_dns_ip(args.service_cluster_ip_range.primary.net()).is_none() {
         Some(format!(
             "--service-cluster-ip-range {} is too small for the cluster DNS Service, whose address is the range's tenth",
