@@ -259,6 +259,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     apiserver::check_flags(
         args.apiserver,
         args.listen,
+        args.service_cluster_ip_range.primary.net(),
         args.data_dir.as_deref(),
         args.k8s_bin.as_deref(),
     )?;

@@ -292,6 +292,24 @@ fn a_bad_flag_exits_2_with_clap_s_message() {
 }
 
 #[test]
+fn a_service_range_of_another_family_than_the_listen_address_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_svcplane"))
+        .args(["up", "--service-cluster-ip-range", "fd00:10:96::/108"])
+        .args(["--listen", "127.0.0.1:0", "--kubeconfig-out"])
+        .arg(dir.path().join("kubeconfig"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "svcplane: service IP family \"fd00:10:96::/108\" must match public address family \"127.0.0.1\" (the first --service-cluster-ip-range and --listen's address)"
+    );
+}
+
+#[test]
 fn a_port_in_use_is_reported_with_its_address() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap();

@@ -172,6 +172,7 @@ impl ApiServer {
 pub fn check_flags(
     kind: ApiServerKind,
     listen: SocketAddr,
+    primary_range: ipnet::IpNet,
     data_dir: Option<&Path>,
     k8s_bin: Option<&Path>,
 ) -> Result<(), UsageError> {
@@ -181,6 +182,15 @@ pub fn check_flags(
                 return Err(UsageError(
                     "--k8s-bin names the binaries of --apiserver real; the embedded API server (--apiserver testenv) needs none".into(),
                 ));
+            }
+            // svcplane maintains the `kubernetes` Service here, listing --listen's address in its
+            // endpoints: kube-apiserver's own rule for its advertise address and text.
+            if matches!(primary_range, ipnet::IpNet::V4(_)) != listen.ip().is_ipv4() {
+                return Err(UsageError(format!(
+                    "service IP family {} must match public address family {} (the first --service-cluster-ip-range and --listen's address)",
+                    gocompat::quote::go_quote(&primary_range.to_string()),
+                    gocompat::quote::go_quote(&listen.ip().to_string())
+                )));
             }
         }
         ApiServerKind::Real => {
