@@ -28,7 +28,10 @@ pub mod topology;
 mod watch;
 
 pub use host::check_host;
-pub use netns::{bind_tcp, bind_udp, connect_tcp, in_netns, in_netns_async};
+pub use netns::{
+    TcpListenerFactory, bind_tcp, bind_udp, connect_tcp, in_netns, in_netns_async,
+    tcp_listener_factory,
+};
 pub use runtime::{DataPlaneRuntime, netns_exec_command};
 pub use sandbox::{DataPlaneConfig, Sandboxes, remove_leftovers};
 pub use watch::{DataPlane, Desired};

@@ -32,6 +32,17 @@ fn io_error(what: &str, errno: nix::Error) -> io::Error {
     )
 }
 
+/// A function that binds a std TCP listener inside network namespace `ns`, for servers that
+/// take a listener factory (the proxy's health and metrics servers in a node's namespace).
+pub type TcpListenerFactory =
+    std::sync::Arc<dyn Fn(std::net::SocketAddr) -> io::Result<std::net::TcpListener> + Send + Sync>;
+
+/// [`TcpListenerFactory`] for `ns`.
+pub fn tcp_listener_factory(ns: &str) -> TcpListenerFactory {
+    let ns = ns.to_owned();
+    std::sync::Arc::new(move |addr| in_netns(&ns, move || std::net::TcpListener::bind(addr)))
+}
+
 /// Runs `f` on a fresh thread inside network namespace `ns` and returns its result. Sockets
 /// `f` creates belong to `ns`. Blocks the caller until `f` returns (from async code use
 /// [`in_netns_async`]).

@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -166,10 +165,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     config.metrics_bind_address = args.metrics_bind_address.0;
     if let Some(netns) = &args.netns {
         config.runner = proxy::NftRunner::in_netns(netns.clone());
-        let listen_in = netns.clone();
-        config.listener_factory = Arc::new(move |addr| {
-            dataplane::in_netns(&listen_in, move || std::net::TcpListener::bind(addr))
-        });
+        config.listener_factory = dataplane::tcp_listener_factory(netns);
     }
     let (trigger, shutdown) = crate::component::shutdown_channel();
     tracing::info!(node = %node_name, netns = args.netns.as_deref().unwrap_or("(current)"), "proxy starting");

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use controllers::endpointslice_controller::{self, EndpointSliceControllerConfig};
@@ -206,10 +205,7 @@ impl DataPath {
             let mut config = proxy::ProxyConfig::new(rules);
             config.families = vec![proxy::IpFamily::V4];
             config.runner = proxy::NftRunner::in_netns(netns.clone());
-            let listen_in = netns.clone();
-            config.listener_factory = Arc::new(move |addr| {
-                dataplane::in_netns(&listen_in, move || std::net::TcpListener::bind(addr))
-            });
+            config.listener_factory = dataplane::tcp_listener_factory(&netns);
             let client = self.client();
             let stop = stop.clone();
             let name = node.clone();

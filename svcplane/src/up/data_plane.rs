@@ -353,11 +353,8 @@ async fn run_node(
     // Pods are IPv4 only (docs/data-plane.md).
     config.families = vec![proxy::IpFamily::V4];
     config.runner = proxy::NftRunner::in_netns(netns.clone());
-    let listen_in = netns.clone();
     // Health checks answer on the node's addresses, inside its namespace.
-    config.listener_factory = Arc::new(move |addr| {
-        dataplane::in_netns(&listen_in, move || std::net::TcpListener::bind(addr))
-    });
+    config.listener_factory = dataplane::tcp_listener_factory(&netns);
     if let Err(e) = proxy::run(client, config, shutdown.wait()).await {
         tracing::warn!(node, error = %e, "the node's proxy stopped");
     }
