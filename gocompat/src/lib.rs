@@ -4,6 +4,7 @@
 
 pub mod errors;
 pub mod ip;
+pub mod json;
 pub mod metrics_text;
 pub mod quote;
 

@@ -81,7 +81,7 @@ impl ApiServer {
                 .ok_or_else(|| ApiError::not_found(&rt, &name))?;
             let mut pod = current.value();
             // Storage preconditions, checked before the update function runs.
-            let key = format!("/registry/{}/{}/{name}", rt.plural, req.ns());
+            let key = rt.storage_key(req.ns(), &name);
             if let Some(uid) = uid
                 && meta_str(&pod, "uid") != Some(uid)
             {
@@ -181,7 +181,7 @@ fn check_binding_type(binding: &Value) -> Result<(), ApiError> {
 }
 
 /// The Conflict of a failed storage precondition, in etcd3 storage's words.
-fn precondition_failed(
+pub(crate) fn precondition_failed(
     rt: &ResourceType,
     name: &str,
     key: &str,

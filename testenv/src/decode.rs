@@ -33,6 +33,10 @@ impl FieldValidation {
     }
 }
 
+/// The anonymous struct apimachinery reads a body's apiVersion and kind into, as Go names it
+/// in a type error (`json: cannot unmarshal array into Go value of type struct { ... }`).
+pub(crate) const GO_TYPE_META: &str = r#"struct { APIVersion string "json:\"apiVersion,omitempty\""; Kind string "json:\"kind,omitempty\"" }"#;
+
 /// The problems strict decoding reports: `duplicate field "a.b"`, `unknown field "a.c"`.
 #[derive(Debug, Default)]
 pub struct StrictErrors(pub Vec<String>);

@@ -376,8 +376,138 @@ pub fn label_value_errors(v: &str) -> Vec<String> {
     errs
 }
 
-/// Validates the metadata of an object about to be stored (names, labels, annotations).
-pub fn validate_object_meta(rule: &NameRule, namespaced: bool, meta: &Value) -> Vec<StatusCause> {
+/// Whether metadata is validated for a create or for an update: upstream's
+/// `ValidateObjectMetaAccessorUpdate` leaves finalizer names alone (only a create checks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaWrite {
+    Create,
+    Update,
+}
+
+/// The standard finalizer names `k8s.io/kubernetes`'s `IsStandardFinalizerName` accepts without a
+/// domain.
+const STANDARD_FINALIZERS: [&str; 3] = ["kubernetes", "orphan", "foregroundDeletion"];
+
+/// `validateKubeFinalizerName`, which kube-apiserver's own kinds add on create and update: a
+/// finalizer name without a '/' must be a standard one.
+pub fn validate_kube_finalizer_names(meta: &Value) -> Vec<StatusCause> {
+    let finalizers = meta.get("finalizers").and_then(Value::as_array);
+    let names = finalizers.into_iter().flatten().filter_map(Value::as_str);
+    names
+        .enumerate()
+        .filter(|(_, name)| !name.contains('/') && !STANDARD_FINALIZERS.contains(name))
+        .map(|(i, name)| {
+            invalid(
+                &format!("metadata.finalizers[{i}]"),
+                name,
+                "name is neither a standard finalizer name nor is it fully qualified",
+            )
+        })
+        .collect()
+}
+
+/// An `OwnerReference` as Go's `encoding/json` writes it (field order of the struct, `omitempty`
+/// on the two flags), which is how upstream prints one in a validation message.
+fn go_owner_reference(reference: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in ["apiVersion", "kind", "name", "uid"] {
+        let value = reference.get(key).and_then(Value::as_str).unwrap_or("");
+        out.insert(key.into(), Value::String(value.into()));
+    }
+    for key in ["controller", "blockOwnerDeletion"] {
+        if let Some(flag) = reference.get(key).filter(|v| v.is_boolean()) {
+            out.insert(key.into(), flag.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// `ValidateOwnerReferences`: each reference complete and not to a banned kind, and at most one
+/// controller.
+fn validate_owner_references(references: &[Value]) -> Vec<StatusCause> {
+    const FIELD: &str = "metadata.ownerReferences";
+    let mut causes = Vec::new();
+    let mut first_controller: Option<String> = None;
+    for reference in references {
+        let text = |key: &str| reference.get(key).and_then(Value::as_str).unwrap_or("");
+        let api_version = text("apiVersion");
+        // `schema.FromAPIVersionAndKind`: the version is what follows the last '/'.
+        let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        if version.is_empty() {
+            causes.push(invalid(
+                &format!("{FIELD}.apiVersion"),
+                api_version,
+                "version must not be empty",
+            ));
+        }
+        for key in ["kind", "name", "uid"] {
+            if text(key).is_empty() {
+                causes.push(invalid(&format!("{FIELD}.{key}"), "", "must not be empty"));
+            }
+        }
+        if group.is_empty() && version == "v1" && text("kind") == "Event" {
+            causes.push(cause(
+                "FieldValueInvalid",
+                FIELD,
+                format!(
+                    "Invalid value: {}: /v1, Kind=Event is disallowed from being an owner",
+                    go_owner_reference(reference)
+                ),
+            ));
+        }
+        if reference.get("controller").and_then(Value::as_bool) == Some(true) {
+            let this = format!("{}/{}", text("kind"), text("name"));
+            match &first_controller {
+                Some(first) => {
+                    let all: Vec<Value> = references.iter().map(go_owner_reference).collect();
+                    causes.push(cause(
+                        "FieldValueInvalid",
+                        FIELD,
+                        format!(
+                            "Invalid value: {}: Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}",
+                            Value::Array(all)
+                        ),
+                    ));
+                }
+                None => first_controller = Some(this),
+            }
+        }
+    }
+    causes
+}
+
+/// `ValidateFinalizers`: qualified names, and not both `orphan` and `foregroundDeletion`.
+fn validate_finalizers(finalizers: &[Value]) -> Vec<StatusCause> {
+    const FIELD: &str = "metadata.finalizers";
+    let mut causes = Vec::new();
+    let names: Vec<&str> = finalizers.iter().filter_map(Value::as_str).collect();
+    for name in &names {
+        for e in qualified_name_errors(name) {
+            causes.push(invalid(FIELD, name, &e));
+        }
+    }
+    if names.contains(&"orphan") && names.contains(&"foregroundDeletion") {
+        causes.push(cause(
+            "FieldValueInvalid",
+            FIELD,
+            format!(
+                "Invalid value: {}: finalizer orphan and foregroundDeletion cannot be both set",
+                Value::Array(finalizers.to_vec())
+            ),
+        ));
+    }
+    causes
+}
+
+/// Validates the metadata of an object about to be stored (names, labels, annotations, owner
+/// references and, on a create, finalizers), in `ValidateObjectMetaAccessor`'s order.
+pub fn validate_object_meta(
+    rule: &NameRule,
+    namespaced: bool,
+    meta: &Value,
+    write: MetaWrite,
+) -> Vec<StatusCause> {
     let mut causes = Vec::new();
     let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
     let generate_name = meta
@@ -460,6 +590,14 @@ pub fn validate_object_meta(rule: &NameRule, namespaced: bool, meta: &Value) -> 
             ));
         }
     }
+    if let Some(references) = meta.get("ownerReferences").and_then(Value::as_array) {
+        causes.extend(validate_owner_references(references));
+    }
+    if write == MetaWrite::Create
+        && let Some(finalizers) = meta.get("finalizers").and_then(Value::as_array)
+    {
+        causes.extend(validate_finalizers(finalizers));
+    }
     causes
 }
 
@@ -489,6 +627,7 @@ mod tests {
             &NameRule::Subdomain,
             true,
             &json!({"namespace": "default", "labels": {"-x": "ok", "a": "-bad"}}),
+            MetaWrite::Create,
         );
         let fields: Vec<_> = causes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(
@@ -503,10 +642,76 @@ mod tests {
             &NameRule::Subdomain,
             true,
             &json!({"generateName": "web-", "namespace": "default"}),
+            MetaWrite::Create,
         );
         assert!(
             ok.iter().all(|c| c.field != "metadata.generateName"),
             "{ok:?}"
+        );
+    }
+
+    fn meta_causes(meta: Value, write: MetaWrite) -> Vec<(String, String)> {
+        validate_object_meta(&NameRule::Subdomain, true, &meta, write)
+            .into_iter()
+            .map(|c| (c.field, c.message))
+            .collect()
+    }
+
+    #[test]
+    fn owner_references_are_complete_with_one_controller() {
+        let causes = meta_causes(
+            json!({"name": "c", "namespace": "d", "ownerReferences": [
+                {"kind": "ConfigMap", "name": "o", "apiVersion": "v1"},
+                {"uid": "u1", "apiVersion": "v1", "kind": "ConfigMap", "name": "o", "controller": true},
+                {"apiVersion": "v1", "kind": "Event", "name": "e", "uid": "u2", "controller": true},
+            ]}),
+            MetaWrite::Update,
+        );
+        assert_eq!(
+            causes,
+            [
+                (
+                    "metadata.ownerReferences.uid".to_string(),
+                    "Invalid value: \"\": must not be empty".to_string()
+                ),
+                (
+                    "metadata.ownerReferences".to_string(),
+                    r#"Invalid value: {"apiVersion":"v1","kind":"Event","name":"e","uid":"u2","controller":true}: /v1, Kind=Event is disallowed from being an owner"#.to_string()
+                ),
+                (
+                    "metadata.ownerReferences".to_string(),
+                    concat!(
+                        r#"Invalid value: [{"apiVersion":"v1","kind":"ConfigMap","name":"o","uid":""},"#,
+                        r#"{"apiVersion":"v1","kind":"ConfigMap","name":"o","uid":"u1","controller":true},"#,
+                        r#"{"apiVersion":"v1","kind":"Event","name":"e","uid":"u2","controller":true}]: "#,
+                        r#"Only one reference can have Controller set to true. Found "true" in references for ConfigMap/o and Event/e"#
+                    )
+                    .to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn finalizer_names_are_checked_on_create_only() {
+        let meta = json!({"name": "c", "namespace": "d",
+            "finalizers": ["bad finalizer", "orphan", "foregroundDeletion"]});
+        let causes = meta_causes(meta.clone(), MetaWrite::Create);
+        assert_eq!(causes.len(), 2, "{causes:?}");
+        assert_eq!(
+            causes[0].1,
+            format!("Invalid value: \"bad finalizer\": {QUALIFIED_NAME_MSG}")
+        );
+        assert_eq!(
+            causes[1].1,
+            r#"Invalid value: ["bad finalizer","orphan","foregroundDeletion"]: finalizer orphan and foregroundDeletion cannot be both set"#
+        );
+        assert!(meta_causes(meta.clone(), MetaWrite::Update).is_empty());
+        let kube = validate_kube_finalizer_names(&meta);
+        assert_eq!(kube.len(), 1, "{kube:?}");
+        assert_eq!(kube[0].field, "metadata.finalizers[0]");
+        assert!(
+            validate_kube_finalizer_names(&json!({"finalizers": ["example.com/x"]})).is_empty()
         );
     }
 

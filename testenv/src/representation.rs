@@ -111,7 +111,11 @@ fn row(printer: &TablePrinter, obj: &Value, include: IncludeObject, now: Timesta
     let mut row = Map::new();
     row.insert("cells".into(), Value::Array(printer.cells(obj, now)));
     match include {
-        IncludeObject::None => {}
+        // Go's `TableRow.Object` is a `RawExtension`, a struct that `omitempty` keeps: an empty
+        // one is written as `null`.
+        IncludeObject::None => {
+            row.insert("object".into(), Value::Null);
+        }
         IncludeObject::Metadata => {
             row.insert("object".into(), partial_metadata(obj, "meta.k8s.io/v1"));
         }

@@ -31,6 +31,41 @@ pub struct ResourceType {
 }
 
 impl ResourceType {
+    /// The object's key in kube-apiserver's etcd (`/registry/<prefix>/<namespace>/<name>`), which
+    /// upstream's storage errors quote; `k8s.io/kubernetes/pkg/kubeapiserver`'s special prefixes
+    /// for the kinds testenv serves, the plural otherwise.
+    pub fn storage_key(&self, namespace: &str, name: &str) -> String {
+        let prefix = match (self.group.as_str(), self.plural.as_str()) {
+            ("", "endpoints") => "services/endpoints".to_string(),
+            ("", "nodes") => "minions".to_string(),
+            ("", "services") => "services/specs".to_string(),
+            ("", "replicationcontrollers") => "controllers".to_string(),
+            ("apiextensions.k8s.io", plural) => format!("apiextensions.k8s.io/{plural}"),
+            (group, plural) if !self.is_builtin() => format!("{group}/{plural}"),
+            (_, plural) => plural.to_string(),
+        };
+        if self.namespaced {
+            format!("/registry/{prefix}/{namespace}/{name}")
+        } else {
+            format!("/registry/{prefix}/{name}")
+        }
+    }
+
+    /// Whether the kind is one of kube-apiserver's own (not a CustomResourceDefinition's).
+    pub fn is_builtin(&self) -> bool {
+        BUILTINS
+            .iter()
+            .any(|b| b.group == self.group && b.plural == self.plural)
+    }
+
+    /// Whether kube-apiserver validates the kind's metadata with `k8s.io/kubernetes`'s core
+    /// `ValidateObjectMeta`, which adds a rule to apimachinery's: a finalizer name without a '/'
+    /// must be a standard one. CustomResourceDefinitions and custom resources are validated by
+    /// apiextensions-apiserver with apimachinery's rules alone.
+    pub fn has_kube_finalizer_rule(&self) -> bool {
+        self.is_builtin() && self.group != "apiextensions.k8s.io"
+    }
+
     /// `group/version`, or just `version` for the core group: the apiVersion of objects.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

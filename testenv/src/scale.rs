@@ -79,13 +79,9 @@ fn validate_scale(scale: &Value, name: &str) -> Result<i64, ApiError> {
     Ok(replicas)
 }
 
-/// A Scale sent with PUT (JSON; kubectl never sends a Scale as protobuf).
+/// A Scale sent with PUT.
 fn parse_scale_body(req: &ApiRequest) -> Result<Value, ApiError> {
-    let scale: Value = serde_json::from_slice(&req.body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the object provided is unrecognized (json parse error: {e})"
-        ))
-    })?;
+    let scale = crate::api::parse_body(req)?;
     let kind = scale.get("kind").and_then(Value::as_str).unwrap_or("");
     let api_version = scale
         .get("apiVersion")
@@ -125,12 +121,12 @@ impl ApiServer {
             Verb::Update => (parse_scale_body(req)?, None),
             Verb::Patch => {
                 let patch_type = PatchType::from_content_type(&req.content_type)
-                    .ok_or_else(|| ApiError::unsupported_patch_type(true))?;
+                    .ok_or_else(ApiError::unsupported_route_media_type)?;
                 if patch_type == PatchType::Apply {
                     return Err(ApiError::unsupported_patch_type(true));
                 }
                 let value: Value = serde_json::from_slice(&req.body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                    .map_err(|_| patch::patch_syntax_error(&req.body))?;
                 (value, Some(patch_type))
             }
             _ => {
@@ -146,7 +142,9 @@ impl ApiServer {
                 None => body.clone(),
                 Some(PatchType::Merge) => patch::merge_patch(&scale_of(&old), &body)?,
                 Some(PatchType::Json) => {
-                    patch::json_patch(&scale_of(&old), &body, SCALE_KIND, "autoscaling", &name)?
+                    let strict_decode =
+                        req.query.get("fieldValidation").map(String::as_str) != Some("Ignore");
+                    patch::json_patch(&scale_of(&old), &body, strict_decode)?
                 }
                 Some(_) => patch::strategic::strategic_merge_patch(
                     &scale_of(&old),

@@ -247,6 +247,28 @@ impl ApiError {
         )
     }
 
+    /// The 415 go-restful answers when no route of a built-in resource consumes the request's
+    /// content type (kube-apiserver turns its plain-text reply into this Status, details empty).
+    pub fn unsupported_route_media_type() -> Self {
+        Self {
+            details: Some(json!({})),
+            ..Self::new(415, "UnsupportedMediaType", "415: Unsupported Media Type")
+        }
+    }
+
+    /// A 422 without the object's details, as `NewGenericServerResponse` builds it: what
+    /// kube-apiserver answers when a JSON patch cannot be applied (the reason is not passed on).
+    pub fn generic_unprocessable() -> Self {
+        Self {
+            details: Some(json!({})),
+            ..Self::new(
+                422,
+                "Invalid",
+                "the server rejected our request due to an error in our request",
+            )
+        }
+    }
+
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
         let message = message.into();

@@ -481,6 +481,12 @@ fn remove_pointer(body: &mut Value, pointer: &str) {
             map.remove(last);
         }
         Some(Value::Array(items)) if last == "*" => items.clear(),
+        // An element is blanked, not removed, so that the ones after it keep their indices.
+        Some(Value::Array(items)) => {
+            if let Some(item) = last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                *item = Value::Null;
+            }
+        }
         _ => {}
     }
 }

@@ -101,9 +101,10 @@ pub fn strategic_merge_patch(
     kind: &str,
 ) -> Result<Value, ApiError> {
     let Some(patch_map) = patch.as_object() else {
-        return Err(bad(
-            "couldn't get version/kind; json parse error: json: cannot unmarshal array into Go value of type struct { APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }",
-        ));
+        return Err(bad(format!(
+            "couldn't get version/kind; json parse error: json: cannot unmarshal array into Go value of type {}",
+            crate::decode::GO_TYPE_META
+        )));
     };
     let base = original.as_object().cloned().unwrap_or_default();
     let merged = merge_map(base, patch_map, Meta::of_kind(group, kind))?;

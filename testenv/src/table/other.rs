@@ -10,15 +10,15 @@ pub(super) const ENDPOINT_SLICE_COLUMNS: &[Column] = &[
     NAME,
     col(
         "AddressType",
-        "addressType specifies the type of address carried by this EndpointSlice.",
+        "addressType specifies the type of address carried by this EndpointSlice. All addresses in this slice must be the same type. This field is immutable after creation. The following address types are currently supported: * IPv4: Represents an IPv4 Address. * IPv6: Represents an IPv6 Address. * FQDN: Represents a Fully Qualified Domain Name.",
     ),
     col(
         "Ports",
-        "ports specifies the list of network ports exposed by each endpoint in this slice.",
+        "ports specifies the list of network ports exposed by each endpoint in this slice. Each port must have a unique name. When ports is empty, it indicates that there are no defined ports. When a port is defined with a nil port value, it indicates \"all ports\". Each slice may include a maximum of 100 ports.",
     ),
     col(
         "Endpoints",
-        "endpoints is a list of unique endpoints in this slice.",
+        "endpoints is a list of unique endpoints in this slice. Each slice may include a maximum of 1000 endpoints.",
     ),
     AGE,
 ];
@@ -92,7 +92,7 @@ pub(super) const LEASE_COLUMNS: &[Column] = &[
     NAME,
     col(
         "Holder",
-        "holderIdentity contains the identity of the holder of a current lease.",
+        "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.",
     ),
     AGE,
 ];
@@ -144,7 +144,7 @@ pub(super) const SERVICE_CIDR_COLUMNS: &[Column] = &[
     NAME,
     col(
         "CIDRs",
-        "CIDRs defines the IP blocks in CIDR notation (e.g. \"192.168.0.0/24\" or \"2001:db8::/64\") from which to assign service cluster IPs.",
+        "CIDRs defines the IP blocks in CIDR notation (e.g. \"192.168.0.0/24\" or \"2001:db8::/64\") from which to assign service cluster IPs. Max of two CIDRs is allowed, one of each IP family. This field is immutable.",
     ),
     AGE,
 ];
