@@ -634,6 +634,15 @@ impl ApiServer {
         let mut obj = parse_body(req)?;
         check_type_meta(rt, &mut obj)?;
         self.decode_fields(req, &mut obj, true)?;
+        if rt.is_review() {
+            // The create handler's field manager runs before the review's REST storage answers.
+            meta_mut(&mut obj);
+            patch::apply::track_update(None, &mut obj, &req.field_manager(), "Update");
+            return Ok(Reply {
+                code: 201,
+                body: crate::reviews::answer(&rt.kind, obj)?,
+            });
+        }
         if rt.namespaced {
             let body_ns = meta_str(&obj, "namespace").unwrap_or("");
             if !body_ns.is_empty() && body_ns != req.ns() {

@@ -14,7 +14,9 @@ fn verbs_of(rt: &ResourceType) -> &'static [&'static str] {
     let builtin = crate::resources::ResourceTable::builtin()
         .get(&rt.group, &rt.version, &rt.plural)
         .is_some();
-    if builtin && rt.group.is_empty() && rt.plural == "namespaces" {
+    if builtin && rt.is_review() {
+        &["create"]
+    } else if builtin && rt.group.is_empty() && rt.plural == "namespaces" {
         // The namespace registry has no DELETE on the collection.
         &[
             "create", "delete", "get", "list", "patch", "update", "watch",
@@ -68,7 +70,10 @@ pub fn api_resources(table: &ResourceTable, group: &str, version: &str) -> Vec<V
         if !rt.categories.is_empty() {
             r["categories"] = json!(rt.categories);
         }
-        r["storageVersionHash"] = json!(storage_version_hash(rt));
+        // Reviews are never stored, so they have no storage version.
+        if !rt.is_review() {
+            r["storageVersionHash"] = json!(storage_version_hash(rt));
+        }
         out.push(r);
         let mut subresources: Vec<&str> = rt.subresources.iter().map(String::as_str).collect();
         // The router serves namespaces/finalize beside the declared subresources.

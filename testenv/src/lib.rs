@@ -37,6 +37,7 @@ pub mod podlog;
 pub mod protobuf;
 pub mod representation;
 pub mod resources;
+mod reviews;
 pub mod router;
 pub mod runtime;
 mod scale;

@@ -58,6 +58,15 @@ impl ResourceType {
             .any(|b| b.group == self.group && b.plural == self.plural)
     }
 
+    /// Whether the kind is a review: created only, answered at once and never stored
+    /// (`kubectl auth whoami` and `kubectl auth can-i` send them).
+    pub fn is_review(&self) -> bool {
+        matches!(
+            self.group.as_str(),
+            "authentication.k8s.io" | "authorization.k8s.io"
+        )
+    }
+
     /// Whether kube-apiserver validates the kind's metadata with `k8s.io/kubernetes`'s core
     /// `ValidateObjectMeta`, which adds a rule to apimachinery's: a finalizer name without a '/'
     /// must be a standard one. CustomResourceDefinitions and custom resources are validated by
@@ -306,6 +315,39 @@ const BUILTINS: &[Builtin] = &[
         plural: "events",
         namespaced: true,
         short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        tracks_generation: false,
+    },
+    Builtin {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        namespaced: false,
+        short_names: &[],
         categories: &[],
         subresources: &[],
         tracks_generation: false,

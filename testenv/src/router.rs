@@ -163,6 +163,12 @@ pub fn route(
     // A Binding is only ever created.
     let binding = subresource.as_deref() == Some(crate::binding::BINDING);
     let verb = match (method, name.is_some()) {
+        (&Method::POST, false) if resource.is_review() => Verb::Create,
+        _ if resource.is_review() => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
         (&Method::POST, true) if binding => Verb::Create,
         _ if binding => {
             return Err(ApiError::method_not_allowed(

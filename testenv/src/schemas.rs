@@ -198,9 +198,10 @@ fn builtin_kinds(
     generator: &mut SchemaGenerator,
 ) -> Vec<(&'static str, &'static str, &'static str, String)> {
     use k8s_openapi::api::{
-        admissionregistration::v1 as admission, apps::v1 as apps, coordination::v1 as coordination,
-        core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-        networking::v1 as networking,
+        admissionregistration::v1 as admission, apps::v1 as apps,
+        authentication::v1 as authentication, authorization::v1 as authorization,
+        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+        events::v1 as events, networking::v1 as networking,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     use k8s_openapi::schemars::JsonSchema;
@@ -247,6 +248,24 @@ fn builtin_kinds(
             "apiextensions.k8s.io",
             "v1",
             "CustomResourceDefinition",
+        ),
+        one::<authentication::SelfSubjectReview>(
+            g,
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+        ),
+        one::<authorization::SelfSubjectAccessReview>(
+            g,
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+        ),
+        one::<authorization::SelfSubjectRulesReview>(
+            g,
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectRulesReview",
         ),
         one::<apps::Deployment>(g, "apps", "v1", "Deployment"),
         one::<apps::ReplicaSet>(g, "apps", "v1", "ReplicaSet"),

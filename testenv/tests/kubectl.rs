@@ -1063,6 +1063,42 @@ async fn api_resources_and_version() {
     }
 }
 
+/// `kubectl auth can-i` and `kubectl auth whoami` create the review kinds; testenv authorizes
+/// everything and takes the caller for the administrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_can_i_and_whoami() {
+    let Some(builds) = kubectl_builds() else {
+        return;
+    };
+    for bin in &builds {
+        let s = Session::start(bin).await;
+        let l = bin.label.as_str();
+        let yes = s.run(&["auth", "can-i", "create", "pods"]).await;
+        assert!(yes.ok, "{l}: {}", yes.stderr);
+        assert_eq!(yes.stdout.trim(), "yes", "{l}");
+        let yes = s.run(&["auth", "can-i", "get", "/healthz"]).await;
+        assert_eq!(yes.stdout.trim(), "yes", "{l}: {}", yes.stderr);
+        let list = s.ok(&["auth", "can-i", "--list"]).await;
+        assert!(list.contains("*.*"), "{l}: {list}");
+        // `auth whoami` came with kubectl 1.27 (alpha, then beta and GA): older builds lack it.
+        let whoami = s.run(&["auth", "whoami"]).await;
+        if whoami.ok {
+            assert!(whoami.stdout.contains("admin"), "{l}: {}", whoami.stdout);
+            assert!(
+                whoami.stdout.contains("system:masters"),
+                "{l}: {}",
+                whoami.stdout
+            );
+        } else {
+            assert!(
+                whoami.stderr.contains("unknown command") || whoami.stderr.contains("alpha"),
+                "{l}: {}",
+                whoami.stderr
+            );
+        }
+    }
+}
+
 #[test]
 fn tables_parse_by_header_offsets() {
     let out = format!(

@@ -3,8 +3,8 @@
 //! the `k8s\0` envelope is unwrapped and the object decoded into the JSON that Go's encoder writes
 //! for the same struct, so the rest of the server sees what an older kubectl sends as JSON.
 //!
-//! Decoded kinds: v1 Service, ConfigMap, Secret, Namespace, ServiceAccount, Pod and apps/v1
-//! Deployment. Other kinds, and the few Pod fields testenv does not model (volumes, probes,
+//! Decoded kinds: v1 Service, ConfigMap, Secret, Namespace, ServiceAccount, Pod, apps/v1
+//! Deployment, and the reviews `kubectl auth` creates. Other kinds, and the few Pod fields testenv does not model (volumes, probes,
 //! affinity, ...), are refused with 415 rather than silently dropped.
 
 mod apps;
@@ -12,6 +12,7 @@ mod core;
 mod decode;
 pub mod envelope;
 mod meta;
+mod reviews;
 mod schema;
 #[cfg(test)]
 mod test_encoder;
@@ -123,6 +124,13 @@ fn message_for(api_version: &str, kind: &str) -> Option<&'static schema::Message
         ("v1", "ServiceAccount") => &core::SERVICE_ACCOUNT,
         ("v1", "Pod") => &core::POD,
         ("apps/v1", "Deployment") => &apps::DEPLOYMENT,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            &reviews::SELF_SUBJECT_ACCESS_REVIEW
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            &reviews::SELF_SUBJECT_RULES_REVIEW
+        }
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => &reviews::SELF_SUBJECT_REVIEW,
         _ => return None,
     })
 }

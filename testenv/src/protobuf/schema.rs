@@ -101,6 +101,10 @@ pub const fn strings(n: u32, json: &'static str) -> Field {
 pub const fn boolean(n: u32, json: &'static str) -> Field {
     field(n, json, Type::Bool, Rule::OmitEmpty)
 }
+/// `bool` without `omitempty`.
+pub const fn boolean_always(n: u32, json: &'static str) -> Field {
+    field(n, json, Type::Bool, Rule::Always)
+}
 /// `*bool`.
 pub const fn boolean_ptr(n: u32, json: &'static str) -> Field {
     field(n, json, Type::Bool, Rule::Pointer)
