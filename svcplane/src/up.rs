@@ -130,6 +130,8 @@ fn components(
     }
     // With pods running for real, probed pods are Ready when their probes pass.
     nodes = nodes.with_external_readiness_probes(data_plane_on);
+    // The playground is for people: `kubectl describe pod` shows what a scheduler and kubelet did.
+    nodes = nodes.with_pod_events(true);
     let node_names: Vec<String> = nodes.nodes.iter().map(|n| n.name.clone()).collect();
     let v4_pod_cidrs: Vec<ipnet::IpNet> = nodes
         .nodes

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -34,7 +34,8 @@ pub use config::{HOSTNAME_LABEL, NodeSimConfig, Scheduling, SimNode, ZONE_LABEL}
 pub use ipam::PodCidrPool;
 pub use plan::{
     Candidate, ObservedStatus, PodView, READY_ANNOTATION, READY_DELAY_ANNOTATION,
-    TERMINATION_ANNOTATION, binding, desired_status, pick_node,
+    TERMINATION_ANNOTATION, binding, container_start_events, desired_status, pick_node,
+    scheduled_event,
 };
 
 /// The field manager of bindings.
@@ -262,6 +263,8 @@ struct Tracked {
     /// The earliest timer set for this pod.
     wake: Option<Instant>,
     failures: u32,
+    /// The container start Events were recorded (once per pod, whatever the retries).
+    start_recorded: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -701,6 +704,10 @@ impl Runner {
         Api::namespaced(self.client.clone(), namespace)
     }
 
+    fn events_api(&self, namespace: &str) -> Api<CoreEvent> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
     /// Decides and starts the next write for one pod, or sets a timer, or does nothing.
     fn reconcile(&mut self, key: &PodKey) -> Option<Pending> {
         let now = Instant::now();
@@ -770,9 +777,16 @@ impl Runner {
             self.waiting_for_node.insert(key.clone());
             return None;
         };
-        let binding = binding(&t.view, &self.config.nodes[chosen].name);
+        let node_name = self.config.nodes[chosen].name.clone();
+        let binding = binding(&t.view, &node_name);
         let api = self.pods_api(&t.view.namespace);
         let name = t.view.name.clone();
+        let events = self.config.pod_events.then(|| {
+            (
+                self.events_api(&t.view.namespace),
+                vec![scheduled_event(&t.view, &node_name, Timestamp::now())],
+            )
+        });
         if let Some(t) = self.tracked.get_mut(key) {
             t.assumed = Some(chosen);
         }
@@ -787,6 +801,11 @@ impl Runner {
                 .create_subresource::<_, Value>("binding", &name, &params, &binding)
                 .await
                 .map(|_| ());
+            if r.is_ok()
+                && let Some((events_api, events)) = events
+            {
+                record_events(&events_api, events).await;
+            }
             (key, ActionKind::Bind, r)
         }))
     }
@@ -842,10 +861,23 @@ impl Runner {
             Timestamp::now(),
         );
         let (namespace, name) = (t.view.namespace.clone(), t.view.name.clone());
+        // The first status that shows the containers running is when a kubelet has started them.
+        let starts = patch
+            .as_ref()
+            .and_then(|p| p.pointer("/status/phase"))
+            .and_then(Value::as_str)
+            == Some("Running")
+            && t.view.status.phase.as_deref() != Some("Running")
+            && !t.start_recorded;
+        let events = (config.pod_events && starts).then(|| {
+            t.start_recorded = true;
+            container_start_events(&t.view, &config.nodes[node].name, Timestamp::now())
+        });
         if !t.view.held_unready && now < ready_at {
             self.schedule(key, ready_at);
         }
         let patch = patch?;
+        let events = events.map(|events| (self.events_api(&namespace), events));
         let api = self.pods_api(&namespace);
         let key = key.clone();
         Some(Box::pin(async move {
@@ -857,6 +889,11 @@ impl Runner {
                 .patch_status(&name, &params, &Patch::Merge(patch))
                 .await
                 .map(|_| ());
+            if r.is_ok()
+                && let Some((events_api, events)) = events
+            {
+                record_events(&events_api, events).await;
+            }
             (key, ActionKind::Status, r)
         }))
     }
@@ -893,6 +930,23 @@ impl Runner {
     }
 }
 
+/// Creates Events in order. Like client-go's recorder, a failed one is logged and dropped: an
+/// Event is best effort and never holds up the pod.
+async fn record_events(api: &Api<CoreEvent>, events: Vec<Value>) {
+    for event in events {
+        let event = match serde_json::from_value::<CoreEvent>(event) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "node simulator: an Event it built does not decode");
+                continue;
+            }
+        };
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::debug!(error = %e, "node simulator: recording an Event failed; dropped");
+        }
+    }
+}
+
 impl Tracked {
     fn new(view: PodView) -> Self {
         Self {
@@ -903,6 +957,7 @@ impl Tracked {
             probe_ready: false,
             wake: None,
             failures: 0,
+            start_recorded: false,
         }
     }
 }

@@ -196,6 +196,75 @@ async fn pods_are_bound_spread_given_ips_and_become_running_and_ready() {
 }
 
 #[tokio::test]
+async fn starting_pods_record_scheduler_and_kubelet_events_once() {
+    let env = env_with(NodeSimConfig::default().with_pod_events(true)).await;
+    let api: Api<Pod> = Api::default_namespaced(env.client());
+    api.create(&PostParams::default(), &pod("web-0", json!({}), None))
+        .await
+        .unwrap();
+    let p = wait_for(&api, "web-0", "Running and Ready", |p| {
+        is_running(p) && is_ready(p)
+    })
+    .await;
+    let node = p.spec.unwrap().node_name.unwrap();
+    let uid = p.metadata.uid.unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(env.client());
+    // As `kubectl describe pod` asks for them.
+    let selector = format!(
+        "involvedObject.name=web-0,involvedObject.namespace=default,involvedObject.uid={uid}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let list = events
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .unwrap();
+        let mut items = list.items;
+        items.sort_by_key(|e| e.metadata.name.clone());
+        let lines: Vec<String> = items
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e.reason.as_deref().unwrap_or(""),
+                    e.reporting_component.as_deref().unwrap_or(""),
+                    e.message.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        if lines.len() >= 4 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        lines,
+        [
+            format!("Scheduled default-scheduler Successfully assigned default/web-0 to {node}"),
+            "Pulled kubelet Container image \"nginx\" already present on machine".to_string(),
+            "Created kubelet Created container: web".to_string(),
+            "Started kubelet Started container web".to_string(),
+        ]
+    );
+    // Readiness flips and further status writes record nothing more.
+    api.patch(
+        "web-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {READY_ANNOTATION: "false"}}})),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "web-0", "unready", |p| !is_ready(p)).await;
+    let count = events
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(count, 4);
+}
+
+#[tokio::test]
 async fn the_ready_annotation_holds_a_pod_unready_and_flipping_it_flips_readiness() {
     let env = env_with(NodeSimConfig::default()).await;
     let api: Api<Pod> = Api::default_namespaced(env.client());

@@ -62,6 +62,10 @@ pub struct NodeSimConfig {
     /// who reports each result through [`super::ReadinessReporter`]: such pods stay unready
     /// until a result says otherwise. Pods without a probe turn Ready as before.
     pub external_readiness_probes: bool,
+    /// Record the Events a scheduler and kubelet record as a pod starts (`Scheduled`, then
+    /// `Pulled`, `Created` and `Started` per container), which `kubectl describe pod` shows. Off
+    /// by default: four writes per pod are a load the simulator's large clusters do without.
+    pub pod_events: bool,
 }
 
 impl Default for NodeSimConfig {
@@ -109,6 +113,7 @@ impl NodeSimConfig {
             ready_delay: Duration::ZERO,
             max_in_flight: 64,
             external_readiness_probes: false,
+            pod_events: false,
         }
     }
 
@@ -176,6 +181,12 @@ impl NodeSimConfig {
     /// Leaves the readiness of pods with a `readinessProbe` to an outside prober.
     pub fn with_external_readiness_probes(mut self, external: bool) -> Self {
         self.external_readiness_probes = external;
+        self
+    }
+
+    /// Records the Events a scheduler and kubelet record as pods start.
+    pub fn with_pod_events(mut self, record: bool) -> Self {
+        self.pod_events = record;
         self
     }
 

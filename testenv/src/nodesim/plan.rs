@@ -324,6 +324,89 @@ pub fn desired_status(
     }))
 }
 
+/// The core/v1 Event the default scheduler records when it binds `pod` to `node` (k/k
+/// `schedule_one.go`: reason `Scheduled`, action `Binding`), in the form kube-apiserver stores it.
+pub fn scheduled_event(pod: &PodView, node: &str, now: Timestamp) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": event_name(pod, now, 0), "namespace": pod.namespace},
+        "involvedObject": pod_reference(pod, None),
+        "reason": "Scheduled",
+        "message": format!("Successfully assigned {}/{} to {node}", pod.namespace, pod.name),
+        "type": "Normal",
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        "action": "Binding",
+        "reportingComponent": SCHEDULER_NAME,
+        "reportingInstance": SCHEDULER_NAME,
+    })
+}
+
+/// The core/v1 Events a kubelet records as it starts each container of `pod` on `node`, in order:
+/// the image is already on the (simulated) machine, then `Created` and `Started` (k/k
+/// `images/image_manager.go`, `kuberuntime/kuberuntime_container.go`).
+pub fn container_start_events(pod: &PodView, node: &str, now: Timestamp) -> Vec<Value> {
+    let seconds = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut events = Vec::new();
+    for (name, image) in &pod.containers {
+        let steps = [
+            (
+                "Pulled",
+                format!(
+                    "Container image {} already present on machine",
+                    crate::meta::go_quote(image)
+                ),
+            ),
+            ("Created", format!("Created container: {name}")),
+            ("Started", format!("Started container {name}")),
+        ];
+        for (reason, message) in steps {
+            events.push(json!({
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {
+                    "name": event_name(pod, now, events.len()),
+                    "namespace": pod.namespace,
+                },
+                "involvedObject": pod_reference(pod, Some(name)),
+                "reason": reason,
+                "message": message,
+                "source": {"component": "kubelet", "host": node},
+                "firstTimestamp": seconds,
+                "lastTimestamp": seconds,
+                "count": 1,
+                "type": "Normal",
+                "reportingComponent": "kubelet",
+                "reportingInstance": node,
+            }));
+        }
+    }
+    events
+}
+
+/// client-go's recorder names an Event after its object and the time in hex nanoseconds; `nth`
+/// keeps the names of events recorded in one step apart.
+fn event_name(pod: &PodView, now: Timestamp, nth: usize) -> String {
+    let nanos = now.as_nanosecond().unsigned_abs() + nth as u128;
+    format!("{}.{nanos:x}", pod.name)
+}
+
+/// The reference an Event keeps to a pod, or to one of its containers (`GenerateContainerRef`).
+fn pod_reference(pod: &PodView, container: Option<&str>) -> Value {
+    let mut reference = json!({
+        "kind": "Pod",
+        "namespace": pod.namespace,
+        "name": pod.name,
+        "uid": pod.uid,
+        "apiVersion": "v1",
+        "resourceVersion": pod.resource_version,
+    });
+    if let Some(container) = container {
+        reference["fieldPath"] = json!(format!("spec.containers{{{container}}}"));
+    }
+    reference
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +553,61 @@ mod tests {
         assert_eq!(
             pick_node(&v, &nodes, Scheduling::LeastLoaded, &mut cursor),
             None
+        );
+    }
+
+    #[test]
+    fn starting_pods_record_what_scheduler_and_kubelet_record() {
+        let pod = PodView {
+            namespace: "default".into(),
+            name: "web-1".into(),
+            uid: "u-1".into(),
+            resource_version: "7".into(),
+            containers: vec![
+                ("web".into(), "nginx".into()),
+                ("side".into(), "busybox:1.36".into()),
+            ],
+            ..PodView::default()
+        };
+        let now: Timestamp = "2026-12-02T20:00:00.123456789Z".parse().unwrap();
+        let scheduled = scheduled_event(&pod, "node-2", now);
+        assert_eq!(
+            scheduled["message"],
+            "Successfully assigned default/web-1 to node-2"
+        );
+        assert_eq!(scheduled["eventTime"], "2026-12-02T20:00:00.123456Z");
+        assert_eq!(scheduled["involvedObject"]["uid"], "u-1");
+        let started = container_start_events(&pod, "node-2", now);
+        let lines: Vec<String> = started
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e["reason"].as_str().unwrap(),
+                    e["involvedObject"]["fieldPath"].as_str().unwrap(),
+                    e["message"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "Pulled spec.containers{web} Container image \"nginx\" already present on machine",
+                "Created spec.containers{web} Created container: web",
+                "Started spec.containers{web} Started container web",
+                "Pulled spec.containers{side} Container image \"busybox:1.36\" already present on machine",
+                "Created spec.containers{side} Created container: side",
+                "Started spec.containers{side} Started container side",
+            ]
+        );
+        let names: std::collections::BTreeSet<&str> = started
+            .iter()
+            .map(|e| e["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 6, "names are unique");
+        assert_eq!(
+            started[0]["source"],
+            json!({"component": "kubelet", "host": "node-2"})
         );
     }
 }
