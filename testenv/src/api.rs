@@ -1043,9 +1043,12 @@ impl ApiServer {
             .validate(self, &attrs, &new, Some(old))
             .await?;
         if req.dry_run() {
+            // Nothing is stored, so the object keeps the resourceVersion it was read at.
+            let mut answer = new;
+            meta_mut(&mut answer).insert("resourceVersion".into(), json!(expected.to_string()));
             return Ok(Reply {
                 code: 200,
-                body: new,
+                body: answer,
             });
         }
         let deleting =
@@ -1302,11 +1305,7 @@ impl ApiServer {
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
         };
         let name = req.name.clone().unwrap_or_default();
-        let propagation = options
-            .get("propagationPolicy")
-            .and_then(Value::as_str)
-            .or(req.q("propagationPolicy"))
-            .map(str::to_string);
+        let propagation = delete_propagation(&options, req)?;
         let grace: Option<i64> = options
             .get("gracePeriodSeconds")
             .and_then(Value::as_i64)
@@ -1460,11 +1459,10 @@ impl ApiServer {
         } else {
             serde_json::from_slice(&req.body).unwrap_or(json!({}))
         };
-        let propagation = options
-            .get("propagationPolicy")
-            .and_then(Value::as_str)
-            .map(String::from);
+        let propagation = delete_propagation(&options, req)?;
         let grace = options.get("gracePeriodSeconds").and_then(Value::as_i64);
+        // As the registry's DeleteCollection: every listed object is deleted, and the answer is
+        // the list as it was read.
         let mut deleted = Vec::new();
         for item in listed.body["items"].as_array().cloned().unwrap_or_default() {
             let name = meta_str(&item, "name").unwrap_or("").to_string();
@@ -1475,8 +1473,8 @@ impl ApiServer {
                 .delete_object(&one, &name, propagation.as_deref(), grace, &json!({}))
                 .await
             {
-                Ok(r) => deleted.push(r.body),
-                Err(e) if e.code == 404 => {}
+                Ok(_) => deleted.push(item),
+                Err(e) if e.code == 404 => deleted.push(item),
                 Err(e) => return Err(e),
             }
         }
@@ -1547,35 +1545,77 @@ impl From<ApiError> for WriteError {
     }
 }
 
+/// A continue token in kube-apiserver's format (`storage.continueToken`: version, list
+/// resourceVersion and the key to start after, relative to the collection), so that clients
+/// see the same kind of token, and a broken one is refused in the same words.
 fn encode_continue(rv: u64, key: &(String, String)) -> String {
     use base64::Engine;
-    let raw = json!({"rv": rv, "ns": key.0, "name": key.1}).to_string();
+    let (namespace, name) = key;
+    let start = if namespace.is_empty() {
+        format!("{name}\u{0}")
+    } else {
+        format!("{namespace}/{name}\u{0}")
+    };
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// `storage.DecodeContinue`, with its errors as `ValidateListOptions` reports them.
 fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
     use base64::Engine;
-    let bad = || {
-        ApiError::bad_request(
-            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
-        )
+    let invalid = |detail: String| {
+        ApiError::bad_request(format!(
+            "invalid continue token: continue key is not valid{detail}"
+        ))
     };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
-    let ns = v
-        .get("ns")
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?
-        .to_string();
-    let name = v
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?
-        .to_string();
-    Ok((rv, (ns, name)))
+    // Go's RawURLEncoding ignores the unused bits of the last symbol.
+    let go_raw_url = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+    );
+    let raw = go_raw_url.decode(token).map_err(|e| {
+        let at = match e {
+            base64::DecodeError::InvalidByte(at, _) => at,
+            base64::DecodeError::InvalidLastSymbol { offset, .. } => offset,
+            base64::DecodeError::InvalidLength(len) => len,
+            base64::DecodeError::InvalidPadding => token.len(),
+        };
+        invalid(format!(": illegal base64 data at input byte {at}"))
+    })?;
+    if let Some(error) = gocompat::json::syntax_error(&raw) {
+        return Err(invalid(format!(": {error}")));
+    }
+    let value: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    if !value.is_object() && !value.is_null() {
+        return Err(invalid(format!(
+            ": json: cannot unmarshal {} into Go value of type storage.continueToken",
+            gocompat::json::value_kind(&value)
+        )));
+    }
+    let version = value.get("v").and_then(Value::as_str).unwrap_or("");
+    if version != "meta.k8s.io/v1" {
+        return Err(invalid(format!(
+            ": server does not recognize this encoded version {version}"
+        )));
+    }
+    let rv = value.get("rv").and_then(Value::as_u64).unwrap_or(0);
+    if rv == 0 {
+        return Err(invalid(
+            ": incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into(),
+        ));
+    }
+    let start = value.get("start").and_then(Value::as_str).unwrap_or("");
+    if start.is_empty() {
+        return Err(invalid(
+            ": encoded start key empty (version meta.k8s.io/v1)".into(),
+        ));
+    }
+    let start = start.strip_suffix('\u{0}').unwrap_or(start);
+    let (namespace, name) = start.split_once('/').unwrap_or(("", start));
+    Ok((rv, (namespace.to_string(), name.to_string())))
 }
 
 impl ApiServer {
@@ -1632,6 +1672,37 @@ impl ApiServer {
             &req.resource,
             req.name.as_deref().unwrap_or(""),
         ))
+    }
+}
+
+/// The propagation policy a delete asks for: `propagationPolicy` (body, then query), or the
+/// legacy `orphanDependents: true`; both at once is refused as `ValidateDeleteOptions` does.
+fn delete_propagation(options: &Value, req: &ApiRequest) -> Result<Option<String>, ApiError> {
+    let policy = options
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or(req.q("propagationPolicy"));
+    let orphan = options
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| req.q("orphanDependents").and_then(|v| v.parse().ok()));
+    match (policy, orphan) {
+        (Some(policy), Some(_)) => Err(ApiError::invalid(
+            "DeleteOptions",
+            "meta.k8s.io",
+            "",
+            &[cause(
+                "FieldValueInvalid",
+                "propagationPolicy",
+                format!(
+                    "Invalid value: {}: orphanDependents and deletionPropagation cannot be both set",
+                    crate::meta::go_quote(policy)
+                ),
+            )],
+        )),
+        (Some(policy), None) => Ok(Some(policy.to_string())),
+        (None, Some(true)) => Ok(Some("Orphan".to_string())),
+        (None, _) => Ok(None),
     }
 }
 
