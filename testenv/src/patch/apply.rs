@@ -630,21 +630,23 @@ mod tests {
             Some(json!({"causes": [{"reason": "FieldManagerConflict",
                 "message": "conflict with \"alice\"", "field": ".data.a"}]}))
         );
-        // The same value is shared ownership, not a conflict.
+        // The same value is shared ownership, not a conflict. Bob changed nothing, so his entry
+        // has no time and sorts first (as kube-apiserver's).
         let shared = server_side_apply(Some(&live), &cm(json!({"a": "1"})), "bob", false)
             .unwrap()
             .object;
         assert_eq!(
             owners(&shared),
             [
+                ("bob".into(), "Apply".into(), json!({"f:data": {"f:a": {}}})),
                 (
                     "alice".into(),
                     "Apply".into(),
                     json!({"f:data": {"f:a": {}, "f:b": {}}})
                 ),
-                ("bob".into(), "Apply".into(), json!({"f:data": {"f:a": {}}})),
             ]
         );
+        assert!(shared["metadata"]["managedFields"][0].get("time").is_none());
         // Force takes the field away from alice.
         let forced = server_side_apply(Some(&live), &cm(json!({"a": "9"})), "bob", true)
             .unwrap()

@@ -440,14 +440,18 @@ pub struct Comparison {
     pub removed: FieldSet,
 }
 
-/// Compares `old` with `new`, ignoring system metadata.
+/// Compares `old` with `new` as kube-apiserver's field manager compares the typed objects (with
+/// the fields Go always writes, [`Ty::fill_go_fields`]), ignoring system metadata.
 pub fn compare(old: &Value, new: &Value) -> Comparison {
     let ty = match Ty::of_object(new) {
         Ty::UnknownRoot => Ty::of_object(old),
         known => known,
     };
+    let (mut old, mut new) = (old.clone(), new.clone());
+    ty.fill_go_fields(&mut old);
+    ty.fill_go_fields(&mut new);
     let mut c = Comparison::default();
-    compare_at(Some(old), Some(new), ty, &mut Vec::new(), &mut c);
+    compare_at(Some(&old), Some(&new), ty, &mut Vec::new(), &mut c);
     for set in [&mut c.added, &mut c.modified, &mut c.removed] {
         set.retain(|p| !p.is_empty() && !is_ignored(p));
     }
@@ -739,6 +743,8 @@ mod tests {
                 ".spec.containers[name=\"d\"]",
                 ".spec.containers[name=\"d\"].image",
                 ".spec.containers[name=\"d\"].name",
+                // Go writes `resources: {}` in every container it encodes.
+                ".spec.containers[name=\"d\"].resources",
             ]
         );
     }

@@ -243,16 +243,68 @@ impl Ty {
         self.struct_field(name)?.default.as_ref()
     }
 
-    /// What Go writes for a new, empty object of this type (`{}` for a struct plus the fields
-    /// it never omits): the old side of a create's comparison, so that the fields Go writes
-    /// anyway are nobody's. Non-omitempty fields carry their zero value as the schema's
-    /// `default`; a required list or map without one is a nil slice or map Go writes as null
-    /// (a required struct without a default is a pointer, omitted when nil).
+    /// What Go writes for a new, empty object of this type: see [`Ty::fill_go_fields`].
     pub fn zero(&self) -> Value {
-        let Some(m) = self.map_atom() else {
-            return Value::Object(Map::new());
-        };
-        let required: Vec<&str> = match self {
+        let mut v = Value::Object(Map::new());
+        self.fill_go_fields(&mut v);
+        v
+    }
+
+    /// Adds to `v` (recursively) the fields Go writes even when they are not set, as decoding a
+    /// request into the kind's Go struct and encoding it again would: non-omitempty fields carry
+    /// their zero value as the schema's `default` (`{}` for a struct, expanded in turn); a
+    /// required list or map without one is a nil slice or map Go writes as null (a required
+    /// struct without a default is a pointer, omitted when nil). kube-apiserver's field manager
+    /// compares such typed objects, so these fields never change hands by appearing.
+    pub fn fill_go_fields(&self, v: &mut Value) {
+        match v {
+            Value::Object(obj) => {
+                let Some(m) = self.map_atom() else {
+                    return;
+                };
+                if self.is_atomic_map() {
+                    return;
+                }
+                let required = self.required();
+                for f in &m.fields {
+                    if obj.contains_key(&f.name) {
+                        continue;
+                    }
+                    let ty = Ty::resolve(&f.ty);
+                    match &f.default {
+                        Some(Value::Object(d)) if d.is_empty() && ty.map_atom().is_some() => {
+                            obj.insert(f.name.clone(), ty.zero());
+                        }
+                        Some(d) => {
+                            obj.insert(f.name.clone(), d.clone());
+                        }
+                        None if required.contains(&f.name.as_str()) => {
+                            let slice_or_map = ty.list_atom().is_some()
+                                || ty.map_atom().is_some_and(|m| m.fields.is_empty());
+                            if slice_or_map {
+                                obj.insert(f.name.clone(), Value::Null);
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                for (k, child) in obj.iter_mut() {
+                    self.field(k).fill_go_fields(child);
+                }
+            }
+            Value::Array(items) => {
+                if self.list_atom().is_some() {
+                    let item = self.item();
+                    items.iter_mut().for_each(|i| item.fill_go_fields(i));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The OpenAPI `required` fields of this named type.
+    fn required(&self) -> Vec<&'static str> {
+        match self {
             Ty::Known { name: Some(n), .. } => crate::schemas::builtin_schemas()
                 .components
                 .get(*n)
@@ -261,28 +313,7 @@ impl Ty {
                 .map(|r| r.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default(),
             _ => Vec::new(),
-        };
-        let mut out = Map::new();
-        for f in &m.fields {
-            let ty = Ty::resolve(&f.ty);
-            match &f.default {
-                Some(Value::Object(d)) if d.is_empty() && ty.map_atom().is_some() => {
-                    out.insert(f.name.clone(), ty.zero());
-                }
-                Some(d) => {
-                    out.insert(f.name.clone(), d.clone());
-                }
-                None if required.contains(&f.name.as_str()) => {
-                    let slice_or_map = ty.list_atom().is_some()
-                        || ty.map_atom().is_some_and(|m| m.fields.is_empty());
-                    if slice_or_map {
-                        out.insert(f.name.clone(), Value::Null);
-                    }
-                }
-                None => {}
-            }
         }
-        Value::Object(out)
     }
 }
 
