@@ -292,11 +292,9 @@ impl Ty {
                     self.field(k).fill_go_fields(child);
                 }
             }
-            Value::Array(items) => {
-                if self.list_atom().is_some() {
-                    let item = self.item();
-                    items.iter_mut().for_each(|i| item.fill_go_fields(i));
-                }
+            Value::Array(items) if self.list_atom().is_some() => {
+                let item = self.item();
+                items.iter_mut().for_each(|i| item.fill_go_fields(i));
             }
             _ => {}
         }
