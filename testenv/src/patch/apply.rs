@@ -744,6 +744,69 @@ mod tests {
     }
 
     #[test]
+    fn atomic_maps_are_applied_and_owned_whole() {
+        let svc = |selector: Value| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                   "spec": {"selector": selector}})
+        };
+        let live = server_side_apply(
+            None,
+            &svc(json!({"app": "web", "tier": "front"})),
+            "alice",
+            false,
+        )
+        .unwrap()
+        .object;
+        assert_eq!(
+            owners(&live),
+            [(
+                "alice".into(),
+                "Apply".into(),
+                json!({"f:spec": {"f:selector": {}}})
+            )]
+        );
+        // Another applier's selector conflicts on the selector as a whole...
+        let err = match server_side_apply(Some(&live), &svc(json!({"app": "api"})), "bob", false) {
+            Err(e) => e,
+            Ok(_) => panic!("expected a conflict"),
+        };
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"alice\": .spec.selector"
+        );
+        // ...and replaces it whole: no key of alice's survives.
+        let forced = server_side_apply(Some(&live), &svc(json!({"app": "api"})), "bob", true)
+            .unwrap()
+            .object;
+        assert_eq!(forced["spec"]["selector"], json!({"app": "api"}));
+        assert_eq!(
+            owners(&forced),
+            [(
+                "bob".into(),
+                "Apply".into(),
+                json!({"f:spec": {"f:selector": {}}})
+            )]
+        );
+    }
+
+    #[test]
+    fn an_applied_atomic_struct_is_one_field() {
+        let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+                           "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "R"});
+        let out = server_side_apply(None, &event, "alice", false)
+            .unwrap()
+            .object;
+        assert_eq!(
+            owners(&out),
+            [(
+                "alice".into(),
+                "Apply".into(),
+                json!({"f:involvedObject": {}, "f:reason": {}})
+            )]
+        );
+    }
+
+    #[test]
     fn updates_record_changed_fields_and_take_them_from_others() {
         let live = server_side_apply(None, &cm(json!({"a": "1"})), "alice", false)
             .unwrap()
