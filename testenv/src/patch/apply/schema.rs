@@ -278,7 +278,7 @@ impl Ty {
                         Some(d) => {
                             obj.insert(f.name.clone(), d.clone());
                         }
-                        None if required.contains(&f.name.as_str()) => {
+                        None if required.contains(&f.name) => {
                             let slice_or_map = ty.list_atom().is_some()
                                 || ty.map_atom().is_some_and(|m| m.fields.is_empty());
                             if slice_or_map {
@@ -301,17 +301,23 @@ impl Ty {
     }
 
     /// The OpenAPI `required` fields of this named type.
-    fn required(&self) -> Vec<&'static str> {
-        match self {
-            Ty::Known { name: Some(n), .. } => crate::schemas::builtin_schemas()
+    fn required(&self) -> &'static [String] {
+        static REQUIRED: OnceLock<HashMap<String, Vec<String>>> = OnceLock::new();
+        let Ty::Known { name: Some(n), .. } = self else {
+            return &[];
+        };
+        let all = REQUIRED.get_or_init(|| {
+            crate::schemas::builtin_schemas()
                 .components
-                .get(*n)
-                .and_then(|s| s.get("required"))
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        }
+                .iter()
+                .filter_map(|(name, schema)| {
+                    let required = schema.get("required")?.as_array()?;
+                    let names = required.iter().filter_map(Value::as_str).map(String::from);
+                    Some((name.clone(), names.collect()))
+                })
+                .collect()
+        });
+        all.get(*n).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
