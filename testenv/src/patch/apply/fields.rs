@@ -477,16 +477,31 @@ fn compare_at(
     path: &mut FieldPath,
     c: &mut Comparison,
 ) {
+    // What each side is: absent, null (which takes the other side's shape), a scalar, an
+    // object or a list. The node is an object or a list if either side is one.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Shape {
+        Missing,
+        Null,
+        Scalar,
+        Object,
+        List,
+    }
     let shape = |v: Option<&Value>| match v {
-        Some(Value::Object(_)) => 1,
-        Some(Value::Array(_)) => 2,
-        _ => 0,
+        None => Shape::Missing,
+        Some(Value::Null) => Shape::Null,
+        Some(Value::Object(_)) => Shape::Object,
+        Some(Value::Array(_)) => Shape::List,
+        Some(_) => Shape::Scalar,
     };
     let (ls, rs) = (shape(old), shape(new));
-    let kind = if rs != 0 { rs } else { ls };
-    let mismatched = ls != 0 && rs != 0 && ls != rs
-        || (ls != 0 && matches!(new, Some(v) if !v.is_null() && shape(Some(v)) == 0))
-        || (rs != 0 && matches!(old, Some(v) if !v.is_null() && shape(Some(v)) == 0));
+    let container = |s: Shape| matches!(s, Shape::Object | Shape::List);
+    // An object that became a list or a scalar (or back) is replaced as a leaf.
+    let mismatched = ls != rs && ls != Shape::Missing && rs != Shape::Missing && {
+        let typed = |s: Shape| !matches!(s, Shape::Null);
+        typed(ls) && typed(rs) && (container(ls) || container(rs))
+    };
+    let kind = if container(rs) { rs } else { ls };
     let empty = |v: Option<&Value>| match v {
         None | Some(Value::Null) => true,
         Some(Value::Object(m)) => m.is_empty(),
@@ -495,10 +510,10 @@ fn compare_at(
     };
     let both_empty = empty(old) && empty(new);
     let leaf = mismatched
-        || kind == 0
+        || !container(kind)
         || both_empty
-        || (kind == 1 && ty.is_atomic_map())
-        || (kind == 2 && list_type(ty) == ListType::Atomic);
+        || (kind == Shape::Object && ty.is_atomic_map())
+        || (kind == Shape::List && list_type(ty) == ListType::Atomic);
     if leaf {
         match (old, new) {
             (None, Some(_)) => c.added.insert(path.clone()),
@@ -516,7 +531,7 @@ fn compare_at(
         }
         return;
     }
-    if kind == 1 {
+    if kind == Shape::Object {
         let no_map = Map::new();
         let o = old.and_then(Value::as_object).unwrap_or(&no_map);
         let n = new.and_then(Value::as_object).unwrap_or(&no_map);
@@ -747,6 +762,20 @@ mod tests {
                 ".spec.containers[name=\"d\"].resources",
             ]
         );
+    }
+
+    #[test]
+    fn a_value_that_changes_shape_is_replaced_and_null_is_a_value() {
+        let cr = |spec: Value| json!({"apiVersion": "example.com/v1", "kind": "W", "spec": spec});
+        let d = |s: &FieldSet| s.iter().map(|p| path_display(p)).collect::<Vec<_>>();
+        let c = compare(&cr(json!({"x": {"a": 1}})), &cr(json!({"x": "s"})));
+        assert_eq!(d(&c.modified), [".spec.x"]);
+        assert_eq!(d(&c.removed), [".spec.x.a"]);
+        assert!(c.added.is_empty());
+        // From null to an object: its members are added, the field itself was there.
+        let c = compare(&cr(json!({"x": null})), &cr(json!({"x": {"a": 1}})));
+        assert_eq!(d(&c.added), [".spec.x.a"]);
+        assert!(c.modified.is_empty() && c.removed.is_empty());
     }
 
     #[test]
