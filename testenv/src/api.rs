@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::admission::{AdmissionAttributes, Operation};
-use crate::defaults::apply_defaults;
+use crate::defaults::{apply_admission_defaults, apply_defaults};
 use crate::meta::{
     MetaWrite, generates_suffix, name_rule, validate_kube_finalizer_names, validate_object_meta,
 };
@@ -673,6 +673,10 @@ impl ApiServer {
         {
             m.remove("status");
         }
+        apply_defaults(&rt.group, &rt.kind, &mut obj);
+        // The field manager records the object as decoded and defaulted: what the strategy and
+        // the admission plugins set below belongs to no manager (as in kube-apiserver).
+        let sent = obj.clone();
         if rt.group.is_empty() && rt.kind == "Namespace" {
             obj["status"] = json!({"phase": "Active"});
             let spec = obj.get("spec").cloned().unwrap_or(json!({}));
@@ -691,7 +695,7 @@ impl ApiServer {
             // The pod strategy's PrepareForCreate: a new pod is Pending with its QoS class.
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
-        apply_defaults(&rt.group, &rt.kind, &mut obj);
+        apply_admission_defaults(&rt.group, &rt.kind, &mut obj);
         if rt.group.is_empty() && rt.kind == "Service" {
             crate::admission::add_warnings(&crate::defaults::service_warnings(&obj));
         }
@@ -752,8 +756,9 @@ impl ApiServer {
                 }
             }
             if !from_apply {
-                patch::apply::track_update_resetting(
+                patch::apply::track_write(
                     None,
+                    &sent,
                     &mut candidate,
                     &req.field_manager(),
                     "Update",
@@ -972,6 +977,25 @@ impl ApiServer {
         let rt = req.resource.clone();
         let name = req.name.clone().unwrap_or_default();
         apply_defaults(&rt.group, &rt.kind, &mut new);
+        let sent = new.clone();
+        apply_admission_defaults(&rt.group, &rt.kind, &mut new);
+        if rt.group.is_empty() && rt.kind == "Namespace" && req.subresource.is_none() {
+            // The namespace strategy's PrepareForUpdate: spec.finalizers change only through
+            // `/finalize`.
+            match old.pointer("/spec/finalizers") {
+                Some(f) => {
+                    if !new.get("spec").is_some_and(Value::is_object) {
+                        new["spec"] = json!({});
+                    }
+                    new["spec"]["finalizers"] = f.clone();
+                }
+                None => {
+                    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
+        }
         if rt.group.is_empty() && rt.kind == "Service" && req.subresource.is_none() {
             crate::admission::add_warnings(&crate::defaults::service_warnings(&new));
         }
@@ -1024,8 +1048,9 @@ impl ApiServer {
             meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
         }
         if operation != "Apply" {
-            patch::apply::track_update_resetting(
+            patch::apply::track_write(
                 Some(old),
+                &sent,
                 &mut new,
                 manager,
                 operation,

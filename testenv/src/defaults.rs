@@ -130,6 +130,15 @@ pub fn default_pod(pod: &mut Value) {
     };
     default_pod_spec(spec);
     set_if_missing(spec, "enableServiceLinks", json!(true));
+}
+
+/// What kube-apiserver's Priority and DefaultTolerationSeconds admission plugins set on a pod.
+/// They run after the field manager, so unlike [`default_pod`]'s fields these are owned by no
+/// manager of the write.
+pub fn admit_pod(pod: &mut Value) {
+    let Some(spec) = obj_mut(pod, "spec") else {
+        return;
+    };
     set_if_missing(spec, "priority", json!(0));
     set_if_missing(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     if !spec.contains_key("tolerations") {
@@ -338,9 +347,30 @@ pub fn service_warnings(svc: &Value) -> Vec<String> {
     warnings
 }
 
+/// The CustomResourceDefinition defaults (`SetDefaults_CustomResourceDefinitionSpec`): no
+/// conversion means `strategy: None`.
+fn default_custom_resource_definition(crd: &mut Value) {
+    if let Some(spec) = obj_mut(crd, "spec")
+        && spec.get("conversion").is_none_or(Value::is_null)
+    {
+        spec.insert("conversion".into(), json!({"strategy": "None"}));
+    }
+}
+
+/// What the built-in mutating admission plugins set on an object of a kind, after defaulting and
+/// after the field manager recorded the write.
+pub fn apply_admission_defaults(group: &str, kind: &str, obj: &mut Value) {
+    if let ("", "Pod") = (group, kind) {
+        admit_pod(obj)
+    }
+}
+
 /// Applies the defaulting of a kind, if testenv has one.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            default_custom_resource_definition(obj)
+        }
         ("", "Service") => default_service(obj),
         ("", "Pod") => default_pod(obj),
         ("", "Namespace") => default_namespace(obj),

@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod fields;
+pub mod schema;
 
 use serde_json::{Map, Value, json};
 
@@ -13,8 +14,9 @@ use crate::meta::go_quote;
 use crate::status::ApiError;
 pub use fields::{
     Comparison, FieldPath, FieldSet, FieldsError, ListType, PathElement, applied_fields, compare,
-    item_element, list_type, path_display,
+    empty_object_like, item_element, list_type, path_display,
 };
+pub use schema::Ty;
 
 /// The manager that takes over the fields of an object that has no managedFields at its first apply.
 pub const BEFORE_FIRST_APPLY: &str = "before-first-apply";
@@ -212,7 +214,8 @@ pub fn server_side_apply(
         }
     };
 
-    let mut merged = merge_values(&live_value, config, &mut Vec::new());
+    let ty = Ty::of_object(config);
+    let mut merged = merge_values(&live_value, config, ty, &mut Vec::new());
     let owned_by_anyone = managers
         .iter()
         .fold(FieldSet::new(), |acc, e| acc.union(&e.fields));
@@ -249,7 +252,9 @@ pub fn server_side_apply(
     }
     let changed_object =
         live.is_none() || without_managed_fields(&live_value) != without_managed_fields(&merged);
-    if changed_object || managers[mine].time.is_none() {
+    // Only an apply that changes the object stamps its time (`managedFieldsUpdater.Apply`): a
+    // new manager that applied what was already there has none, and sorts first.
+    if changed_object {
         managers[mine].time = Some(now);
     }
     if merged.get("metadata").is_none_or(|m| !m.is_object()) {
@@ -316,7 +321,25 @@ pub fn track_update_resetting(
     operation: &str,
     reset: &[&str],
 ) {
-    let old_value = old.cloned().unwrap_or_else(|| json!({}));
+    let sent = new.clone();
+    track_write(old, &sent, new, manager, operation, reset);
+}
+
+/// Records in `stored`'s managedFields that `manager` wrote `sent` over `old` (absent: a create)
+/// with a non-apply operation. `sent` is the object as the request brought it, defaulted but
+/// before admission plugins and the strategy changed it (`stored` is what they made of it):
+/// kube-apiserver's field manager runs there, so what they set belongs to nobody. A create
+/// compares with the empty object Go writes for the kind ([`empty_object_like`]).
+pub fn track_write(
+    old: Option<&Value>,
+    sent: &Value,
+    stored: &mut Value,
+    manager: &str,
+    operation: &str,
+    reset: &[&str],
+) {
+    let old_value = old.cloned().unwrap_or_else(|| empty_object_like(sent));
+    let new = sent;
     let api_version = api_version_of(new);
     // Clients that echo managedFields back keep them; `[]` resets them; anything else (absent or
     // undecodable) falls back to what is stored, so clients unaware of them cannot erase them.
@@ -368,16 +391,17 @@ pub fn track_update_resetting(
             }),
         }
     }
-    if new.get("metadata").is_some_and(Value::is_object) {
-        store_managed_fields(new, managers);
+    if stored.get("metadata").is_some_and(Value::is_object) {
+        store_managed_fields(stored, managers);
     }
 }
 
 /// Merges an applied configuration into the live object: objects field by field, keyed and set
-/// lists item by item (structured-merge-diff's order), everything else replaced.
-fn merge_values(live: &Value, config: &Value, path: &mut FieldPath) -> Value {
+/// lists item by item (structured-merge-diff's order), everything else (atomic maps and lists,
+/// scalars) replaced.
+fn merge_values(live: &Value, config: &Value, ty: Ty, path: &mut FieldPath) -> Value {
     match (live, config) {
-        (Value::Object(l), Value::Object(c)) => {
+        (Value::Object(l), Value::Object(c)) if !ty.is_atomic_map() => {
             let mut out = l.clone();
             for (k, cv) in c {
                 if cv.is_null() {
@@ -386,7 +410,7 @@ fn merge_values(live: &Value, config: &Value, path: &mut FieldPath) -> Value {
                 }
                 path.push(PathElement::Field(k.clone()));
                 let merged = match l.get(k) {
-                    Some(lv) => merge_values(lv, cv, path),
+                    Some(lv) => merge_values(lv, cv, ty.field(k), path),
                     None => cv.clone(),
                 };
                 path.pop();
@@ -394,26 +418,19 @@ fn merge_values(live: &Value, config: &Value, path: &mut FieldPath) -> Value {
             }
             Value::Object(out)
         }
-        (Value::Array(l), Value::Array(c)) if list_type(path) != ListType::Atomic => {
-            Value::Array(merge_lists(l, c, path))
+        (Value::Array(l), Value::Array(c)) if list_type(ty) != ListType::Atomic => {
+            Value::Array(merge_lists(l, c, ty, path))
         }
         _ => config.clone(),
     }
 }
 
 /// Keyed-list merge: live-only items stay where they are, applied items follow the applied order.
-fn merge_lists(lhs: &[Value], rhs: &[Value], path: &mut FieldPath) -> Vec<Value> {
-    let lt = list_type(path);
-    let lkeys: Vec<PathElement> = lhs
-        .iter()
-        .enumerate()
-        .map(|(i, v)| item_element(lt, i, v))
-        .collect();
-    let rkeys: Vec<PathElement> = rhs
-        .iter()
-        .enumerate()
-        .map(|(i, v)| item_element(lt, i, v))
-        .collect();
+fn merge_lists(lhs: &[Value], rhs: &[Value], ty: Ty, path: &mut FieldPath) -> Vec<Value> {
+    let lt = list_type(ty);
+    let item_ty = ty.item();
+    let lkeys = fields::item_elements(&lt, lhs, item_ty);
+    let rkeys = fields::item_elements(&lt, rhs, item_ty);
     let in_rhs = |pe: &PathElement| rkeys.iter().any(|r| r == pe);
     let lhs_item = |pe: &PathElement| lkeys.iter().position(|l| l == pe).and_then(|i| lhs.get(i));
     let mut shared: std::collections::VecDeque<&PathElement> =
@@ -424,7 +441,7 @@ fn merge_lists(lhs: &[Value], rhs: &[Value], path: &mut FieldPath) -> Vec<Value>
     let mut merge_item = |pe: &PathElement, l: Option<&Value>, r: &Value, out: &mut Vec<Value>| {
         path.push(pe.clone());
         out.push(match l {
-            Some(l) => merge_values(l, r, path),
+            Some(l) => merge_values(l, r, item_ty, path),
             None => r.clone(),
         });
         path.pop();
@@ -499,20 +516,24 @@ fn prune(obj: &mut Value, to_remove: &FieldSet, owned: &FieldSet) {
     }
 }
 
-fn child_index(list_path: &[PathElement], items: &[Value], pe: &PathElement) -> Option<usize> {
-    let lt = list_type(list_path);
+fn child_index(list_ty: Ty, items: &[Value], pe: &PathElement) -> Option<usize> {
+    let lt = list_type(list_ty);
+    let item_ty = list_ty.item();
     items
         .iter()
         .enumerate()
-        .position(|(i, v)| &item_element(lt, i, v) == pe)
+        .position(|(i, v)| &item_element(&lt, i, v, item_ty) == pe)
 }
 
 fn get_at<'a>(obj: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
+    let root = Ty::of_object(obj);
     let mut cur = obj;
     for (depth, pe) in path.iter().enumerate() {
         cur = match (pe, cur) {
             (PathElement::Field(f), Value::Object(m)) => m.get(f)?,
-            (_, Value::Array(items)) => items.get(child_index(&path[..depth], items, pe)?)?,
+            (_, Value::Array(items)) => {
+                items.get(child_index(fields::ty_at(root, &path[..depth]), items, pe)?)?
+            }
             _ => return None,
         };
     }
@@ -523,14 +544,17 @@ fn remove_at(obj: &mut Value, path: &[PathElement]) {
     let Some((last, parent_path)) = path.split_last() else {
         return;
     };
+    let root = Ty::of_object(obj);
     let mut cur = obj;
     for (depth, pe) in parent_path.iter().enumerate() {
         let next = match (pe, cur) {
             (PathElement::Field(f), Value::Object(m)) => m.get_mut(f),
-            (_, Value::Array(items)) => match child_index(&parent_path[..depth], items, pe) {
-                Some(i) => items.get_mut(i),
-                None => None,
-            },
+            (_, Value::Array(items)) => {
+                match child_index(fields::ty_at(root, &parent_path[..depth]), items, pe) {
+                    Some(i) => items.get_mut(i),
+                    None => None,
+                }
+            }
             _ => None,
         };
         let Some(next) = next else {
@@ -543,7 +567,7 @@ fn remove_at(obj: &mut Value, path: &[PathElement]) {
             m.remove(f);
         }
         (_, Value::Array(items)) => {
-            if let Some(i) = child_index(parent_path, items, last) {
+            if let Some(i) = child_index(fields::ty_at(root, parent_path), items, last) {
                 items.remove(i);
             }
         }
@@ -606,21 +630,23 @@ mod tests {
             Some(json!({"causes": [{"reason": "FieldManagerConflict",
                 "message": "conflict with \"alice\"", "field": ".data.a"}]}))
         );
-        // The same value is shared ownership, not a conflict.
+        // The same value is shared ownership, not a conflict. Bob changed nothing, so his entry
+        // has no time and sorts first (as kube-apiserver's).
         let shared = server_side_apply(Some(&live), &cm(json!({"a": "1"})), "bob", false)
             .unwrap()
             .object;
         assert_eq!(
             owners(&shared),
             [
+                ("bob".into(), "Apply".into(), json!({"f:data": {"f:a": {}}})),
                 (
                     "alice".into(),
                     "Apply".into(),
                     json!({"f:data": {"f:a": {}, "f:b": {}}})
                 ),
-                ("bob".into(), "Apply".into(), json!({"f:data": {"f:a": {}}})),
             ]
         );
+        assert!(shared["metadata"]["managedFields"][0].get("time").is_none());
         // Force takes the field away from alice.
         let forced = server_side_apply(Some(&live), &cm(json!({"a": "9"})), "bob", true)
             .unwrap()
@@ -714,6 +740,69 @@ mod tests {
         assert_eq!(
             out["spec"]["ports"],
             json!([{"port": 443, "name": "https"}, {"port": 8080, "name": "alt"}])
+        );
+    }
+
+    #[test]
+    fn atomic_maps_are_applied_and_owned_whole() {
+        let svc = |selector: Value| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                   "spec": {"selector": selector}})
+        };
+        let live = server_side_apply(
+            None,
+            &svc(json!({"app": "web", "tier": "front"})),
+            "alice",
+            false,
+        )
+        .unwrap()
+        .object;
+        assert_eq!(
+            owners(&live),
+            [(
+                "alice".into(),
+                "Apply".into(),
+                json!({"f:spec": {"f:selector": {}}})
+            )]
+        );
+        // Another applier's selector conflicts on the selector as a whole...
+        let err = match server_side_apply(Some(&live), &svc(json!({"app": "api"})), "bob", false) {
+            Err(e) => e,
+            Ok(_) => panic!("expected a conflict"),
+        };
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"alice\": .spec.selector"
+        );
+        // ...and replaces it whole: no key of alice's survives.
+        let forced = server_side_apply(Some(&live), &svc(json!({"app": "api"})), "bob", true)
+            .unwrap()
+            .object;
+        assert_eq!(forced["spec"]["selector"], json!({"app": "api"}));
+        assert_eq!(
+            owners(&forced),
+            [(
+                "bob".into(),
+                "Apply".into(),
+                json!({"f:spec": {"f:selector": {}}})
+            )]
+        );
+    }
+
+    #[test]
+    fn an_applied_atomic_struct_is_one_field() {
+        let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+                           "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "R"});
+        let out = server_side_apply(None, &event, "alice", false)
+            .unwrap()
+            .object;
+        assert_eq!(
+            owners(&out),
+            [(
+                "alice".into(),
+                "Apply".into(),
+                json!({"f:involvedObject": {}, "f:reason": {}})
+            )]
         );
     }
 

@@ -2,13 +2,14 @@
 //! trie encoding (`f:`, `k:{...}`, `v:`, `i:`), and the list semantics (atomic, keyed, set) that
 //! decide how finely ownership of a list is tracked.
 //!
-//! testenv has no OpenAPI schemas for ownership, so list semantics come from a table of the
-//! merge-keyed lists of the built-in kinds; every other list is atomic, every object a struct.
+//! The semantics come from the built-in kinds' structured-merge-diff schema ([`super::schema`]);
+//! objects of kinds without one (custom resources) are structs with atomic lists, and ObjectMeta.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use super::schema::{ListKeys, Ty};
 use crate::meta::go_quote;
 
 /// One step of a field path.
@@ -279,52 +280,36 @@ fn read_trie(
 }
 
 /// How a list's items are told apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListType {
     /// Replaced and owned as a whole.
     Atomic,
     /// Items identified by these key fields (`+listType=map`).
-    Map(&'static [&'static str]),
+    Map(Vec<String>),
     /// Scalar items identified by value (`+listType=set`).
     Set,
 }
 
-/// The list semantics at `path` (a path whose last element names the list).
-pub fn list_type(path: &[PathElement]) -> ListType {
-    let fields: Vec<&str> = path
-        .iter()
-        .filter_map(|pe| match pe {
-            PathElement::Field(f) => Some(f.as_str()),
-            _ => None,
-        })
-        .collect();
-    let Some((&last, parents)) = fields.split_last() else {
-        return ListType::Atomic;
-    };
-    let parent = parents.last().copied().unwrap_or("");
-    let in_container = matches!(
-        parent,
-        "containers" | "initContainers" | "ephemeralContainers"
-    );
-    match last {
-        "finalizers" if parents == ["metadata"] => ListType::Set,
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "imagePullSecrets" => ListType::Map(&["name"]),
-        "ports" if in_container => ListType::Map(&["containerPort", "protocol"]),
-        "ports" if parents == ["spec"] && path.len() == 2 => ListType::Map(&["port", "protocol"]),
-        "env" if in_container => ListType::Map(&["name"]),
-        "volumeMounts" if in_container => ListType::Map(&["mountPath"]),
-        "conditions" => ListType::Map(&["type"]),
-        "ownerReferences" if parents == ["metadata"] => ListType::Map(&["uid"]),
-        "podIPs" | "hostIPs" => ListType::Map(&["ip"]),
-        _ => ListType::Atomic,
+/// The list semantics of a list of type `ty`: the schema's; without one (custom resources,
+/// fields a schema does not know) atomic, as upstream treats a list without
+/// `x-kubernetes-list-type`.
+pub fn list_type(ty: Ty) -> ListType {
+    match ty.list_keys() {
+        Some(ListKeys::Set) => ListType::Set,
+        Some(ListKeys::Keys(keys)) => ListType::Map(keys.to_vec()),
+        Some(ListKeys::Atomic) | None => ListType::Atomic,
     }
 }
 
-/// Schema defaults of key fields, used when an item omits them (structured-merge-diff does the same).
+/// The type at `path` below an object of type `root`.
+pub fn ty_at(root: Ty, path: &[PathElement]) -> Ty {
+    path.iter().fold(root, |ty, pe| match pe {
+        PathElement::Field(f) => ty.field(f),
+        _ => ty.item(),
+    })
+}
+
+/// Key defaults for items of lists without a schema.
 fn key_default(field: &str) -> Option<Value> {
     match field {
         "protocol" => Some(Value::String("TCP".into())),
@@ -332,8 +317,11 @@ fn key_default(field: &str) -> Option<Value> {
     }
 }
 
-/// The path element of item `index` of a list of type `list`.
-pub fn item_element(list: ListType, index: usize, item: &Value) -> PathElement {
+/// The path element of item `index` of a list of type `list` whose items are of type `item_ty`.
+/// A keyed item that leaves a key out takes the key field's schema default, or goes without that
+/// key (structured-merge-diff does the same); one without any key is told apart by position
+/// (where upstream refuses the object).
+pub fn item_element(list: &ListType, index: usize, item: &Value, item_ty: Ty) -> PathElement {
     match list {
         ListType::Set if !item.is_object() && !item.is_array() => {
             PathElement::Value(item.to_string())
@@ -341,22 +329,37 @@ pub fn item_element(list: ListType, index: usize, item: &Value) -> PathElement {
         ListType::Map(keys) => {
             let mut fields = Vec::with_capacity(keys.len());
             for k in keys {
-                match item
-                    .get(*k)
-                    .filter(|v| !v.is_null())
-                    .cloned()
-                    .or_else(|| key_default(k))
-                {
-                    Some(v) if !v.is_object() && !v.is_array() => {
-                        fields.push(((*k).to_string(), v))
+                let default = || {
+                    if item_ty.is_known() {
+                        item_ty.field_default(k).cloned()
+                    } else {
+                        key_default(k)
                     }
-                    _ => return PathElement::Index(index as u64),
+                };
+                match item.get(k.as_str()).cloned().or_else(default) {
+                    Some(v) if v.is_object() || v.is_array() || v.is_null() => {
+                        return PathElement::Index(index as u64);
+                    }
+                    Some(v) => fields.push((k.clone(), v)),
+                    None => {}
                 }
+            }
+            if fields.is_empty() {
+                return PathElement::Index(index as u64);
             }
             PathElement::Key(canonical_key(fields.iter().map(|(k, v)| (k, v))))
         }
         _ => PathElement::Index(index as u64),
     }
+}
+
+/// The path elements of a list's items.
+pub fn item_elements(list: &ListType, items: &[Value], item_ty: Ty) -> Vec<PathElement> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| item_element(list, i, v, item_ty))
+        .collect()
 }
 
 /// Fields no manager owns: identity and system metadata (upstream's stripMeta).
@@ -380,34 +383,38 @@ pub fn is_ignored(path: &[PathElement]) -> bool {
     }
 }
 
-/// The fields an applied configuration sets (`TypedValue.ToFieldSet`): leaves, keyed items, and
-/// null or empty objects; objects themselves are not members.
+/// The fields an applied configuration sets (`TypedValue.ToFieldSet`): leaves, keyed items, free
+/// keys of maps, atomic maps and lists as a whole, and null or empty objects; struct fields that
+/// hold something are not members themselves.
 pub fn applied_fields(config: &Value) -> FieldSet {
     let mut set = FieldSet::new();
-    walk_applied(config, &mut Vec::new(), &mut set);
+    walk_applied(config, Ty::of_object(config), &mut Vec::new(), &mut set);
     set.retain(|p| !is_ignored(p));
     set
 }
 
-fn walk_applied(v: &Value, path: &mut FieldPath, set: &mut FieldSet) {
+fn walk_applied(v: &Value, ty: Ty, path: &mut FieldPath, set: &mut FieldSet) {
     match v {
+        Value::Object(_) if ty.is_atomic_map() => set.insert(path.clone()),
         Value::Object(m) => {
             for (k, child) in m {
                 path.push(PathElement::Field(k.clone()));
-                walk_applied(child, path, set);
-                if child.is_null() || child.as_object().is_some_and(Map::is_empty) {
+                walk_applied(child, ty.field(k), path, set);
+                let empty = child.is_null() || child.as_object().is_some_and(Map::is_empty);
+                if empty || !ty.is_named_field(k) {
                     set.insert(path.clone());
                 }
                 path.pop();
             }
         }
-        Value::Array(items) => match list_type(path) {
+        Value::Array(items) => match list_type(ty) {
             ListType::Atomic => set.insert(path.clone()),
             lt => {
+                let item_ty = ty.item();
                 for (i, item) in items.iter().enumerate() {
-                    path.push(item_element(lt, i, item));
+                    path.push(item_element(&lt, i, item, item_ty));
                     if item.is_object() {
-                        walk_applied(item, path, set);
+                        walk_applied(item, item_ty, path, set);
                     }
                     set.insert(path.clone());
                     path.pop();
@@ -433,123 +440,140 @@ pub struct Comparison {
     pub removed: FieldSet,
 }
 
-/// Compares `old` with `new`, ignoring system metadata.
+/// Compares `old` with `new` as kube-apiserver's field manager compares the typed objects (with
+/// the fields Go always writes, [`Ty::fill_go_fields`]), ignoring system metadata.
 pub fn compare(old: &Value, new: &Value) -> Comparison {
+    let ty = match Ty::of_object(new) {
+        Ty::UnknownRoot => Ty::of_object(old),
+        known => known,
+    };
+    let (mut old, mut new) = (old.clone(), new.clone());
+    ty.fill_go_fields(&mut old);
+    ty.fill_go_fields(&mut new);
     let mut c = Comparison::default();
-    compare_at(old, new, &mut Vec::new(), &mut c);
+    compare_at(Some(&old), Some(&new), ty, &mut Vec::new(), &mut c);
     for set in [&mut c.added, &mut c.modified, &mut c.removed] {
         set.retain(|p| !p.is_empty() && !is_ignored(p));
     }
     c
 }
 
-/// Objects that are maps rather than structs: a new one is itself a member (the `.` of
-/// `f:labels` in an Update entry).
-fn is_map_field(path: &[PathElement]) -> bool {
-    matches!(
-        path.last(),
-        Some(PathElement::Field(f)) if matches!(
-            f.as_str(),
-            "labels" | "annotations" | "data" | "stringData" | "binaryData" | "nodeSelector"
-                | "capacity" | "allocatable" | "limits" | "requests"
-        )
-    )
+/// What Go writes for a new, empty object of `obj`'s kind: the old side of a create's comparison
+/// (kube-apiserver compares with `New()` of the kind, so the fields Go always writes are nobody's,
+/// and `spec` is no member of the creator's set). Custom resources start from `{}`.
+pub fn empty_object_like(obj: &Value) -> Value {
+    Ty::of_object(obj).zero()
 }
 
-fn compare_at(old: &Value, new: &Value, path: &mut FieldPath, c: &mut Comparison) {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            for (k, nv) in n {
-                path.push(PathElement::Field(k.clone()));
-                match o.get(k) {
-                    Some(ov) => compare_at(ov, nv, path, c),
-                    None => subtree(nv, path, &mut c.added),
-                }
-                path.pop();
-            }
-            for (k, ov) in o {
-                if !n.contains_key(k) {
-                    path.push(PathElement::Field(k.clone()));
-                    subtree(ov, path, &mut c.removed);
-                    path.pop();
-                }
-            }
-        }
-        (Value::Array(o), Value::Array(n)) if list_type(path) != ListType::Atomic => {
-            let lt = list_type(path);
-            let old_items: Vec<(PathElement, &Value)> = o
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (item_element(lt, i, v), v))
-                .collect();
-            let new_items: Vec<(PathElement, &Value)> = n
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (item_element(lt, i, v), v))
-                .collect();
-            for (pe, nv) in &new_items {
-                path.push(pe.clone());
-                match old_items.iter().find(|(p, _)| p == pe) {
-                    Some((_, ov)) => compare_at(ov, nv, path, c),
-                    None => subtree(nv, path, &mut c.added),
-                }
-                path.pop();
-            }
-            for (pe, ov) in &old_items {
-                if !new_items.iter().any(|(p, _)| p == pe) {
-                    path.push(pe.clone());
-                    subtree(ov, path, &mut c.removed);
-                    path.pop();
-                }
-            }
-        }
-        _ => {
-            if old != new {
+/// One node of structured-merge-diff's comparison: a node that only one side has is added or
+/// removed as a whole (struct, map, list item or leaf); atomic maps and lists, scalars and
+/// containers empty on both sides are leaves, compared by value; everything else is compared
+/// member by member. A null is a value that is there (Go writes nil slices of required fields
+/// as null), unlike an absent field.
+fn compare_at(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    ty: Ty,
+    path: &mut FieldPath,
+    c: &mut Comparison,
+) {
+    // What each side is: absent, null (which takes the other side's shape), a scalar, an
+    // object or a list. The node is an object or a list if either side is one.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Shape {
+        Missing,
+        Null,
+        Scalar,
+        Object,
+        List,
+    }
+    let shape = |v: Option<&Value>| match v {
+        None => Shape::Missing,
+        Some(Value::Null) => Shape::Null,
+        Some(Value::Object(_)) => Shape::Object,
+        Some(Value::Array(_)) => Shape::List,
+        Some(_) => Shape::Scalar,
+    };
+    let (ls, rs) = (shape(old), shape(new));
+    let container = |s: Shape| matches!(s, Shape::Object | Shape::List);
+    // An object that became a list or a scalar (or back) is replaced as a leaf.
+    let mismatched = ls != rs && ls != Shape::Missing && rs != Shape::Missing && {
+        let typed = |s: Shape| !matches!(s, Shape::Null);
+        typed(ls) && typed(rs) && (container(ls) || container(rs))
+    };
+    let kind = if container(rs) { rs } else { ls };
+    let empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        _ => false,
+    };
+    let both_empty = empty(old) && empty(new);
+    let leaf = mismatched
+        || !container(kind)
+        || both_empty
+        || (kind == Shape::Object && ty.is_atomic_map())
+        || (kind == Shape::List && list_type(ty) == ListType::Atomic);
+    if leaf {
+        match (old, new) {
+            (None, Some(_)) => c.added.insert(path.clone()),
+            (Some(_), None) => c.removed.insert(path.clone()),
+            (Some(o), Some(n)) if o != n => {
                 c.modified.insert(path.clone());
-                if old.is_object() || old.is_array() {
-                    let mut gone = FieldSet::new();
-                    subtree(old, path, &mut gone);
-                    gone.retain(|p| p.len() > path.len());
-                    c.removed = c.removed.union(&gone);
+                if mismatched {
+                    let mut gone = Comparison::default();
+                    compare_at(Some(o), None, ty, path, &mut gone);
+                    gone.removed.retain(|p| p.len() > path.len());
+                    c.removed = c.removed.union(&gone.removed);
                 }
             }
+            _ => {}
         }
+        return;
     }
-}
-
-/// Every member a whole subtree contributes when it appears or disappears.
-fn subtree(v: &Value, path: &mut FieldPath, set: &mut FieldSet) {
-    match v {
-        Value::Object(m) => {
-            if m.is_empty() || is_map_field(path) || is_list_item(path) {
-                set.insert(path.clone());
-            }
-            for (k, child) in m {
+    if kind == Shape::Object {
+        let no_map = Map::new();
+        let o = old.and_then(Value::as_object).unwrap_or(&no_map);
+        let n = new.and_then(Value::as_object).unwrap_or(&no_map);
+        for (k, nv) in n {
+            path.push(PathElement::Field(k.clone()));
+            compare_at(o.get(k), Some(nv), ty.field(k), path, c);
+            path.pop();
+        }
+        for (k, ov) in o {
+            if !n.contains_key(k) {
                 path.push(PathElement::Field(k.clone()));
-                subtree(child, path, set);
+                compare_at(Some(ov), None, ty.field(k), path, c);
                 path.pop();
             }
         }
-        Value::Array(items) => {
-            set.insert(path.clone());
-            let lt = list_type(path);
-            if lt != ListType::Atomic {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(item_element(lt, i, item));
-                    subtree(item, path, set);
-                    path.pop();
-                }
+    } else {
+        let lt = list_type(ty);
+        let item_ty = ty.item();
+        let none: Vec<Value> = Vec::new();
+        let o = old.and_then(Value::as_array).unwrap_or(&none);
+        let n = new.and_then(Value::as_array).unwrap_or(&none);
+        let old_keys = item_elements(&lt, o, item_ty);
+        let new_keys = item_elements(&lt, n, item_ty);
+        for (pe, nv) in new_keys.iter().zip(n) {
+            let ov = old_keys.iter().position(|p| p == pe).map(|i| &o[i]);
+            path.push(pe.clone());
+            compare_at(ov, Some(nv), item_ty, path, c);
+            path.pop();
+        }
+        for (pe, ov) in old_keys.iter().zip(o) {
+            if !new_keys.contains(pe) {
+                path.push(pe.clone());
+                compare_at(Some(ov), None, item_ty, path, c);
+                path.pop();
             }
         }
-        _ => set.insert(path.clone()),
     }
-}
-
-fn is_list_item(path: &[PathElement]) -> bool {
-    matches!(
-        path.last(),
-        Some(PathElement::Key(_) | PathElement::Value(_) | PathElement::Index(_))
-    )
+    match (old, new) {
+        (None, Some(_)) => c.added.insert(path.clone()),
+        (Some(_), None) => c.removed.insert(path.clone()),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -578,7 +602,7 @@ mod tests {
                 "f:spec": {
                     "f:clusterIPs": {},
                     "f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:name": {}, "f:port": {}}},
-                    "f:selector": {"f:app": {}}
+                    "f:selector": {}
                 }
             })
         );
@@ -609,15 +633,122 @@ mod tests {
         assert_eq!(path_display(&[f("a"), PathElement::Index(3)]), ".a[3]");
     }
 
+    /// What an Update entry of a create owns: the comparison with the empty object of the kind.
+    fn created_fields(obj: &Value) -> Value {
+        let c = compare(&empty_object_like(obj), obj);
+        c.added.union(&c.modified).to_fields_v1()
+    }
+
+    #[test]
+    fn a_create_owns_atomic_maps_whole_and_marks_added_containers() {
+        // kube-apiserver 1.34's Update entry for this create: the selector is atomic
+        // (`f:selector: {}`); `spec` and `status` exist in the empty Service, so they are no
+        // members; `ports` (omitempty), each keyed item, `labels` and the pointer struct
+        // sessionAffinityConfig are added whole, hence their `.`.
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"selector": {"app": "web"}, "type": "ClusterIP", "sessionAffinity": "ClientIP",
+                     "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}},
+                     "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]},
+            "status": {"loadBalancer": {}}
+        });
+        assert_eq!(
+            created_fields(&svc),
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {
+                        ".": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}},
+                    "f:selector": {},
+                    "f:sessionAffinity": {},
+                    "f:sessionAffinityConfig": {".": {}, "f:clientIP": {".": {}, "f:timeoutSeconds": {}}},
+                    "f:type": {}
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_required_list_go_writes_as_null_gets_no_dot() {
+        // PodSpec.containers is not omitempty: the empty Pod has `containers: null`, so the list
+        // is no member, only its keyed items are (with their `.`).
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "nginx", "resources": {}}],
+                     "restartPolicy": "Always"}
+        });
+        assert_eq!(
+            created_fields(&pod),
+            json!({"f:spec": {
+                "f:containers": {"k:{\"name\":\"c\"}": {
+                    ".": {}, "f:image": {}, "f:name": {}, "f:resources": {}}},
+                "f:restartPolicy": {}
+            }})
+        );
+    }
+
+    #[test]
+    fn an_atomic_struct_and_fields_go_always_writes() {
+        // ObjectReference is `+structType=atomic`: owned whole. reportingComponent is written
+        // as "" by Go for every Event, so an empty one is nobody's.
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+            "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+            "reason": "Started", "reportingComponent": "", "source": {}
+        });
+        assert_eq!(
+            created_fields(&event),
+            json!({"f:involvedObject": {}, "f:reason": {}})
+        );
+    }
+
+    #[test]
+    fn set_lists_and_granular_maps_are_owned_by_member() {
+        let cm = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "finalizers": ["a.io/x"], "annotations": {"n": "v"}},
+            "data": {"k": "v"}
+        });
+        assert_eq!(
+            created_fields(&cm),
+            json!({
+                "f:data": {".": {}, "f:k": {}},
+                "f:metadata": {"f:annotations": {".": {}, "f:n": {}},
+                               "f:finalizers": {".": {}, "v:\"a.io/x\"": {}}}
+            })
+        );
+    }
+
+    #[test]
+    fn a_custom_resource_starts_from_nothing() {
+        // Without a schema the empty object is `{}`: `spec` is added, with its `.`.
+        let cr = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+                        "spec": {"size": 1, "tags": ["a"]}});
+        assert_eq!(
+            created_fields(&cr),
+            json!({"f:spec": {".": {}, "f:size": {}, "f:tags": {}}})
+        );
+    }
+
     #[test]
     fn compare_reports_added_modified_removed() {
-        let old = json!({"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}},
-                         "spec": {"replicas": 1, "containers": [{"name": "c", "image": "i1"}]}});
-        let new = json!({"metadata": {"name": "a", "labels": {"x": "1"}, "annotations": {"n": "v"}},
-                         "spec": {"replicas": 2, "containers": [{"name": "c", "image": "i1"}, {"name": "d", "image": "i2"}]}});
+        let pod = |labels: Value, containers: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "labels": labels},
+                   "spec": {"containers": containers, "nodeSelector": {"zone": "a"}}})
+        };
+        let old = pod(
+            json!({"x": "1", "y": "2"}),
+            json!([{"name": "c", "image": "i1"}]),
+        );
+        let mut new = pod(
+            json!({"x": "1"}),
+            json!([{"name": "c", "image": "i2"}, {"name": "d", "image": "i2"}]),
+        );
+        new["metadata"]["annotations"] = json!({"n": "v"});
         let c = compare(&old, &new);
         let d = |s: &FieldSet| s.iter().map(|p| path_display(p)).collect::<Vec<_>>();
-        assert_eq!(d(&c.modified), [".spec.replicas"]);
+        assert_eq!(d(&c.modified), [".spec.containers[name=\"c\"].image"]);
         assert_eq!(d(&c.removed), [".metadata.labels.y"]);
         assert_eq!(
             d(&c.added),
@@ -627,8 +758,24 @@ mod tests {
                 ".spec.containers[name=\"d\"]",
                 ".spec.containers[name=\"d\"].image",
                 ".spec.containers[name=\"d\"].name",
+                // Go writes `resources: {}` in every container it encodes.
+                ".spec.containers[name=\"d\"].resources",
             ]
         );
+    }
+
+    #[test]
+    fn a_value_that_changes_shape_is_replaced_and_null_is_a_value() {
+        let cr = |spec: Value| json!({"apiVersion": "example.com/v1", "kind": "W", "spec": spec});
+        let d = |s: &FieldSet| s.iter().map(|p| path_display(p)).collect::<Vec<_>>();
+        let c = compare(&cr(json!({"x": {"a": 1}})), &cr(json!({"x": "s"})));
+        assert_eq!(d(&c.modified), [".spec.x"]);
+        assert_eq!(d(&c.removed), [".spec.x.a"]);
+        assert!(c.added.is_empty());
+        // From null to an object: its members are added, the field itself was there.
+        let c = compare(&cr(json!({"x": null})), &cr(json!({"x": {"a": 1}})));
+        assert_eq!(d(&c.added), [".spec.x.a"]);
+        assert!(c.modified.is_empty() && c.removed.is_empty());
     }
 
     #[test]
@@ -640,10 +787,29 @@ mod tests {
     }
 
     #[test]
-    fn items_without_keys_fall_back_to_positions() {
-        let lt = list_type(&[f("spec"), f("containers")]);
+    fn missing_keys_take_their_defaults_or_fall_back_to_positions() {
+        let spec = Ty::of_object(&json!({"apiVersion": "v1", "kind": "Pod"})).field("spec");
+        let containers = spec.field("containers");
+        let lt = list_type(containers);
+        assert_eq!(lt, ListType::Map(vec!["name".into()]));
+        // Container.name is never omitted by Go: its default "" keys the item.
         assert_eq!(
-            item_element(lt, 2, &json!({"image": "x"})),
+            item_element(&lt, 2, &json!({"image": "x"}), containers.item()),
+            PathElement::Key(r#"{"name":""}"#.into())
+        );
+        let ports = containers.item().field("ports");
+        assert_eq!(
+            item_element(
+                &list_type(ports),
+                0,
+                &json!({"containerPort": 80}),
+                ports.item()
+            ),
+            PathElement::Key(r#"{"containerPort":80,"protocol":"TCP"}"#.into())
+        );
+        let keyed = ListType::Map(vec!["name".into()]);
+        assert_eq!(
+            item_element(&keyed, 2, &json!({"image": "x"}), Ty::Unknown),
             PathElement::Index(2)
         );
     }
