@@ -87,7 +87,7 @@ pub fn nodes() -> Vec<NodeSpec> {
 }
 
 /// One write the harness makes, the same on every server.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum Action {
     /// Create a Service (its manifest, with its ClusterIPs).
     CreateService(Value),
@@ -142,7 +142,7 @@ impl Action {
 }
 
 /// One case: a namespace, the writes that make its state, and update steps after it settles.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Case {
     /// Its name, also its namespace.
     pub name: String,
@@ -728,6 +728,9 @@ pub fn corpus(seed: u64, generated: usize, size: Size, large: bool) -> Corpus {
 pub struct ServiceView {
     /// (address type, ports) → (sorted slice sizes, sorted endpoints).
     pub groups: BTreeMap<String, (Vec<usize>, Vec<Value>)>,
+    /// The order of the ports in each slice and each Endpoints subset, as written (the groups
+    /// and the Endpoints above hold them sorted, so that an order is one difference, not many).
+    pub port_orders: BTreeSet<String>,
     /// The slices' metadata (labels, annotations, owner, generateName), sorted.
     pub slice_meta: Vec<Value>,
     /// The Endpoints object, normalised, if any.
@@ -785,8 +788,49 @@ fn strip_target_refs(value: &mut Value) {
     }
 }
 
+/// A value's JSON with object keys sorted at every level: servers differ in key order (Go's
+/// struct order; testenv keeps a client's), which is no difference.
 fn sort_key(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    fn canonical(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let sorted: BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, canonical(v))).collect();
+                json!(sorted)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&canonical(v)).unwrap_or_default()
+}
+
+/// A list sorted by its items' JSON.
+fn sorted(list: &Value) -> Value {
+    let mut items = list.as_array().cloned().unwrap_or_default();
+    items.sort_by_key(sort_key);
+    Value::Array(items)
+}
+
+/// `http/TCP/8080, dns/UDP/53`: a port list's order, for the ports with more than one.
+fn port_order(ports: &Value) -> String {
+    ports
+        .as_array()
+        .map(|ports| {
+            ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}/{}/{}",
+                        p["name"].as_str().unwrap_or(""),
+                        p["protocol"].as_str().unwrap_or(""),
+                        p["port"]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 /// The snapshot of a namespace's EndpointSlices and Endpoints (as JSON objects).
@@ -798,10 +842,12 @@ pub fn snapshot(slices: &[Value], endpoints: &[Value]) -> Snapshot {
             .unwrap_or("(no service-name label)")
             .to_string();
         let view = out.entry(service).or_default();
+        view.port_orders
+            .insert(format!("slice: {}", port_order(&slice["ports"])));
         let key = format!(
             "{} ports={}",
             slice["addressType"].as_str().unwrap_or("?"),
-            sort_key(&slice["ports"])
+            sort_key(&sorted(&slice["ports"]))
         );
         let mut eps: Vec<Value> = slice["endpoints"].as_array().cloned().unwrap_or_default();
         eps.iter_mut().for_each(strip_target_refs);
@@ -824,13 +870,22 @@ pub fn snapshot(slices: &[Value], endpoints: &[Value]) -> Snapshot {
             subsets = Value::Null;
         }
         strip_target_refs(&mut subsets);
+        let view = out.entry(name.clone()).or_default();
+        if let Value::Array(items) = &mut subsets {
+            for subset in items.iter_mut() {
+                view.port_orders
+                    .insert(format!("endpoints: {}", port_order(&subset["ports"])));
+                if subset.get("ports").is_some() {
+                    subset["ports"] = sorted(&subset["ports"]);
+                }
+            }
+        }
         // Upstream orders subsets by an MD5 of their Go dump, targetRef uids and
         // resourceVersions included: an order that differs between two clusters.
         if let Value::Array(items) = &mut subsets {
             items.sort_by_key(sort_key);
         }
-        out.entry(name).or_default().endpoints =
-            Some(json!({"metadata": strip_meta(&e["metadata"]), "subsets": subsets}));
+        view.endpoints = Some(json!({"metadata": strip_meta(&e["metadata"]), "subsets": subsets}));
     }
     out
 }
@@ -870,6 +925,23 @@ pub fn diff(left: &Snapshot, right: &Snapshot, max: usize) -> Vec<String> {
                 )),
                 (None, None) => {}
             }
+        }
+        if l.port_orders != r.port_orders {
+            let show = |o: &BTreeSet<String>| {
+                o.iter()
+                    .filter(|p| p.contains(", "))
+                    .map(|p| match p.split_once(": ") {
+                        Some((kind, ports)) => format!("{kind} [{ports}]"),
+                        None => format!("[{p}]"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            out.push(format!(
+                "{name}: port order: {} | {}",
+                show(&l.port_orders),
+                show(&r.port_orders)
+            ));
         }
         if l.slice_meta != r.slice_meta {
             let mut paths = Vec::new();
@@ -1179,6 +1251,27 @@ mod tests {
         assert!(
             d.iter().any(|l| l.contains("endpoint only upstream")),
             "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_port_order_is_one_difference_of_its_own() {
+        let with_ports = |ports: Value| {
+            let mut s = slice("s", "s-a", &["10.0.0.1"], "t");
+            s["ports"] = ports;
+            s
+        };
+        let (http, dns) = (
+            json!({"name": "http", "protocol": "TCP", "port": 80}),
+            json!({"name": "dns", "protocol": "UDP", "port": 53}),
+        );
+        let a = snapshot(&[with_ports(json!([http, dns]))], &[]);
+        let b = snapshot(&[with_ports(json!([dns, http]))], &[]);
+        assert_eq!(
+            diff(&a, &b, 10),
+            vec![
+                "s: port order: slice [http/TCP/80, dns/UDP/53] | slice [dns/UDP/53, http/TCP/80]"
+            ]
         );
     }
 

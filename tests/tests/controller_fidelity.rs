@@ -617,6 +617,13 @@ async fn apply_everywhere(sides: &[Side], ns: &str, actions: &[Action]) {
 
 async fn run(sides: &[Side], corpus: &Corpus) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
+    if let Ok(dir) = std::env::var(DUMP_ENV) {
+        let _ = std::fs::create_dir_all(&dir);
+        for case in &corpus.cases {
+            let text = serde_json::to_string_pretty(case).unwrap_or_default();
+            let _ = std::fs::write(format!("{dir}/{}.case.json", case.name), text);
+        }
+    }
     // The initial states, all cases at once on every side: pods and Endpoints first, then, once
     // the controllers' caches have them (pods and Services come on separate watches, in no
     // order between them), the Services.
