@@ -1,9 +1,10 @@
 //! The controller differential's pure core (issue 12, item 3): a seeded generator of cluster
 //! states and update steps, and the normalisation and comparison of the EndpointSlices and
 //! Endpoints that controllers make of them. `tests/tests/controller_fidelity.rs` is the shell:
-//! it applies each state to a kube-apiserver running upstream kube-controller-manager's
-//! `endpointslice`, `endpoint` and `endpointslicemirroring` controllers, to one running svcplane's,
-//! and to testenv running upstream's again, and compares what they write.
+//! it applies each state to two kube-apiservers running upstream kube-controller-manager's
+//! `endpointslice`, `endpoint` and `endpointslicemirroring` controllers (the reference and a
+//! baseline of upstream against itself), to one running svcplane's, and to testenv running
+//! upstream's again, and compares what they write.
 //!
 //! A state is a list of cases, one namespace each: Services of every type and port shape over
 //! pods that are ready, unready, terminating, pending or finished, with named ports, on zoned

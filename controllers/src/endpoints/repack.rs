@@ -274,6 +274,34 @@ mod tests {
         assert_eq!(repack_subsets(&input), expected);
     }
 
+    /// Upstream's `portsByHash` order, as kube-controller-manager wrote it in the controller
+    /// differential: `[http/8080, sctp/7777]` becomes `[sctp, http]` (MD5 d1ad… < fc51…).
+    #[test]
+    fn ports_come_out_in_upstreams_hash_order() {
+        let named = |name: &str, port: i32, protocol: &str| EndpointPort {
+            name: Some(name.into()),
+            port,
+            protocol: Some(protocol.into()),
+            app_protocol: None,
+        };
+        let subset = EndpointSubset {
+            addresses: Some(vec![addr("1.2.3.4")]),
+            not_ready_addresses: None,
+            ports: Some(vec![
+                named("http", 8080, "TCP"),
+                named("sctp", 7777, "SCTP"),
+            ]),
+        };
+        let repacked = repack_subsets(&[subset]);
+        let names: Vec<_> = repacked[0]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["sctp", "http"]);
+    }
+
     #[test]
     fn pack_subsets_vectors() {
         check(
