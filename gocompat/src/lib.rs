@@ -3,6 +3,7 @@
 //! reads must look as upstream's would, and never like Rust's `Debug`.
 
 pub mod errors;
+pub mod hash_order;
 pub mod ip;
 pub mod json;
 pub mod metrics_text;

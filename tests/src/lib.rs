@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod connectivity;
+pub mod controller_fidelity;
 pub mod data_plane;
 pub mod fidelity;
 pub mod fixtures;

@@ -65,8 +65,10 @@ type PortSlot<'a> = Option<PortKey<'a>>;
 /// Rebuilds subsets into canonical form: addresses deduplicated by (IP, UID) with not-ready
 /// winning over ready, ports grouped by identical address sets, everything sorted.
 ///
-/// Upstream orders ports and subsets by MD5 of a Go dump; that order is opaque, so this
-/// uses its own stable order (ports by value, subsets by their first port).
+/// Upstream orders ports and subsets by the MD5 of their go-spew dumps. Ports follow that order
+/// here too ([`gocompat::hash_order`]); subsets keep an order of their own (by their ports'
+/// values): a subset's dump holds its addresses' targetRef uids and resourceVersions, so even
+/// two upstream clusters order the same subsets differently.
 pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
     let mut all_addresses: BTreeMap<AddressKey, &EndpointAddress> = BTreeMap::new();
     let mut by_port: BTreeMap<PortSlot, BTreeMap<AddressKey, bool>> = BTreeMap::new();
@@ -123,7 +125,9 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
                     }
                 }
             }
-            let ports: Vec<EndpointPort> = slots.iter().flatten().map(|p| p.to_port()).collect();
+            let mut ports: Vec<EndpointPort> =
+                slots.iter().flatten().map(|p| p.to_port()).collect();
+            sort_ports_as_upstream(&mut ports);
             let subset = EndpointSubset {
                 addresses: (!ready.is_empty()).then_some(ready),
                 not_ready_addresses: (!not_ready.is_empty()).then_some(not_ready),
@@ -134,6 +138,19 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
         .collect();
     repacked.sort_by(|a, b| a.0.cmp(&b.0));
     repacked.into_iter().map(|(_, subset)| subset).collect()
+}
+
+/// A subset's ports in upstream's `portsByHash` order (the MD5 of each port's go-spew dump,
+/// [`gocompat::hash_order`]).
+pub fn sort_ports_as_upstream(ports: &mut [EndpointPort]) {
+    gocompat::hash_order::sort_by_dump_hash(ports, |p| {
+        gocompat::hash_order::core_port_dump(
+            p.name.as_deref().unwrap_or_default(),
+            p.port,
+            p.protocol.as_deref().unwrap_or_default(),
+            p.app_protocol.as_deref(),
+        )
+    });
 }
 
 /// An address reduced to what matters for equality: resourceVersion dropped, empty strings
@@ -248,8 +265,41 @@ mod tests {
         }
     }
 
-    fn check(input: Vec<EndpointSubset>, expected: Vec<EndpointSubset>) {
+    /// As upstream's `TestPackSubsets`, which compares with `SortSubsets(expected)`: the
+    /// expected ports in upstream's hash order.
+    fn check(input: Vec<EndpointSubset>, mut expected: Vec<EndpointSubset>) {
+        for subset in &mut expected {
+            sort_ports_as_upstream(subset.ports.as_deref_mut().unwrap_or_default());
+        }
         assert_eq!(repack_subsets(&input), expected);
+    }
+
+    /// Upstream's `portsByHash` order, as kube-controller-manager wrote it in the controller
+    /// differential: `[http/8080, sctp/7777]` becomes `[sctp, http]` (MD5 d1ad… < fc51…).
+    #[test]
+    fn ports_come_out_in_upstreams_hash_order() {
+        let named = |name: &str, port: i32, protocol: &str| EndpointPort {
+            name: Some(name.into()),
+            port,
+            protocol: Some(protocol.into()),
+            app_protocol: None,
+        };
+        let subset = EndpointSubset {
+            addresses: Some(vec![addr("1.2.3.4")]),
+            not_ready_addresses: None,
+            ports: Some(vec![
+                named("http", 8080, "TCP"),
+                named("sctp", 7777, "SCTP"),
+            ]),
+        };
+        let repacked = repack_subsets(&[subset]);
+        let names: Vec<_> = repacked[0]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["sctp", "http"]);
     }
 
     #[test]

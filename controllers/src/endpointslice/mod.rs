@@ -23,7 +23,7 @@ pub mod pod;
 
 mod endpoint;
 mod reconcile;
-mod slice;
+pub(crate) mod slice;
 
 #[cfg(test)]
 mod tests;

@@ -282,11 +282,12 @@ impl<'a> Context<'a> {
         context
     }
 
-    /// Upstream's `getEndpointPorts`; `pod` is only needed for named targetPorts.
+    /// Upstream's `getEndpointPorts`, in the order upstream writes them (see
+    /// [`super::slice::sort_ports_as_upstream`]); `pod` is only needed for named targetPorts.
     fn endpoint_ports(&self, pod: Option<&PodInfo>) -> Vec<EndpointPort> {
         let spec = self.service.spec.as_ref();
         let service_ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
-        service_ports
+        let mut ports: Vec<EndpointPort> = service_ports
             .iter()
             .filter_map(|sp| {
                 let port = match pod {
@@ -300,7 +301,9 @@ impl<'a> Context<'a> {
                     app_protocol: sp.app_protocol.clone(),
                 })
             })
-            .collect()
+            .collect();
+        super::slice::sort_ports_as_upstream(&mut ports);
+        ports
     }
 
     fn node_entry(&self, name: &'a str) -> NodeEntry<'a> {

@@ -142,6 +142,20 @@ pub(crate) fn equals_placeholder(slice: &EndpointSlice, placeholder: &EndpointSl
         && slice.endpoints == placeholder.endpoints
 }
 
+/// Upstream's order of a slice's ports: `NewPortMapKey` sorts the list it is given in place
+/// (by the MD5 of each port's go-spew dump) and that sorted list is the one written, by the
+/// EndpointSlice controller and by the mirroring controller alike.
+pub(crate) fn sort_ports_as_upstream(ports: &mut [EndpointPort]) {
+    gocompat::hash_order::sort_by_dump_hash(ports, |p| {
+        gocompat::hash_order::discovery_port_dump(
+            p.name.as_deref(),
+            p.protocol.as_deref(),
+            p.port,
+            p.app_protocol.as_deref(),
+        )
+    });
+}
+
 /// One port as it takes part in the port-group key.
 type PortTuple = (Option<String>, Option<i32>, Option<String>, Option<String>);
 

@@ -668,6 +668,32 @@ fn get_endpoint_ports_vectors() {
     );
 }
 
+/// The order upstream writes a slice's ports in (found by the controller differential): not the
+/// Service's, but `NewPortMapKey`'s sort by the MD5 of each port's go-spew dump — for
+/// `[sctp/7777, http/8080]` it writes `[http, sctp]`.
+#[test]
+fn slice_ports_are_written_in_upstreams_hash_order() {
+    let mut svc = svc_foo();
+    svc.spec.as_mut().unwrap().ports = Some(vec![
+        service_port("sctp", 7777, IntOrString::Int(7777), "SCTP"),
+        service_port("http", 80, IntOrString::Int(8080), "TCP"),
+    ]);
+    let p = plan(
+        &svc,
+        &[PodInfo::from_pod(&full_pod(1, true, false))],
+        &node1(),
+        &[],
+        &options(100),
+    );
+    let names: Vec<String> = p.create[0]
+        .ports
+        .iter()
+        .flatten()
+        .map(|port| port.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["http", "sctp"]);
+}
+
 #[test]
 fn pod_info_keeps_app_ports_before_sidecar_ports() {
     let mut full = full_pod(1, true, false);

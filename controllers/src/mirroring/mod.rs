@@ -220,8 +220,10 @@ struct Group {
     endpoints: BTreeMap<Identity, Endpoint>,
 }
 
+/// Upstream `epPortsToEpsPorts`, in the order upstream writes them (its port-map key sorts the
+/// list in place: [`crate::endpointslice::slice::sort_ports_as_upstream`]).
 fn slice_ports(ports: &[EndpointPort]) -> Vec<SlicePort> {
-    ports
+    let mut ports: Vec<SlicePort> = ports
         .iter()
         .map(|p| SlicePort {
             name: Some(p.name.clone().unwrap_or_default()),
@@ -229,7 +231,9 @@ fn slice_ports(ports: &[EndpointPort]) -> Vec<SlicePort> {
             protocol: Some(p.protocol.clone().unwrap_or_default()),
             app_protocol: p.app_protocol.clone(),
         })
-        .collect()
+        .collect();
+    crate::endpointslice::slice::sort_ports_as_upstream(&mut ports);
+    ports
 }
 
 /// Upstream `addressToEndpoint`: the IP re-stringified, ready from the list it came from.
@@ -480,7 +484,7 @@ fn slice_matches(existing: &EndpointSlice, group: &Group, endpoints: &Endpoints)
 }
 
 /// Upstream `recycleSlices`: per address type, the i-th create takes the name of the i-th
-/// slice marked for deletion and becomes an update.
+/// slice marked for deletion and becomes an update (its `generateName` kept, as upstream's).
 fn recycle(plan: &mut MirroringPlan, deletes: &mut Vec<&EndpointSlice>) {
     let creates = std::mem::take(&mut plan.create);
     for mut slice in creates {
@@ -490,8 +494,9 @@ fn recycle(plan: &mut MirroringPlan, deletes: &mut Vec<&EndpointSlice>) {
         match reusable {
             Some(index) => {
                 let old = deletes.remove(index);
+                // Upstream sets only the name: the slice keeps the `generateName` it was built
+                // with for a create, and the update (a PUT of the whole object) stores it.
                 slice.metadata.name = old.metadata.name.clone();
-                slice.metadata.generate_name = None;
                 plan.update.push(slice);
             }
             None => plan.create.push(slice),

@@ -605,7 +605,11 @@ fn extra_slices_of_a_group_are_deleted_and_creates_recycle_deletes() {
     let p = run(&ep, &[old_ports]);
     assert_eq!((p.create.len(), p.update.len(), p.delete.len()), (0, 1, 0));
     assert_eq!(p.update[0].metadata.name.as_deref(), Some("old"));
-    assert_eq!(p.update[0].metadata.generate_name, None);
+    // As upstream's recycleSlices: the name of the deleted slice, the generateName of a create.
+    assert_eq!(
+        p.update[0].metadata.generate_name.as_deref(),
+        Some("test-ep-")
+    );
     assert_eq!(p.update[0].ports, Some(vec![slice_port("http", 80, "TCP")]));
 }
 
