@@ -159,9 +159,11 @@ fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
-/// ns with three significant digits, in ns, µs or ms as fits.
+/// ns with three significant digits, in ns, µs, ms or s as fits.
 pub fn format_ns(ns: f64) -> String {
-    let (value, unit) = if ns >= 1e6 {
+    let (value, unit) = if ns >= 1e9 {
+        (ns / 1e9, "s")
+    } else if ns >= 1e6 {
         (ns / 1e6, "ms")
     } else if ns >= 1e3 {
         (ns / 1e3, "µs")
@@ -183,7 +185,9 @@ pub fn speedup(upstream: Option<f64>, svcplane: Option<f64>) -> String {
     match (upstream, svcplane) {
         (Some(u), Some(s)) if s > 0.0 => {
             let x = u / s;
-            if x >= 100.0 {
+            if x >= 10_000.0 {
+                format!("{x:.1e}×")
+            } else if x >= 100.0 {
                 format!("{x:.0}×")
             } else {
                 format!("{x:.1}×")
@@ -325,6 +329,7 @@ ok  \tsvcplane.local/realk8s/kube/allocatorbench\t31.170s
         assert_eq!(speedup(Some(367.6), Some(36.76)), "10.0×");
         assert_eq!(speedup(Some(21725.0), Some(40.0)), "543×");
         assert_eq!(speedup(Some(10.0), Some(20.0)), "0.5×");
+        assert_eq!(speedup(Some(1_614_000_000.0), Some(20.2)), "8.0e7×");
         assert_eq!(speedup(None, Some(20.0)), "—");
         assert_eq!(speedup(Some(1.0), None), "—");
     }
@@ -335,7 +340,7 @@ ok  \tsvcplane.local/realk8s/kube/allocatorbench\t31.170s
         assert_eq!(format_ns(367.6), "368 ns");
         assert_eq!(format_ns(21725.0), "21.7 µs");
         assert_eq!(format_ns(55_728_024.0), "55.7 ms");
-        assert_eq!(format_ns(1_700_000_000.0), "1700 ms");
+        assert_eq!(format_ns(1_614_000_000.0), "1.61 s");
     }
 
     #[test]

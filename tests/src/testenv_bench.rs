@@ -53,13 +53,18 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// testenv ÷ upstream, two decimals.
+/// testenv ÷ upstream, with two significant digits below 1 (at least two decimals).
 fn ratio(testenv: f64, upstream: f64) -> String {
-    if upstream > 0.0 {
-        format!("{:.2}", testenv / upstream)
-    } else {
-        "—".to_string()
+    if upstream <= 0.0 {
+        return "—".to_string();
     }
+    let r = testenv / upstream;
+    let decimals = if r > 0.0 && r < 1.0 {
+        (1 - r.log10().floor() as i32).max(2) as usize
+    } else {
+        2
+    };
+    format!("{r:.decimals$}")
 }
 
 /// One figure of a run.
@@ -173,6 +178,15 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100.0);
         assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), 2.0);
         assert_eq!(percentile(&[], 99.0), 0.0);
+    }
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(ratio(0.009, 4.2), "0.0021");
+        assert_eq!(ratio(1.0, 4.0), "0.25");
+        assert_eq!(ratio(0.9, 10.0), "0.090");
+        assert_eq!(ratio(999.0, 435.0), "2.30");
+        assert_eq!(ratio(1.0, 0.0), "—");
     }
 
     #[test]
