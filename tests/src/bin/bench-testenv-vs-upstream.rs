@@ -129,7 +129,7 @@ struct Running {
 }
 
 enum Handle {
-    Real(RealCluster),
+    Real(Box<RealCluster>),
     Testenv(tokio::process::Child),
 }
 
@@ -198,7 +198,7 @@ async fn start(peer: Peer) -> anyhow::Result<(Running, f64)> {
                 Running {
                     client,
                     pids,
-                    handle: Handle::Real(cluster),
+                    handle: Handle::Real(Box::new(cluster)),
                 },
                 seconds,
             ))
