@@ -3,6 +3,7 @@
 //! ([`real::RealCluster`], etcd + kube-apiserver built from upstream's Go modules) beside testenv,
 //! and the harness that runs one test body on both ([`backend`]).
 
+pub mod allocator_bench;
 pub mod backend;
 pub mod connectivity;
 pub mod controller_fidelity;
@@ -11,6 +12,7 @@ pub mod fidelity;
 pub mod fixtures;
 pub mod procfs;
 pub mod real;
+pub mod testenv_bench;
 
 pub use backend::{BackendKind, Harness, HarnessOptions};
 pub use real::{RealCluster, RealClusterError, RealClusterOptions};
