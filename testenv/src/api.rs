@@ -143,7 +143,7 @@ pub(crate) fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
         };
         ApiError::bad_request(format!(
             "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {error} ({})",
-            summarize_body(&req.body)
+            crate::protobuf::summarize(&req.body)
         ))
     };
     if let Some(error) = gocompat::json::syntax_error(&req.body) {
@@ -159,22 +159,6 @@ pub(crate) fn parse_body(req: &ApiRequest) -> Result<Value, ApiError> {
         )));
     }
     Ok(value)
-}
-
-/// apiserver's `summarizeData`: the first 30 bytes of a body that looks like an object, hex
-/// otherwise, `<empty>` for none.
-fn summarize_body(body: &[u8]) -> String {
-    const MAX: usize = 30;
-    let cut = &body[..body.len().min(MAX)];
-    let more = if body.len() > MAX { " ..." } else { "" };
-    match body.first() {
-        None => "<empty>".to_string(),
-        Some(b'{') => format!("{}{more}", String::from_utf8_lossy(cut)),
-        Some(_) => {
-            let hex: String = cut.iter().map(|b| format!("{b:02x}")).collect();
-            format!("{hex}{more}")
-        }
-    }
 }
 
 fn meta(obj: &Value) -> Option<&Map<String, Value>> {

@@ -124,17 +124,6 @@ fn is_map(schema: &Value) -> bool {
     schema.get("additionalProperties").is_some() && schema.get("properties").is_none()
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 impl Walk<'_> {
     /// Walks an object of the component schema `name`. `path` is the field path for unknown
     /// fields (`spec.ports[0]`), `go_path` the one `encoding/json` names (`spec.ports`).
@@ -257,7 +246,7 @@ impl Walk<'_> {
         if self.type_error.is_none() {
             self.type_error = Some(format!(
                 "json: cannot unmarshal {} into Go struct field {owner}.{go_path} of type {}",
-                json_kind(v),
+                gocompat::json::value_kind(v),
                 go_type(schema, self.components)
             ));
         }

@@ -268,7 +268,7 @@ fn to_api_error(error: &ProtobufError, body: &[u8], resource: &ResourceType) -> 
 }
 
 /// apiserver's `summarizeData`: JSON-looking bodies as text, others as hex, cut at 30 bytes.
-fn summarize(body: &[u8]) -> String {
+pub(crate) fn summarize(body: &[u8]) -> String {
     const MAX: usize = 30;
     let cut = &body[..body.len().min(MAX)];
     let more = if body.len() > MAX { " ..." } else { "" };
