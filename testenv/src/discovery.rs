@@ -146,11 +146,10 @@ pub fn serve_non_resource(server: &ApiServer, route: &Route, accept: &str) -> Re
             "application/json",
             version_info(&server.options.git_version),
         ),
-        Route::Health => bytes_response(
-            200,
-            "text/plain; charset=utf-8",
-            bytes::Bytes::from_static(b"ok"),
-        ),
+        Route::Health(request) => {
+            let (code, body) = crate::health::answer(request);
+            bytes_response(code, "text/plain; charset=utf-8", bytes::Bytes::from(body))
+        }
         Route::CoreVersions => {
             if let Some(r) = aggregated_discovery(server, accept, true) {
                 return r;

@@ -24,6 +24,7 @@ pub mod durability;
 pub mod exec;
 pub mod faults;
 mod gc;
+mod health;
 mod history;
 pub mod meta;
 mod names;

@@ -29,7 +29,7 @@ pub enum Route {
     /// `/version`.
     Version,
     /// `/healthz`, `/livez`, `/readyz` and their sub-checks.
-    Health,
+    Health(crate::health::HealthRequest),
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -83,7 +83,15 @@ pub fn route(
     let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
-        ["healthz" | "livez" | "readyz", ..] => return Ok(Route::Health),
+        [endpoint @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
+            return Ok(Route::Health(crate::health::HealthRequest {
+                endpoint: endpoint.to_string(),
+                check: (!rest.is_empty()).then(|| rest.join("/")),
+                verbose: query.contains_key("verbose"),
+                // The query is kept one value per name, so one `exclude` is honoured.
+                exclude: query.get("exclude").cloned().into_iter().collect(),
+            }));
+        }
         ["api"] => return Ok(Route::CoreVersions),
         ["apis"] => return Ok(Route::Groups),
         ["apis", group] => return Ok(Route::Group(group.to_string())),
