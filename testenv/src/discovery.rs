@@ -146,6 +146,11 @@ pub fn serve_non_resource(server: &ApiServer, route: &Route, accept: &str) -> Re
             "application/json",
             version_info(&server.options.git_version),
         ),
+        Route::Metrics => bytes_response(
+            200,
+            gocompat::metrics_text::CONTENT_TYPE,
+            bytes::Bytes::from(server.request_metrics.render()),
+        ),
         Route::Health(request) => {
             let (code, body) = crate::health::answer(request);
             bytes_response(code, "text/plain; charset=utf-8", bytes::Bytes::from(body))

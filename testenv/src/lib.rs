@@ -37,6 +37,7 @@ mod pod_target;
 pub mod podlog;
 pub mod protobuf;
 pub mod representation;
+pub mod request_metrics;
 pub mod resources;
 mod reviews;
 pub mod router;

@@ -28,6 +28,8 @@ pub enum Route {
     },
     /// `/version`.
     Version,
+    /// `/metrics`.
+    Metrics,
     /// `/healthz`, `/livez`, `/readyz` and their sub-checks.
     Health(crate::health::HealthRequest),
     /// `/api`.
@@ -83,6 +85,7 @@ pub fn route(
     let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
+        ["metrics"] => return Ok(Route::Metrics),
         [endpoint @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
             return Ok(Route::Health(crate::health::HealthRequest {
                 endpoint: endpoint.to_string(),

@@ -69,6 +69,8 @@ pub struct ApiServer {
     pub(crate) admission: AdmissionChain,
     pub(crate) options: ServerOptions,
     pub(crate) oplog: OperationLog,
+    /// `apiserver_request_total`, served on `/metrics`.
+    pub(crate) request_metrics: crate::request_metrics::RequestMetrics,
     pub(crate) faults: Faults,
     /// Bumped to end every open watch (restart, compaction).
     pub(crate) watch_epoch: watch::Sender<u64>,
@@ -86,6 +88,7 @@ impl ApiServer {
             admission: AdmissionChain::new(),
             options,
             oplog,
+            request_metrics: Default::default(),
             faults: Faults::default(),
             watch_epoch: watch::channel(0).0,
             runtime: RwLock::new(None),
@@ -403,6 +406,10 @@ impl ApiServer {
         code: u16,
         user_agent: &str,
     ) {
+        if let Some(r) = req {
+            self.request_metrics
+                .observe(crate::request_metrics::RequestLabels::of(r, code));
+        }
         let fields = match req {
             Some(r) => OperationFields {
                 verb: r.verb.as_str(),

@@ -346,3 +346,75 @@ async fn secrets_fold_string_data_into_data_and_default_to_opaque() {
     .await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
 }
+
+/// `/metrics` serves `apiserver_request_total` with kube-apiserver's labels, so a harness that
+/// counts a controller's requests reads testenv as it reads kube-apiserver.
+#[tokio::test]
+async fn metrics_count_requests_as_kube_apiserver_labels_them() {
+    let env = TestEnv::start().await.unwrap();
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#;
+    let (code, _, _) = send(
+        &env,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        cm,
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, _, _) = send(
+        &env,
+        "POST",
+        "/api/v1/namespaces/default/configmaps?dryRun=All",
+        "application/json",
+        cm.replace("\"a\"", "\"b\""),
+    )
+    .await;
+    assert_eq!(code, 201);
+    send(
+        &env,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/a",
+        "",
+        "",
+    )
+    .await;
+    send(
+        &env,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/missing",
+        "",
+        "",
+    )
+    .await;
+    send(&env, "GET", "/api/v1/configmaps", "", "").await;
+
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let resp = client
+        .get(format!("{}/metrics", env.url()).parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        r#"apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="configmaps",scope="namespace",subresource="",verb="POST",version="v1"} 1"#,
+        r#"apiserver_request_total{code="201",component="apiserver",dry_run="All",group="",resource="configmaps",scope="namespace",subresource="",verb="POST",version="v1"} 1"#,
+        r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"} 1"#,
+        r#"apiserver_request_total{code="404",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"} 1"#,
+        r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="cluster",subresource="",verb="LIST",version="v1"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+}
