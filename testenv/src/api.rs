@@ -787,6 +787,9 @@ impl ApiServer {
         obj: &mut Value,
         expected: Option<u64>,
     ) -> Result<(), CommitError> {
+        if rt.group.is_empty() && rt.kind == "Event" {
+            crate::defaults::fill_event_zero_values(obj);
+        }
         let mut state = self.store.write();
         let rv = state.next_resource_version();
         meta_mut(obj).insert("resourceVersion".into(), json!(rv.to_string()));

@@ -383,9 +383,45 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     }
 }
 
+/// A core/v1 Event as Go's encoder writes it: `involvedObject` and `source` are structs (never
+/// left out), the timestamps have no pointer (a zero one is `null`) and `reportingComponent` and
+/// `reportingInstance` have no `omitempty`, so kube-apiserver stores and returns all of them.
+/// Filled in as the object is stored, after the field manager: ownership is computed from the
+/// object as apimachinery's unstructured converter sees it, which leaves the `omitempty` zero
+/// timestamps out, so nobody owns them.
+pub fn fill_event_zero_values(obj: &mut Value) {
+    let Some(event) = obj.as_object_mut() else {
+        return;
+    };
+    for (key, zero) in [
+        ("involvedObject", json!({})),
+        ("source", json!({})),
+        ("firstTimestamp", Value::Null),
+        ("lastTimestamp", Value::Null),
+        ("eventTime", Value::Null),
+        ("reportingComponent", json!("")),
+        ("reportingInstance", json!("")),
+    ] {
+        event.entry(key).or_insert(zero);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_carry_the_zero_values_go_writes() {
+        let mut event =
+            json!({"metadata": {"name": "e"}, "reason": "R", "source": {"component": "c"}});
+        fill_event_zero_values(&mut event);
+        assert_eq!(
+            event,
+            json!({"metadata": {"name": "e"}, "reason": "R", "source": {"component": "c"},
+                   "involvedObject": {}, "firstTimestamp": null, "lastTimestamp": null,
+                   "eventTime": null, "reportingComponent": "", "reportingInstance": ""})
+        );
+    }
 
     #[test]
     fn service_defaults_match_upstream_v1() {
