@@ -379,7 +379,19 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
         ("apps", "Deployment") => default_deployment(obj),
         ("apps", "ReplicaSet") => default_replica_set(obj),
+        ("networking.k8s.io", "IPAddress") => drop_empty_parent_ref_fields(obj),
         _ => {}
+    }
+}
+
+/// An IPAddress's `parentRef` as Go decodes it: all four fields are `omitempty` strings, so an
+/// empty one sent is neither stored nor owned (`"group": ""` for a core Service is common).
+fn drop_empty_parent_ref_fields(obj: &mut Value) {
+    if let Some(parent) = obj
+        .pointer_mut("/spec/parentRef")
+        .and_then(Value::as_object_mut)
+    {
+        parent.retain(|_, v| v.as_str() != Some(""));
     }
 }
 
@@ -409,6 +421,16 @@ pub fn fill_event_zero_values(obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_parent_ref_fields_of_an_ip_address_are_dropped() {
+        let mut ip = json!({"spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "web"}}});
+        apply_defaults("networking.k8s.io", "IPAddress", &mut ip);
+        assert_eq!(
+            ip["spec"]["parentRef"],
+            json!({"resource": "services", "namespace": "default", "name": "web"})
+        );
+    }
 
     #[test]
     fn events_carry_the_zero_values_go_writes() {
