@@ -18,6 +18,7 @@ use svcplane_tests::allocator_bench::{
     AllSamples, CASES, GoResults, add_round, missing_cases, parse_criterion_median, parse_go_bench,
     table,
 };
+use svcplane_tests::bench_report;
 use svcplane_tests::procfs::load_average;
 
 const USAGE: &str = "usage: bench-allocator-vs-upstream --go-test PATH --rust-bench PATH \
@@ -155,31 +156,8 @@ fn run_rust(options: &Options, criterion_home: &Path) -> anyhow::Result<BTreeMap
     Ok(results)
 }
 
-fn now_utc() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn write_doc(path: &Path, section: &str) -> anyhow::Result<()> {
-    let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN_MARK}\n{section}{END_MARK}");
-    let text = match (existing.find(BEGIN_MARK), existing.find(END_MARK)) {
-        (Some(b), Some(e)) if b < e => format!(
-            "{}{block}{}",
-            &existing[..b],
-            &existing[e + END_MARK.len()..]
-        ),
-        _ => format!("{existing}\n{block}\n"),
-    };
-    std::fs::write(path, text)?;
-    Ok(())
-}
-
 fn run(options: &Options) -> anyhow::Result<()> {
-    let start = now_utc();
+    let start = bench_report::now_utc();
     let mut loads = vec![load_average()];
     let criterion_home = std::env::temp_dir().join(format!(
         "bench-allocator-vs-upstream-{}",
@@ -214,7 +192,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
 upstream: `go test -bench` of `realk8s/kube/allocatorbench` (k8s.io/kubernetes v1.34.10, {}), benchtime {}{}; \
 svcplane: `allocator/benches/vs_upstream.rs` (criterion median, warm-up {}, measurement {}). ns per operation; × = upstream ÷ svcplane.\n\n",
         if options.smoke { " — smoke" } else { "" },
-        now_utc(),
+        bench_report::now_utc(),
         options.rounds,
         loads.join("; "),
         go_version(),
@@ -234,7 +212,7 @@ svcplane: `allocator/benches/vs_upstream.rs` (criterion median, warm-up {}, meas
     let text = format!("{header}{}", table(&all));
     println!("{text}");
     if let Some(path) = &options.write {
-        write_doc(path, &text)?;
+        bench_report::write_section(path, BEGIN_MARK, END_MARK, &text)?;
         eprintln!("bench-allocator-vs-upstream: wrote {}", path.display());
     }
     Ok(())
@@ -251,18 +229,9 @@ fn go_version() -> String {
 }
 
 fn main() -> std::process::ExitCode {
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match run(&options) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-allocator-vs-upstream: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    bench_report::bench_main(
+        "bench-allocator-vs-upstream",
+        parse_options,
+        |options| async move { run(&options) },
+    )
 }

@@ -28,6 +28,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
+use svcplane_tests::bench_report;
 use svcplane_tests::procfs::{load_average, status_mib};
 use svcplane_tests::real::{RealCluster, RealClusterOptions};
 use svcplane_tests::testenv_bench::{PeerRun, median, percentile, table};
@@ -490,31 +491,8 @@ async fn run_peer(peer: Peer, options: &Options) -> anyhow::Result<PeerRun> {
     result.map(|()| run)
 }
 
-fn now_utc() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn write_doc(path: &PathBuf, section: &str) -> anyhow::Result<()> {
-    let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN_MARK}\n{section}{END_MARK}");
-    let text = match (existing.find(BEGIN_MARK), existing.find(END_MARK)) {
-        (Some(b), Some(e)) if b < e => format!(
-            "{}{block}{}",
-            &existing[..b],
-            &existing[e + END_MARK.len()..]
-        ),
-        _ => format!("{existing}\n{block}\n"),
-    };
-    std::fs::write(path, text)?;
-    Ok(())
-}
-
 async fn run(options: Options) -> anyhow::Result<()> {
-    let start_date = now_utc();
+    let start_date = bench_report::now_utc();
     let mut loads = vec![load_average()];
     let mut upstream = Vec::new();
     let mut testenv = Vec::new();
@@ -558,7 +536,7 @@ fan-out: {} watchers × {} events; fill: scale {} of 150,000 pods + 10,000 headl
 ({} pods, {} Services, {} slices). kube-apiserver v1.34.10 + etcd v3.6.16 as `RealCluster` starts them (range 10.96.0.0/12); \
 testenv with its default options (`testenv-server`). Runs alternated upstream, testenv, testenv, upstream, ….\n\n",
         if options.smoke { " — smoke" } else { "" },
-        now_utc(),
+        bench_report::now_utc(),
         loads.join("; "),
         options.starts,
         options.rate,
@@ -576,7 +554,7 @@ testenv with its default options (`testenv-server`). Runs alternated upstream, t
     let text = format!("{header}{}", table(&upstream, &testenv));
     println!("{text}");
     if let Some(path) = &options.write {
-        write_doc(path, &text)?;
+        bench_report::write_section(path, BEGIN_MARK, END_MARK, &text)?;
         eprintln!("bench-testenv-vs-upstream: wrote {}", path.display());
     }
     let expected = options.rate * options.create_seconds;
@@ -591,28 +569,5 @@ testenv with its default options (`testenv-server`). Runs alternated upstream, t
 }
 
 fn main() -> std::process::ExitCode {
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("bench-testenv-vs-upstream: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(options)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-testenv-vs-upstream: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    bench_report::bench_main("bench-testenv-vs-upstream", parse_options, run)
 }

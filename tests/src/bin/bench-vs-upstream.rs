@@ -31,6 +31,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
+use svcplane_tests::bench_report;
 use svcplane_tests::fixtures::kubelet_status;
 use svcplane_tests::procfs::{cpu_seconds, load_average, status_mib};
 use svcplane_tests::real::{ControllerManagerOptions, RealCluster, RealClusterOptions};
@@ -1137,29 +1138,6 @@ fn report(w: Workload, results: &[(Peer, RunResult)], header: &str) -> String {
     out
 }
 
-fn write_doc(path: &PathBuf, section: &str) -> anyhow::Result<()> {
-    let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN_MARK}\n{section}{END_MARK}");
-    let text = match (existing.find(BEGIN_MARK), existing.find(END_MARK)) {
-        (Some(b), Some(e)) if b < e => format!(
-            "{}{block}{}",
-            &existing[..b],
-            &existing[e + END_MARK.len()..]
-        ),
-        _ => format!("{existing}\n{block}\n"),
-    };
-    std::fs::write(path, text)?;
-    Ok(())
-}
-
-fn now_utc() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -1176,7 +1154,7 @@ fn machine() -> String {
 
 async fn run(options: Options) -> anyhow::Result<()> {
     let w = Workload::new(&options);
-    let start_date = now_utc();
+    let start_date = bench_report::now_utc();
     let load_start = load_average();
     eprintln!(
         "bench-vs-upstream: {} Services x {} pods, churn {} flips/s for {} s, {} round(s) per peer; load average {load_start}",
@@ -1229,7 +1207,7 @@ Churn: {} flips/s for {} s. kube-apiserver and etcd {}, kube-controller-manager 
         w.nodes,
         w.namespaces,
         if options.smoke { " — smoke" } else { "" },
-        now_utc(),
+        bench_report::now_utc(),
         machine(),
         loads.join("; "),
         options.flips_per_second,
@@ -1239,7 +1217,7 @@ Churn: {} flips/s for {} s. kube-apiserver and etcd {}, kube-controller-manager 
     let text = report(w, &results, &header);
     println!("{text}");
     if let Some(path) = &options.write {
-        write_doc(path, &text)?;
+        bench_report::write_section(path, BEGIN_MARK, END_MARK, &text)?;
         eprintln!("bench-vs-upstream: wrote {}", path.display());
     }
     let failed = results.iter().any(|(_, r)| r.verified != w.services);
@@ -1250,28 +1228,5 @@ Churn: {} flips/s for {} s. kube-apiserver and etcd {}, kube-controller-manager 
 }
 
 fn main() -> std::process::ExitCode {
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("bench-vs-upstream: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(options)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-vs-upstream: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    bench_report::bench_main("bench-vs-upstream", parse_options, run)
 }
