@@ -387,6 +387,24 @@ impl RealCluster {
             },
         )
         .await?;
+        // kube-apiserver's kubernetesservice controller creates `default/kubernetes` only once its
+        // own /readyz answers 200 (it polls every 100 ms), so a ready server may not have it yet;
+        // every pod's KUBERNETES_* variables come from it.
+        wait_ready(
+            &mut processes,
+            deadline,
+            options,
+            "services/kubernetes in namespace default",
+            || async {
+                probe(&client, "/api/v1/namespaces/default/services/kubernetes")
+                    .await
+                    .and_then(|(status, body)| match status {
+                        StatusCode::OK => Ok(()),
+                        _ => Err(format!("{status}: {}", body.trim())),
+                    })
+            },
+        )
+        .await?;
 
         Ok(Self {
             processes: Mutex::new(processes),
