@@ -48,6 +48,10 @@ pub struct ClusterIpPlan {
     /// `spec.clusterIPs` padded with `""` to the number of families, as upstream prints it in
     /// allocation errors (`["10.96.0.10",""]`).
     pub printed_cluster_ips: Vec<String>,
+    /// Set on an update of a Service that was headless: upstream's `updateClusterIPs` bails out
+    /// for one, so nothing is allocated and `clusterIPs` stay as the client wrote them, for
+    /// validation to judge (`may not change once set`).
+    pub written_cluster_ips: Option<Vec<String>>,
 }
 
 impl ClusterIpPlan {
@@ -67,7 +71,9 @@ impl ClusterIpPlan {
         );
         // A requested address is stored as the user wrote it (`010.96.0.5` stays so), as
         // upstream stores the request's strings; only allocated ones are formatted.
-        let ips: Vec<String> = if self.headless {
+        let ips: Vec<String> = if let Some(written) = &self.written_cluster_ips {
+            written.clone()
+        } else if self.headless {
             vec![NONE.to_string()]
         } else {
             allocated
@@ -148,6 +154,7 @@ fn plan(
             ip_families: Vec::new(),
             requests: Vec::new(),
             printed_cluster_ips: Vec::new(),
+            written_cluster_ips: None,
         });
     }
     let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
@@ -176,6 +183,7 @@ fn plan(
             ip_families: families,
             requests: Vec::new(),
             printed_cluster_ips: cluster_ips,
+            written_cluster_ips: None,
         });
     }
 
@@ -208,7 +216,11 @@ fn plan(
     while printed.len() < families.len() {
         printed.push(String::new());
     }
-    let mut requests = if headless {
+    let was_headless = old.is_some_and(|old| {
+        let old = spec_of(old);
+        !is_external_name(&old) && held_addresses(&old).first().map(String::as_str) == Some(NONE)
+    });
+    let mut requests = if headless || was_headless {
         Vec::new()
     } else {
         requests_for(&families, &parsed, &cluster_ips)
@@ -223,6 +235,7 @@ fn plan(
         ip_families: families,
         requests,
         printed_cluster_ips: printed,
+        written_cluster_ips: (was_headless && !headless).then_some(cluster_ips),
     })
 }
 
@@ -235,10 +248,7 @@ fn keep_old_addresses(
     old: &ServiceSpec,
     cluster_ips: &[String],
 ) {
-    let old_ips = match old.cluster_ips.as_deref() {
-        Some(ips) if !ips.is_empty() => ips.to_vec(),
-        _ => old.cluster_ip.iter().cloned().collect(),
-    };
+    let old_ips = held_addresses(old);
     if is_external_name(old) || old_ips.first().map(String::as_str) == Some(NONE) {
         return;
     }
@@ -254,6 +264,14 @@ fn keep_old_addresses(
             ip: old_ip.to_canonical(),
             requested,
         };
+    }
+}
+
+/// The addresses a stored Service holds: `clusterIPs`, else `clusterIP`.
+fn held_addresses(spec: &ServiceSpec) -> Vec<String> {
+    match spec.cluster_ips.as_deref() {
+        Some(ips) if !ips.is_empty() => ips.to_vec(),
+        _ => spec.cluster_ip.iter().cloned().collect(),
     }
 }
 
@@ -747,5 +765,35 @@ mod tests {
                 }
             )]
         );
+    }
+
+    // Found by a fresh seed of the validation differential: kube-apiserver answered "may not
+    // change once set", svcplane tried to claim the new address and failed in the range check.
+    #[test]
+    fn an_update_of_a_headless_service_claims_nothing_and_keeps_the_written_address() {
+        let r = ranges("10.96.0.0/24");
+        let old: Service = serde_json::from_value(json!({"metadata":{"name":"a"},
+            "spec":{"type":"ClusterIP","clusterIP":"None","clusterIPs":["None"],
+                "selector":{"app":"web"},"ipFamilies":["IPv4"],"ipFamilyPolicy":"SingleStack",
+                "ports":[{"port":80}]}}))
+        .unwrap();
+        for written in ["10.96.0.255", "192.168.1.5"] {
+            let new: Service = serde_json::from_value(json!({"metadata":{"name":"a"},
+                "spec":{"type":"ClusterIP","clusterIP":written,"clusterIPs":[written],
+                    "selector":{"app":"web"},"ports":[{"port":80}]}}))
+            .unwrap();
+            let plan = plan_cluster_ips_for_update(&old, &new, &r).unwrap();
+            assert_eq!(plan.requests, vec![], "{written}");
+            let mut out = new.clone();
+            plan.apply_to(&mut out, &[]);
+            let spec = out.spec.unwrap();
+            assert_eq!(spec.cluster_ip.as_deref(), Some(written));
+            assert_eq!(spec.cluster_ips, Some(vec![written.to_owned()]));
+        }
+
+        // Still headless: nothing written back but `None`.
+        let plan = plan_cluster_ips_for_update(&old, &old, &r).unwrap();
+        assert!(plan.headless);
+        assert_eq!(plan.written_cluster_ips, None);
     }
 }
