@@ -11,4 +11,4 @@ mod shutdown;
 mod watch;
 
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
-pub use watch::{store_reflector, watch_events};
+pub use watch::{MAX_BATCH, store_reflector, watch_event_batches, watch_events};

@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::future::Future;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
@@ -26,23 +26,63 @@ pub async fn watch_events<K>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
 {
+    watch_event_batches(api, config, shutdown, move |batch| {
+        batch.into_iter().for_each(&mut on_event);
+    })
+    .await;
+}
+
+/// Most events handed over in one batch by [`watch_event_batches`] (a relist of many objects
+/// arrives all at once; its batches end now and then so that whoever waits on them is not held
+/// for the whole list).
+pub const MAX_BATCH: usize = 512;
+
+/// [`watch_events`], handing over at once every event that has already arrived: the first one
+/// awaited, then each further one the stream has ready without waiting, up to [`MAX_BATCH`].
+/// Back-to-back events (a pod's deletionTimestamp and its deletion, sent together by a grace-0
+/// delete) thus reach a cache together, before a worker can read the state in between, as a
+/// client-go informer's store runs ahead of its handlers.
+pub async fn watch_event_batches<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    shutdown: Shutdown,
+    mut on_batch: impl FnMut(Vec<Event<K>>) + Send,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default,
+{
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     let events = watcher::watcher(api, config).default_backoff();
     let mut events = std::pin::pin!(events);
     let mut stop = std::pin::pin!(shutdown.wait());
+    let log = |error: &watcher::Error| {
+        tracing::warn!(%kind, error = %gocompat::watcher_error_text(error), "watch failed; retrying");
+    };
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             () = &mut stop => return,
             event = events.next() => event,
         };
-        match event {
-            Some(Ok(event)) => on_event(event),
+        let mut batch = match first {
+            Some(Ok(event)) => vec![event],
             Some(Err(error)) => {
-                tracing::warn!(%kind, error = %gocompat::watcher_error_text(&error), "watch failed; retrying")
+                log(&error);
+                continue;
             }
             // A watcher stream with backoff does not end; if it ever did, nothing more comes.
             None => return,
+        };
+        while batch.len() < MAX_BATCH {
+            match events.next().now_or_never() {
+                Some(Some(Ok(event))) => batch.push(event),
+                Some(Some(Err(error))) => {
+                    log(&error);
+                    break;
+                }
+                Some(None) | None => break,
+            }
         }
+        on_batch(batch);
     }
 }
 

@@ -124,7 +124,7 @@ impl DeploymentController {
         let inner = self.inner;
         let client = inner.client.clone();
         let every = watcher::Config::default;
-        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+        let reflectors = Reflectors::new(&client, &inner, &inner.queue, &shutdown)
             .watch(every(), Inner::on_deployment)
             .watch(every(), Inner::on_replica_set)
             .watch(every(), Inner::on_pod)

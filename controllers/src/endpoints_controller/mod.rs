@@ -124,7 +124,7 @@ impl EndpointsController {
         let inner = self.inner;
         let client = inner.client.clone();
         let every = watcher::Config::default;
-        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+        let reflectors = Reflectors::new(&client, &inner, &inner.queue, &shutdown)
             .watch(every(), Inner::on_service)
             .watch(every(), Inner::on_pod)
             .watch(every(), Inner::on_endpoints)

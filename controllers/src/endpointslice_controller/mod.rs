@@ -259,7 +259,7 @@ impl EndpointSliceController {
         let by_us =
             watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={CONTROLLER_NAME}"));
         let every = watcher::Config::default;
-        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+        let reflectors = Reflectors::new(&client, &inner, &inner.queue, &shutdown)
             .watch(every(), Inner::on_service)
             .watch(every(), Inner::on_pod)
             .watch(every(), Inner::on_node)

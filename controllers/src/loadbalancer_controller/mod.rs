@@ -119,7 +119,7 @@ impl LoadBalancerController {
     pub async fn run(self, shutdown: Shutdown) {
         let inner = self.inner;
         let client = inner.client.clone();
-        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+        let reflectors = Reflectors::new(&client, &inner, &inner.queue, &shutdown)
             .watch(watcher::Config::default(), Inner::on_service)
             .started();
         let parts = ControllerParts {

@@ -130,7 +130,7 @@ impl MirroringController {
         let client = inner.client.clone();
         let every = watcher::Config::default;
         let mirrored = every().labels(&format!("{MANAGED_BY_LABEL}={CONTROLLER_NAME}"));
-        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+        let reflectors = Reflectors::new(&client, &inner, &inner.queue, &shutdown)
             .watch(every(), Inner::on_service)
             .watch(every(), Inner::on_endpoints)
             .watch(mirrored, Inner::on_slice)

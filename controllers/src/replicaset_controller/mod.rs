@@ -122,7 +122,7 @@ impl ReplicaSetController {
         let inner = self.inner;
         let client = inner.client.clone();
         let every = watcher::Config::default;
-        let reflectors = Reflectors::new(&client, &inner, &shutdown)
+        let reflectors = Reflectors::new(&client, &inner, &inner.queue, &shutdown)
             .watch(every(), Inner::on_replica_set)
             .watch(every(), Inner::on_pod)
             .started();

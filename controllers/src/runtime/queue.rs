@@ -74,6 +74,8 @@ struct State<K> {
     failures: HashMap<K, u32>,
     bucket: TokenBucket,
     shutting_down: bool,
+    /// Live [`QueueHold`]s: while there is one, no key is handed out.
+    holds: usize,
 }
 
 /// A cloneable handle to one queue.
@@ -112,6 +114,7 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
                     last: Instant::now(),
                 },
                 shutting_down: false,
+                holds: 0,
             })),
             wake: Arc::new(Notify::new()),
             config: Arc::new(config),
@@ -235,6 +238,16 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
         self.len() == 0
     }
 
+    /// Holds every key back from the workers until the returned guard is dropped: a reflector
+    /// takes one while it applies a batch of events that arrived together, so that no sync
+    /// reads the caches half way through it.
+    pub fn hold(&self) -> QueueHold<K> {
+        self.lock().holds += 1;
+        QueueHold {
+            queue: self.clone(),
+        }
+    }
+
     /// Waits for the next ready key and marks it processing; `None` once shut down.
     pub async fn get(&self) -> Option<K> {
         loop {
@@ -259,7 +272,10 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
                     state.waiting.remove(&key);
                     Self::add_locked(&mut state, key);
                 }
-                if let Some(key) = state.ready.pop_front() {
+                if state.holds > 0 {
+                    // The last hold's release wakes a worker.
+                    None
+                } else if let Some(key) = state.ready.pop_front() {
                     state.dirty.remove(&key);
                     state.processing.insert(key.clone());
                     let more = !state.ready.is_empty();
@@ -268,8 +284,9 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
                         self.wake.notify_one();
                     }
                     return Some(key);
+                } else {
+                    state.deadlines.peek().map(|Reverse((d, _))| *d)
                 }
-                state.deadlines.peek().map(|Reverse((d, _))| *d)
             };
             match next_deadline {
                 Some(deadline) => {
@@ -284,12 +301,81 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
     }
 }
 
+/// A hold on a [`WorkQueue`] (see [`WorkQueue::hold`]), released on drop.
+pub struct QueueHold<K: Clone + Eq + Hash> {
+    queue: WorkQueue<K>,
+}
+
+impl<K: Clone + Eq + Hash> Drop for QueueHold<K> {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        state.holds -= 1;
+        let released = state.holds == 0;
+        drop(state);
+        // Workers held back wait without a deadline: one is woken to hand out what is ready,
+        // or to go back to sleeping until the next deadline.
+        if released {
+            self.queue.wake.notify_one();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn queue() -> WorkQueue<&'static str> {
         WorkQueue::new(QueueConfig::endpoint_slice())
+    }
+
+    #[tokio::test]
+    async fn a_held_queue_hands_out_nothing_until_the_hold_is_dropped() {
+        let q = queue();
+        q.add("a");
+        let hold = q.hold();
+        let second = q.hold();
+        q.add("b");
+        let waiting = tokio::spawn({
+            let q = q.clone();
+            async move { q.get().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "a key was handed out under a hold");
+        drop(hold);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "one hold is still live");
+        drop(second);
+        assert_eq!(waiting.await.unwrap(), Some("a"));
+        assert_eq!(q.get().await, Some("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_that_passed_under_a_hold_is_served_when_it_ends() {
+        let q = queue();
+        q.add_after("a", Duration::from_secs(1));
+        let hold = q.hold();
+        let waiting = tokio::spawn({
+            let q = q.clone();
+            async move { q.get().await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished());
+        drop(hold);
+        assert_eq!(waiting.await.unwrap(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn shutting_down_ends_a_wait_under_a_hold() {
+        let q = queue();
+        q.add("a");
+        let _hold = q.hold();
+        let waiting = tokio::spawn({
+            let q = q.clone();
+            async move { q.get().await }
+        });
+        tokio::task::yield_now().await;
+        q.shut_down();
+        assert_eq!(waiting.await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::ObjectKey;
+use super::queue::WorkQueue;
 
 /// One change for a cache.
 #[derive(Debug)]
@@ -74,6 +75,7 @@ impl SyncedFlags {
 pub struct Reflectors<S> {
     client: kube::Client,
     state: Arc<S>,
+    queue: WorkQueue<ObjectKey>,
     shutdown: Shutdown,
     running: RunningReflectors,
 }
@@ -86,11 +88,18 @@ pub struct RunningReflectors {
 }
 
 impl<S: Send + Sync + 'static> Reflectors<S> {
-    /// No reflector yet.
-    pub fn new(client: &kube::Client, state: &Arc<S>, shutdown: &Shutdown) -> Self {
+    /// No reflector yet. `queue` is the controller's: it is held while a batch of events that
+    /// arrived together is applied (see [`reflect`]).
+    pub fn new(
+        client: &kube::Client,
+        state: &Arc<S>,
+        queue: &WorkQueue<ObjectKey>,
+        shutdown: &Shutdown,
+    ) -> Self {
         Reflectors {
             client: client.clone(),
             state: state.clone(),
+            queue: queue.clone(),
             shutdown: shutdown.clone(),
             running: RunningReflectors::default(),
         }
@@ -109,6 +118,7 @@ impl<S: Send + Sync + 'static> Reflectors<S> {
             Api::all(self.client.clone()),
             config,
             Some(synced),
+            self.queue.clone(),
             move |delta| handler(&state, delta),
             self.shutdown.clone(),
         )));
@@ -121,12 +131,19 @@ impl<S: Send + Sync + 'static> Reflectors<S> {
     }
 }
 
-/// Watches `api` with `config` through [`kuberun::watch_events`] and hands every change to
-/// `sink` as a [`Delta`], until `shutdown`. `synced` is set after the first complete list.
+/// Watches `api` with `config` through [`kuberun::watch_event_batches`] and hands every change
+/// to `sink` as a [`Delta`], until `shutdown`. `synced` is set after the first complete list.
+///
+/// `queue` is held while each batch of events that arrived together is applied: a grace-0 pod
+/// delete sends the pod's deletionTimestamp and its deletion back to back, and a sync in between
+/// would write the terminating endpoint just before removing it. client-go's informers avoid
+/// that by structure (the store takes events ahead of the handlers' notifications), and
+/// kube-controller-manager writes such a change once.
 pub async fn reflect<K, F>(
     api: Api<K>,
     config: watcher::Config,
     synced: Option<Arc<watch::Sender<bool>>>,
+    queue: WorkQueue<ObjectKey>,
     mut sink: F,
     shutdown: Shutdown,
 ) where
@@ -135,18 +152,23 @@ pub async fn reflect<K, F>(
     F: FnMut(Delta<K>) + Send,
 {
     let mut seen: HashSet<ObjectKey> = HashSet::new();
-    kuberun::watch_events(api, config, shutdown, move |event| match event {
-        Event::Apply(object) => sink(Delta::Upsert(trimmed_for_cache(object))),
-        Event::Delete(object) => sink(Delta::Delete(trimmed_for_cache(object))),
-        Event::Init => seen.clear(),
-        Event::InitApply(object) => {
-            seen.insert(ObjectKey::of(&object));
-            sink(Delta::Upsert(trimmed_for_cache(object)));
-        }
-        Event::InitDone => {
-            sink(Delta::Relisted(std::mem::take(&mut seen)));
-            if let Some(flag) = &synced {
-                flag.send_replace(true);
+    kuberun::watch_event_batches(api, config, shutdown, move |batch| {
+        let _hold = (batch.len() > 1).then(|| queue.hold());
+        for event in batch {
+            match event {
+                Event::Apply(object) => sink(Delta::Upsert(trimmed_for_cache(object))),
+                Event::Delete(object) => sink(Delta::Delete(trimmed_for_cache(object))),
+                Event::Init => seen.clear(),
+                Event::InitApply(object) => {
+                    seen.insert(ObjectKey::of(&object));
+                    sink(Delta::Upsert(trimmed_for_cache(object)));
+                }
+                Event::InitDone => {
+                    sink(Delta::Relisted(std::mem::take(&mut seen)));
+                    if let Some(flag) = &synced {
+                        flag.send_replace(true);
+                    }
+                }
             }
         }
     })
