@@ -13,6 +13,7 @@ pub mod fidelity;
 pub mod fixtures;
 pub mod procfs;
 pub mod real;
+pub mod seed;
 pub mod testenv_bench;
 
 pub use backend::{BackendKind, Harness, HarnessOptions};

@@ -27,6 +27,7 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 use svcplane_tests::real::{self, RealCluster, RealClusterOptions};
+use svcplane_tests::seed::{SEED_ENV, env_flag, run_seed};
 use webhook::admission_review::{
     AdmissionRequest, GroupVersionKind, GroupVersionResource, Operation,
 };
@@ -34,38 +35,10 @@ use webhook::offline::{ValidationReport, validate_text};
 use webhook::server::{AdmissionHandler, AdmissionPolicy, InMemoryAllocator, Phase};
 use webhook::{ServiceRanges, default_service};
 
-const SEED_ENV: &str = "SVCPLANE_FIDELITY_SEED";
 const FULL_ENV: &str = "SVCPLANE_FIDELITY_FULL";
 const WRITE_ENV: &str = "SVCPLANE_FIDELITY_WRITE";
 /// Marks a stand-in for an address kube-apiserver holds for no Service.
 const HOLDER_LABEL: &str = "fidelity.svcplane.io/holder";
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// The seed of this run: `SVCPLANE_FIDELITY_SEED`, else a fresh one.
-/// The corpus `scripts/test` runs; `SVCPLANE_FIDELITY_SEED=fresh` draws a new one.
-const DEFAULT_SEED: u64 = 1;
-
-fn run_seed() -> u64 {
-    match std::env::var(SEED_ENV).as_deref().map(str::trim) {
-        // A fresh corpus: cases nobody tuned to (what a differential run is for; not in CI,
-        // where a newly found difference would fail an unrelated change).
-        Ok("fresh") => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
-            (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
-        }
-        Ok(seed) => seed
-            .parse()
-            .unwrap_or_else(|_| panic!("{SEED_ENV} must be a number or \"fresh\", not {seed:?}")),
-        // The suite's own corpus: every difference in it is fixed or explained.
-        Err(_) => DEFAULT_SEED,
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // A small seeded generator (splitmix64): the same seed gives the same corpus.
@@ -1140,12 +1113,20 @@ fn summary(requested: &Value, result: &Value) -> Value {
             None => Value::Null,
         }
     };
-    let ips: Vec<Value> = spec["clusterIPs"]
+    let mut ips: Vec<Value> = spec["clusterIPs"]
         .as_array()
         .into_iter()
         .flatten()
         .map(ip)
         .collect();
+    // kube-apiserver decorates every Service it returns (`defaultOnReadService`, which runs
+    // `normalizeClusterIPs` as for a create): a `clusterIP` without `clusterIPs` is read back as
+    // both. The webhook's answer is stored by such a server, so it is read the same way; an
+    // ExternalName update that changes `clusterIP` alone is stored so.
+    let single = omitted_when_empty(&spec["clusterIP"]);
+    if ips.is_empty() && !single.is_null() {
+        ips.push(ip(&single));
+    }
     let requested_ports: Vec<i64> = req_spec["ports"]
         .as_array()
         .into_iter()
@@ -1168,13 +1149,24 @@ fn summary(requested: &Value, result: &Value) -> Value {
         .collect();
     json!({
         "type": spec["type"],
-        "clusterIP": ip(&spec["clusterIP"]),
+        "clusterIP": ip(&omitted_when_empty(&spec["clusterIP"])),
         "clusterIPs": ips,
-        "ipFamilies": spec["ipFamilies"],
+        "ipFamilies": omitted_when_empty(&spec["ipFamilies"]),
         "ipFamilyPolicy": spec["ipFamilyPolicy"],
         "nodePorts": node_ports,
         "healthCheckNodePort": port(&spec["healthCheckNodePort"]),
     })
+}
+
+/// `clusterIP` and `ipFamilies` are `omitempty` in Go: the server that stores the webhook's
+/// answer decodes its patch and keeps no empty string or list, and kube-apiserver's own answer
+/// has none, so an empty value is compared as absent.
+fn omitted_when_empty(value: &Value) -> Value {
+    match value {
+        Value::String(s) if s.is_empty() => Value::Null,
+        Value::Array(items) if items.is_empty() => Value::Null,
+        other => other.clone(),
+    }
 }
 
 /// A real cluster and the configuration svcplane is given to match it.
