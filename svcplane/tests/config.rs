@@ -205,13 +205,15 @@ async fn the_cluster_role_allows_exactly_the_calls_the_controllers_make() {
     }
     // Granted, but only reached by paths this scenario does not take: repairs after the 60 s
     // grace period, deleting a Service's surplus slices, and events (recorded on failures and
-    // repairs only; kube's Recorder patches a repeated one).
+    // repairs only; a repeated one is patched).
     let unexercised: BTreeSet<_> = [
         triple("networking.k8s.io", "ipaddresses", "create"),
         triple("networking.k8s.io", "ipaddresses", "delete"),
         triple("allocation.svcplane.io", "nodeportallocations", "create"),
         triple("allocation.svcplane.io", "nodeportallocations", "delete"),
         triple("discovery.k8s.io", "endpointslices", "delete"),
+        triple("", "events", "create"),
+        triple("", "events", "patch"),
         triple("events.k8s.io", "events", "create"),
         triple("events.k8s.io", "events", "patch"),
     ]

@@ -479,7 +479,7 @@ mod load_balancer {
     use controllers::loadbalancer_controller::{
         LoadBalancerController, LoadBalancerControllerConfig,
     };
-    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::api::core::v1::Event;
 
     fn controller(client: &kube::Client, pool: &[&str]) -> LoadBalancerController {
         let config = LoadBalancerControllerConfig {
@@ -601,7 +601,7 @@ mod load_balancer {
                 .items
                 .into_iter()
                 .find(|e| {
-                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("third")
+                    e.involved_object.name.as_deref() == Some("third")
                         && e.reason.as_deref() == Some("AllocationFailed")
                 });
             if let Some(found) = found {
@@ -615,8 +615,24 @@ mod load_balancer {
         };
         assert_eq!(warning.type_.as_deref(), Some("Warning"));
         assert_eq!(
-            warning.note.as_deref(),
+            warning.message.as_deref(),
             Some("Failed to allocate IP for \"default/third\": no available IPs")
+        );
+        // Written as kube-controller-manager's controllers write theirs: core/v1, with the
+        // controller as the event's source.
+        assert_eq!(
+            warning.source.as_ref().and_then(|s| s.component.as_deref()),
+            Some("loadbalancer-ip-controller")
+        );
+        // So `kubectl describe` shows it (it lists core/v1 Events of the object).
+        let described = playground.ok(&["describe", "service", "third"]).await;
+        let line = described
+            .lines()
+            .find(|l| l.contains("AllocationFailed"))
+            .unwrap_or_else(|| panic!("no event in kubectl describe:\n{described}"));
+        assert!(
+            line.contains("Warning") && line.contains("loadbalancer-ip-controller"),
+            "{line}"
         );
         assert!(ingress_ips(&services, "third").await.is_empty());
         assert!(ingress_ips(&services, "other-class").await.is_empty());

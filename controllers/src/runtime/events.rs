@@ -1,13 +1,16 @@
-//! Events: published through kube's `Recorder` off the sync path (a bounded channel feeds a
-//! publishing task, so a slow or failing events API never delays a sync), and remembered in a
-//! small in-memory ring for `kubectl`-less inspection and tests.
+//! Events: published as kube-controller-manager's controllers publish theirs, core/v1 Events
+//! through client-go's correlation ([`super::core_events`]), off the sync path (a bounded
+//! channel feeds a publishing task, so a slow or failing events API never delays a sync), and
+//! remembered in a small in-memory ring for `kubectl`-less inspection and tests.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
+
+use super::core_events::{Correlator, EventWrite, make_event};
 
 /// How many events the in-memory ring keeps.
 const RECENT_EVENTS: usize = 256;
@@ -29,36 +32,40 @@ pub struct RecordedEvent {
 
 struct Publication {
     event: Event,
-    reference: ObjectReference,
 }
 
 /// Records events for one controller (event source `component`).
 #[derive(Clone)]
 pub struct EventRecorder {
     publish: Option<mpsc::Sender<Publication>>,
+    component: String,
     recent: Arc<Mutex<VecDeque<RecordedEvent>>>,
 }
 
 impl EventRecorder {
-    /// A recorder publishing through `client` as `component`; spawns the publishing task.
+    /// A recorder publishing through `client` as `component` (the event source, as
+    /// `record.NewBroadcaster(...).NewRecorder(scheme, EventSource{Component})` names it);
+    /// spawns the publishing task.
     pub fn new(client: kube::Client, component: &str) -> Self {
-        let recorder = Recorder::new(
-            client,
-            Reporter {
-                controller: component.to_owned(),
-                instance: None,
-            },
-        );
         let (sender, mut receiver) = mpsc::channel::<Publication>(PUBLISH_BACKLOG);
         tokio::spawn(async move {
+            let mut correlator = Correlator::default();
             while let Some(p) = receiver.recv().await {
-                if let Err(error) = recorder.publish(&p.event, &p.reference).await {
-                    tracing::debug!(error = %gocompat::api_error_text(&error), reason = %p.event.reason, "cannot publish event");
+                let now = jiff::Timestamp::now();
+                let Some(write) = correlator.correlate(p.event, now) else {
+                    continue;
+                };
+                match publish(&client, write).await {
+                    Ok(stored) => correlator.stored(&stored),
+                    Err(error) => {
+                        tracing::debug!(error = %gocompat::api_error_text(&error), "cannot publish event")
+                    }
                 }
             }
         });
         EventRecorder {
             publish: Some(sender),
+            component: component.to_owned(),
             recent: Arc::default(),
         }
     }
@@ -67,6 +74,7 @@ impl EventRecorder {
     pub fn in_memory() -> Self {
         EventRecorder {
             publish: None,
+            component: String::new(),
             recent: Arc::default(),
         }
     }
@@ -91,18 +99,15 @@ impl EventRecorder {
             });
         }
         if let Some(sender) = &self.publish {
-            let event = Event {
-                type_: if warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: reason.to_owned(),
-                note: Some(message),
-                action: reason.to_owned(),
-                secondary: None,
-            };
-            if sender.try_send(Publication { event, reference }).is_err() {
+            let event = make_event(
+                reference,
+                warning,
+                reason,
+                message,
+                &self.component,
+                jiff::Timestamp::now(),
+            );
+            if sender.try_send(Publication { event }).is_err() {
                 tracing::debug!(reason, "event backlog full; event dropped");
             }
         }
@@ -116,6 +121,38 @@ impl EventRecorder {
             .iter()
             .cloned()
             .collect()
+    }
+}
+
+/// Writes one correlated event: a create, or a patch of the first one of its kind (created
+/// afresh when that one is gone, as client-go's `recordEvent` does).
+async fn publish(client: &kube::Client, write: EventWrite) -> Result<Event, kube::Error> {
+    match write {
+        EventWrite::Create(event) => {
+            let namespace = event.metadata.namespace.clone().unwrap_or_default();
+            Api::<Event>::namespaced(client.clone(), &namespace)
+                .create(&PostParams::default(), &event)
+                .await
+        }
+        EventWrite::Patch {
+            event,
+            namespace,
+            name,
+            patch,
+        } => {
+            let api = Api::<Event>::namespaced(client.clone(), &namespace);
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
+                .await
+            {
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    let mut event = *event;
+                    event.metadata.resource_version = None;
+                    api.create(&PostParams::default(), &event).await
+                }
+                result => result,
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! policy, and poison-tolerant locks. No controller module imports from a sibling.
 
 pub mod cache;
+pub mod core_events;
 pub mod enqueue;
 pub mod events;
 pub mod key;
