@@ -221,7 +221,10 @@ impl Workload {
     /// The endpoint index of an address [`Workload::pod_ip`] gave, if it is one of the
     /// workload's.
     pub fn parse_ip(&self, ip: &str) -> Option<usize> {
-        let octets: Vec<usize> = ip.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
+        let octets: Vec<usize> = ip
+            .split('.')
+            .map(|o| o.parse().ok())
+            .collect::<Option<_>>()?;
         let [10, a, b, c] = octets[..] else {
             return None;
         };
@@ -360,8 +363,10 @@ pub fn observe_endpoints(w: &Workload, endpoints: &Endpoints) -> Option<Observed
             })
             .collect();
         ports.sort();
-        for (addresses, ready) in [(&subset.addresses, true), (&subset.not_ready_addresses, false)]
-        {
+        for (addresses, ready) in [
+            (&subset.addresses, true),
+            (&subset.not_ready_addresses, false),
+        ] {
             observed.extend(addresses.iter().flatten().map(|a| ObservedEndpoint {
                 address: a.ip.clone(),
                 target: a.target_ref.as_ref().and_then(|r| r.name.clone()),
@@ -1033,7 +1038,14 @@ mod tests {
         for i in [0, 1, 249, 250, 62_499, 62_500, 149_999] {
             assert_eq!(w.parse_ip(&Workload::pod_ip(i)), Some(i), "{i}");
         }
-        for foreign in ["10.64.0.0", "10.63.0.1", "192.168.0.1", "10.64.0", "fd00::1", ""] {
+        for foreign in [
+            "10.64.0.0",
+            "10.63.0.1",
+            "192.168.0.1",
+            "10.64.0",
+            "fd00::1",
+            "",
+        ] {
             assert_eq!(w.parse_ip(foreign), None, "{foreign}");
         }
         let small = Workload::new(Bench::Endpoints, 2, 3, 10);
@@ -1125,7 +1137,10 @@ mod tests {
 
         let whole = observe(mirrored_slice(mirroring, &[3, 4, 5])).unwrap();
         assert!(service_correct(&w, 1, [&whole]));
-        assert!(!service_correct(&w, 0, [&whole]), "svc-1's slice judged as svc-0's");
+        assert!(
+            !service_correct(&w, 0, [&whole]),
+            "svc-1's slice judged as svc-0's"
+        );
 
         // Two slices that together hold every address.
         let a = observe(mirrored_slice(mirroring, &[3])).unwrap();
@@ -1136,7 +1151,10 @@ mod tests {
 
         // The EndpointSlice controller's slices are not the mirroring controller's.
         assert_eq!(
-            observe(mirrored_slice("endpointslice-controller.k8s.io", &[3, 4, 5])),
+            observe(mirrored_slice(
+                "endpointslice-controller.k8s.io",
+                &[3, 4, 5]
+            )),
             None
         );
 
@@ -1184,7 +1202,12 @@ mod tests {
         let mut t = Tracker::new(2);
         t.apply_output(&w, "bench-0/svc-0-a", Some(of(0, [true; 3])), at(1));
         assert_eq!((t.correct_count, t.converged_at), (1, None));
-        t.apply_output(&w, "bench-0/svc-1-a", Some(of(1, [true, false, true])), at(2));
+        t.apply_output(
+            &w,
+            "bench-0/svc-1-a",
+            Some(of(1, [true, false, true])),
+            at(2),
+        );
         assert_eq!((t.correct_count, t.converged_at), (1, None));
         t.apply_output(&w, "bench-0/svc-1-a", Some(of(1, [true; 3])), at(3));
         assert_eq!((t.correct_count, t.converged_at), (2, Some(at(3))));
@@ -1202,7 +1225,12 @@ mod tests {
         t.apply_output(&w, "bench-0/svc-1-a", Some(of(1, [true; 3])), at(10));
         t.apply_source(3, false, at(20));
         assert!(t.latencies_ms.is_empty());
-        t.apply_output(&w, "bench-0/svc-1-a", Some(of(1, [false, true, true])), at(27));
+        t.apply_output(
+            &w,
+            "bench-0/svc-1-a",
+            Some(of(1, [false, true, true])),
+            at(27),
+        );
         assert_eq!(t.latencies_ms, vec![7.0]);
         assert!(t.pending.is_empty());
         assert_eq!(t.correct_count, 1, "svc-1 has a not-ready endpoint");
@@ -1241,16 +1269,27 @@ mod tests {
                 .map(|(verb, resource)| format!("{verb} {resource}"))
         };
         assert_eq!(
-            key(http::Method::PATCH, "/api/v1/namespaces/bench-0/endpoints/svc-1").as_deref(),
+            key(
+                http::Method::PATCH,
+                "/api/v1/namespaces/bench-0/endpoints/svc-1"
+            )
+            .as_deref(),
             Some("PATCH endpoints")
         );
         assert_eq!(
-            key(http::Method::PATCH, "/api/v1/namespaces/bench-0/pods/p/status").as_deref(),
+            key(
+                http::Method::PATCH,
+                "/api/v1/namespaces/bench-0/pods/p/status"
+            )
+            .as_deref(),
             Some("PATCH pods/status")
         );
         assert_eq!(
-            key(http::Method::GET, "/apis/discovery.k8s.io/v1/endpointslices?watch=true")
-                .as_deref(),
+            key(
+                http::Method::GET,
+                "/apis/discovery.k8s.io/v1/endpointslices?watch=true"
+            )
+            .as_deref(),
             Some("WATCH endpointslices")
         );
         assert_eq!(
@@ -1313,7 +1352,9 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
         assert!(text.contains(
             "| EndpointSlice writes per change | 1.000 | 1.500 | 1.50 | 1.000 / 1.000 | 1.000 / 2.000 |"
         ));
-        assert!(text.contains("| Endpoints written → mirrored slice written p99 (ms) | 7.0 | 3.0 | 0.43 |"));
+        assert!(text.contains(
+            "| Endpoints written → mirrored slice written p99 (ms) | 7.0 | 3.0 | 0.43 |"
+        ));
         assert!(text.contains("| changes not seen in a mirrored slice within 10 s | 0 | 0 | = |"));
         assert!(text.contains("kcm 500 / 500 of 500 Services correct, svcplane 500 / 500."));
         assert!(text.contains("| PUT | endpointslices | 1200 | 1800 |"));

@@ -454,16 +454,20 @@ fn watch_output(client: kube::Client, w: Workload, tracker: Arc<Mutex<Tracker>>)
     }
     let config = watcher::Config::default();
     match w.bench {
-        Bench::Endpoints => spawn_watch(Api::<Endpoints>::all(client), config, move |e, live, at| {
-            let observed = live.then(|| observe_endpoints(&w, e)).flatten();
-            feed(&tracker, &w, object_key(e), observed, at);
-        }),
-        Bench::EndpointSlice | Bench::Mirroring => {
-            spawn_watch(Api::<EndpointSlice>::all(client), config, move |s, live, at| {
-                let observed = live.then(|| observe_slice(&w, s)).flatten();
-                feed(&tracker, &w, object_key(s), observed, at);
+        Bench::Endpoints => {
+            spawn_watch(Api::<Endpoints>::all(client), config, move |e, live, at| {
+                let observed = live.then(|| observe_endpoints(&w, e)).flatten();
+                feed(&tracker, &w, object_key(e), observed, at);
             })
         }
+        Bench::EndpointSlice | Bench::Mirroring => spawn_watch(
+            Api::<EndpointSlice>::all(client),
+            config,
+            move |s, live, at| {
+                let observed = live.then(|| observe_slice(&w, s)).flatten();
+                feed(&tracker, &w, object_key(s), observed, at);
+            },
+        ),
     }
 }
 
@@ -516,7 +520,10 @@ async fn verified_by_list(client: &kube::Client, w: Workload) -> anyhow::Result<
             }
         }
         Bench::EndpointSlice | Bench::Mirroring => {
-            for s in Api::<EndpointSlice>::all(client.clone()).list(&params).await? {
+            for s in Api::<EndpointSlice>::all(client.clone())
+                .list(&params)
+                .await?
+            {
                 check.apply_output(&w, &object_key(&s), observe_slice(&w, &s), now);
             }
         }
@@ -804,10 +811,9 @@ async fn run_bench(options: &Options, bench: Bench) -> anyhow::Result<(String, b
             options.flips_per_second,
             w.flip_endpoints().len()
         ),
-        Bench::EndpointSlice | Bench::Endpoints => format!(
-            "{} flips/s for {flip_seconds} s",
-            options.flips_per_second
-        ),
+        Bench::EndpointSlice | Bench::Endpoints => {
+            format!("{} flips/s for {flip_seconds} s", options.flips_per_second)
+        }
     };
     let controller = bench.controller();
     let header = format!(
@@ -838,7 +844,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         if let Some(path) = &options.write {
             let (begin, end) = bench.markers();
             bench_report::write_section(path, begin, end, &text)?;
-            eprintln!("bench-vs-upstream: {}: wrote {}", bench.label(), path.display());
+            eprintln!(
+                "bench-vs-upstream: {}: wrote {}",
+                bench.label(),
+                path.display()
+            );
         }
         if !complete {
             incomplete.push(bench.label());
