@@ -415,9 +415,9 @@ type WatchTask = (
     tokio::sync::watch::Receiver<bool>,
 );
 
-/// Watches `api` (with `config`), handing each object seen (`Some`) or deleted (`None`) to
-/// `seen` with the time it arrived; the returned receiver turns true when the initial list is
-/// in.
+/// Watches `api` (with `config`), handing each object to `seen` with `true` when it was listed,
+/// added or changed, `false` when deleted, and the time its event arrived; the returned receiver
+/// turns true when the initial list is in.
 fn spawn_watch<K, F>(api: Api<K>, config: watcher::Config, mut seen: F) -> WatchTask
 where
     K: kube::Resource + Clone + std::fmt::Debug + k8s_openapi::serde::de::DeserializeOwned,
