@@ -7,6 +7,7 @@ pub mod allocator_bench;
 pub mod backend;
 pub mod bench_report;
 pub mod connectivity;
+pub mod controller_bench;
 pub mod controller_fidelity;
 pub mod data_plane;
 pub mod fidelity;

@@ -1,84 +1,100 @@
 #![forbid(unsafe_code)]
-//! svcplane's EndpointSlice controller against upstream kube-controller-manager's, side by side
-//! (issue 13, item 1). Run by `scripts/bench-vs-upstream`, which builds this binary, `svcplane`
-//! and the Go binaries first.
+//! svcplane's EndpointSlice, Endpoints and EndpointSlice-mirroring controllers against upstream
+//! kube-controller-manager's, side by side (issue 13, item 1). Run by `scripts/bench-vs-upstream`,
+//! which builds this binary, `svcplane` and the Go binaries first.
 //!
-//! Each peer runs alone against its own fresh kube-apiserver + etcd ([`RealCluster`]) with the
-//! same workload: N Services × 15 pods, bound to Nodes and made Running and Ready by status
-//! patches (as a kubelet would) before the controller starts. Per peer and round:
+//! Each peer runs one controller alone (`--controllers=endpointslice`, `endpoint` or
+//! `endpointslicemirroring`, the same names in both) against its own fresh kube-apiserver + etcd
+//! ([`RealCluster`]) with the same workload, made before the controller starts: for the
+//! EndpointSlice and Endpoints controllers N Services × 15 pods, bound to Nodes and made Running
+//! and Ready by status patches (as a kubelet would); for the mirroring controller N selector-less
+//! Services, each with a user-written Endpoints object of 15 addresses. Per peer and round:
 //!
-//! - cold start: controller process spawned → every Service's slices correct (the right pod
-//!   names and IPs, all ready, nothing extra), checked on a slice watch held by this harness and
+//! - cold start: controller process spawned → every Service's objects correct (slices, Endpoints
+//!   or mirrored slices: exactly the right addresses, targets and ports, all ready, nothing
+//!   extra; [`controller_bench::service_correct`]), checked on a watch held by this harness and
 //!   confirmed afterwards by one LIST;
 //! - API requests of the controller: kube-apiserver's `apiserver_request_total`, before/after
 //!   deltas by verb and resource, minus the requests this harness made in the same window (its
 //!   client counts them); WATCHes are left out (the metric counts a watch when it ends);
 //! - CPU seconds (utime + stime of /proc/PID/stat) and RSS (VmHWM peak, VmRSS steady after the
 //!   churn) of the controller process;
-//! - readiness churn: FLIPS/s pod Ready flips by status patch; pod Ready → slice written, from
-//!   the harness's pod and slice watches; slice writes per flip.
+//! - churn: FLIPS/s changes of one endpoint's readiness (a pod's Ready condition by status patch,
+//!   or an address moved between an Endpoints object's `addresses` and `notReadyAddresses`); the
+//!   latency from the harness's watch of the changed object to its watch of the controller's
+//!   output; the controller's writes per change.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 use svcplane_tests::bench_report;
+use svcplane_tests::controller_bench::{
+    self, Bench, Observed, Peer, RequestCounts, RunResult, Tracker, Workload, controller_delta,
+    counts_minus, observe_endpoints, observe_slice, parse_request_totals, request_key,
+};
 use svcplane_tests::fixtures::kubelet_status;
 use svcplane_tests::procfs::{cpu_seconds, load_average, status_mib};
 use svcplane_tests::real::{ControllerManagerOptions, RealCluster, RealClusterOptions};
 
-const USAGE: &str = "usage: bench-vs-upstream [--smoke] [--services N] [--pods-per-service N] \
-[--flips-per-second N] [--flip-seconds N] [--rounds N] [--write FILE]";
+const USAGE: &str = "usage: bench-vs-upstream [--smoke] [--controller endpointslice|endpoints|mirroring|all] \
+[--services N] [--pods-per-service N] [--flips-per-second N] [--flip-seconds N] [--rounds N] [--write FILE]";
 
-/// The label kube-apiserver's slices carry naming their Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-const BEGIN_MARK: &str = "<!-- bench-vs-upstream:begin -->";
-const END_MARK: &str = "<!-- bench-vs-upstream:end -->";
 
 #[derive(Debug, Clone)]
 struct Options {
     smoke: bool,
-    services: usize,
+    /// The controllers to compare, in order.
+    benches: Vec<Bench>,
+    /// Services per bench; each bench's own default when not given.
+    services: Option<usize>,
     pods_per_service: usize,
     flips_per_second: usize,
-    flip_seconds: usize,
+    /// Seconds of churn; each bench's own default when not given.
+    flip_seconds: Option<usize>,
     rounds: usize,
     write: Option<PathBuf>,
+}
+
+impl Options {
+    fn workload(&self, bench: Bench) -> Workload {
+        let services = self
+            .services
+            .unwrap_or_else(|| bench.default_services(self.smoke));
+        Workload::new(
+            bench,
+            services,
+            self.pods_per_service,
+            self.flips_per_second * self.flip_seconds(bench),
+        )
+    }
+
+    fn flip_seconds(&self, bench: Bench) -> usize {
+        self.flip_seconds
+            .unwrap_or_else(|| bench.default_flip_seconds(self.smoke))
+    }
 }
 
 fn parse_options() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let smoke = args.iter().any(|a| a == "--smoke");
-    let mut options = if smoke {
-        Options {
-            smoke,
-            services: 100,
-            pods_per_service: 15,
-            flips_per_second: 20,
-            flip_seconds: 5,
-            rounds: 1,
-            write: None,
-        }
-    } else {
-        Options {
-            smoke,
-            services: 2_000,
-            pods_per_service: 15,
-            flips_per_second: 20,
-            flip_seconds: 60,
-            rounds: 2,
-            write: None,
-        }
+    let mut options = Options {
+        smoke,
+        benches: Bench::ALL.to_vec(),
+        services: None,
+        pods_per_service: 15,
+        flips_per_second: 20,
+        flip_seconds: None,
+        rounds: if smoke { 1 } else { 2 },
+        write: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -102,10 +118,18 @@ fn parse_options() -> Result<Options, String> {
                 .ok_or_else(|| format!("{name}: not a positive number: {v}"))
         };
         match name {
-            "--services" => options.services = number(value()?)?,
+            "--controller" => {
+                let v = value()?;
+                options.benches = Bench::select(&v).ok_or_else(|| {
+                    format!(
+                        "--controller takes endpointslice, endpoints, mirroring or all, not '{v}'\n{USAGE}"
+                    )
+                })?;
+            }
+            "--services" => options.services = Some(number(value()?)?),
             "--pods-per-service" => options.pods_per_service = number(value()?)?,
             "--flips-per-second" => options.flips_per_second = number(value()?)?,
-            "--flip-seconds" => options.flip_seconds = number(value()?)?,
+            "--flip-seconds" => options.flip_seconds = Some(number(value()?)?),
             "--rounds" => options.rounds = number(value()?)?,
             "--write" => options.write = Some(PathBuf::from(value()?)),
             "-h" | "--help" => return Err(USAGE.to_string()),
@@ -113,71 +137,6 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     Ok(options)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Peer {
-    Kcm,
-    Svcplane,
-}
-
-impl Peer {
-    fn process(self) -> &'static str {
-        match self {
-            Peer::Kcm => "kube-controller-manager",
-            Peer::Svcplane => "svcplane",
-        }
-    }
-    fn label(self) -> &'static str {
-        match self {
-            Peer::Kcm => "kcm",
-            Peer::Svcplane => "svcplane",
-        }
-    }
-}
-
-/// (verb, resource[/subresource]) → count.
-type RequestCounts = BTreeMap<(String, String), f64>;
-
-/// The figures of one peer in one round.
-#[derive(Debug, Clone, Default)]
-struct RunResult {
-    cold_seconds: f64,
-    verified: usize,
-    cpu_cold: f64,
-    cpu_churn: f64,
-    rss_converged_mib: f64,
-    rss_steady_mib: f64,
-    rss_peak_mib: f64,
-    cold_requests: RequestCounts,
-    churn_requests: RequestCounts,
-    flips: usize,
-    latencies_ms: Vec<f64>,
-    unmatched: usize,
-}
-
-impl RunResult {
-    fn requests_total(counts: &RequestCounts) -> f64 {
-        counts.values().sum()
-    }
-    fn slice_writes(counts: &RequestCounts) -> f64 {
-        counts
-            .iter()
-            .filter(|((verb, resource), _)| {
-                resource == "endpointslices"
-                    && matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE")
-            })
-            .map(|(_, n)| n)
-            .sum()
-    }
-    fn percentile(&self, p: f64) -> f64 {
-        let sorted = &self.latencies_ms;
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-        sorted[rank.saturating_sub(1).min(sorted.len() - 1)]
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,43 +160,6 @@ impl RequestLog {
     fn snapshot(&self) -> RequestCounts {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
-}
-
-/// The (verb, resource) kube-apiserver's `apiserver_request_total` would file a request under;
-/// `None` for non-resource paths.
-fn request_key(method: &http::Method, uri: &http::Uri) -> Option<(String, String)> {
-    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
-    let rest = match segments.as_slice() {
-        ["api", _version, rest @ ..] => rest,
-        ["apis", _group, _version, rest @ ..] => rest,
-        _ => return None,
-    };
-    let rest = match rest {
-        ["namespaces", _ns, tail @ ..] if !tail.is_empty() => tail,
-        other => other,
-    };
-    let resource = match rest {
-        [] => return None,
-        [resource] | [resource, _] => resource.to_string(),
-        [resource, _, sub, ..] => format!("{resource}/{sub}"),
-    };
-    let named = rest.len() >= 2;
-    let query = uri.query().unwrap_or("");
-    let watch = query
-        .split('&')
-        .any(|kv| kv == "watch=true" || kv == "watch=1");
-    let verb = match *method {
-        http::Method::GET if watch => "WATCH",
-        http::Method::GET if named => "GET",
-        http::Method::GET => "LIST",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::PATCH => "PATCH",
-        http::Method::DELETE if named => "DELETE",
-        http::Method::DELETE => "DELETECOLLECTION",
-        _ => return None,
-    };
-    Some((verb.to_string(), resource))
 }
 
 #[derive(Clone)]
@@ -275,117 +197,14 @@ fn counting_client(cluster: &RealCluster, log: &RequestLog) -> anyhow::Result<ku
         .build())
 }
 
-/// `apiserver_request_total` summed over everything but verb and resource (WATCH left out).
+/// `apiserver_request_total` by verb and resource (WATCH left out).
 async fn request_totals(client: &kube::Client) -> anyhow::Result<RequestCounts> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
-    let mut counts = RequestCounts::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split("\",")
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        let (verb, resource, sub) = (label("verb"), label("resource"), label("subresource"));
-        // kube-apiserver renews its own identity Lease every 10 s through its loopback client;
-        // neither controller touches Leases with leader election off.
-        if resource.is_empty() || verb == "WATCH" || resource == "leases" {
-            continue;
-        }
-        let resource = if sub.is_empty() {
-            resource
-        } else {
-            format!("{resource}/{sub}")
-        };
-        *counts.entry((verb, resource)).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
-    }
-    Ok(counts)
-}
-
-/// `after - before - harness`, dropping zeros.
-fn controller_delta(
-    before: &RequestCounts,
-    after: &RequestCounts,
-    harness: &RequestCounts,
-) -> RequestCounts {
-    after
-        .iter()
-        .filter_map(|(key, n)| {
-            let d = n
-                - before.get(key).copied().unwrap_or(0.0)
-                - harness.get(key).copied().unwrap_or(0.0);
-            (d.abs() > 0.5).then(|| (key.clone(), d))
-        })
-        .collect()
-}
-
-fn counts_minus(after: &RequestCounts, before: &RequestCounts) -> RequestCounts {
-    after
-        .iter()
-        .map(|(key, n)| (key.clone(), n - before.get(key).copied().unwrap_or(0.0)))
-        .collect()
+    Ok(parse_request_totals(&client.request_text(request).await?))
 }
 
 // ---------------------------------------------------------------------------------------------
 // The workload
-
-/// The workload's shape; pod `i` is `svc-{i / per}-{i % per}` of Service `svc-{i / per}`.
-#[derive(Debug, Clone, Copy)]
-struct Workload {
-    services: usize,
-    per_service: usize,
-    namespaces: usize,
-    nodes: usize,
-    flip_every: usize,
-}
-
-impl Workload {
-    fn new(options: &Options) -> Self {
-        let pods = options.services * options.pods_per_service;
-        let flips = options.flips_per_second * options.flip_seconds;
-        Self {
-            services: options.services,
-            per_service: options.pods_per_service,
-            namespaces: (options.services / 20).clamp(1, 100),
-            nodes: pods.div_ceil(110).max(3),
-            flip_every: (pods / flips.max(1)).max(1),
-        }
-    }
-    fn pods(&self) -> usize {
-        self.services * self.per_service
-    }
-    fn namespace(&self, service: usize) -> String {
-        format!("bench-{}", service % self.namespaces)
-    }
-    fn pod_name(&self, i: usize) -> String {
-        format!("svc-{}-{}", i / self.per_service, i % self.per_service)
-    }
-    /// Pod IPs are data in the API only, never configured anywhere.
-    fn pod_ip(i: usize) -> String {
-        format!("10.{}.{}.{}", 64 + i / 62_500, (i / 250) % 250, i % 250 + 1)
-    }
-    fn node_of(&self, i: usize) -> usize {
-        i % self.nodes
-    }
-    /// The pod index of `svc-S-K`, if it names one of the workload's pods.
-    fn parse_pod(&self, name: &str) -> Option<usize> {
-        let (s, k) = name.strip_prefix("svc-")?.split_once('-')?;
-        let (s, k): (usize, usize) = (s.parse().ok()?, k.parse().ok()?);
-        (s < self.services && k < self.per_service).then_some(s * self.per_service + k)
-    }
-    fn parse_service(&self, name: &str) -> Option<usize> {
-        let s: usize = name.strip_prefix("svc-")?.parse().ok()?;
-        (s < self.services).then_some(s)
-    }
-}
 
 fn pod_status(i: usize, node: usize, ready: bool) -> Value {
     kubelet_status(&node_ip(node), &Workload::pod_ip(i), ready)
@@ -393,6 +212,26 @@ fn pod_status(i: usize, node: usize, ready: bool) -> Value {
 
 fn node_ip(node: usize) -> String {
     format!("10.63.{}.{}", node / 250, node % 250 + 1)
+}
+
+/// The subsets of Service `service`'s user-written Endpoints, with endpoint `not_ready` (if any)
+/// among the `notReadyAddresses`.
+fn user_endpoints_subsets(w: &Workload, service: usize, not_ready: Option<usize>) -> Value {
+    let address = |i: usize| json!({"ip": Workload::pod_ip(i)});
+    let indices = service * w.per_service..(service + 1) * w.per_service;
+    let ready: Vec<Value> = indices
+        .clone()
+        .filter(|i| Some(*i) != not_ready)
+        .map(address)
+        .collect();
+    let mut subset = json!({
+        "addresses": ready,
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    });
+    if let Some(i) = not_ready.filter(|i| indices.contains(i)) {
+        subset["notReadyAddresses"] = json!([address(i)]);
+    }
+    json!([subset])
 }
 
 fn from_json<T: k8s_openapi::serde::de::DeserializeOwned>(value: Value) -> anyhow::Result<T> {
@@ -422,100 +261,77 @@ where
     }
 }
 
+/// Runs `make(i)` for every `i` in `range`, `concurrency` at a time, failing on the first error.
+async fn for_each_concurrent<F, Fut>(
+    range: std::ops::Range<usize>,
+    concurrency: usize,
+    make: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    futures::stream::iter(range)
+        .map(make)
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(())
+}
+
 async fn create_workload(client: &kube::Client, w: Workload) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (post, patch) = (&PostParams::default(), &PatchParams::default());
+    let post = &PostParams::default();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for n in 0..w.namespaces {
         let ns = from_json(json!({"metadata": {"name": format!("bench-{n}")}}))?;
         retry("create namespace", || namespaces.create(post, &ns)).await?;
     }
-    let nodes: Api<Node> = Api::all(client.clone());
-    futures::stream::iter(0..w.nodes)
-        .map(|n| {
-            let nodes = nodes.clone();
-            async move {
-                let name = format!("node-{n}");
-                let node: Node = from_json(json!({"metadata": {"name": name, "labels": {
-                    "kubernetes.io/hostname": name,
-                    ZONE_LABEL: format!("zone-{}", n % 3),
-                }}}))?;
-                retry("create node", || nodes.create(post, &node)).await?;
-                let status = json!({"status": {
-                    "addresses": [{"type": "InternalIP", "address": node_ip(n)},
-                                  {"type": "Hostname", "address": name}],
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                    "message": "set by bench-vs-upstream"}],
-                }});
-                let status = Patch::Merge(&status);
-                retry("patch node status", || {
-                    nodes.patch_status(&name, patch, &status)
-                })
-                .await?;
-                anyhow::Ok(())
+    if w.bench.has_pods() {
+        create_pods(client, w).await?;
+    }
+    for_each_concurrent(0..w.services, 32, |s| {
+        let client = client.clone();
+        async move {
+            let services: Api<Service> = Api::namespaced(client.clone(), &w.namespace(s));
+            let name = format!("svc-{s}");
+            let mut service = json!({
+                "metadata": {"name": name},
+                "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": "http"}]},
+            });
+            if w.bench.has_pods() {
+                service["spec"]["selector"] = json!({"app": name});
+            } else {
+                // Selector-less: its endpoints are the user's to write, and the mirroring
+                // controller's to mirror.
+                service["spec"]["ports"][0]["targetPort"] = json!(8080);
             }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<()>>>()?;
-    futures::stream::iter(0..w.pods())
-        .map(|i| {
-            let client = client.clone();
-            async move {
-                let service = i / w.per_service;
-                let pods: Api<Pod> = Api::namespaced(client, &w.namespace(service));
-                let name = w.pod_name(i);
-                let node = w.node_of(i);
-                let mut labels = json!({"app": format!("svc-{service}")});
-                if i % w.flip_every == 0 {
-                    labels["flip"] = json!("yes");
-                }
-                let pod: Pod = from_json(json!({
-                    "metadata": {"name": name, "labels": labels},
-                    "spec": {"nodeName": format!("node-{node}"),
-                             "containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10",
-                                 "ports": [{"name": "http", "containerPort": 8080}]}]},
+            let service: Service = from_json(service)?;
+            retry("create service", || services.create(post, &service)).await?;
+            if !w.bench.has_pods() {
+                let endpoints: Api<Endpoints> = Api::namespaced(client, &w.namespace(s));
+                let object: Endpoints = from_json(json!({
+                    "metadata": {"name": name},
+                    "subsets": user_endpoints_subsets(&w, s, None),
                 }))?;
-                retry("create pod", || pods.create(post, &pod)).await?;
-                let status = pod_status(i, node, true);
-                let status = Patch::Merge(&status);
-                retry("patch pod status", || {
-                    pods.patch_status(&name, patch, &status)
-                })
-                .await?;
-                anyhow::Ok(())
+                retry("create endpoints", || endpoints.create(post, &object)).await?;
             }
-        })
-        .buffer_unordered(48)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<()>>>()?;
-    futures::stream::iter(0..w.services)
-        .map(|s| {
-            let client = client.clone();
-            async move {
-                let services: Api<Service> = Api::namespaced(client, &w.namespace(s));
-                let service: Service = from_json(json!({
-                    "metadata": {"name": format!("svc-{s}")},
-                    "spec": {"selector": {"app": format!("svc-{s}")},
-                             "ports": [{"port": 80, "protocol": "TCP", "targetPort": "http"}]},
-                }))?;
-                retry("create service", || services.create(post, &service)).await?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<()>>>()?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
     eprintln!(
-        "bench-vs-upstream: {} nodes, {} pods (Running, Ready), {} Services in {} namespaces created in {:.1} s",
+        "bench-vs-upstream: {}: {} nodes, {} {}, {} Services in {} namespaces created in {:.1} s",
+        w.bench.label(),
         w.nodes,
         w.pods(),
+        if w.bench.has_pods() {
+            "pods (Running, Ready)"
+        } else {
+            "addresses in user-written Endpoints"
+        },
         w.services,
         w.namespaces,
         started.elapsed().as_secs_f64()
@@ -523,188 +339,101 @@ async fn create_workload(client: &kube::Client, w: Workload) -> anyhow::Result<(
     Ok(())
 }
 
+/// The Nodes and the pods (Running and Ready) the Services select.
+async fn create_pods(client: &kube::Client, w: Workload) -> anyhow::Result<()> {
+    let (post, patch) = (&PostParams::default(), &PatchParams::default());
+    let nodes: Api<Node> = Api::all(client.clone());
+    for_each_concurrent(0..w.nodes, 16, |n| {
+        let nodes = nodes.clone();
+        async move {
+            let name = format!("node-{n}");
+            let node: Node = from_json(json!({"metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name,
+                ZONE_LABEL: format!("zone-{}", n % 3),
+            }}}))?;
+            retry("create node", || nodes.create(post, &node)).await?;
+            let status = json!({"status": {
+                "addresses": [{"type": "InternalIP", "address": node_ip(n)},
+                              {"type": "Hostname", "address": name}],
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "set by bench-vs-upstream"}],
+            }});
+            let status = Patch::Merge(&status);
+            retry("patch node status", || {
+                nodes.patch_status(&name, patch, &status)
+            })
+            .await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    let flipped = w.flip_endpoints();
+    let flipped = &flipped;
+    for_each_concurrent(0..w.pods(), 48, |i| {
+        let client = client.clone();
+        async move {
+            let service = i / w.per_service;
+            let pods: Api<Pod> = Api::namespaced(client, &w.namespace(service));
+            let name = w.pod_name(i);
+            let node = w.node_of(i);
+            let mut labels = json!({"app": format!("svc-{service}")});
+            if flipped.binary_search(&i).is_ok() {
+                labels["flip"] = json!("yes");
+            }
+            let pod: Pod = from_json(json!({
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"nodeName": format!("node-{node}"),
+                         "containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10",
+                             "ports": [{"name": "http", "containerPort": 8080}]}]},
+            }))?;
+            retry("create pod", || pods.create(post, &pod)).await?;
+            let status = pod_status(i, node, true);
+            let status = Patch::Merge(&status);
+            retry("patch pod status", || {
+                pods.patch_status(&name, patch, &status)
+            })
+            .await?;
+            anyhow::Ok(())
+        }
+    })
+    .await
+}
+
 // ---------------------------------------------------------------------------------------------
 // What the harness sees on its watches
 
-/// One endpoint as a slice holds it: the pod index, its address, its readiness.
-type SliceEndpoints = Vec<(Option<usize>, String, bool)>;
-
-#[derive(Default)]
-struct Tracker {
-    /// slice (ns/name) → (Service index, endpoints).
-    slices: HashMap<String, (usize, SliceEndpoints)>,
-    /// Service index → its slices' keys.
-    by_service: HashMap<usize, Vec<String>>,
-    correct: Vec<bool>,
-    correct_count: usize,
-    converged_at: Option<Instant>,
-    /// Churn: pod index → (wanted readiness, pod watch saw it, slice watch saw it).
-    pending: HashMap<usize, (bool, Option<Instant>, Option<Instant>)>,
-    latencies_ms: Vec<f64>,
-}
-
-impl Tracker {
-    fn new(services: usize) -> Self {
-        Self {
-            correct: vec![false; services],
-            ..Self::default()
-        }
-    }
-
-    fn service_correct(&self, w: &Workload, service: usize) -> bool {
-        let mut seen = vec![false; w.per_service];
-        let mut count = 0;
-        for key in self.by_service.get(&service).into_iter().flatten() {
-            let Some((_, endpoints)) = self.slices.get(key) else {
-                continue;
-            };
-            for (pod, ip, ready) in endpoints {
-                let Some(i) = pod.filter(|i| i / w.per_service == service) else {
-                    return false;
-                };
-                let k = i % w.per_service;
-                if seen[k] || !ready || *ip != Workload::pod_ip(i) {
-                    return false;
-                }
-                seen[k] = true;
-                count += 1;
-            }
-        }
-        count == w.per_service
-    }
-
-    fn apply_slice(&mut self, w: &Workload, slice: &EndpointSlice, now: Instant) {
-        let key = slice_key(slice);
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            .and_then(|name| w.parse_service(name))
-        else {
-            return;
-        };
-        let endpoints: SliceEndpoints = slice
-            .endpoints
-            .iter()
-            .map(|e| {
-                let pod = e
-                    .target_ref
-                    .as_ref()
-                    .and_then(|r| r.name.as_deref())
-                    .and_then(|n| w.parse_pod(n));
-                let ip = e.addresses.first().cloned().unwrap_or_default();
-                let ready = e.conditions.as_ref().and_then(|c| c.ready) == Some(true);
-                (pod, ip, ready)
-            })
-            .collect();
-        for (pod, _, ready) in &endpoints {
-            let Some(pod) = pod else { continue };
-            if let Some((target, seen, slice_seen)) = self.pending.get_mut(pod)
-                && *target == *ready
-            {
-                match seen {
-                    Some(seen) => {
-                        self.latencies_ms
-                            .push(now.duration_since(*seen).as_secs_f64() * 1000.0);
-                        self.pending.remove(pod);
-                    }
-                    None => {
-                        slice_seen.get_or_insert(now);
-                    }
-                }
-            }
-        }
-        if self
-            .slices
-            .insert(key.clone(), (service, endpoints))
-            .is_none()
-        {
-            self.by_service.entry(service).or_default().push(key);
-        }
-        self.refresh(w, service, now);
-    }
-
-    fn delete_slice(&mut self, w: &Workload, slice: &EndpointSlice, now: Instant) {
-        let key = slice_key(slice);
-        if let Some((service, _)) = self.slices.remove(&key) {
-            if let Some(keys) = self.by_service.get_mut(&service) {
-                keys.retain(|k| *k != key);
-            }
-            self.refresh(w, service, now);
-        }
-    }
-
-    fn refresh(&mut self, w: &Workload, service: usize, now: Instant) {
-        let correct = self.service_correct(w, service);
-        if correct != self.correct[service] {
-            self.correct[service] = correct;
-            if correct {
-                self.correct_count += 1;
-            } else {
-                self.correct_count -= 1;
-            }
-        }
-        if self.correct_count == w.services && self.converged_at.is_none() {
-            self.converged_at = Some(now);
-        }
-    }
-
-    fn apply_pod(&mut self, w: &Workload, pod: &Pod, now: Instant) {
-        let Some(i) = pod.metadata.name.as_deref().and_then(|n| w.parse_pod(n)) else {
-            return;
-        };
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let Some((target, seen, slice_seen)) = self.pending.get_mut(&i) else {
-            return;
-        };
-        if *target != ready || seen.is_some() {
-            return;
-        }
-        *seen = Some(now);
-        if let Some(slice_seen) = slice_seen {
-            // The slice arrived first (the pod watch lagged): a negative latency.
-            self.latencies_ms
-                .push(-(now.duration_since(*slice_seen).as_secs_f64() * 1000.0));
-            self.pending.remove(&i);
-        }
-    }
-}
-
-fn slice_key(slice: &EndpointSlice) -> String {
+fn object_key<K: kube::Resource>(object: &K) -> String {
     format!(
         "{}/{}",
-        slice.metadata.namespace.as_deref().unwrap_or_default(),
-        slice.metadata.name.as_deref().unwrap_or_default()
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
     )
 }
 
-/// Watches EndpointSlices into the tracker; the returned receiver turns true when the initial
-/// list is in.
-fn watch_slices(
-    client: kube::Client,
-    w: Workload,
-    tracker: Arc<Mutex<Tracker>>,
-) -> (
+type WatchTask = (
     tokio::task::JoinHandle<()>,
     tokio::sync::watch::Receiver<bool>,
-) {
+);
+
+/// Watches `api` (with `config`), handing each object to `seen` with `true` when it was listed,
+/// added or changed, `false` when deleted, and the time its event arrived; the returned receiver
+/// turns true when the initial list is in.
+fn spawn_watch<K, F>(api: Api<K>, config: watcher::Config, mut seen: F) -> WatchTask
+where
+    K: kube::Resource + Clone + std::fmt::Debug + k8s_openapi::serde::de::DeserializeOwned,
+    K: Send + 'static,
+    F: FnMut(&K, bool, Instant) + Send + 'static,
+{
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
-        let api: Api<EndpointSlice> = Api::all(client);
-        let stream = watcher::watcher(api, watcher::Config::default());
+        let stream = watcher::watcher(api, config);
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             let now = Instant::now();
             let Ok(event) = event else { continue };
-            let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
             match event {
-                Event::Apply(s) | Event::InitApply(s) => t.apply_slice(&w, &s, now),
-                Event::Delete(s) => t.delete_slice(&w, &s, now),
+                Event::Apply(o) | Event::InitApply(o) => seen(&o, true, now),
+                Event::Delete(o) => seen(&o, false, now),
                 Event::InitDone => {
                     let _ = synced_tx.send(true);
                 }
@@ -715,35 +444,111 @@ fn watch_slices(
     (task, synced)
 }
 
-fn watch_flip_pods(
-    client: kube::Client,
-    w: Workload,
-    tracker: Arc<Mutex<Tracker>>,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::watch::Receiver<bool>,
-) {
-    let (synced_tx, synced) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        let api: Api<Pod> = Api::all(client);
-        let stream = watcher::watcher(api, watcher::Config::default().labels("flip=yes"));
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            let now = Instant::now();
-            let Ok(event) = event else { continue };
-            match event {
-                Event::Apply(p) => tracker
+/// Watches what the controller writes (slices, or Endpoints) into the tracker.
+fn watch_output(client: kube::Client, w: Workload, tracker: Arc<Mutex<Tracker>>) -> WatchTask {
+    fn feed(tracker: &Mutex<Tracker>, w: &Workload, key: String, o: Option<Observed>, at: Instant) {
+        tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_output(w, &key, o, at);
+    }
+    let config = watcher::Config::default();
+    match w.bench {
+        Bench::Endpoints => {
+            spawn_watch(Api::<Endpoints>::all(client), config, move |e, live, at| {
+                let observed = live.then(|| observe_endpoints(&w, e)).flatten();
+                feed(&tracker, &w, object_key(e), observed, at);
+            })
+        }
+        Bench::EndpointSlice | Bench::Mirroring => spawn_watch(
+            Api::<EndpointSlice>::all(client),
+            config,
+            move |s, live, at| {
+                let observed = live.then(|| observe_slice(&w, s)).flatten();
+                feed(&tracker, &w, object_key(s), observed, at);
+            },
+        ),
+    }
+}
+
+/// Watches the objects the churn changes (the flipped pods, or the user-written Endpoints) and
+/// tells the tracker when each change is seen.
+fn watch_source(client: kube::Client, w: Workload, tracker: Arc<Mutex<Tracker>>) -> WatchTask {
+    if w.bench.has_pods() {
+        let config = watcher::Config::default().labels("flip=yes");
+        spawn_watch(Api::<Pod>::all(client), config, move |pod, live, at| {
+            let Some(i) = pod.metadata.name.as_deref().and_then(|n| w.parse_pod(n)) else {
+                return;
+            };
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if live {
+                tracker
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .apply_pod(&w, &p, now),
-                Event::InitDone => {
-                    let _ = synced_tx.send(true);
+                    .apply_source(i, ready, at);
+            }
+        })
+    } else {
+        let config = watcher::Config::default();
+        spawn_watch(Api::<Endpoints>::all(client), config, move |e, live, at| {
+            let Some(observed) = live.then(|| observe_endpoints(&w, e)).flatten() else {
+                return;
+            };
+            let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
+            for endpoint in &observed.endpoints {
+                if let Some(i) = w.parse_ip(&endpoint.address) {
+                    t.apply_source(i, endpoint.ready, at);
                 }
-                _ => {}
+            }
+        })
+    }
+}
+
+/// How many Services a LIST of the controller's objects finds correct.
+async fn verified_by_list(client: &kube::Client, w: Workload) -> anyhow::Result<usize> {
+    let mut check = Tracker::new(w.services);
+    let now = Instant::now();
+    let params = ListParams::default();
+    match w.bench {
+        Bench::Endpoints => {
+            for e in Api::<Endpoints>::all(client.clone()).list(&params).await? {
+                check.apply_output(&w, &object_key(&e), observe_endpoints(&w, &e), now);
             }
         }
-    });
-    (task, synced)
+        Bench::EndpointSlice | Bench::Mirroring => {
+            for s in Api::<EndpointSlice>::all(client.clone())
+                .list(&params)
+                .await?
+            {
+                check.apply_output(&w, &object_key(&s), observe_slice(&w, &s), now);
+            }
+        }
+    }
+    Ok(check.correct_count)
+}
+
+/// Makes endpoint `i` `ready`: a pod status patch, or the Service's Endpoints rewritten.
+async fn change(client: kube::Client, w: Workload, i: usize, ready: bool) -> anyhow::Result<()> {
+    let service = i / w.per_service;
+    let params = PatchParams::default();
+    if w.bench.has_pods() {
+        let pods: Api<Pod> = Api::namespaced(client, &w.namespace(service));
+        let status = pod_status(i, w.node_of(i), ready);
+        pods.patch_status(&w.pod_name(i), &params, &Patch::Merge(&status))
+            .await?;
+    } else {
+        let endpoints: Api<Endpoints> = Api::namespaced(client, &w.namespace(service));
+        // A merge patch replaces the whole list: the object as the harness wants it.
+        let body = json!({"subsets": user_endpoints_subsets(&w, service, (!ready).then_some(i))});
+        endpoints
+            .patch(&format!("svc-{service}"), &params, &Patch::Merge(&body))
+            .await?;
+    }
+    Ok(())
 }
 
 async fn wait_true(rx: &mut tokio::sync::watch::Receiver<bool>, what: &str) -> anyhow::Result<()> {
@@ -770,15 +575,18 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
     let log = RequestLog::default();
     let client = counting_client(&cluster, &log)?;
     let tracker = Arc::new(Mutex::new(Tracker::new(w.services)));
-    let (slice_task, mut slices_synced) = watch_slices(client.clone(), w, tracker.clone());
-    wait_true(&mut slices_synced, "the slice watch").await?;
+    let (output_task, mut output_synced) = watch_output(client.clone(), w, tracker.clone());
+    wait_true(&mut output_synced, "the watch of the controller's objects").await?;
     if tracker
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .correct_count
         > 0
     {
-        anyhow::bail!("slices exist before the controller started");
+        anyhow::bail!(
+            "{}: the controller's objects exist before it started",
+            w.bench.label()
+        );
     }
 
     // Cold start.
@@ -786,7 +594,7 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
     let harness_before = log.snapshot();
     let started = Instant::now();
     let manager = ControllerManagerOptions {
-        controllers: Some("endpointslice".into()),
+        controllers: Some(w.bench.controller().into()),
         leader_elect: false,
         extra_args: Vec::new(),
         timeout: Duration::from_secs(120),
@@ -817,7 +625,8 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
         if Instant::now() > deadline {
             let t = tracker.lock().unwrap_or_else(|e| e.into_inner());
             anyhow::bail!(
-                "{}: not converged after an hour ({} of {} Services correct)",
+                "{} {}: not converged after an hour ({} of {} Services correct)",
+                w.bench.label(),
                 peer.label(),
                 t.correct_count,
                 w.services
@@ -828,20 +637,9 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
     let cpu_cold = cpu_seconds(pid);
     let cold_seconds = converged_at.duration_since(started).as_secs_f64();
     // Checked once more from a LIST, not only from the watch.
-    let listed = Api::<EndpointSlice>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let mut check = Tracker::new(w.services);
-    let now = Instant::now();
-    for s in &listed {
-        check.apply_slice(&w, s, now);
-    }
-    let verified = check.correct_count;
-    drop(listed);
-    drop(check);
+    let verified = verified_by_list(&client, w).await?;
     // Settle: no more writes should come; the figures include anything that does.
-    tokio::time::sleep(Duration::from_secs(if options.smoke { 2 } else { 5 })).await;
+    tokio::time::sleep(Duration::from_secs(if options.smoke { 1 } else { 5 })).await;
     let harness_after = log.snapshot();
     let after = request_totals(&client).await?;
     let cold_requests = controller_delta(
@@ -851,37 +649,29 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
     );
     let rss_converged_mib = status_mib(pid, "VmRSS:");
 
-    // Readiness churn.
-    let (pod_task, mut pods_synced) = watch_flip_pods(client.clone(), w, tracker.clone());
-    wait_true(&mut pods_synced, "the pod watch").await?;
-    let flip_pods: Vec<usize> = (0..w.pods()).filter(|i| i % w.flip_every == 0).collect();
-    let flips = options.flips_per_second * options.flip_seconds;
+    // Churn.
+    let (source_task, mut source_synced) = watch_source(client.clone(), w, tracker.clone());
+    wait_true(&mut source_synced, "the watch of the changed objects").await?;
+    let flip_endpoints = w.flip_endpoints();
     let cpu_before_churn = cpu_seconds(pid);
     let before = request_totals(&client).await?;
     let harness_before = log.snapshot();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(
         1.0 / options.flips_per_second as f64,
     ));
-    let mut patches = Vec::with_capacity(flips);
-    for (n, &i) in flip_pods.iter().cycle().take(flips).enumerate() {
+    let mut changes = Vec::with_capacity(w.flips);
+    for (n, &i) in flip_endpoints.iter().cycle().take(w.flips).enumerate() {
         ticker.tick().await;
-        let ready = (n / flip_pods.len()) % 2 == 1;
+        // The first pass turns each endpoint not ready, the next ready again, and so on.
+        let ready = (n / flip_endpoints.len()) % 2 == 1;
         tracker
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pending
-            .insert(i, (ready, None, None));
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &w.namespace(i / w.per_service));
-        let name = w.pod_name(i);
-        let status = pod_status(i, w.node_of(i), ready);
-        patches.push(tokio::spawn(async move {
-            pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                .await
-                .map(drop)
-        }));
+            .expect_change(i, ready);
+        changes.push(tokio::spawn(change(client.clone(), w, i, ready)));
     }
-    for patch in patches {
-        patch.await??;
+    for change in changes {
+        change.await??;
     }
     let settle = Instant::now() + Duration::from_secs(10);
     while Instant::now() < settle
@@ -893,7 +683,8 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Anything the controller still writes after the last change is seen belongs to the churn.
+    tokio::time::sleep(Duration::from_secs(if options.smoke { 1 } else { 2 })).await;
     let harness_after = log.snapshot();
     let after = request_totals(&client).await?;
     let churn_requests = controller_delta(
@@ -909,8 +700,8 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
         (t.latencies_ms.clone(), t.pending.len())
     };
     latencies_ms.sort_by(f64::total_cmp);
-    slice_task.abort();
-    pod_task.abort();
+    output_task.abort();
+    source_task.abort();
     cluster.stop().await;
     Ok(RunResult {
         cold_seconds,
@@ -922,221 +713,14 @@ async fn run_peer(peer: Peer, options: &Options, w: Workload) -> anyhow::Result<
         rss_peak_mib,
         cold_requests,
         churn_requests,
-        flips,
+        flips: w.flips,
         latencies_ms,
         unmatched,
     })
 }
 
 // ---------------------------------------------------------------------------------------------
-// The report
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.retain(|v| !v.is_nan());
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn fmt(v: f64, decimals: usize) -> String {
-    if v.is_nan() {
-        "—".into()
-    } else {
-        format!("{v:.decimals$}")
-    }
-}
-
-fn ratio(svcplane: f64, kcm: f64) -> String {
-    if kcm == 0.0 || kcm.is_nan() || svcplane.is_nan() {
-        if svcplane == 0.0 && kcm == 0.0 {
-            "=".into()
-        } else {
-            "—".into()
-        }
-    } else {
-        format!("{:.2}", svcplane / kcm)
-    }
-}
-
-struct Row {
-    what: &'static str,
-    decimals: usize,
-    get: fn(&RunResult) -> f64,
-}
-
-fn rows() -> Vec<Row> {
-    vec![
-        Row {
-            what: "cold start to every Service's slices correct (s)",
-            decimals: 1,
-            get: |r| r.cold_seconds,
-        },
-        Row {
-            what: "CPU seconds, cold start",
-            decimals: 2,
-            get: |r| r.cpu_cold,
-        },
-        Row {
-            what: "CPU seconds, churn",
-            decimals: 2,
-            get: |r| r.cpu_churn,
-        },
-        Row {
-            what: "peak RSS (VmHWM, MiB)",
-            decimals: 1,
-            get: |r| r.rss_peak_mib,
-        },
-        Row {
-            what: "RSS after convergence (MiB)",
-            decimals: 1,
-            get: |r| r.rss_converged_mib,
-        },
-        Row {
-            what: "steady RSS, after the churn (MiB)",
-            decimals: 1,
-            get: |r| r.rss_steady_mib,
-        },
-        Row {
-            what: "API requests, cold start (no WATCH)",
-            decimals: 0,
-            get: |r| RunResult::requests_total(&r.cold_requests),
-        },
-        Row {
-            what: "EndpointSlice writes, cold start",
-            decimals: 0,
-            get: |r| RunResult::slice_writes(&r.cold_requests),
-        },
-        Row {
-            what: "API requests, churn (no WATCH)",
-            decimals: 0,
-            get: |r| RunResult::requests_total(&r.churn_requests),
-        },
-        Row {
-            what: "EndpointSlice writes per flip",
-            decimals: 3,
-            get: |r| RunResult::slice_writes(&r.churn_requests) / r.flips.max(1) as f64,
-        },
-        Row {
-            what: "pod Ready → slice written p50 (ms)",
-            decimals: 1,
-            get: |r| r.percentile(50.0),
-        },
-        Row {
-            what: "pod Ready → slice written p99 (ms)",
-            decimals: 1,
-            get: |r| r.percentile(99.0),
-        },
-        Row {
-            what: "pod Ready → slice written max (ms)",
-            decimals: 1,
-            get: |r| r.latencies_ms.last().copied().unwrap_or(f64::NAN),
-        },
-        Row {
-            what: "flips not seen in a slice within 10 s",
-            decimals: 0,
-            get: |r| r.unmatched as f64,
-        },
-    ]
-}
-
-fn report(w: Workload, results: &[(Peer, RunResult)], header: &str) -> String {
-    let of = |peer: Peer| -> Vec<&RunResult> {
-        results
-            .iter()
-            .filter(|(p, _)| *p == peer)
-            .map(|(_, r)| r)
-            .collect()
-    };
-    let (kcm, svc) = (of(Peer::Kcm), of(Peer::Svcplane));
-    let mut out = String::new();
-    let _ = writeln!(out, "{header}\n");
-    let _ = writeln!(
-        out,
-        "| figure (median of {} / {} runs) | kcm | svcplane | svcplane/kcm | runs kcm | runs svcplane |",
-        kcm.len(),
-        svc.len()
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
-    for row in rows() {
-        let k: Vec<f64> = kcm.iter().map(|r| (row.get)(r)).collect();
-        let s: Vec<f64> = svc.iter().map(|r| (row.get)(r)).collect();
-        let (mk, ms) = (median(k.clone()), median(s.clone()));
-        let runs = |v: &[f64]| {
-            v.iter()
-                .map(|x| fmt(*x, row.decimals))
-                .collect::<Vec<_>>()
-                .join(" / ")
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            row.what,
-            fmt(mk, row.decimals),
-            fmt(ms, row.decimals),
-            ratio(ms, mk),
-            runs(&k),
-            runs(&s)
-        );
-    }
-    let verified = |rs: &[&RunResult]| {
-        rs.iter()
-            .map(|r| r.verified.to_string())
-            .collect::<Vec<_>>()
-            .join(" / ")
-    };
-    let _ = writeln!(
-        out,
-        "\nConvergence confirmed by a LIST after the watch saw it: kcm {} of {} Services correct, svcplane {}.",
-        verified(&kcm),
-        w.services,
-        verified(&svc)
-    );
-    for (title, get) in [
-        (
-            "cold start",
-            (|r: &RunResult| &r.cold_requests) as fn(&RunResult) -> &RequestCounts,
-        ),
-        ("churn", |r: &RunResult| &r.churn_requests),
-    ] {
-        let mut keys: Vec<(String, String)> = results
-            .iter()
-            .flat_map(|(_, r)| get(r).keys().cloned())
-            .collect();
-        keys.sort();
-        keys.dedup();
-        let _ = writeln!(
-            out,
-            "\nAPI requests of the controller, {title} (medians; `apiserver_request_total` delta minus the harness's own):\n"
-        );
-        let _ = writeln!(out, "| verb | resource | kcm | svcplane |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        for key in keys {
-            let m = |rs: &[&RunResult]| {
-                median(
-                    rs.iter()
-                        .map(|r| get(r).get(&key).copied().unwrap_or(0.0))
-                        .collect(),
-                )
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                key.0,
-                key.1,
-                fmt(m(&kcm), 0),
-                fmt(m(&svc), 0)
-            );
-        }
-    }
-    out
-}
+// Every round of one bench, and its table
 
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -1152,20 +736,24 @@ fn machine() -> String {
     format!("{cores} cores, {model}")
 }
 
-async fn run(options: Options) -> anyhow::Result<()> {
-    let w = Workload::new(&options);
+/// Runs every round of `bench` and returns its table, and whether every run's LIST confirmed
+/// every Service.
+async fn run_bench(options: &Options, bench: Bench) -> anyhow::Result<(String, bool)> {
+    let w = options.workload(bench);
+    let flip_seconds = options.flip_seconds(bench);
     let start_date = bench_report::now_utc();
     let load_start = load_average();
     eprintln!(
-        "bench-vs-upstream: {} Services x {} pods, churn {} flips/s for {} s, {} round(s) per peer; load average {load_start}",
-        options.services,
-        options.pods_per_service,
+        "bench-vs-upstream: {}: {} Services x {}, churn {} changes/s for {} s, {} round(s) per peer; load average {load_start}",
+        bench.label(),
+        w.services,
+        w.per_service,
         options.flips_per_second,
-        options.flip_seconds,
+        flip_seconds,
         options.rounds
     );
     let mut results = Vec::new();
-    let mut loads = vec![load_start.clone()];
+    let mut loads = vec![load_start];
     for round in 0..options.rounds {
         // ABBA: the order flips every round, so that drift in the machine's load hits both.
         let order = if round % 2 == 0 {
@@ -1175,10 +763,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         };
         for peer in order {
             let t = Instant::now();
-            let result = run_peer(peer, &options, w).await?;
+            let result = run_peer(peer, options, w).await?;
             let load = load_average();
             eprintln!(
-                "bench-vs-upstream: round {} {}: cold start {:.1} s ({} of {} verified), CPU {:.2} s + {:.2} s churn, RSS peak {:.0} / steady {:.0} MiB, p99 {:.1} ms, {:.0} slice writes / {} flips ({:.0} s, load {load})",
+                "bench-vs-upstream: {} round {} {}: cold start {:.1} s ({} of {} verified), CPU {:.2} s + {:.2} s churn, RSS peak {:.0} / steady {:.0} MiB, p99 {:.1} ms, {:.0} {} writes / {} changes ({:.0} s, load {load})",
+                bench.label(),
                 round + 1,
                 peer.label(),
                 result.cold_seconds,
@@ -1189,7 +778,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 result.rss_peak_mib,
                 result.rss_steady_mib,
                 result.percentile(99.0),
-                RunResult::slice_writes(&result.churn_requests),
+                RunResult::writes(&result.churn_requests, bench.output_resource()),
+                bench.output_resource(),
                 result.flips,
                 t.elapsed().as_secs_f64()
             );
@@ -1197,32 +787,78 @@ async fn run(options: Options) -> anyhow::Result<()> {
             results.push((peer, result));
         }
     }
+    let shape = if bench.has_pods() {
+        format!(
+            "{} Services × {} pods ({} pods, {} nodes, {} namespaces)",
+            w.services,
+            w.per_service,
+            w.pods(),
+            w.nodes,
+            w.namespaces
+        )
+    } else {
+        format!(
+            "{} selector-less Services × {} addresses in user-written Endpoints ({} addresses, {} namespaces)",
+            w.services,
+            w.per_service,
+            w.pods(),
+            w.namespaces
+        )
+    };
+    let churn = match bench {
+        Bench::Mirroring => format!(
+            "{} Endpoints changes/s for {flip_seconds} s, each moving one address between `addresses` and `notReadyAddresses` ({} Services' first address, in turn)",
+            options.flips_per_second,
+            w.flip_endpoints().len()
+        ),
+        Bench::EndpointSlice | Bench::Endpoints => {
+            format!("{} flips/s for {flip_seconds} s", options.flips_per_second)
+        }
+    };
+    let controller = bench.controller();
     let header = format!(
-        "### {} Services × {} pods ({} pods, {} nodes, {} namespaces){}\n\n{start_date} – {}; {}; load average (1/5/15 min) at the start and after each run: {}. \
-Churn: {} flips/s for {} s. kube-apiserver and etcd {}, kube-controller-manager with `--controllers=endpointslice --leader-elect=false` and its defaults, \
-`svcplane controller-manager --controllers=endpointslice --leader-elect=false` and its defaults; runs alternated kcm, svcplane, svcplane, kcm, ….",
-        w.services,
-        w.per_service,
-        w.pods(),
-        w.nodes,
-        w.namespaces,
+        "### {}: {shape}{}\n\n{start_date} – {}; {}; load average (1/5/15 min) at the start and after each run: {}. \
+Churn: {churn}. kube-apiserver and etcd {}, kube-controller-manager with `--controllers={controller} --leader-elect=false` and its defaults, \
+`svcplane controller-manager --controllers={controller} --leader-elect=false` and its defaults; runs alternated kcm, svcplane, svcplane, kcm, ….",
+        match bench {
+            Bench::EndpointSlice => "EndpointSlice controller",
+            Bench::Endpoints => "Endpoints controller",
+            Bench::Mirroring => "EndpointSlice-mirroring controller",
+        },
         if options.smoke { " — smoke" } else { "" },
         bench_report::now_utc(),
         machine(),
         loads.join("; "),
-        options.flips_per_second,
-        options.flip_seconds,
         "v1.34.10 / v3.6.16",
     );
-    let text = report(w, &results, &header);
-    println!("{text}");
-    if let Some(path) = &options.write {
-        bench_report::write_section(path, BEGIN_MARK, END_MARK, &text)?;
-        eprintln!("bench-vs-upstream: wrote {}", path.display());
+    let text = controller_bench::report(&w, &results, &header);
+    let complete = results.iter().all(|(_, r)| r.verified == w.services);
+    Ok((text, complete))
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
+    let mut incomplete = Vec::new();
+    for &bench in &options.benches {
+        let (text, complete) = run_bench(&options, bench).await?;
+        println!("{text}");
+        if let Some(path) = &options.write {
+            let (begin, end) = bench.markers();
+            bench_report::write_section(path, begin, end, &text)?;
+            eprintln!(
+                "bench-vs-upstream: {}: wrote {}",
+                bench.label(),
+                path.display()
+            );
+        }
+        if !complete {
+            incomplete.push(bench.label());
+        }
     }
-    let failed = results.iter().any(|(_, r)| r.verified != w.services);
-    if failed {
-        anyhow::bail!("a run's LIST did not confirm every Service's slices");
+    if !incomplete.is_empty() {
+        anyhow::bail!(
+            "a run's LIST did not confirm every Service's objects ({})",
+            incomplete.join(", ")
+        );
     }
     Ok(())
 }
