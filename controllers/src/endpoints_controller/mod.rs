@@ -20,7 +20,7 @@ use crate::runtime::events::reference_to;
 use crate::runtime::locks::{lock, read, write};
 use crate::runtime::{
     CacheSyncSignal, ControllerParts, Delta, ErrorPolicy, EventRecorder, ObjectKey, QueueConfig,
-    Reconciler, Reflectors, Shutdown, TriggerTimeTracker, WorkQueue, enqueue,
+    Reconciler, Reflectors, STALE_RETRY_DELAY, Shutdown, TriggerTimeTracker, WorkQueue, enqueue,
     is_namespace_terminating, run_controller,
 };
 use gocompat::api_error_text;
@@ -343,8 +343,16 @@ impl Reconciler for Inner {
         self.sync_endpoints(key)
     }
 
-    /// Upstream retries every error with backoff, its stale-cache error too.
-    fn error_policy(&self, _error: &SyncError) -> ErrorPolicy {
-        ErrorPolicy::Backoff
+    /// Upstream retries every error with backoff, its stale-cache error too; svcplane retries a
+    /// stale cache after a short fixed delay, as its EndpointSlice controller does. The cache
+    /// catches up with our own write within milliseconds, and a backoff retry also draws on the
+    /// queue's overall token bucket (10/s): under steady churn, where a sync often follows our
+    /// previous write closely, stale retries drained it and pushed p99 pod-ready → Endpoints to
+    /// 320 ms (kcm: 67 ms) in the side-by-side bench.
+    fn error_policy(&self, error: &SyncError) -> ErrorPolicy {
+        match error {
+            SyncError::Stale { .. } => ErrorPolicy::Stale(STALE_RETRY_DELAY),
+            _ => ErrorPolicy::Backoff,
+        }
     }
 }

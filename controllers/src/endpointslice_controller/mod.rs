@@ -27,6 +27,7 @@ use crate::endpointslice::{
     MaxEndpointsPerSlice, NodeInfo, PlanOptions, PodInfo, TopologyHintsOutcome, plan_indexed,
 };
 use crate::leader_election::{NotLeader, WriteGate};
+use crate::runtime::STALE_RETRY_DELAY;
 use crate::runtime::cache::{
     PodCache, ServiceCache, SliceCache, SliceChange, pod_selector, slice_service,
 };
@@ -43,10 +44,6 @@ use crate::runtime::{
 pub const EVENT_COMPONENT: &str = "endpoint-slice-controller";
 /// Minimum delay of slice-triggered syncs (`endpointSliceChangeMinSyncDelay`).
 pub const SLICE_CHANGE_MIN_SYNC_DELAY: Duration = Duration::from_secs(1);
-/// Delay before retrying a sync that found the informer cache older than our writes; the
-/// cache normally catches up within milliseconds, so waiting a full backoff second would
-/// only add latency.
-pub const STALE_RETRY_DELAY: Duration = Duration::from_millis(20);
 /// Upstream's stale-cache error text.
 pub const STALE_INFORMER_ERROR: &str = "EndpointSlice informer cache is out of date";
 

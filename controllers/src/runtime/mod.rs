@@ -24,7 +24,8 @@ pub use queue::{QueueConfig, WorkQueue};
 pub use reflector::{Delta, Reflectors, SyncedFlags};
 pub use trigger_time::TriggerTimeTracker;
 pub use worker::{
-    ControllerParts, ErrorPolicy, MAX_RETRIES, Reconciler, SyncResult, run_controller,
+    ControllerParts, ErrorPolicy, MAX_RETRIES, Reconciler, STALE_RETRY_DELAY, SyncResult,
+    run_controller,
 };
 
 pub use allocator::registry::{FIELD_MANAGER, write_params};

@@ -30,6 +30,11 @@ pub enum SyncResult {
     Error,
 }
 
+/// Delay before retrying a sync that found the informer cache older than our writes; the
+/// cache normally catches up within milliseconds, so waiting a full backoff second would
+/// only add latency.
+pub const STALE_RETRY_DELAY: Duration = Duration::from_millis(20);
+
 /// What to do with a key whose sync failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorPolicy {
