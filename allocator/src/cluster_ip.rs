@@ -76,19 +76,19 @@ impl ClusterIpAllocator {
         let size = self.used.len();
         let offset = self.cidr.static_band_size().min(size);
         let offset = self
-            .pick(offset, size)
-            .or_else(|| self.pick(0, offset))
+            .claim_from_random_start(offset, size)
+            .or_else(|| self.claim_from_random_start(0, offset))
             .ok_or(AllocationError::Full)?;
-        self.used.insert(offset);
         self.cidr.address_at(offset).ok_or(AllocationError::Full)
     }
 
-    fn pick(&mut self, lo: u64, hi: u64) -> Option<u64> {
+    /// Claims the first free offset of `lo..hi` from a random start, wrapping around once.
+    fn claim_from_random_start(&mut self, lo: u64, hi: u64) -> Option<u64> {
         if lo >= hi {
             return None;
         }
         let start = self.rng.random_range(lo..hi);
-        self.used.next_free_wrapping(lo, hi, start)
+        self.used.claim_next_free_wrapping(lo, hi, start)
     }
 
     /// Frees `ip`; out-of-range or unallocated addresses are a no-op, as upstream.

@@ -13,6 +13,8 @@ use crate::port_range::PortRange;
 #[derive(Debug, Clone)]
 pub struct PortAllocator {
     range: PortRange,
+    /// The first offset of the dynamic (upper) band: the static band's size.
+    dynamic_band_start: u64,
     used: OffsetSet,
     rng: SmallRng,
 }
@@ -27,6 +29,7 @@ impl PortAllocator {
     pub fn with_seed(range: PortRange, seed: u64) -> Self {
         PortAllocator {
             range,
+            dynamic_band_start: u64::from(range.static_band_size().min(range.size())),
             used: OffsetSet::new(u64::from(range.size())),
             rng: SmallRng::seed_from_u64(seed),
         }
@@ -64,22 +67,29 @@ impl PortAllocator {
 
     /// Claims a free port (`AllocateNext`): upper band from a random start, then the lower.
     pub fn allocate_next(&mut self) -> Result<i32, AllocationError> {
-        let size = self.used.len();
-        let offset = u64::from(self.range.static_band_size()).min(size);
-        let found = self
-            .pick(offset, size)
-            .or_else(|| self.pick(0, offset))
-            .ok_or(AllocationError::Full)?;
-        self.used.insert(found);
+        let (split, size) = (self.dynamic_band_start, u64::from(self.range.size()));
+        let found = match self.claim_from_random_start(split, size) {
+            Some(found) => found,
+            None => self.claim_from_static_band()?,
+        };
         Ok(self.port_at(found))
     }
 
-    fn pick(&mut self, lo: u64, hi: u64) -> Option<u64> {
+    /// The static band, once the dynamic one is full: kept out of `allocate_next`'s hot path.
+    #[cold]
+    fn claim_from_static_band(&mut self) -> Result<u64, AllocationError> {
+        self.claim_from_random_start(0, self.dynamic_band_start)
+            .ok_or(AllocationError::Full)
+    }
+
+    /// Claims the first free offset of `lo..hi` from a random start, wrapping around once.
+    #[inline]
+    fn claim_from_random_start(&mut self, lo: u64, hi: u64) -> Option<u64> {
         if lo >= hi {
             return None;
         }
         let start = self.rng.random_range(lo..hi);
-        self.used.next_free_wrapping(lo, hi, start)
+        self.used.claim_next_free_wrapping(lo, hi, start)
     }
 
     /// Frees `port`; out-of-range or unallocated ports are a no-op, as upstream.
