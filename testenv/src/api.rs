@@ -413,6 +413,58 @@ impl ApiServer {
         }
     }
 
+    /// Decodes the result of a JSON, merge or strategic merge patch as the patch handler does:
+    /// a result that does not decode (a value of the wrong type after a JSON or merge patch, or
+    /// unknown fields under `fieldValidation=Strict`) is a 422 on the field `patch`, quoting
+    /// `text()`: the patched object as Go marshals it, or a strategic patch as Go prints it.
+    fn decode_patched(
+        &self,
+        req: &ApiRequest,
+        patched: &mut Value,
+        patch_type: PatchType,
+        text: impl Fn() -> String,
+    ) -> Result<(), ApiError> {
+        let mode = crate::decode::FieldValidation::parse(
+            req.query.get("fieldValidation").map(String::as_str),
+        )?;
+        if !self.is_builtin(&req.resource) {
+            return Ok(());
+        }
+        let invalid = |detail: String| {
+            ApiError::invalid(
+                "",
+                "",
+                "",
+                &[cause(
+                    "FieldValueInvalid",
+                    "patch",
+                    format!(
+                        "Invalid value: {}: {detail}",
+                        crate::meta::go_quote(&text())
+                    ),
+                )],
+            )
+        };
+        let problems = if patch_type == PatchType::Strategic {
+            // The unstructured converter words its type errors otherwise; they stay the 400.
+            crate::decode::decode_builtin(&req.resource, None, patched)?
+        } else {
+            crate::decode::decode_builtin_object(&req.resource, None, patched).map_err(&invalid)?
+        };
+        match mode {
+            _ if problems.0.is_empty() => Ok(()),
+            crate::decode::FieldValidation::Strict => Err(invalid(format!(
+                "strict decoding error: {}",
+                problems.0.join(", ")
+            ))),
+            crate::decode::FieldValidation::Warn => {
+                crate::admission::add_warnings(&problems.0);
+                Ok(())
+            }
+            crate::decode::FieldValidation::Ignore => Ok(()),
+        }
+    }
+
     fn get(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
         let name = req.name.as_deref().unwrap_or("");
         let obj = self.store.read().get(&req.collection(), req.ns(), name);
@@ -489,10 +541,25 @@ impl ApiServer {
         Ok((list_rv, items, next))
     }
 
-    fn list_head(req: &ApiRequest, list_rv: u64, next: Option<(String, Option<u64>)>) -> Value {
+    fn list_head(
+        &self,
+        req: &ApiRequest,
+        list_rv: u64,
+        next: Option<(String, Option<u64>)>,
+    ) -> Value {
         let mut metadata = Map::new();
+        // A custom resource list is an UnstructuredList, whose metadata always has `continue`
+        // (empty on the last page), its keys sorted.
+        let unstructured = !self.is_builtin(&req.resource);
+        if unstructured {
+            let c = next.as_ref().map_or("", |(c, _)| c.as_str());
+            metadata.insert("continue".into(), json!(c));
+        }
+        if unstructured && let Some(n) = next.as_ref().and_then(|(_, remaining)| *remaining) {
+            metadata.insert("remainingItemCount".into(), json!(n));
+        }
         metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
-        if let Some((c, remaining)) = next {
+        if !unstructured && let Some((c, remaining)) = next {
             metadata.insert("continue".into(), json!(c));
             if let Some(n) = remaining {
                 metadata.insert("remainingItemCount".into(), json!(n));
@@ -523,7 +590,7 @@ impl ApiServer {
             .collect();
         let mut items = items;
         self.strip_item_type_meta(&req.resource, &mut items);
-        let mut body = Self::list_head(req, list_rv, next);
+        let mut body = self.list_head(req, list_rv, next);
         body["items"] = Value::Array(items);
         Ok(Reply { code: 200, body })
     }
@@ -564,7 +631,7 @@ impl ApiServer {
                 }
             })
             .collect();
-        Ok(Some((Self::list_head(req, list_rv, next), items)))
+        Ok(Some((self.list_head(req, list_rv, next), items)))
     }
 
     /// kube-apiserver encodes the items of a built-in kind's list without apiVersion and kind
@@ -1202,7 +1269,29 @@ impl ApiServer {
                     "the name of the object ({patched_name}) does not match the name on the URL ({name})"
                 )));
             }
-            self.decode_fields(req, &mut patched, false)?;
+            if patch_type == PatchType::Apply {
+                self.decode_fields(req, &mut patched, false)?;
+            } else {
+                // What the patch handler quotes of a result that does not decode.
+                let as_patched = patched.clone();
+                let text = || {
+                    let go_order = |v: &Value| {
+                        crate::protobuf::go_struct_order(&rt.api_version(), &rt.kind, v)
+                    };
+                    match patch_type {
+                        PatchType::Merge => patch::merge_patch_text(
+                            &go_order(&self.present(&rt, old.clone())),
+                            &patch_value,
+                            &go_order(&as_patched),
+                        ),
+                        PatchType::Json => {
+                            patch::json_patch_text(&patch_value, &go_order(&as_patched))
+                        }
+                        _ => patch::go_format_v(&patch_value),
+                    }
+                };
+                self.decode_patched(req, &mut patched, patch_type, text)?;
+            }
             let merged = self.merge_for_write(req, &old, patched);
             let operation = if patch_type == PatchType::Apply {
                 "Apply"
