@@ -383,14 +383,14 @@ impl ApiServer {
         let mode = crate::decode::FieldValidation::parse(
             req.query.get("fieldValidation").map(String::as_str),
         )?;
-        if !self.is_builtin(&req.resource) {
-            return Ok(());
-        }
-        let json_body = raw
-            && !crate::protobuf::is_protobuf(&req.content_type)
-            && !req.content_type.contains("yaml");
-        let problems =
-            crate::decode::decode_builtin(&req.resource, json_body.then_some(&req.body[..]), obj)?;
+        let problems = if self.is_builtin(&req.resource) {
+            let json_body = raw
+                && !crate::protobuf::is_protobuf(&req.content_type)
+                && !req.content_type.contains("yaml");
+            crate::decode::decode_builtin(&req.resource, json_body.then_some(&req.body[..]), obj)?
+        } else {
+            self.prune_custom(&req.resource, obj)
+        };
         match mode {
             _ if problems.0.is_empty() => Ok(()),
             crate::decode::FieldValidation::Strict => {
@@ -427,9 +427,6 @@ impl ApiServer {
         let mode = crate::decode::FieldValidation::parse(
             req.query.get("fieldValidation").map(String::as_str),
         )?;
-        if !self.is_builtin(&req.resource) {
-            return Ok(());
-        }
         let invalid = |detail: String| {
             ApiError::invalid(
                 "",
@@ -445,7 +442,9 @@ impl ApiServer {
                 )],
             )
         };
-        let problems = if patch_type == PatchType::Strategic {
+        let problems = if !self.is_builtin(&req.resource) {
+            self.prune_custom(&req.resource, patched)
+        } else if patch_type == PatchType::Strategic {
             // The unstructured converter words its type errors otherwise; they stay the 400.
             crate::decode::decode_builtin(&req.resource, None, patched)?
         } else {
@@ -463,6 +462,28 @@ impl ApiServer {
             }
             crate::decode::FieldValidation::Ignore => Ok(()),
         }
+    }
+
+    /// Prunes a custom resource against its CRD's structural schema; the fields dropped, as
+    /// strict decoding names them (`unknown field "spec.extra"`).
+    fn prune_custom(&self, rt: &ResourceType, obj: &mut Value) -> crate::decode::StrictErrors {
+        let crds = CollectionKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        let crd = self
+            .store
+            .read()
+            .get(&crds, "", &format!("{}.{}", rt.plural, rt.group));
+        let Some(crd) = crd.map(|c| c.value()) else {
+            return crate::decode::StrictErrors::default();
+        };
+        let Some(schema) = crate::crd::version_schema(&crd, &rt.version) else {
+            return crate::decode::StrictErrors::default();
+        };
+        crate::decode::StrictErrors(
+            crate::crd::prune(schema, obj)
+                .iter()
+                .map(|path| format!("unknown field {}", crate::meta::go_quote(path)))
+                .collect(),
+        )
     }
 
     fn get(&self, req: &ApiRequest) -> Result<Reply, ApiError> {

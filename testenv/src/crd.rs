@@ -5,6 +5,96 @@ use serde_json::{Value, json};
 use crate::resources::ResourceType;
 use crate::server::ApiServer;
 
+/// Prunes `obj`, a custom resource, against its version's structural schema as
+/// apiextensions-apiserver's pruning does: fields the schema does not specify are dropped unless
+/// `x-kubernetes-preserve-unknown-fields` keeps them; the root keeps apiVersion, kind and
+/// metadata. Returns the dropped fields' paths (`spec.extra`, `spec.items[0].x`), sorted.
+pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
+    let mut pruned = Vec::new();
+    if let Value::Object(map) = obj {
+        map.retain(|k, v| match k.as_str() {
+            "apiVersion" | "kind" if v.is_string() => true,
+            "metadata" => true,
+            _ => match schema.pointer(&format!(
+                "/properties/{}",
+                k.replace('~', "~0").replace('/', "~1")
+            )) {
+                Some(sub) => {
+                    prune_value(sub, v, k, &mut pruned);
+                    true
+                }
+                None => match additional(schema) {
+                    Some(sub) => {
+                        prune_value(sub, v, k, &mut pruned);
+                        true
+                    }
+                    None if preserves(schema) => true,
+                    None => {
+                        pruned.push(k.clone());
+                        false
+                    }
+                },
+            },
+        });
+    }
+    pruned.sort();
+    pruned
+}
+
+fn preserves(schema: &Value) -> bool {
+    schema["x-kubernetes-preserve-unknown-fields"].as_bool() == Some(true)
+}
+
+fn additional(schema: &Value) -> Option<&Value> {
+    schema.get("additionalProperties").filter(|a| a.is_object())
+}
+
+fn prune_value(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            let embedded = schema["x-kubernetes-embedded-resource"].as_bool() == Some(true);
+            map.retain(|k, v| {
+                if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    return true;
+                }
+                let child = format!("{path}.{k}");
+                let sub = schema
+                    .get("properties")
+                    .and_then(|p| p.get(k))
+                    .or_else(|| additional(schema));
+                match sub {
+                    Some(sub) => {
+                        prune_value(sub, v, &child, pruned);
+                        true
+                    }
+                    None if preserves(schema) => true,
+                    None => {
+                        pruned.push(child);
+                        false
+                    }
+                }
+            });
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items").filter(|i| i.is_object()) {
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune_value(sub, item, &format!("{path}[{i}]"), pruned);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The structural schema of `version` in a stored CRD, if it has one.
+pub fn version_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
+    crd.pointer("/spec/versions")?
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == version)?
+        .pointer("/schema/openAPIV3Schema")
+}
+
 /// The resource types a CRD defines, one per served version.
 pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
     let spec = &crd["spec"];
@@ -104,5 +194,41 @@ impl ApiServer {
         let group = crd["spec"]["group"].as_str().unwrap_or("");
         let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or("");
         self.resources_mut().remove_group_resource(group, plural);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_fields_are_pruned_and_named() {
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "size": {"type": "integer"},
+                "items": {"type": "array", "items": {"type": "object",
+                    "properties": {"a": {"type": "string"}}}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}});
+        let mut obj = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "status": {"x": 1},
+            "spec": {"size": 1, "extra": "x", "items": [{"a": "1", "b": 2}],
+                "labels": {"any": "v"}, "free": {"anything": {"goes": 1}}}});
+        let pruned = prune(&schema, &mut obj);
+        assert_eq!(pruned, ["spec.extra", "spec.items[0].b", "status"]);
+        assert_eq!(
+            obj,
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+                "spec": {"size": 1, "items": [{"a": "1"}], "labels": {"any": "v"},
+                    "free": {"anything": {"goes": 1}}}})
+        );
+    }
+
+    #[test]
+    fn a_schema_that_preserves_unknown_fields_prunes_nothing() {
+        let schema = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        let mut obj = json!({"spec": {"a": 1}, "other": true});
+        assert!(prune(&schema, &mut obj).is_empty());
+        assert_eq!(obj, json!({"spec": {"a": 1}, "other": true}));
     }
 }

@@ -389,3 +389,68 @@ async fn custom_resource_lists_carry_an_empty_continue() {
     .await;
     assert!(configmaps["metadata"].get("continue").is_none());
 }
+
+#[tokio::test]
+async fn custom_resources_are_pruned_to_their_schema_with_warnings() {
+    let env = TestEnv::start().await.unwrap();
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}});
+    let (code, _) = send(
+        &env,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        crd.to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let path = "/apis/example.com/v1/namespaces/default/gadgets";
+    let body = |name: &str| {
+        json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": name},
+            "spec": {"size": 1, "extra": "x"}})
+        .to_string()
+    };
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut answer = None;
+    for _ in 0..50 {
+        let req = http::Request::post(format!("{}{path}", env.url()))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body("g1"))))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        if resp.status() != 404 {
+            answer = Some(resp);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let resp = answer.expect("the CRD's resource is served");
+    assert_eq!(resp.status(), 201);
+    let warning = resp.headers()["warning"].to_str().unwrap().to_string();
+    assert_eq!(warning, r#"299 - "unknown field \"spec.extra\"""#);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let created: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(created["spec"], json!({"size": 1}));
+
+    let (code, status) = send(
+        &env,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/json",
+        body("g2"),
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(r#"strict decoding error: unknown field "spec.extra""#),
+        "{status}"
+    );
+}
