@@ -453,4 +453,18 @@ async fn custom_resources_are_pruned_to_their_schema_with_warnings() {
             .ends_with(r#"strict decoding error: unknown field "spec.extra""#),
         "{status}"
     );
+
+    // A value of another type than the schema's: apiextensions-apiserver's 422.
+    let wrong = json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g3"},
+        "spec": {"size": "big"}});
+    let (code, status) = send(&env, "POST", path, "application/json", wrong.to_string()).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        r#"Gadget.example.com "g3" is invalid: spec.size: Invalid value: "string": spec.size in body must be of type integer: "string""#
+    );
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldValueTypeInvalid"
+    );
 }
