@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::admission::{AdmissionAttributes, Operation};
 use crate::defaults::{apply_admission_defaults, apply_defaults};
+use crate::deletion;
 use crate::meta::{
     MetaWrite, generates_suffix, name_rule, validate_kube_finalizer_names, validate_object_meta,
 };
@@ -382,14 +383,14 @@ impl ApiServer {
         let mode = crate::decode::FieldValidation::parse(
             req.query.get("fieldValidation").map(String::as_str),
         )?;
-        if !self.is_builtin(&req.resource) {
-            return Ok(());
-        }
-        let json_body = raw
-            && !crate::protobuf::is_protobuf(&req.content_type)
-            && !req.content_type.contains("yaml");
-        let problems =
-            crate::decode::decode_builtin(&req.resource, json_body.then_some(&req.body[..]), obj)?;
+        let problems = if self.is_builtin(&req.resource) {
+            let json_body = raw
+                && !crate::protobuf::is_protobuf(&req.content_type)
+                && !req.content_type.contains("yaml");
+            crate::decode::decode_builtin(&req.resource, json_body.then_some(&req.body[..]), obj)?
+        } else {
+            self.prune_custom(&req.resource, obj)
+        };
         match mode {
             _ if problems.0.is_empty() => Ok(()),
             crate::decode::FieldValidation::Strict => {
@@ -410,6 +411,79 @@ impl ApiServer {
             }
             crate::decode::FieldValidation::Ignore => Ok(()),
         }
+    }
+
+    /// Decodes the result of a JSON, merge or strategic merge patch as the patch handler does:
+    /// a result that does not decode (a value of the wrong type after a JSON or merge patch, or
+    /// unknown fields under `fieldValidation=Strict`) is a 422 on the field `patch`, quoting
+    /// `text()`: the patched object as Go marshals it, or a strategic patch as Go prints it.
+    fn decode_patched(
+        &self,
+        req: &ApiRequest,
+        patched: &mut Value,
+        patch_type: PatchType,
+        text: impl Fn() -> String,
+    ) -> Result<(), ApiError> {
+        let mode = crate::decode::FieldValidation::parse(
+            req.query.get("fieldValidation").map(String::as_str),
+        )?;
+        let invalid = |detail: String| {
+            ApiError::invalid(
+                "",
+                "",
+                "",
+                &[cause(
+                    "FieldValueInvalid",
+                    "patch",
+                    format!(
+                        "Invalid value: {}: {detail}",
+                        crate::meta::go_quote(&text())
+                    ),
+                )],
+            )
+        };
+        let problems = if !self.is_builtin(&req.resource) {
+            self.prune_custom(&req.resource, patched)
+        } else if patch_type == PatchType::Strategic {
+            // The unstructured converter words its type errors otherwise; they stay the 400.
+            crate::decode::decode_builtin(&req.resource, None, patched)?
+        } else {
+            crate::decode::decode_builtin_object(&req.resource, None, patched).map_err(&invalid)?
+        };
+        match mode {
+            _ if problems.0.is_empty() => Ok(()),
+            crate::decode::FieldValidation::Strict => Err(invalid(format!(
+                "strict decoding error: {}",
+                problems.0.join(", ")
+            ))),
+            crate::decode::FieldValidation::Warn => {
+                crate::admission::add_warnings(&problems.0);
+                Ok(())
+            }
+            crate::decode::FieldValidation::Ignore => Ok(()),
+        }
+    }
+
+    /// Prunes a custom resource against its CRD's structural schema; the fields dropped, as
+    /// strict decoding names them (`unknown field "spec.extra"`).
+    fn prune_custom(&self, rt: &ResourceType, obj: &mut Value) -> crate::decode::StrictErrors {
+        let crds = CollectionKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        let crd = self
+            .store
+            .read()
+            .get(&crds, "", &format!("{}.{}", rt.plural, rt.group));
+        let Some(crd) = crd.map(|c| c.value()) else {
+            return crate::decode::StrictErrors::default();
+        };
+        let Some(schema) = crate::crd::version_schema(&crd, &rt.version) else {
+            return crate::decode::StrictErrors::default();
+        };
+        crate::decode::StrictErrors(
+            crate::crd::prune(schema, obj)
+                .iter()
+                .map(|path| format!("unknown field {}", crate::meta::go_quote(path)))
+                .collect(),
+        )
     }
 
     fn get(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
@@ -488,10 +562,25 @@ impl ApiServer {
         Ok((list_rv, items, next))
     }
 
-    fn list_head(req: &ApiRequest, list_rv: u64, next: Option<(String, Option<u64>)>) -> Value {
+    fn list_head(
+        &self,
+        req: &ApiRequest,
+        list_rv: u64,
+        next: Option<(String, Option<u64>)>,
+    ) -> Value {
         let mut metadata = Map::new();
+        // A custom resource list is an UnstructuredList, whose metadata always has `continue`
+        // (empty on the last page), its keys sorted.
+        let unstructured = !self.is_builtin(&req.resource);
+        if unstructured {
+            let c = next.as_ref().map_or("", |(c, _)| c.as_str());
+            metadata.insert("continue".into(), json!(c));
+        }
+        if unstructured && let Some(n) = next.as_ref().and_then(|(_, remaining)| *remaining) {
+            metadata.insert("remainingItemCount".into(), json!(n));
+        }
         metadata.insert("resourceVersion".into(), json!(list_rv.to_string()));
-        if let Some((c, remaining)) = next {
+        if !unstructured && let Some((c, remaining)) = next {
             metadata.insert("continue".into(), json!(c));
             if let Some(n) = remaining {
                 metadata.insert("remainingItemCount".into(), json!(n));
@@ -522,7 +611,7 @@ impl ApiServer {
             .collect();
         let mut items = items;
         self.strip_item_type_meta(&req.resource, &mut items);
-        let mut body = Self::list_head(req, list_rv, next);
+        let mut body = self.list_head(req, list_rv, next);
         body["items"] = Value::Array(items);
         Ok(Reply { code: 200, body })
     }
@@ -563,7 +652,7 @@ impl ApiServer {
                 }
             })
             .collect();
-        Ok(Some((Self::list_head(req, list_rv, next), items)))
+        Ok(Some((self.list_head(req, list_rv, next), items)))
     }
 
     /// kube-apiserver encodes the items of a built-in kind's list without apiVersion and kind
@@ -580,28 +669,26 @@ impl ApiServer {
         }
     }
 
-    fn ensure_namespace(&self, req: &ApiRequest) -> Result<(), ApiError> {
+    /// The NamespaceLifecycle admission plugin for a create of `name`: the namespace must exist,
+    /// and not be Terminating.
+    fn ensure_namespace(&self, req: &ApiRequest, name: &str) -> Result<(), ApiError> {
         if !req.resource.namespaced || !self.options.enforce_namespaces {
             return Ok(());
         }
         let ns = req.ns();
         let namespaces = CollectionKey::new("", "namespaces");
-        match self.store.read().get(&namespaces, "", ns) {
-            None => {
-                let rt = self.resource("", "v1", "namespaces")?;
-                Err(ApiError::not_found(&rt, ns))
-            }
-            Some(n) if n.deleting && !self.options.allow_writes_in_terminating_namespaces => {
-                Err(ApiError::forbidden(
-                    &req.resource,
-                    "",
-                    &format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    ),
-                ))
-            }
-            Some(_) => Ok(()),
+        let Some(namespace) = self.store.read().get(&namespaces, "", ns) else {
+            let rt = self.resource("", "v1", "namespaces")?;
+            return Err(ApiError::not_found(&rt, ns));
+        };
+        let terminating = namespace
+            .value()
+            .pointer("/status/phase")
+            .is_some_and(|p| p == "Terminating");
+        if terminating && !self.options.allow_writes_in_terminating_namespaces {
+            return Err(ApiError::namespace_terminating(&req.resource, name, ns));
         }
+        Ok(())
     }
 
     async fn create(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {
@@ -635,7 +722,8 @@ impl ApiServer {
                 ));
             }
             meta_mut(&mut obj).insert("namespace".into(), json!(req.ns()));
-            self.ensure_namespace(req)?;
+            let name = meta_str(&obj, "name").unwrap_or("").to_string();
+            self.ensure_namespace(req, &name)?;
         } else {
             meta_mut(&mut obj).remove("namespace");
         }
@@ -1069,7 +1157,16 @@ impl ApiServer {
             .and_then(|m| m.get("finalizers"))
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty());
-        if deleting && !finalizers_left {
+        // Graceful deletion still running (a kubelet's pod) or a namespace's own
+        // `spec.finalizers` left keep the object (`ShouldDeleteNamespaceDuringUpdate`).
+        let grace_running = meta(old)
+            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g != 0);
+        let namespace_waits = rt.group.is_empty()
+            && rt.kind == "Namespace"
+            && deletion::namespace_spec_finalizers_left(&new);
+        if deleting && !finalizers_left && !grace_running && !namespace_waits {
             // The update empties the finalizers of an object being deleted: kube-apiserver does
             // not store it but deletes the object as it is stored (`shouldDeleteDuringUpdate`).
             // Watchers see one DELETED carrying the stored state at the deletion's
@@ -1154,7 +1251,7 @@ impl ApiServer {
                     let mut obj = applied.object;
                     if rt.namespaced {
                         meta_mut(&mut obj).insert("namespace".into(), json!(req.ns()));
-                        self.ensure_namespace(req)?;
+                        self.ensure_namespace(req, &name)?;
                     }
                     return self.create_object(req, obj, true).await;
                 }
@@ -1193,7 +1290,29 @@ impl ApiServer {
                     "the name of the object ({patched_name}) does not match the name on the URL ({name})"
                 )));
             }
-            self.decode_fields(req, &mut patched, false)?;
+            if patch_type == PatchType::Apply {
+                self.decode_fields(req, &mut patched, false)?;
+            } else {
+                // What the patch handler quotes of a result that does not decode.
+                let as_patched = patched.clone();
+                let text = || {
+                    let go_order = |v: &Value| {
+                        crate::protobuf::go_struct_order(&rt.api_version(), &rt.kind, v)
+                    };
+                    match patch_type {
+                        PatchType::Merge => patch::merge_patch_text(
+                            &go_order(&self.present(&rt, old.clone())),
+                            &patch_value,
+                            &go_order(&as_patched),
+                        ),
+                        PatchType::Json => {
+                            patch::json_patch_text(&patch_value, &go_order(&as_patched))
+                        }
+                        _ => patch::go_format_v(&patch_value),
+                    }
+                };
+                self.decode_patched(req, &mut patched, patch_type, text)?;
+            }
             let merged = self.merge_for_write(req, &old, patched);
             let operation = if patch_type == PatchType::Apply {
                 "Apply"
@@ -1323,6 +1442,11 @@ impl ApiServer {
             .and_then(Value::as_i64)
             .or_else(|| req.q("gracePeriodSeconds").and_then(|g| g.parse().ok()));
         let preconditions = options.get("preconditions").cloned().unwrap_or(json!({}));
+        let mut req = req.clone();
+        if dry_run_in_body(&options) {
+            req.query.insert("dryRun".into(), "All".into());
+        }
+        let req = &req;
         let reply = self
             .delete_object(req, &name, propagation.as_deref(), grace, &preconditions)
             .await?;
@@ -1386,51 +1510,17 @@ impl ApiServer {
             self.admission
                 .validate(self, &attrs, &Value::Null, Some(&obj))
                 .await?;
-            let finalizers = finalizers_after_delete(&obj, propagation);
-            let pod_grace = pod_grace_seconds(&rt, &obj, grace);
-            if req.dry_run() {
-                // What a real delete would return, without storing it.
-                if (!finalizers.is_empty() || pod_grace > 0) && !current.deleting {
-                    let m = meta_mut(&mut obj);
-                    m.insert(
-                        "deletionTimestamp".into(),
-                        json!(names::rfc3339_after(pod_grace)),
-                    );
-                    m.insert("deletionGracePeriodSeconds".into(), json!(pod_grace));
-                }
-                return Ok(Reply {
-                    code: 200,
-                    body: obj,
-                });
-            }
-            let already_deleting = current.deleting;
-            if !finalizers.is_empty() || pod_grace > 0 {
-                // Graceful: mark for deletion and let finalizers (or the kubelet) finish it.
-                let m = meta_mut(&mut obj);
-                let newly = !already_deleting;
-                let shorter = pod_grace > 0
-                    && m.get("deletionGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                        .is_none_or(|g| pod_grace < g);
-                if !newly && !shorter && finalizers.len() == current_finalizer_count(&current) {
+            let now = jiff::Timestamp::now();
+            let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
+            if is_namespace && !current.deleting {
+                // The namespace registry's first delete only marks it Terminating; the namespace
+                // controller empties it and finalizes it.
+                deletion::mark_namespace_terminating(&mut obj, propagation, now);
+                if req.dry_run() {
                     return Ok(Reply {
                         code: 200,
                         body: obj,
                     });
-                }
-                if newly || shorter {
-                    m.insert(
-                        "deletionTimestamp".into(),
-                        json!(names::rfc3339_after(pod_grace)),
-                    );
-                    m.insert("deletionGracePeriodSeconds".into(), json!(pod_grace));
-                }
-                if !finalizers.is_empty() {
-                    m.insert("finalizers".into(), json!(finalizers));
-                }
-                if rt.tracks_generation && newly {
-                    let generation = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
-                    m.insert("generation".into(), json!(generation + 1));
                 }
                 match self.commit_put(&rt, &mut obj, Some(current.resource_version)) {
                     Ok(()) => {
@@ -1443,6 +1533,92 @@ impl ApiServer {
                     Err(CommitError::NotFound) => return Err(ApiError::not_found(&rt, name)),
                     Err(e) => return Err(ApiError::internal(e.to_string())),
                 }
+            }
+            if is_namespace && deletion::namespace_spec_finalizers_left(&obj) {
+                return Ok(Reply {
+                    code: 200,
+                    body: obj,
+                });
+            }
+            let graceful = if rt.group.is_empty() && rt.kind == "Pod" {
+                deletion::before_pod_delete(&mut obj, grace, now)
+            } else {
+                deletion::PodDeletion::Now
+            };
+            let period = match graceful {
+                deletion::PodDeletion::Pending => {
+                    return Ok(Reply {
+                        code: 200,
+                        body: obj,
+                    });
+                }
+                deletion::PodDeletion::Now => None,
+                deletion::PodDeletion::Marked(period) => Some(period),
+            };
+            let finalizers = finalizers_after_delete(&obj, propagation);
+            if period.is_none() && !finalizers.is_empty() {
+                // markAsDeleting: waits for its finalizers, with no grace period.
+                let m = meta_mut(&mut obj);
+                if !current.deleting {
+                    if rt.tracks_generation {
+                        let generation = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
+                        m.insert("generation".into(), json!(generation + 1));
+                    }
+                    m.insert("deletionTimestamp".into(), json!(names::rfc3339_after(0)));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                } else if finalizers.len() == current_finalizer_count(&current) {
+                    return Ok(Reply {
+                        code: 200,
+                        body: obj,
+                    });
+                }
+            }
+            if !finalizers.is_empty() {
+                meta_mut(&mut obj).insert("finalizers".into(), json!(finalizers));
+            }
+            if period.is_some() || !finalizers.is_empty() {
+                // Graceful or finalized: written first (watchers see the mark); the object stays
+                // for its finalizers or its kubelet, or goes at once after a grace period of 0.
+                if req.dry_run() {
+                    return Ok(Reply {
+                        code: 200,
+                        body: obj,
+                    });
+                }
+                match self.commit_put(&rt, &mut obj, Some(current.resource_version)) {
+                    Ok(()) => {}
+                    Err(CommitError::Conflict) => continue,
+                    Err(CommitError::NotFound) => return Err(ApiError::not_found(&rt, name)),
+                    Err(e) => return Err(ApiError::internal(e.to_string())),
+                }
+                if period != Some(0) || !finalizers.is_empty() {
+                    return Ok(Reply {
+                        code: 200,
+                        body: obj,
+                    });
+                }
+                // Removed as marked; the answer carries the removal's resourceVersion.
+                let written = meta_str(&obj, "resourceVersion")
+                    .and_then(|rv| rv.parse().ok())
+                    .unwrap_or(0);
+                let mut removed = obj.clone();
+                match self.commit_remove(&rt, &mut removed, written) {
+                    Ok(()) => self.after_remove(&rt, &removed),
+                    // Another writer removed it meanwhile, as upstream tolerates: the answer is
+                    // the object as last written.
+                    Err(CommitError::NotFound | CommitError::Conflict) => removed = obj,
+                    Err(e) => return Err(ApiError::internal(e.to_string())),
+                }
+                return Ok(Reply {
+                    code: 200,
+                    body: removed,
+                });
+            }
+            if req.dry_run() {
+                return Ok(Reply {
+                    code: 200,
+                    body: obj,
+                });
             }
             match self.commit_remove(&rt, &mut obj, current.resource_version) {
                 Ok(()) => {
@@ -1481,6 +1657,9 @@ impl ApiServer {
             let ns = meta_str(&item, "namespace").unwrap_or("").to_string();
             let mut one = req.clone();
             one.namespace = if ns.is_empty() { None } else { Some(ns) };
+            if dry_run_in_body(&options) {
+                one.query.insert("dryRun".into(), "All".into());
+            }
             match self
                 .delete_object(&one, &name, propagation.as_deref(), grace, &json!({}))
                 .await
@@ -1687,6 +1866,14 @@ impl ApiServer {
     }
 }
 
+/// Whether DeleteOptions in the body ask for a dry run (`dryRun: ["All"]`), as the query may.
+fn dry_run_in_body(options: &Value) -> bool {
+    options
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|v| v == "All"))
+}
+
 /// The propagation policy a delete asks for: `propagationPolicy` (body, then query), or the
 /// legacy `orphanDependents: true`; both at once is refused as `ValidateDeleteOptions` does.
 fn delete_propagation(options: &Value, req: &ApiRequest) -> Result<Option<String>, ApiError> {
@@ -1795,28 +1982,4 @@ fn finalizers_after_delete(obj: &Value, propagation: Option<&str>) -> Vec<String
         finalizers.push(added.into());
     }
     finalizers
-}
-
-/// How long a deleted pod terminates: a bound, unfinished pod gets the request's grace period
-/// or its own `terminationGracePeriodSeconds` (30 s by default), for its kubelet to act on;
-/// anything else goes at once.
-fn pod_grace_seconds(rt: &ResourceType, obj: &Value, grace: Option<i64>) -> i64 {
-    let graceful_pod = rt.group.is_empty()
-        && rt.kind == "Pod"
-        && obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty())
-        && !matches!(
-            obj.pointer("/status/phase").and_then(Value::as_str),
-            Some("Failed" | "Succeeded")
-        );
-    if !graceful_pod {
-        return 0;
-    }
-    grace.unwrap_or_else(|| {
-        obj.pointer("/spec/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(30)
-    })
 }

@@ -42,12 +42,30 @@ pub(crate) const GO_TYPE_META: &str = r#"struct { APIVersion string "json:\"apiV
 pub struct StrictErrors(pub Vec<String>);
 
 /// Drops the fields of `obj` that `rt`'s Go type does not have and checks value types; returns
-/// the strict-decoding problems (duplicates in `raw` first, then unknown fields) in order.
+/// the strict-decoding problems (duplicates in `raw` first, then unknown fields) in order. A type
+/// error is the 400 a create or update body gets.
 pub fn decode_builtin(
     rt: &ResourceType,
     raw: Option<&[u8]>,
     obj: &mut Value,
 ) -> Result<StrictErrors, ApiError> {
+    decode_builtin_object(rt, raw, obj).map_err(|e| {
+        let group_version = rt.api_version();
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+            kind = rt.kind,
+            version = group_version.rsplit('/').next().unwrap_or(&group_version),
+        ))
+    })
+}
+
+/// As [`decode_builtin`], with a type error as `encoding/json`'s own text (`json: cannot
+/// unmarshal ...`), which the patch handler words differently.
+pub fn decode_builtin_object(
+    rt: &ResourceType,
+    raw: Option<&[u8]>,
+    obj: &mut Value,
+) -> Result<StrictErrors, String> {
     let schemas = builtin_schemas();
     let Some(name) = schemas.schema_name(&rt.group, &rt.version, &rt.kind) else {
         return Ok(StrictErrors::default());
@@ -63,12 +81,7 @@ pub fn decode_builtin(
     };
     walk.object(name, obj, "", "");
     if let Some(e) = walk.type_error {
-        let group_version = rt.api_version();
-        return Err(ApiError::bad_request(format!(
-            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
-            kind = rt.kind,
-            version = group_version.rsplit('/').next().unwrap_or(&group_version),
-        )));
+        return Err(e);
     }
     errors.0.extend(walk.unknown);
     Ok(errors)

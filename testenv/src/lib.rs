@@ -19,6 +19,7 @@ mod binding;
 mod crd;
 mod decode;
 pub mod defaults;
+mod deletion;
 pub mod discovery;
 pub mod durability;
 pub mod exec;
@@ -28,6 +29,7 @@ mod health;
 mod history;
 pub mod meta;
 mod names;
+mod namespace_controller;
 pub mod nodesim;
 pub mod openapi;
 pub mod oplog;
@@ -142,6 +144,9 @@ pub struct TestEnvOptions {
     pub data_dir: Option<PathBuf>,
     /// Run the node simulator with this configuration once the server listens.
     pub node_simulator: Option<nodesim::NodeSimConfig>,
+    /// Run the namespace controller (kube-controller-manager's), which empties and then removes
+    /// deleted namespaces; without it they stay Terminating, as on a bare kube-apiserver.
+    pub namespace_controller: bool,
 }
 
 impl Default for TestEnvOptions {
@@ -153,9 +158,14 @@ impl Default for TestEnvOptions {
             gc_sweep_interval: Duration::from_secs(2),
             data_dir: None,
             node_simulator: None,
+            namespace_controller: true,
         }
     }
 }
+
+/// How often the namespace controller looks at every Terminating namespace besides reacting to
+/// changes.
+const NAMESPACE_RESYNC: Duration = Duration::from_secs(2);
 
 /// The namespaces kube-apiserver creates at start-up.
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -218,12 +228,22 @@ impl TestEnv {
             background: vec![gc],
             readiness: None,
         };
+        if options.namespace_controller {
+            env.start_namespace_controller();
+        }
         if let Some(config) = options.node_simulator {
             let sim = nodesim::NodeSimulator::start(env.try_client()?, config).await?;
             env.readiness = Some(sim.readiness_reporter());
             env.background.push(sim.into_task());
         }
         Ok(env)
+    }
+
+    /// Starts the namespace controller (when [`TestEnvOptions::namespace_controller`] left it
+    /// off), as kube-controller-manager joining a bare kube-apiserver.
+    pub fn start_namespace_controller(&mut self) {
+        let task = namespace_controller::run(self.server.clone(), NAMESPACE_RESYNC);
+        self.background.push(tokio::spawn(task));
     }
 
     /// Where the node simulator takes readiness probe results, when it runs (see

@@ -225,7 +225,14 @@ pub fn render(
 /// Splits a reply into its objects and the metadata a Table or list of them carries.
 fn split_body(body: Value, is_list: bool) -> (Vec<Value>, Value) {
     if is_list {
-        let meta = body.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let mut meta = body.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        // A Table's or PartialObjectMetadataList's ListMeta omits an empty continue, which a
+        // custom resource's UnstructuredList carries.
+        if let Some(m) = meta.as_object_mut()
+            && m.get("continue").is_some_and(|c| c == "")
+        {
+            m.remove("continue");
+        }
         let items = match body {
             Value::Object(mut m) => match m.remove("items") {
                 Some(Value::Array(a)) => a,

@@ -157,7 +157,45 @@ impl ApiServer {
         obj: &Value,
         old: Option<&Value>,
     ) -> Option<Vec<crate::status::StatusCause>> {
+        if !rt.is_builtin() {
+            return Some(self.validate_custom_types(rt, obj));
+        }
         crate::validation::validate(rt, obj, old)
+    }
+
+    /// A custom resource's values against the types of its CRD's structural schema, as
+    /// apiextensions-apiserver's schema validation reports them (`FieldValueTypeInvalid`).
+    fn validate_custom_types(
+        &self,
+        rt: &ResourceType,
+        obj: &Value,
+    ) -> Vec<crate::status::StatusCause> {
+        let crds =
+            crate::store::CollectionKey::new("apiextensions.k8s.io", "customresourcedefinitions");
+        let crd = self
+            .store
+            .read()
+            .get(&crds, "", &format!("{}.{}", rt.plural, rt.group));
+        let Some(crd) = crd.map(|c| c.value()) else {
+            return Vec::new();
+        };
+        let Some(schema) = crate::crd::version_schema(&crd, &rt.version) else {
+            return Vec::new();
+        };
+        crate::crd::type_errors(schema, obj)
+            .into_iter()
+            .map(|e| {
+                let actual = crate::meta::go_quote(e.actual);
+                crate::status::cause(
+                    "FieldValueTypeInvalid",
+                    &e.path,
+                    format!(
+                        "Invalid value: {actual}: {} in body must be of type {}: {actual}",
+                        e.path, e.expected
+                    ),
+                )
+            })
+            .collect()
     }
 
     /// Serves one HTTP request.

@@ -301,6 +301,27 @@ impl ApiError {
         }
     }
 
+    /// The NamespaceLifecycle plugin's 403 for a create in a namespace being deleted, with its
+    /// `NamespaceTerminating` cause.
+    pub fn namespace_terminating(rt: &ResourceType, name: &str, namespace: &str) -> Self {
+        let mut e = Self::forbidden(
+            rt,
+            name,
+            &format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+        );
+        if let Some(d) = e.details.as_mut().and_then(Value::as_object_mut) {
+            d.insert(
+                "causes".into(),
+                json!([{"reason": "NamespaceTerminating",
+                    "message": format!("namespace {namespace} is being terminated"),
+                    "field": "metadata.namespace"}]),
+            );
+        }
+        e
+    }
+
     /// An error with any code and reason (fault injection, webhook denials).
     pub fn custom(code: u16, reason: &str, message: impl Into<String>) -> Self {
         Self::new(code, reason, message)

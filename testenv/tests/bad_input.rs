@@ -269,3 +269,202 @@ async fn messages_quote_values_as_go_does_never_as_rust_debug() {
     assert!(message.contains(r#""\x01""#), "{message}");
     assert!(!message.contains("\\u{"), "{message}");
 }
+
+#[tokio::test]
+async fn a_patched_object_that_does_not_decode_is_a_422_on_the_patch() {
+    let env = TestEnv::start().await.unwrap();
+    let (code, _) = send(
+        &env,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"k":"v"}}"#,
+    )
+    .await;
+    assert_eq!(code, 201);
+    let path = "/api/v1/namespaces/default/configmaps/c";
+
+    // Unknown field under Strict: the result quoted as evanphx/json-patch writes it (top level
+    // sorted, metadata in Go's struct order).
+    let (code, status) = send(
+        &env,
+        "PATCH",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        r#"{"extra":1}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(r#" "" is invalid: patch: Invalid value: "{\"apiVersion\":\"v1\",\"data\":{\"k\":\"v\"},\"extra\":1,\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\",\"namespace\":\"default\",\"uid\":"#),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(r#": strict decoding error: unknown field "extra""#),
+        "{message}"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "patch");
+    assert!(status["details"].get("name").is_none());
+
+    // A value of the wrong type, whatever the field validation: json's own words.
+    let (code, status) = send(
+        &env,
+        "PATCH",
+        path,
+        "application/merge-patch+json",
+        r#"{"metadata":{"labels":{"x":true}}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"].as_str().unwrap().ends_with(
+            ": json: cannot unmarshal bool into Go struct field ObjectMeta.metadata.labels of type string"
+        ),
+        "{status}"
+    );
+
+    // A strategic merge patch is quoted as Go prints the patch map.
+    let (code, status) = send(
+        &env,
+        "PATCH",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/strategic-merge-patch+json",
+        r#"{"extra":1,"data":{"k":"w"}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        r#" "" is invalid: patch: Invalid value: "map[data:map[k:w] extra:1]": strict decoding error: unknown field "extra""#
+    );
+
+    // Nothing was stored.
+    let (_, stored) = send(&env, "GET", path, "application/json", "").await;
+    assert_eq!(stored["data"], json!({"k": "v"}));
+    assert!(stored.get("extra").is_none());
+}
+
+#[tokio::test]
+async fn custom_resource_lists_carry_an_empty_continue() {
+    let env = TestEnv::start().await.unwrap();
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let (code, _) = send(
+        &env,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        crd.to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let path = "/apis/example.com/v1/namespaces/default/widgets";
+    let mut listed = Value::Null;
+    for _ in 0..50 {
+        let (code, body) = send(&env, "GET", path, "application/json", "").await;
+        if code == 200 {
+            listed = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed["metadata"]["continue"], "", "{listed}");
+    let keys: Vec<&String> = listed["metadata"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["continue", "resourceVersion"]);
+    // Built-in lists leave it out.
+    let (_, configmaps) = send(
+        &env,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        "",
+    )
+    .await;
+    assert!(configmaps["metadata"].get("continue").is_none());
+}
+
+#[tokio::test]
+async fn custom_resources_are_pruned_to_their_schema_with_warnings() {
+    let env = TestEnv::start().await.unwrap();
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}});
+    let (code, _) = send(
+        &env,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        crd.to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let path = "/apis/example.com/v1/namespaces/default/gadgets";
+    let body = |name: &str| {
+        json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": name},
+            "spec": {"size": 1, "extra": "x"}})
+        .to_string()
+    };
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut answer = None;
+    for _ in 0..50 {
+        let req = http::Request::post(format!("{}{path}", env.url()))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body("g1"))))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        if resp.status() != 404 {
+            answer = Some(resp);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let resp = answer.expect("the CRD's resource is served");
+    assert_eq!(resp.status(), 201);
+    let warning = resp.headers()["warning"].to_str().unwrap().to_string();
+    assert_eq!(warning, r#"299 - "unknown field \"spec.extra\"""#);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let created: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(created["spec"], json!({"size": 1}));
+
+    let (code, status) = send(
+        &env,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/json",
+        body("g2"),
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(r#"strict decoding error: unknown field "spec.extra""#),
+        "{status}"
+    );
+
+    // A value of another type than the schema's: apiextensions-apiserver's 422.
+    let wrong = json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g3"},
+        "spec": {"size": "big"}});
+    let (code, status) = send(&env, "POST", path, "application/json", wrong.to_string()).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        r#"Gadget.example.com "g3" is invalid: spec.size: Invalid value: "string": spec.size in body must be of type integer: "string""#
+    );
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldValueTypeInvalid"
+    );
+}

@@ -561,6 +561,17 @@ fn normalise_value(value: &mut Value, memory: &mut Memory, in_list: bool) {
             ("message", Value::String(s)) if is_status => {
                 *s = rewrite_message(s, memory);
             }
+            // A cause's message may quote an object too (a patch that does not decode).
+            ("details", v) if is_status => {
+                if let Some(Value::Array(causes)) = v.get_mut("causes") {
+                    for cause in causes {
+                        if let Some(Value::String(s)) = cause.get_mut("message") {
+                            *s = rewrite_message(s, memory);
+                        }
+                    }
+                }
+                normalise_value(v, memory, false);
+            }
             ("items", v) => normalise_value(v, memory, true),
             (_, v) => normalise_value(v, memory, false),
         }
@@ -596,6 +607,8 @@ fn rewrite_message(message: &str, memory: &mut Memory) -> String {
             out.replace_range(open..open + close + 1, " (<current-rv>)");
         }
     }
+    // Timestamps of objects a message quotes (RFC 3339, seconds).
+    out = rewrite_timestamps(&out);
     // Whole digit runs that are known resourceVersions.
     let mut result = String::new();
     let mut digits = String::new();
@@ -616,6 +629,32 @@ fn rewrite_message(message: &str, memory: &mut Memory) -> String {
         }
     }
     result
+}
+
+/// Replaces every `YYYY-MM-DDTHH:MM:SSZ` in `text` with `<time>`.
+fn rewrite_timestamps(text: &str) -> String {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:ddZ";
+    let bytes = text.as_bytes();
+    let matches_at = |i: usize| {
+        bytes.len() >= i + SHAPE.len()
+            && SHAPE.iter().zip(&bytes[i..]).all(|(want, got)| match want {
+                b'd' => got.is_ascii_digit(),
+                other => other == got,
+            })
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if matches_at(i) {
+            out.push_str("<time>");
+            i += SHAPE.len();
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8().max(1);
+        }
+    }
+    out
 }
 
 /// The differences between two answers, at most `max` lines.
@@ -801,4 +840,17 @@ pub fn replace_section(doc: &str, section: &str) -> String {
         out.pop();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_inside_messages_are_normalised() {
+        assert_eq!(
+            rewrite_timestamps(r#"{\"time\":\"2026-12-02T23:22:48Z\"} at 2026-12-02T23:22:4"#),
+            r#"{\"time\":\"<time>\"} at 2026-12-02T23:22:4"#
+        );
+    }
 }

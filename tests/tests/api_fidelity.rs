@@ -51,8 +51,11 @@ async fn testenv_answers_as_kube_apiserver() {
     else {
         return;
     };
-    let env = TestEnv::start_with(TestEnvOptions {
+    // Each side's namespace controller starts with kube-controller-manager (before the `gc`
+    // scenarios): until then a deleted namespace stays Terminating on both.
+    let mut env = TestEnv::start_with(TestEnvOptions {
         gc_sweep_interval: Duration::from_millis(500),
+        namespace_controller: false,
         ..TestEnvOptions::default()
     })
     .await
@@ -67,6 +70,7 @@ async fn testenv_answers_as_kube_apiserver() {
                 .start_kube_controller_manager(&[], Duration::from_secs(60))
                 .await
                 .expect("kube-controller-manager starts");
+            env.start_namespace_controller();
             kcm = true;
         }
         outcomes.push(fidelity::run(&testenv, &realc, scenario).await);

@@ -153,9 +153,267 @@ pub fn patch_syntax_error(body: &[u8]) -> ApiError {
     ApiError::bad_request(format!("error decoding patch: {detail}"))
 }
 
+/// A value as Go's `json.Marshal` writes it, keys in the order held: compact, strings
+/// HTML-escaped, numbers as a float64 prints them.
+pub fn go_marshal(value: &Value) -> String {
+    let mut out = String::new();
+    push_go_generic(&mut out, value);
+    out
+}
+
+/// `value` with the keys of every object sorted, as Go marshals a generic map.
+pub fn sorted_deep(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_deep(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_deep).collect()),
+        other => other.clone(),
+    }
+}
+
+fn sort_level(value: &mut Value) {
+    if let Value::Object(map) = value {
+        let mut entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        map.extend(entries);
+    }
+}
+
+/// The text of a merge patch's result as evanphx/json-patch (v4) writes it, which the patch
+/// handler quotes when the result does not decode: `patched` holds the result with untouched
+/// parts in Go's struct order; the levels the patch merged into are re-encoded from maps (keys
+/// sorted), and so are the objects and lists it brought in, nulls pruned.
+pub fn merge_patch_text(old: &Value, patch: &Value, patched: &Value) -> String {
+    let mut doc = patched.clone();
+    sort_along_merge(&mut doc, old, patch);
+    go_marshal(&doc)
+}
+
+fn sort_along_merge(doc: &mut Value, old: &Value, patch: &Value) {
+    sort_level(doc);
+    let (Some(patch), Some(doc)) = (patch.as_object(), doc.as_object_mut()) else {
+        return;
+    };
+    for (k, pv) in patch {
+        let Some(dv) = doc.get_mut(k) else {
+            continue;
+        };
+        match old.get(k) {
+            Some(cur) if cur.is_object() && pv.is_object() => sort_along_merge(dv, cur, pv),
+            // An object kept as the patch sent it (the patch value is no object).
+            Some(cur) if cur.is_object() => {}
+            // New, or replacing a non-object: parsed to prune nulls.
+            _ => *dv = sorted_deep(dv),
+        }
+    }
+}
+
+/// As [`merge_patch_text`] for a JSON patch: the containers its operations' paths lead through
+/// are re-encoded from maps (keys sorted); values keep the order they were sent in.
+pub fn json_patch_text(operations: &Value, patched: &Value) -> String {
+    let mut doc = patched.clone();
+    sort_level(&mut doc);
+    for op in operations.as_array().into_iter().flatten() {
+        for key in ["path", "from"] {
+            if let Some(path) = op.get(key).and_then(Value::as_str) {
+                sort_along_pointer(&mut doc, path);
+            }
+        }
+    }
+    go_marshal(&doc)
+}
+
+fn sort_along_pointer(doc: &mut Value, pointer: &str) {
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let mut node = doc;
+    // Every container before the last token is parsed on the way.
+    for token in tokens.iter().take(tokens.len().saturating_sub(1)) {
+        let next = match node {
+            Value::Object(map) => map.get_mut(token),
+            Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return;
+        };
+        sort_level(next);
+        node = next;
+    }
+}
+
+/// A strategic merge patch as Go's `%+v` prints the generic map (`map[data:map[k:w] extra:1]`),
+/// which the patch handler quotes when the patched object has unknown fields.
+pub fn go_format_v(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => go_float_v(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(go_format_v).collect();
+            format!("[{}]", items.join(" "))
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let entries: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{k}:{}", go_format_v(&map[k])))
+                .collect();
+            format!("map[{}]", entries.join(" "))
+        }
+    }
+}
+
+/// A float64 as `%v` prints it: shortest digits, exponent form from 1e+06 up and below 1e-04.
+fn go_float_v(f: f64) -> String {
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e6).contains(&abs) {
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    if f.fract() == 0.0 {
+        format!("{f:.0}")
+    } else {
+        f.to_string()
+    }
+}
+
+fn push_go_generic(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&go_float(n)),
+        Value::String(s) => {
+            out.push('"');
+            gocompat::quote::push_go_json_escaped(out, s);
+            out.push('"');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_go_generic(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                gocompat::quote::push_go_json_escaped(out, k);
+                out.push_str("\":");
+                push_go_generic(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A JSON number as `encoding/json` writes a float64: plain digits below 1e21, else exponent
+/// form (`1e+21`).
+fn go_float(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() < 1 << 53) {
+        return i.to_string();
+    }
+    let f = n.as_f64().unwrap_or(0.0);
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        // Go: strconv 'e' format with a two-digit exponent at least.
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    if f.fract() == 0.0 {
+        format!("{f:.0}")
+    } else {
+        f.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_merge_patch_result_is_sorted_where_the_patch_went() {
+        let old = serde_json::json!({"metadata": {"name": "c", "labels": {"b": "1", "a": "2"},
+            "annotations": {"z": "1"}}, "kind": "ConfigMap", "data": {"k": "v"}});
+        let patch = serde_json::json!({"metadata": {"labels": {"c": "3"}},
+            "extra": {"y": 1, "x": null, "w": 2}});
+        let patched = serde_json::json!({"metadata": {"name": "c",
+            "labels": {"b": "1", "a": "2", "c": "3"}, "annotations": {"z": "1"}},
+            "kind": "ConfigMap", "data": {"k": "v"}, "extra": {"y": 1, "w": 2}});
+        assert_eq!(
+            merge_patch_text(&old, &patch, &patched),
+            r#"{"data":{"k":"v"},"extra":{"w":2,"y":1},"kind":"ConfigMap","metadata":{"annotations":{"z":"1"},"labels":{"a":"2","b":"1","c":"3"},"name":"c"}}"#
+        );
+        let untouched = serde_json::json!({"metadata": {"name": "c", "labels": {"b": "1"}}});
+        assert_eq!(
+            merge_patch_text(
+                &untouched,
+                &serde_json::json!({"x": 1}),
+                &serde_json::json!({
+                "metadata": {"name": "c", "labels": {"b": "1"}}, "x": 1})
+            ),
+            r#"{"metadata":{"name":"c","labels":{"b":"1"}},"x":1}"#
+        );
+    }
+
+    #[test]
+    fn a_json_patch_result_is_sorted_along_the_operations_paths() {
+        let ops = serde_json::json!([{"op": "add", "path": "/metadata/labels/x", "value": "1"}]);
+        let patched = serde_json::json!({"metadata": {"name": "c", "labels": {"x": "1", "a": "2"}},
+            "data": {"z": "1", "k": "v"}});
+        assert_eq!(
+            json_patch_text(&ops, &patched),
+            r#"{"data":{"z":"1","k":"v"},"metadata":{"labels":{"a":"2","x":"1"},"name":"c"}}"#
+        );
+    }
+
+    #[test]
+    fn a_strategic_patch_prints_as_go_percent_v() {
+        let patch = serde_json::json!({"extra": 1, "data": {"k": "w"}, "l": [1e6, null, 2.5]});
+        assert_eq!(
+            go_format_v(&patch),
+            "map[data:map[k:w] extra:1 l:[1e+06 <nil> 2.5]]"
+        );
+    }
+
+    #[test]
+    fn go_marshal_escapes_and_prints_numbers_as_go() {
+        let v = serde_json::json!({"kind": "ConfigMap", "data": {"b": "<&>", "a": 1},
+            "apiVersion": "v1", "list": [1.5, true, null], "big": 1e21, "small": 1e-7});
+        assert_eq!(
+            go_marshal(&sorted_deep(&v)),
+            r#"{"apiVersion":"v1","big":1e+21,"data":{"a":1,"b":"\u003c\u0026\u003e"},"kind":"ConfigMap","list":[1.5,true,null],"small":1e-07}"#
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -135,6 +135,64 @@ fn message_for(api_version: &str, kind: &str) -> Option<&'static schema::Message
     })
 }
 
+/// `obj` with its keys in the order Go's `encoding/json` writes the kind's structs (maps
+/// sorted), where testenv knows the kind's layout; keys the layout does not name follow in the
+/// order they are held.
+pub fn go_struct_order(api_version: &str, kind: &str, obj: &Value) -> Value {
+    match message_for(api_version, kind) {
+        Some(m) => order_message(m, obj),
+        None => obj.clone(),
+    }
+}
+
+fn order_message(m: &schema::Message, v: &Value) -> Value {
+    fn walk(m: &schema::Message, map: &Map<String, Value>, out: &mut Map<String, Value>) {
+        for f in m.fields {
+            match (f.rule, f.ty) {
+                (schema::Rule::Inline, schema::Type::Message(sub)) => walk(sub, map, out),
+                _ => {
+                    if let Some(x) = map.get(f.json) {
+                        out.insert(f.json.to_string(), order_field(f.ty, x));
+                    }
+                }
+            }
+        }
+    }
+    let Some(map) = v.as_object() else {
+        return v.clone();
+    };
+    let mut out = Map::new();
+    walk(m, map, &mut out);
+    for (k, x) in map {
+        if !out.contains_key(k) {
+            out.insert(k.clone(), x.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn order_field(ty: schema::Type, v: &Value) -> Value {
+    match (ty, v) {
+        (schema::Type::Message(m), Value::Array(items)) => {
+            Value::Array(items.iter().map(|i| order_message(m, i)).collect())
+        }
+        (schema::Type::Message(m), _) => order_message(m, v),
+        (
+            schema::Type::StringMap | schema::Type::BytesMap | schema::Type::QuantityMap,
+            Value::Object(map),
+        ) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), map[k].clone()))
+                    .collect(),
+            )
+        }
+        _ => v.clone(),
+    }
+}
+
 /// Whether a Content-Type header names the protobuf encoding (parameters ignored).
 pub fn is_protobuf(content_type: &str) -> bool {
     content_type
