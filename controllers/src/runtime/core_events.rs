@@ -297,69 +297,50 @@ fn text(value: Option<&String>) -> &str {
     value.map_or("", String::as_str)
 }
 
-fn source_parts(event: &Event) -> (&str, &str) {
+/// The source, the involved object and the type, in the order client-go's keys join them;
+/// `getEventKey` alone also has the object's fieldPath.
+fn source_object_and_type(event: &Event, with_field_path: bool) -> Vec<&str> {
     let source = event.source.as_ref();
-    (
+    let o = &event.involved_object;
+    let mut parts = vec![
         source.map_or("", |s| text(s.component.as_ref())),
         source.map_or("", |s| text(s.host.as_ref())),
-    )
+        text(o.kind.as_ref()),
+        text(o.namespace.as_ref()),
+        text(o.name.as_ref()),
+    ];
+    if with_field_path {
+        parts.push(text(o.field_path.as_ref()));
+    }
+    parts.extend([
+        text(o.uid.as_ref()),
+        text(o.api_version.as_ref()),
+        text(event.type_.as_ref()),
+    ]);
+    parts
 }
 
 /// `getEventKey`: source, object, type, reason and message.
 fn event_key(event: &Event) -> String {
-    let (component, host) = source_parts(event);
-    let o = &event.involved_object;
-    [
-        component,
-        host,
-        text(o.kind.as_ref()),
-        text(o.namespace.as_ref()),
-        text(o.name.as_ref()),
-        text(o.field_path.as_ref()),
-        text(o.uid.as_ref()),
-        text(o.api_version.as_ref()),
-        text(event.type_.as_ref()),
-        text(event.reason.as_ref()),
-        text(event.message.as_ref()),
-    ]
-    .concat()
+    let mut parts = source_object_and_type(event, true);
+    parts.extend([text(event.reason.as_ref()), text(event.message.as_ref())]);
+    parts.concat()
 }
 
 /// `getSpamKey`: source, object and type.
 fn spam_key(event: &Event) -> String {
-    let (component, host) = source_parts(event);
-    let o = &event.involved_object;
-    [
-        component,
-        host,
-        text(o.kind.as_ref()),
-        text(o.namespace.as_ref()),
-        text(o.name.as_ref()),
-        text(o.uid.as_ref()),
-        text(o.api_version.as_ref()),
-        text(event.type_.as_ref()),
-    ]
-    .concat()
+    source_object_and_type(event, false).concat()
 }
 
 /// `EventAggregatorByReasonFunc`: everything but the message.
 fn aggregate_key(event: &Event) -> String {
-    let (component, host) = source_parts(event);
-    let o = &event.involved_object;
-    [
-        component,
-        host,
-        text(o.kind.as_ref()),
-        text(o.namespace.as_ref()),
-        text(o.name.as_ref()),
-        text(o.uid.as_ref()),
-        text(o.api_version.as_ref()),
-        text(event.type_.as_ref()),
+    let mut parts = source_object_and_type(event, false);
+    parts.extend([
         text(event.reason.as_ref()),
         text(event.reporting_component.as_ref()),
         text(event.reporting_instance.as_ref()),
-    ]
-    .concat()
+    ]);
+    parts.concat()
 }
 
 #[cfg(test)]

@@ -278,8 +278,14 @@ pub fn go_format_v(value: &Value) -> String {
 
 /// A float64 as `%v` prints it: shortest digits, exponent form from 1e+06 up and below 1e-04.
 fn go_float_v(f: f64) -> String {
+    go_shortest(f, 1e-4..1e6)
+}
+
+/// A float64 in Go's shortest digits, in strconv's 'e' form (a two-digit exponent at least)
+/// when its magnitude is outside `plain`.
+fn go_shortest(f: f64, plain: std::ops::Range<f64>) -> String {
     let abs = f.abs();
-    if abs != 0.0 && !(1e-4..1e6).contains(&abs) {
+    if abs != 0.0 && !plain.contains(&abs) {
         let s = format!("{f:e}");
         let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
         let (sign, digits) = match exp.strip_prefix('-') {
@@ -337,23 +343,7 @@ fn go_float(n: &serde_json::Number) -> String {
     if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() < 1 << 53) {
         return i.to_string();
     }
-    let f = n.as_f64().unwrap_or(0.0);
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Go: strconv 'e' format with a two-digit exponent at least.
-        let s = format!("{f:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
-        };
-        return format!("{mantissa}e{sign}{digits:0>2}");
-    }
-    if f.fract() == 0.0 {
-        format!("{f:.0}")
-    } else {
-        f.to_string()
-    }
+    go_shortest(n.as_f64().unwrap_or(0.0), 1e-6..1e21)
 }
 
 #[cfg(test)]
