@@ -507,7 +507,10 @@ fn normalise_value(value: &mut Value, memory: &mut Memory, in_list: bool) {
         return;
     };
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
-    let is_list = kind.ends_with("List") || (map.contains_key("items") && !in_list);
+    // A Table is a list rendered: its resourceVersion is the list's, which other writers of the
+    // cluster move (kube-apiserver's own Lease renewals, for one).
+    let is_list =
+        kind.ends_with("List") || kind == "Table" || (map.contains_key("items") && !in_list);
     let is_service =
         kind == "Service" || (in_list && map.contains_key("spec") && is_service_spec(map));
     let is_status = kind == "Status";
@@ -845,6 +848,7 @@ pub fn replace_section(doc: &str, section: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn timestamps_inside_messages_are_normalised() {
@@ -852,5 +856,20 @@ mod tests {
             rewrite_timestamps(r#"{\"time\":\"2026-12-02T23:22:48Z\"} at 2026-12-02T23:22:4"#),
             r#"{\"time\":\"<time>\"} at 2026-12-02T23:22:4"#
         );
+    }
+
+    // Found by CI: kube-apiserver's table of Services carried a newer revision than the object
+    // just written (a Lease renewal came in between), testenv's did not.
+    #[test]
+    fn a_table_s_resource_version_is_a_list_s_and_an_object_s_keeps_its_order() {
+        let mut memory = Memory::default();
+        let mut object = json!({"kind": "Service", "metadata": {"resourceVersion": "812"}});
+        normalise_value(&mut object, &mut memory, false);
+        assert_eq!(object["metadata"]["resourceVersion"], "<rv-1>");
+        for kind in ["Table", "ServiceList"] {
+            let mut list = json!({"kind": kind, "metadata": {"resourceVersion": "815"}});
+            normalise_value(&mut list, &mut memory, false);
+            assert_eq!(list["metadata"]["resourceVersion"], "<list-rv>", "{kind}");
+        }
     }
 }
