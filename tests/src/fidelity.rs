@@ -514,6 +514,7 @@ fn normalise_value(value: &mut Value, memory: &mut Memory, in_list: bool) {
     let is_service =
         kind == "Service" || (in_list && map.contains_key("spec") && is_service_spec(map));
     let is_status = kind == "Status";
+    let is_table = kind == "Table";
     if let Some(Value::Object(meta)) = map.get_mut("metadata") {
         if let Some(Value::String(rv)) = meta.get_mut("resourceVersion") {
             *rv = if is_list {
@@ -553,6 +554,9 @@ fn normalise_value(value: &mut Value, memory: &mut Memory, in_list: bool) {
             }
         }
     }
+    if is_table {
+        normalise_ages(map);
+    }
     for (key, v) in map.iter_mut() {
         match (key.as_str(), &mut *v) {
             (k, Value::String(s)) if TIME_KEYS.contains(&k) && !s.is_empty() => {
@@ -577,6 +581,27 @@ fn normalise_value(value: &mut Value, memory: &mut Memory, in_list: bool) {
             }
             ("items", v) => normalise_value(v, memory, true),
             (_, v) => normalise_value(v, memory, false),
+        }
+    }
+}
+
+/// A Table's `Age` cells: each server renders the age at the moment it answers, so the two read
+/// `0s` and `1s` when a second turns in between.
+fn normalise_ages(table: &mut Map<String, Value>) {
+    let Some(column) = table
+        .get("columnDefinitions")
+        .and_then(Value::as_array)
+        .and_then(|columns| columns.iter().position(|c| c["name"] == "Age"))
+    else {
+        return;
+    };
+    if let Some(Value::Array(rows)) = table.get_mut("rows") {
+        for row in rows {
+            if let Some(cell) = row.pointer_mut(&format!("/cells/{column}"))
+                && cell.is_string()
+            {
+                *cell = Value::String("<age>".into());
+            }
         }
     }
 }
@@ -871,5 +896,17 @@ mod tests {
             normalise_value(&mut list, &mut memory, false);
             assert_eq!(list["metadata"]["resourceVersion"], "<list-rv>", "{kind}");
         }
+    }
+
+    #[test]
+    fn a_table_s_age_cells_are_normalised_and_nothing_else() {
+        let mut table = json!({
+            "kind": "Table",
+            "columnDefinitions": [{"name": "Name"}, {"name": "Data"}, {"name": "Age"}],
+            "rows": [{"cells": ["c0", 1, "0s"]}, {"cells": ["c1", 1, "1s"]}],
+        });
+        normalise_value(&mut table, &mut Memory::default(), false);
+        assert_eq!(table["rows"][0]["cells"], json!(["c0", 1, "<age>"]));
+        assert_eq!(table["rows"][1]["cells"], json!(["c1", 1, "<age>"]));
     }
 }
