@@ -1,5 +1,6 @@
 //! Fault injection: make chosen requests fail, or slow them down, to test clients' error handling.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,9 @@ struct FaultRule {
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     rules: Arc<Mutex<Vec<FaultRule>>>,
+    /// Watch events of a resource (plural) held back this long each: a watch that lags behind
+    /// the writes, as on a loaded kube-apiserver, to test that clients handle a stale cache.
+    watch_lags: Arc<Mutex<HashMap<String, Duration>>>,
 }
 
 impl Faults {
@@ -91,9 +95,31 @@ impl Faults {
         );
     }
 
-    /// Removes every fault.
+    /// Holds back each watch event of `resource` (plural) by `lag` before it is sent, on the
+    /// watches open now and later; `Duration::ZERO` ends it. Events keep their order, so each
+    /// one reaches a client at least `lag` after it was written.
+    pub fn lag_watch_events(&self, resource: &str, lag: Duration) {
+        let mut lags = self.watch_lags.lock().unwrap_or_else(|e| e.into_inner());
+        if lag.is_zero() {
+            lags.remove(resource);
+        } else {
+            lags.insert(resource.to_owned(), lag);
+        }
+    }
+
+    /// How long watch events of `resource` are held back (see [`Faults::lag_watch_events`]).
+    pub fn watch_lag(&self, resource: &str) -> Option<Duration> {
+        let lags = self.watch_lags.lock().unwrap_or_else(|e| e.into_inner());
+        lags.get(resource).copied()
+    }
+
+    /// Removes every fault, watch lags included.
     pub fn clear(&self) {
         self.rules.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.watch_lags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The action for a request, consuming one use of the first matching rule.

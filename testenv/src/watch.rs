@@ -337,6 +337,9 @@ async fn forward(
 ) -> Result<(), ()> {
     if let Some((t, obj)) = filter.translate(e) {
         durable(durability, e.resource_version, tx).await?;
+        if let Some(lag) = server.faults.watch_lag(&rt.plural) {
+            tokio::time::sleep(lag).await;
+        }
         tx.send(event_line(server, rt, accept, t.as_str(), &obj.json))
             .await
             .map_err(|_| ())?;

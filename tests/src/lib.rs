@@ -17,5 +17,5 @@ pub mod real;
 pub mod seed;
 pub mod testenv_bench;
 
-pub use backend::{BackendKind, Harness, HarnessOptions};
+pub use backend::{Backend, BackendKind, Harness, HarnessOptions};
 pub use real::{RealCluster, RealClusterError, RealClusterOptions};

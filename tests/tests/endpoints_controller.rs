@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Endpoints;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
 use svcplane_tests::fixtures::{eventually, field_managers, pod, service};
-use svcplane_tests::{BackendKind, Harness, HarnessOptions, on_both_backends};
+use svcplane_tests::{Backend, BackendKind, Harness, HarnessOptions, on_both_backends};
 use testenv::nodesim::NodeSimConfig;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -132,6 +132,63 @@ async fn thousand_and_one_pods_are_truncated_with_the_annotation(kind: BackendKi
             .unwrap_or_default()
             .contains_key("endpoints.kubernetes.io/last-change-trigger-time")
     );
+}
+
+/// A sync that runs before the watch delivers the Endpoints the controller has just created
+/// waits for its cache instead of creating again: no `409 AlreadyExists`, and so no
+/// `FailedToCreateEndpoint` Warning on the Service (upstream creates again and records one;
+/// `kubectl describe svc` then shows it on a loaded machine). testenv only: it holds back the
+/// Endpoints watch events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_endpoints_watch_gets_no_second_create() {
+    let Some(mut h) = Harness::start(
+        BackendKind::Testenv,
+        HarnessOptions {
+            nodes: Some(NodeSimConfig::with_node_count(2)),
+            garbage_collection: false,
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let controller =
+        EndpointsController::new(h.controller_client(), EndpointsControllerConfig::default());
+    let events = controller.events();
+    h.spawn(controller.run(controllers::runtime::Shutdown::never()));
+    let Backend::Testenv(env) = &h.backend else {
+        unreachable!("started on testenv")
+    };
+    env.faults()
+        .lag_watch_events("endpoints", Duration::from_secs(2));
+    h.create_service(service("web", "web", json!("http"))).await;
+    let api: Api<Endpoints> = Api::namespaced(h.client.clone(), "default");
+    eventually("the Endpoints created", WAIT, || async {
+        api.get_opt("web").await.ok().flatten()
+    })
+    .await;
+    // Its watch event is still held back: these pods' syncs find no Endpoints in the cache.
+    h.create_pods((0..3).map(|i| pod(&format!("web-{i}"), "web")).collect())
+        .await;
+    eventually("3 ready addresses", WAIT, || async {
+        let e = api.get_opt("web").await.ok().flatten()?;
+        (address_count(&e) == (3, 0)).then_some(())
+    })
+    .await;
+    let creates: Vec<_> = h
+        .requests()
+        .since(0)
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.is_on("endpoints"))
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    assert_eq!(creates[0].status, 201);
+    let warnings: Vec<_> = events
+        .recent()
+        .into_iter()
+        .filter(|e| e.reason == "FailedToCreateEndpoint")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 on_both_backends!(

@@ -1,7 +1,6 @@
 //! The legacy Endpoints controller shell (spec §2): the same reflector, queue and worker
 //! pieces as the EndpointSlice controller, driving the pure `endpoints::plan`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -24,6 +23,9 @@ use crate::runtime::{
     is_namespace_terminating, run_controller,
 };
 use gocompat::api_error_text;
+use written::{Staleness, WrittenTracker};
+
+mod written;
 
 /// Event source component.
 pub const EVENT_COMPONENT: &str = "endpoint-controller";
@@ -66,6 +68,10 @@ pub enum SyncError {
         resource_version: String,
         key: ObjectKey,
     },
+    /// The cache does not show the Endpoints this controller has created yet (svcplane only:
+    /// upstream creates again and gets 409, see [`written`]).
+    #[error("endpoints informer cache is out of date, endpoints {key} created but not yet seen")]
+    NotYetSeen { key: ObjectKey },
     /// The API refused a write.
     #[error("{}", api_error_text(.0))]
     Api(#[from] kube::Error),
@@ -77,8 +83,8 @@ struct Inner {
     services: RwLock<ServiceCache>,
     pods: RwLock<PodCache>,
     endpoints: RwLock<ObjectCache<Endpoints>>,
-    /// resourceVersions this controller replaced, per object (upstream's stale tracker).
-    replaced: Mutex<HashMap<ObjectKey, String>>,
+    /// Our writes the cache may not show yet.
+    written: Mutex<WrittenTracker>,
     triggers: Mutex<TriggerTimeTracker>,
     queue: WorkQueue<ObjectKey>,
     events: EventRecorder,
@@ -106,7 +112,7 @@ impl EndpointsController {
                 services: RwLock::default(),
                 pods: RwLock::default(),
                 endpoints: RwLock::default(),
-                replaced: Mutex::default(),
+                written: Mutex::default(),
                 triggers: Mutex::default(),
                 queue: WorkQueue::new(QueueConfig::default_controller()),
                 events,
@@ -219,10 +225,18 @@ impl Inner {
 
     fn on_endpoints(&self, delta: Delta<Endpoints>) {
         // A deleted Endpoints of an existing Service is recreated.
-        match write(&self.endpoints).apply(delta) {
-            Applied::Upserted(_) => {}
-            Applied::Deleted(key) => self.queue.add(key),
-            Applied::Gone(keys) => keys.into_iter().for_each(|key| self.queue.add(key)),
+        let applied = write(&self.endpoints).apply(delta);
+        let mut written = lock(&self.written);
+        match applied {
+            Applied::Upserted(key) => written.observed(&key),
+            Applied::Deleted(key) => {
+                written.observed(&key);
+                self.queue.add(key);
+            }
+            Applied::Gone(keys) => {
+                written.relisted();
+                keys.into_iter().for_each(|key| self.queue.add(key));
+            }
         }
     }
 
@@ -232,7 +246,7 @@ impl Inner {
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
         let Some(service) = service else {
             lock(&self.triggers).forget(key);
-            lock(&self.replaced).remove(key);
+            lock(&self.written).forget(key);
             if existing.is_some() {
                 self.config.write_gate.check()?;
                 match api.delete(&key.name, &DeleteParams::default()).await {
@@ -250,17 +264,19 @@ impl Inner {
             return Ok(());
         }
         let selected: Vec<Arc<CachedPod>> = read(&self.pods).select(&key.namespace, selector);
-        if let Some(current) = &existing {
-            let rv = current
-                .metadata
-                .resource_version
-                .clone()
-                .unwrap_or_default();
-            if lock(&self.replaced).get(key) == Some(&rv) {
+        let cached_rv = existing
+            .as_ref()
+            .map(|e| e.metadata.resource_version.as_deref().unwrap_or_default());
+        match lock(&self.written).staleness(key, cached_rv) {
+            None => {}
+            Some(Staleness::Replaced(resource_version)) => {
                 return Err(SyncError::Stale {
-                    resource_version: rv,
+                    resource_version,
                     key: key.clone(),
                 });
+            }
+            Some(Staleness::NotYetCreated) => {
+                return Err(SyncError::NotYetSeen { key: key.clone() });
             }
         }
         let trigger_time = lock(&self.triggers)
@@ -286,7 +302,10 @@ impl Inner {
             EndpointsPlan::NoOp => Ok(()),
             EndpointsPlan::Create(object) => {
                 match api.create(&crate::runtime::write_params(), &object).await {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        lock(&self.written).created(key);
+                        Ok(())
+                    }
                     Err(e) if is_namespace_terminating(&e) => Ok(()),
                     Err(e) => {
                         let text = api_error_text(&e);
@@ -308,7 +327,7 @@ impl Inner {
                 {
                     Ok(updated) => {
                         if updated.metadata.resource_version.as_deref() != Some(old_rv.as_str()) {
-                            lock(&self.replaced).insert(key.clone(), old_rv);
+                            lock(&self.written).replaced(key, old_rv);
                         }
                         Ok(())
                     }
@@ -351,7 +370,9 @@ impl Reconciler for Inner {
     /// 320 ms (kcm: 67 ms) in the side-by-side bench.
     fn error_policy(&self, error: &SyncError) -> ErrorPolicy {
         match error {
-            SyncError::Stale { .. } => ErrorPolicy::Stale(STALE_RETRY_DELAY),
+            SyncError::Stale { .. } | SyncError::NotYetSeen { .. } => {
+                ErrorPolicy::Stale(STALE_RETRY_DELAY)
+            }
             _ => ErrorPolicy::Backoff,
         }
     }
