@@ -78,7 +78,13 @@ fn normalize_address(part: &str) -> String {
 
 fn normalize(command: &str, lines: &[String], api_port: &str) -> Vec<String> {
     let slices = command.contains("get endpointslices");
-    let mut rows = normalize_rows(slices, lines, api_port);
+    // `kubectl rollout status` prints a `Waiting for ...` line each time the rollout moves
+    // while it waits: how many depends on how far the rollout got before it asked.
+    let waiting = |line: &&String| {
+        command.starts_with("kubectl rollout status") && line.starts_with("Waiting for ")
+    };
+    let lines: Vec<String> = lines.iter().filter(|l| !waiting(l)).cloned().collect();
+    let mut rows = normalize_rows(slices, &lines, api_port);
     if slices && rows.len() > 1 {
         // kubectl sorts by name, and the random suffixes decide that order.
         rows[1..].sort();
@@ -316,5 +322,16 @@ fn normalization_keeps_what_is_stable() {
             "1"
         ),
         ["kubernetes ClusterIP 10.96.0.1 <none> 443/TCP <age>"]
+    );
+    assert_eq!(
+        normalize(
+            "kubectl rollout status deployment/kubia",
+            &[
+                "Waiting for deployment \"kubia\" rollout to finish: 2 of 3 updated replicas are available...".to_string(),
+                "deployment \"kubia\" successfully rolled out".to_string()
+            ],
+            "1"
+        ),
+        ["deployment \"kubia\" successfully rolled out"]
     );
 }

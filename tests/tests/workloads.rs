@@ -751,6 +751,22 @@ async fn a_replica_set_adopts_matching_orphans_and_releases_relabeled_pods(real:
         assert!(Instant::now() < deadline, "orphan was not released");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = rs_api.get("adopter").await.unwrap().status.unwrap();
-    assert_eq!(status.replicas, 2);
+    // The status counts the replacement once a sync after its creation writes it: the sync
+    // that releases the orphan writes `replicas: 1` (upstream's too), the next one 2.
+    loop {
+        let replicas = rs_api
+            .get("adopter")
+            .await
+            .unwrap()
+            .status
+            .map(|s| s.replicas);
+        if replicas == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status.replicas is {replicas:?}, not 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
