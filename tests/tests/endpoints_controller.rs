@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use controllers::endpoints_controller::{EndpointsController, EndpointsControllerConfig};
+use controllers::runtime::EventRecorder;
 use k8s_openapi::api::core::v1::Endpoints;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
@@ -13,6 +14,14 @@ use testenv::nodesim::NodeSimConfig;
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn start(kind: BackendKind, nodes: NodeSimConfig) -> Option<Harness> {
+    start_recording_events(kind, nodes).await.map(|(h, _)| h)
+}
+
+/// [`start`], with the events the controller records.
+async fn start_recording_events(
+    kind: BackendKind,
+    nodes: NodeSimConfig,
+) -> Option<(Harness, EventRecorder)> {
     let options = HarnessOptions {
         nodes: Some(nodes),
         garbage_collection: false,
@@ -22,8 +31,9 @@ async fn start(kind: BackendKind, nodes: NodeSimConfig) -> Option<Harness> {
         harness.controller_client(),
         EndpointsControllerConfig::default(),
     );
+    let events = controller.events();
     harness.spawn(controller.run(controllers::runtime::Shutdown::never()));
-    Some(harness)
+    Some((harness, events))
 }
 
 fn address_count(e: &Endpoints) -> (usize, usize) {
@@ -141,21 +151,11 @@ async fn thousand_and_one_pods_are_truncated_with_the_annotation(kind: BackendKi
 /// Endpoints watch events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_endpoints_watch_gets_no_second_create() {
-    let Some(mut h) = Harness::start(
-        BackendKind::Testenv,
-        HarnessOptions {
-            nodes: Some(NodeSimConfig::with_node_count(2)),
-            garbage_collection: false,
-        },
-    )
-    .await
+    let Some((h, events)) =
+        start_recording_events(BackendKind::Testenv, NodeSimConfig::with_node_count(2)).await
     else {
         return;
     };
-    let controller =
-        EndpointsController::new(h.controller_client(), EndpointsControllerConfig::default());
-    let events = controller.events();
-    h.spawn(controller.run(controllers::runtime::Shutdown::never()));
     let Backend::Testenv(env) = &h.backend else {
         unreachable!("started on testenv")
     };
