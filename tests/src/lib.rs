@@ -3,9 +3,11 @@
 //! ([`real::RealCluster`], etcd + kube-apiserver built from upstream's Go modules) beside testenv,
 //! and the harness that runs one test body on both ([`backend`]).
 
+pub mod allocation_api_bench;
 pub mod allocator_bench;
 pub mod backend;
 pub mod bench_report;
+pub mod closed_loop;
 pub mod connectivity;
 pub mod controller_bench;
 pub mod controller_fidelity;

@@ -13,8 +13,13 @@ pub struct PeerRun {
     pub create_ms: Vec<f64>,
     /// Creates completed per second of the create phase (first scheduled start → last answer).
     pub creates_per_second: f64,
-    /// Creates that failed.
+    /// Creates that failed (either loop).
     pub create_errors: usize,
+    /// Create latencies in the closed loop, each client sending its next create when its last is
+    /// answered (ms).
+    pub closed_create_ms: Vec<f64>,
+    /// Creates answered per second in the closed loop: the most the server sustains.
+    pub closed_creates_per_second: f64,
     /// Latency of a LIST of every pod of the namespace, one sample per LIST (ms).
     pub list_ms: Vec<f64>,
     /// How many pods each LIST returned (the same every time).
@@ -53,8 +58,8 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// testenv ÷ upstream, with two significant digits below 1 (at least two decimals).
-fn ratio(testenv: f64, upstream: f64) -> String {
+/// svcplane's figure ÷ upstream's, with two significant digits below 1 (at least two decimals).
+pub fn ratio(testenv: f64, upstream: f64) -> String {
     if upstream <= 0.0 {
         return "—".to_string();
     }
@@ -95,6 +100,16 @@ fn rows() -> Vec<Row> {
             name: "creates completed per second",
             decimals: 0,
             value: |r| r.creates_per_second,
+        },
+        Row {
+            name: "creates/s in a closed loop (the most it sustains)",
+            decimals: 0,
+            value: |r| r.closed_creates_per_second,
+        },
+        Row {
+            name: "create p99 in the closed loop (ms)",
+            decimals: 2,
+            value: |r| percentile(&r.closed_create_ms, 99.0),
         },
         Row {
             name: "LIST of every pod, median (ms)",
@@ -203,6 +218,8 @@ mod tests {
             create_ms: vec![1.0, 2.0, 3.0],
             creates_per_second: 1000.0,
             create_errors: 0,
+            closed_create_ms: vec![4.0, 5.0],
+            closed_creates_per_second: ready * 100.0,
             list_ms: vec![100.0],
             listed: 10_000,
             fanout_ms: vec![2.0],
@@ -219,6 +236,10 @@ mod tests {
         );
         assert!(
             t.contains("| RSS holding the objects (MiB) | 500.0 | 125.0 | 0.25 | 400.0 / 600.0 | 100.0 / 150.0 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| creates/s in a closed loop (the most it sustains) | 600 | 3 | 0.0050 | 500 / 700 | 2 / 4 |"),
             "{t}"
         );
         assert!(t.contains("Pods per LIST: upstream 10000 / 10000"), "{t}");

@@ -15,7 +15,11 @@
 //! - watch fan-out: `--watchers` watches on a second namespace, one pod created, the time until
 //!   every watcher has its ADDED event; 20 times;
 //! - RSS (VmRSS; for upstream kube-apiserver + etcd) idle and after filling to
-//!   `--scale` × (150,000 pods, 10,000 headless Services, 20,000 EndpointSlices).
+//!   `--scale` × (150,000 pods, 10,000 headless Services, 20,000 EndpointSlices);
+//! - then, holding those objects, creates in a closed loop: 16 clients, each creating its next
+//!   pod (into a third namespace) when its last is answered, for `--create-seconds`; the creates
+//!   answered per second are the most the server sustains (last, so that the RSS above holds the
+//!   same objects on both sides).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +33,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 use svcplane_tests::bench_report;
+use svcplane_tests::closed_loop;
 use svcplane_tests::procfs::{load_average, status_mib};
 use svcplane_tests::real::{RealCluster, RealClusterOptions};
 use svcplane_tests::testenv_bench::{PeerRun, median, percentile, table};
@@ -43,6 +48,8 @@ const LISTS: usize = 5;
 const FANOUT_EVENTS: usize = 20;
 /// Closed-loop concurrency of the fill to `--scale` (not timed).
 const FILL_CONCURRENCY: usize = 32;
+/// Clients of the timed closed-loop creates.
+const CLOSED_LOOP_CLIENTS: usize = 16;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -337,6 +344,39 @@ async fn create_phase(
     Ok(())
 }
 
+/// Creates pods into a namespace of their own from CLOSED_LOOP_CLIENTS clients in a closed loop
+/// for `--create-seconds`.
+async fn closed_create_phase(
+    client: &kube::Client,
+    options: &Options,
+    run: &mut PeerRun,
+) -> anyhow::Result<()> {
+    create_namespace(client, "closed").await?;
+    let api = Api::<Pod>::namespaced(client.clone(), "closed");
+    let within = Duration::from_secs(options.create_seconds as u64);
+    let outcome = closed_loop::run(CLOSED_LOOP_CLIENTS, within, usize::MAX, move |i| {
+        let api = api.clone();
+        async move {
+            let pod = pod(&format!("closed-{i}"), i).map_err(|e| e.to_string())?;
+            api.create(&PostParams::default(), &pod)
+                .await
+                .map(drop)
+                .map_err(|e| format!("closed-{i}: {e}"))
+        }
+    })
+    .await;
+    if let Some(first) = outcome.errors.first() {
+        eprintln!(
+            "bench-testenv-vs-upstream: {} closed-loop creates failed, the first: {first}",
+            outcome.errors.len()
+        );
+    }
+    run.create_errors += outcome.errors.len();
+    run.closed_create_ms = outcome.latencies_ms;
+    run.closed_creates_per_second = outcome.per_second;
+    Ok(())
+}
+
 async fn list_phase(client: &kube::Client, run: &mut PeerRun) -> anyhow::Result<()> {
     let api = Api::<Pod>::namespaced(client.clone(), "bench");
     for _ in 0..LISTS {
@@ -484,6 +524,7 @@ async fn run_peer(peer: Peer, options: &Options) -> anyhow::Result<PeerRun> {
         .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         run.rss_mib = running.rss_mib();
+        closed_create_phase(&running.client, options, &mut run).await?;
         anyhow::Ok(())
     }
     .await;
@@ -507,7 +548,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             let r = run_peer(peer, &options).await?;
             let load = load_average();
             eprintln!(
-                "bench-testenv-vs-upstream: round {} {}: ready {:.3} s, create p50 {:.2} / p99 {:.2} ms, {:.0} creates/s ({} failed), LIST {:.1} ms ({} pods), fan-out {:.2} ms, RSS {:.0} → {:.0} MiB ({:.0} s, load {load})",
+                "bench-testenv-vs-upstream: round {} {}: ready {:.3} s, create p50 {:.2} / p99 {:.2} ms, {:.0} creates/s ({} failed), closed loop {:.0}/s (p99 {:.2} ms), LIST {:.1} ms ({} pods), fan-out {:.2} ms, RSS {:.0} → {:.0} MiB ({:.0} s, load {load})",
                 round + 1,
                 peer.label(),
                 median(&r.ready_seconds),
@@ -515,6 +556,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 percentile(&r.create_ms, 99.0),
                 r.creates_per_second,
                 r.create_errors,
+                r.closed_creates_per_second,
+                percentile(&r.closed_create_ms, 99.0),
                 median(&r.list_ms),
                 r.listed,
                 median(&r.fanout_ms),
@@ -533,7 +576,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         "### testenv vs kube-apiserver + etcd{}\n\n{start_date} – {}; load average (1/5/15 min) at the start and after each run: {}. \
 {} start(s) per run; creates: {}/s offered for {} s ({} pods) with {} pod watches open; LIST of those pods ×{}; \
 fan-out: {} watchers × {} events; fill: scale {} of 150,000 pods + 10,000 headless Services + 20,000 EndpointSlices \
-({} pods, {} Services, {} slices). kube-apiserver v1.34.10 + etcd v3.6.16 as `RealCluster` starts them (range 10.96.0.0/12); \
+({} pods, {} Services, {} slices); then, holding those, {CLOSED_LOOP_CLIENTS} clients creating pods in a closed loop for {} s. kube-apiserver v1.34.10 + etcd v3.6.16 as `RealCluster` starts them (range 10.96.0.0/12); \
 testenv with its default options (`testenv-server`). Runs alternated upstream, testenv, testenv, upstream, ….\n\n",
         if options.smoke { " — smoke" } else { "" },
         bench_report::now_utc(),
@@ -550,6 +593,7 @@ testenv with its default options (`testenv-server`). Runs alternated upstream, t
         ((150_000.0 * options.scale) as usize).max(options.rate * options.create_seconds),
         (10_000.0 * options.scale) as usize,
         (20_000.0 * options.scale) as usize,
+        options.create_seconds,
     );
     let text = format!("{header}{}", table(&upstream, &testenv));
     println!("{text}");
