@@ -7,6 +7,7 @@
 //! `tests/tests/sidecar.rs`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use allocator::BitmapSizeLimit;
@@ -81,10 +82,14 @@ impl Case {
     }
 
     fn plan(&self) -> RepairPlan {
+        // As the informers' stores hand them over.
+        fn shared<T: Clone>(objects: &[T]) -> Vec<Arc<T>> {
+            objects.iter().cloned().map(Arc::new).collect()
+        }
         plan_repair(&RepairInput {
-            services: &self.services,
-            ip_addresses: &self.ips,
-            node_port_allocations: &self.ports,
+            services: &shared(&self.services),
+            ip_addresses: &shared(&self.ips),
+            node_port_allocations: &shared(&self.ports),
             dropped: &self.dropped,
             ranges: &ranges(),
             node_ports: PortRange::parse("30000-32767").unwrap(),

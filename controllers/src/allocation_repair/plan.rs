@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use allocator::registry::{
@@ -28,12 +29,12 @@ pub type ServiceKey = (String, String);
 /// What the repair pass sees.
 #[derive(Debug, Clone)]
 pub struct RepairInput<'a> {
-    /// Every stored Service.
-    pub services: &'a [Service],
+    /// Every stored Service, shared with the informer's store (a pass copies none of them).
+    pub services: &'a [Arc<Service>],
     /// Every IPAddress, whoever manages it.
-    pub ip_addresses: &'a [IPAddress],
+    pub ip_addresses: &'a [Arc<IPAddress>],
     /// Every NodePortAllocation.
-    pub node_port_allocations: &'a [NodePortAllocation],
+    pub node_port_allocations: &'a [Arc<NodePortAllocation>],
     /// Values whose Service was seen deleted or seen dropping them, by Service.
     pub dropped: &'a BTreeSet<(ServiceKey, Claim)>,
     /// The ClusterIP ranges.
@@ -660,6 +661,7 @@ impl<'a> Inventory<'a> {
         let mut services: Vec<&Service> = input
             .services
             .iter()
+            .map(Arc::as_ref)
             .filter(|s| s.metadata.deletion_timestamp.is_none())
             .collect();
         services.sort_by_key(|s| key_of(s));
@@ -667,11 +669,13 @@ impl<'a> Inventory<'a> {
         let ip_objects = input
             .ip_addresses
             .iter()
+            .map(Arc::as_ref)
             .filter_map(|o| ip_address_ip(o).map(|ip| (ip, o)))
             .collect();
         let port_objects = input
             .node_port_allocations
             .iter()
+            .map(Arc::as_ref)
             .map(|o| (o.spec.port, o))
             .collect();
         let ours = if authoritative {
