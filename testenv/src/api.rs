@@ -1423,9 +1423,7 @@ impl ApiServer {
     }
 
     fn is_builtin(&self, rt: &ResourceType) -> bool {
-        crate::resources::ResourceTable::builtin()
-            .get(&rt.group, &rt.version, &rt.plural)
-            .is_some()
+        crate::resources::is_builtin_resource(&rt.group, &rt.version, &rt.plural)
     }
 
     async fn delete(self: &Arc<Self>, req: &ApiRequest) -> Result<Reply, ApiError> {

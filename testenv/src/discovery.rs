@@ -11,9 +11,7 @@ use crate::status::ApiError;
 /// The verbs discovery lists, in the order kube-apiserver does: apiextensions-apiserver lists a
 /// custom resource's verbs in its own order.
 fn verbs_of(rt: &ResourceType) -> &'static [&'static str] {
-    let builtin = crate::resources::ResourceTable::builtin()
-        .get(&rt.group, &rt.version, &rt.plural)
-        .is_some();
+    let builtin = crate::resources::is_builtin_resource(&rt.group, &rt.version, &rt.plural);
     if builtin && rt.is_review() {
         &["create"]
     } else if builtin && rt.group.is_empty() && rt.plural == "namespaces" {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::resources::{ResourceTable, ResourceType};
+use crate::resources::ResourceType;
 use crate::server::ApiServer;
 use crate::store::CollectionKey;
 use crate::table::{self, CustomColumn};
@@ -149,10 +149,7 @@ pub fn build_table(
 }
 
 fn printer_for_server(server: &ApiServer, rt: &ResourceType) -> TablePrinter {
-    let builtin = ResourceTable::builtin()
-        .get(&rt.group, &rt.version, &rt.plural)
-        .is_some();
-    if builtin {
+    if crate::resources::is_builtin_resource(&rt.group, &rt.version, &rt.plural) {
         return TablePrinter::for_resource(rt, None, true);
     }
     let crd = server
@@ -271,6 +268,7 @@ pub fn render_watch_object(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::ResourceTable;
 
     const KUBECTL_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
 

@@ -409,6 +409,14 @@ const BUILTINS: &[Builtin] = &[
     },
 ];
 
+/// Whether `group`/`version`/`plural` is one of the built-in kinds of the contract, without
+/// building the table (handlers ask on every request).
+pub fn is_builtin_resource(group: &str, version: &str, plural: &str) -> bool {
+    BUILTINS
+        .iter()
+        .any(|b| b.group == group && b.version == version && b.plural == plural)
+}
+
 impl ResourceTable {
     /// The built-in kinds of the contract.
     pub fn builtin() -> Self {
@@ -519,6 +527,20 @@ pub fn resources_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_builtin_check_agrees_with_the_table() {
+        let table = ResourceTable::builtin();
+        for rt in table.all() {
+            assert!(
+                is_builtin_resource(&rt.group, &rt.version, &rt.plural),
+                "{rt:?}"
+            );
+        }
+        assert!(is_builtin_resource("", "v1", "services"));
+        assert!(!is_builtin_resource("", "v2", "services"));
+        assert!(!is_builtin_resource("example.com", "v1", "widgets"));
+    }
 
     #[test]
     fn builtin_kinds_resolve_by_path_and_kind() {
