@@ -356,12 +356,12 @@ fn observe_service(observed: &mut Observed, event: &watcher::Event<Service>) {
     }
 }
 
-/// Wakes the pass loop on every change of a watched kind.
 /// How long changes are gathered before the next pass, after a pass that took `planned` to plan.
 fn settle_after(planned: Duration) -> Duration {
     (planned * SETTLE_PER_PASS).clamp(DEBOUNCE, MAX_SETTLE)
 }
 
+/// Wakes the pass loop on every change of a watched kind.
 fn notify_on_change<K>(notify: &Arc<Notify>) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
     let notify = notify.clone();
     move |_| notify.notify_one()
