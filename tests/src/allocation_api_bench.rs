@@ -12,7 +12,7 @@ use std::ops::RangeInclusive;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
 
-use crate::testenv_bench::{median, percentile, ratio};
+use crate::figures::{Figure, Peers, percentile, side_by_side};
 
 /// What one closed-loop phase of Service creates measured.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,41 +92,34 @@ pub fn check_allocations(
     Ok(())
 }
 
-/// One figure of a run.
-struct Row {
-    name: &'static str,
-    decimals: usize,
-    value: fn(&PeerRun) -> f64,
-}
-
-fn rows() -> Vec<Row> {
+fn figures() -> Vec<Figure<PeerRun>> {
     vec![
-        Row {
+        Figure {
             name: "ClusterIP Services: creates/s",
             decimals: 0,
             value: |r| r.cluster_ip.creates_per_second,
         },
-        Row {
+        Figure {
             name: "ClusterIP Services: create p50 (ms)",
             decimals: 2,
             value: |r| percentile(&r.cluster_ip.create_ms, 50.0),
         },
-        Row {
+        Figure {
             name: "ClusterIP Services: create p99 (ms)",
             decimals: 2,
             value: |r| percentile(&r.cluster_ip.create_ms, 99.0),
         },
-        Row {
+        Figure {
             name: "NodePort Services: creates/s",
             decimals: 0,
             value: |r| r.node_port.creates_per_second,
         },
-        Row {
+        Figure {
             name: "NodePort Services: create p50 (ms)",
             decimals: 2,
             value: |r| percentile(&r.node_port.create_ms, 50.0),
         },
-        Row {
+        Figure {
             name: "NodePort Services: create p99 (ms)",
             decimals: 2,
             value: |r| percentile(&r.node_port.create_ms, 99.0),
@@ -137,27 +130,12 @@ fn rows() -> Vec<Row> {
 /// The markdown table: per figure the median over runs of each peer, svcplane ÷ upstream, and
 /// every run's figure.
 pub fn table(upstream: &[PeerRun], svcplane: &[PeerRun]) -> String {
-    let mut out = format!(
-        "| figure (median of {} / {} runs) | kube-apiserver + etcd | svcplane up | svcplane ÷ upstream | runs upstream | runs svcplane |\n|---|---|---|---|---|---|\n",
-        upstream.len(),
-        svcplane.len()
-    );
-    for row in rows() {
-        let u: Vec<f64> = upstream.iter().map(row.value).collect();
-        let s: Vec<f64> = svcplane.iter().map(row.value).collect();
-        let f = |v: f64| format!("{v:.*}", row.decimals);
-        let all = |v: &[f64]| v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(" / ");
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            row.name,
-            f(median(&u)),
-            f(median(&s)),
-            ratio(median(&s), median(&u)),
-            all(&u),
-            all(&s),
-        );
-    }
+    let peers = Peers {
+        upstream: "kube-apiserver + etcd",
+        ours: "svcplane up",
+        ours_short: "svcplane",
+    };
+    let mut out = side_by_side(&figures(), &peers, upstream, svcplane);
     let errors = |runs: &[PeerRun]| {
         runs.iter()
             .map(|r| r.cluster_ip.errors + r.node_port.errors)

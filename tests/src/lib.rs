@@ -13,6 +13,7 @@ pub mod controller_bench;
 pub mod controller_fidelity;
 pub mod data_plane;
 pub mod fidelity;
+pub mod figures;
 pub mod fixtures;
 pub mod procfs;
 pub mod real;

@@ -32,106 +32,62 @@ pub struct PeerRun {
     pub rss_idle_mib: f64,
 }
 
-/// The `p`th percentile (nearest rank) of `values`; 0 when there are none.
-pub fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
+use crate::figures::{Figure, Peers, side_by_side};
+pub use crate::figures::{median, percentile};
 
-/// The median (mean of the middle two for an even count); 0 when there are none.
-pub fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len().is_multiple_of(2) {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
-    }
-}
-
-/// svcplane's figure ÷ upstream's, with two significant digits below 1 (at least two decimals).
-pub fn ratio(testenv: f64, upstream: f64) -> String {
-    if upstream <= 0.0 {
-        return "—".to_string();
-    }
-    let r = testenv / upstream;
-    let decimals = if r > 0.0 && r < 1.0 {
-        (1 - r.log10().floor() as i32).max(2) as usize
-    } else {
-        2
-    };
-    format!("{r:.decimals$}")
-}
-
-/// One figure of a run.
-struct Row {
-    name: &'static str,
-    decimals: usize,
-    value: fn(&PeerRun) -> f64,
-}
-
-fn rows() -> Vec<Row> {
+fn figures() -> Vec<Figure<PeerRun>> {
     vec![
-        Row {
+        Figure {
             name: "start → /readyz 200, median of the starts (s)",
             decimals: 3,
             value: |r| median(&r.ready_seconds),
         },
-        Row {
+        Figure {
             name: "create p50 at the offered rate (ms)",
             decimals: 2,
             value: |r| percentile(&r.create_ms, 50.0),
         },
-        Row {
+        Figure {
             name: "create p99 at the offered rate (ms)",
             decimals: 2,
             value: |r| percentile(&r.create_ms, 99.0),
         },
-        Row {
+        Figure {
             name: "creates completed per second",
             decimals: 0,
             value: |r| r.creates_per_second,
         },
-        Row {
+        Figure {
             name: "creates/s in a closed loop (the most it sustains)",
             decimals: 0,
             value: |r| r.closed_creates_per_second,
         },
-        Row {
+        Figure {
             name: "create p99 in the closed loop (ms)",
             decimals: 2,
             value: |r| percentile(&r.closed_create_ms, 99.0),
         },
-        Row {
+        Figure {
             name: "LIST of every pod, median (ms)",
             decimals: 1,
             value: |r| median(&r.list_ms),
         },
-        Row {
+        Figure {
             name: "watch fan-out: one create → every watcher saw it, median (ms)",
             decimals: 2,
             value: |r| median(&r.fanout_ms),
         },
-        Row {
+        Figure {
             name: "watch fan-out p99 (ms)",
             decimals: 2,
             value: |r| percentile(&r.fanout_ms, 99.0),
         },
-        Row {
+        Figure {
             name: "RSS idle, before any object (MiB)",
             decimals: 1,
             value: |r| r.rss_idle_mib,
         },
-        Row {
+        Figure {
             name: "RSS holding the objects (MiB)",
             decimals: 1,
             value: |r| r.rss_mib,
@@ -142,27 +98,12 @@ fn rows() -> Vec<Row> {
 /// The markdown table: per figure the median over runs of each peer, testenv ÷ upstream, and
 /// every run's figure.
 pub fn table(upstream: &[PeerRun], testenv: &[PeerRun]) -> String {
-    let mut out = format!(
-        "| figure (median of {} / {} runs) | kube-apiserver + etcd | testenv | testenv ÷ upstream | runs upstream | runs testenv |\n|---|---|---|---|---|---|\n",
-        upstream.len(),
-        testenv.len()
-    );
-    for row in rows() {
-        let u: Vec<f64> = upstream.iter().map(row.value).collect();
-        let t: Vec<f64> = testenv.iter().map(row.value).collect();
-        let f = |v: f64| format!("{v:.*}", row.decimals);
-        let all = |v: &[f64]| v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(" / ");
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            row.name,
-            f(median(&u)),
-            f(median(&t)),
-            ratio(median(&t), median(&u)),
-            all(&u),
-            all(&t),
-        );
-    }
+    let peers = Peers {
+        upstream: "kube-apiserver + etcd",
+        ours: "testenv",
+        ours_short: "testenv",
+    };
+    let mut out = side_by_side(&figures(), &peers, upstream, testenv);
     let errors = |runs: &[PeerRun]| runs.iter().map(|r| r.create_errors).sum::<usize>();
     let listed = |runs: &[PeerRun]| {
         runs.iter()
@@ -184,32 +125,6 @@ pub fn table(upstream: &[PeerRun], testenv: &[PeerRun]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&v, 100.0), 100.0);
-        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), 2.0);
-        assert_eq!(percentile(&[], 99.0), 0.0);
-    }
-
-    #[test]
-    fn small_ratios_keep_two_significant_digits() {
-        assert_eq!(ratio(0.009, 4.2), "0.0021");
-        assert_eq!(ratio(1.0, 4.0), "0.25");
-        assert_eq!(ratio(0.9, 10.0), "0.090");
-        assert_eq!(ratio(999.0, 435.0), "2.30");
-        assert_eq!(ratio(1.0, 0.0), "—");
-    }
-
-    #[test]
-    fn medians_of_odd_and_even_counts() {
-        assert_eq!(median(&[5.0, 1.0, 3.0]), 3.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert_eq!(median(&[]), 0.0);
-    }
 
     #[test]
     fn the_table_gives_medians_ratios_and_every_run() {

@@ -28,11 +28,11 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use svcplane_tests::allocation_api_bench::{PeerRun, PhaseRun, check_allocations, table};
-use svcplane_tests::bench_report;
+use svcplane_tests::bench_report::{self, Flags, free_port};
 use svcplane_tests::closed_loop;
+use svcplane_tests::figures::percentile;
 use svcplane_tests::procfs::load_average;
 use svcplane_tests::real::{RealCluster, RealClusterOptions};
-use svcplane_tests::testenv_bench::percentile;
 
 const USAGE: &str = "usage: bench-allocation-api-vs-upstream [--smoke] [--rounds N] [--clients N] \
 [--seconds N] [--node-ports N] [--write FILE]";
@@ -53,8 +53,8 @@ struct Options {
 }
 
 fn parse_options() -> Result<Options, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
+    let mut flags = Flags::from_env(USAGE);
+    let smoke = flags.smoke();
     let mut o = Options {
         smoke,
         rounds: if smoke { 1 } else { 2 },
@@ -63,28 +63,13 @@ fn parse_options() -> Result<Options, String> {
         node_ports: if smoke { 100 } else { 2000 },
         write: None,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == "--smoke" {
-            continue;
-        }
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or(format!("{arg} needs a value\n{USAGE}"))
-        };
-        let count = |v: String| {
-            v.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(format!("{arg}: not a positive number: {v}"))
-        };
-        match arg.as_str() {
-            "--rounds" => o.rounds = count(value()?)?,
-            "--clients" => o.clients = count(value()?)?,
-            "--seconds" => o.seconds = count(value()?)?,
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--rounds" => o.rounds = flags.count(&flag)?,
+            "--clients" => o.clients = flags.count(&flag)?,
+            "--seconds" => o.seconds = flags.count(&flag)?,
             "--node-ports" => {
-                let n = count(value()?)?;
+                let n = flags.count(&flag)?;
                 let capacity = NODE_PORTS.count();
                 if n > capacity {
                     return Err(format!(
@@ -95,9 +80,8 @@ fn parse_options() -> Result<Options, String> {
                 }
                 o.node_ports = n;
             }
-            "--write" => o.write = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
+            "--write" => o.write = Some(PathBuf::from(flags.value(&flag)?)),
+            other => return Err(flags.unknown(other)),
         }
     }
     Ok(o)
@@ -153,12 +137,6 @@ fn svcplane_bin() -> anyhow::Result<PathBuf> {
         path.display()
     );
     Ok(path)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 async fn start(peer: Peer) -> anyhow::Result<Running> {

@@ -32,7 +32,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use svcplane_tests::bench_report;
+use svcplane_tests::bench_report::{self, Flags, free_port};
 use svcplane_tests::closed_loop;
 use svcplane_tests::procfs::{load_average, status_mib};
 use svcplane_tests::real::{RealCluster, RealClusterOptions};
@@ -64,8 +64,8 @@ struct Options {
 }
 
 fn parse_options() -> Result<Options, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
+    let mut flags = Flags::from_env(USAGE);
+    let smoke = flags.smoke();
     let mut o = Options {
         smoke,
         rounds: if smoke { 1 } else { 2 },
@@ -76,39 +76,23 @@ fn parse_options() -> Result<Options, String> {
         scale: if smoke { 0.0 } else { 0.1 },
         write: None,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == "--smoke" {
-            continue;
-        }
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or(format!("{arg} needs a value\n{USAGE}"))
-        };
-        let count = |v: String| {
-            v.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(format!("{arg}: not a positive number: {v}"))
-        };
-        match arg.as_str() {
-            "--rounds" => o.rounds = count(value()?)?,
-            "--starts" => o.starts = count(value()?)?,
-            "--rate" => o.rate = count(value()?)?,
-            "--create-seconds" => o.create_seconds = count(value()?)?,
-            "--watchers" => o.watchers = count(value()?)?,
+    while let Some(flag) = flags.next_flag() {
+        match flag.as_str() {
+            "--rounds" => o.rounds = flags.count(&flag)?,
+            "--starts" => o.starts = flags.count(&flag)?,
+            "--rate" => o.rate = flags.count(&flag)?,
+            "--create-seconds" => o.create_seconds = flags.count(&flag)?,
+            "--watchers" => o.watchers = flags.count(&flag)?,
             "--scale" => {
-                let v = value()?;
+                let v = flags.value(&flag)?;
                 o.scale = v
                     .parse::<f64>()
                     .ok()
                     .filter(|s| (0.0..=10.0).contains(s))
                     .ok_or(format!("--scale: not a number from 0 to 10: {v}"))?
             }
-            "--write" => o.write = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
+            "--write" => o.write = Some(PathBuf::from(flags.value(&flag)?)),
+            other => return Err(flags.unknown(other)),
         }
     }
     Ok(o)
@@ -167,12 +151,6 @@ fn testenv_server() -> anyhow::Result<PathBuf> {
         path.display()
     );
     Ok(path)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 async fn readyz(client: &kube::Client) -> bool {
