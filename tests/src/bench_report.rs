@@ -62,6 +62,16 @@ impl Flags {
     }
 }
 
+/// The order of two peers in round `round`, ABBA: `first` leads the even rounds and `second` the
+/// odd ones, so that drift in the machine's load hits both alike.
+pub fn abba_order<P>(round: usize, first: P, second: P) -> [P; 2] {
+    if round.is_multiple_of(2) {
+        [first, second]
+    } else {
+        [second, first]
+    }
+}
+
 /// A loopback port nothing listens on (at the moment of asking).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -140,6 +150,12 @@ mod tests {
             args.iter().map(|a| a.to_string()).collect(),
             "usage: bench [--rounds N]",
         )
+    }
+
+    #[test]
+    fn peers_alternate_abba() {
+        let order: Vec<[char; 2]> = (0..4).map(|r| abba_order(r, 'a', 'b')).collect();
+        assert_eq!(order, [['a', 'b'], ['b', 'a'], ['a', 'b'], ['b', 'a']]);
     }
 
     #[test]

@@ -316,11 +316,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let mut upstream = Vec::new();
     let mut svcplane = Vec::new();
     for round in 0..options.rounds {
-        let order = if round % 2 == 0 {
-            [Peer::Upstream, Peer::Svcplane]
-        } else {
-            [Peer::Svcplane, Peer::Upstream]
-        };
+        let order = bench_report::abba_order(round, Peer::Upstream, Peer::Svcplane);
         for peer in order {
             let t = Instant::now();
             let r = run_peer(peer, &options).await?;

@@ -715,11 +715,7 @@ async fn bench(options: Options) -> anyhow::Result<()> {
     };
     let mut samples = Vec::new();
     for round in 0..options.rounds {
-        let order = if round % 2 == 0 {
-            [Arm::Svcplane, Arm::Upstream]
-        } else {
-            [Arm::Upstream, Arm::Svcplane]
-        };
+        let order = svcplane_tests::bench_report::abba_order(round, Arm::Svcplane, Arm::Upstream);
         for arm in order {
             let sample = measure(&run, arm, round).await.map_err(|e| {
                 anyhow::anyhow!(

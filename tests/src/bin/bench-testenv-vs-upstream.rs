@@ -516,11 +516,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let mut upstream = Vec::new();
     let mut testenv = Vec::new();
     for round in 0..options.rounds {
-        let order = if round % 2 == 0 {
-            [Peer::Upstream, Peer::Testenv]
-        } else {
-            [Peer::Testenv, Peer::Upstream]
-        };
+        let order = bench_report::abba_order(round, Peer::Upstream, Peer::Testenv);
         for peer in order {
             let t = Instant::now();
             let r = run_peer(peer, &options).await?;

@@ -755,12 +755,7 @@ async fn run_bench(options: &Options, bench: Bench) -> anyhow::Result<(String, b
     let mut results = Vec::new();
     let mut loads = vec![load_start];
     for round in 0..options.rounds {
-        // ABBA: the order flips every round, so that drift in the machine's load hits both.
-        let order = if round % 2 == 0 {
-            [Peer::Kcm, Peer::Svcplane]
-        } else {
-            [Peer::Svcplane, Peer::Kcm]
-        };
+        let order = bench_report::abba_order(round, Peer::Kcm, Peer::Svcplane);
         for peer in order {
             let t = Instant::now();
             let result = run_peer(peer, options, w).await?;
