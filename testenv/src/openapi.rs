@@ -1,18 +1,28 @@
 //! OpenAPI documents as kubectl downloads them: `/openapi/v3` (an index of group-versions) and
-//! `/openapi/v3/{api/v1 | apis/group/version}` (paths and component schemas), so that
-//! `kubectl apply` finds server-side field validation and the strategic-merge metadata it needs.
-//! `/openapi/v2` is a valid document without paths or definitions (kubectl 1.27 and 1.28 refuse to
-//! apply without one; finding no patch metadata there, they use their compiled-in types).
+//! `/openapi/v3/{api/v1 | apis/group/version | ...}` (paths and component schemas), so that
+//! `kubectl explain` shows what kube-apiserver shows (enums, defaults, list types) and
+//! `kubectl apply` finds the strategic-merge metadata it needs; `/openapi/v2` (JSON) likewise.
 //!
-//! Schemas of the built-in kinds come from k8s-openapi's `schemars` impls; the patch-strategy
-//! extensions upstream derives from Go struct tags are added from
-//! [`crate::schemas::PATCH_METADATA`].
+//! The built-in group-versions are served from kube-apiserver 1.34's own documents
+//! (`data/openapi-kube-apiserver.json.gz`), pruned to the paths testenv serves and the schemas
+//! those reach ([`prune_upstream`]); `tests/tests/openapi_documents.rs` fetches them from the real
+//! kube-apiserver, checks the stored copy against them and rewrites it on request. The documents
+//! of custom resources' group-versions are built here from their CRDs, with the built-in schemas
+//! of k8s-openapi's `schemars` impls ([`crate::schemas`]).
+//!
+//! Not served: the protobuf form of `/openapi/v2` (gnostic's `openapi_v2.Document`) carries only
+//! `swagger` and `info`. client-go asks for that form; kubectl 1.27 and 1.28 then build client-side
+//! apply patches from their compiled-in types (the same patches, for built-in kinds), and
+//! `kubectl explain --output plaintext-openapiv2` finds no fields.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::sync::OnceLock;
 
 use http::Response;
 use serde_json::{Map, Value, json};
 
+use crate::protobuf::wire::{FieldReader, WireValue};
 use crate::resources::{ResourceTable, ResourceType};
 use crate::router::Route;
 use crate::schemas::builtin_schemas;
@@ -20,28 +30,32 @@ use crate::server::{ApiServer, Body, error_response, json_response};
 use crate::status::ApiError;
 use crate::store::CollectionKey;
 
-fn collect_refs(v: &Value, out: &mut Vec<String>) {
+/// Where OpenAPI v3 documents keep their schemas (`$ref`s point there).
+const V3_SCHEMAS: &str = "#/components/schemas/";
+/// Where Swagger 2.0 documents keep theirs.
+const V2_DEFINITIONS: &str = "#/definitions/";
+
+/// The schema names `v` refers to (`$ref`s under `prefix`).
+fn collect_refs(v: &Value, prefix: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
                 if k == "$ref"
-                    && let Some(r) = x
-                        .as_str()
-                        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    && let Some(r) = x.as_str().and_then(|r| r.strip_prefix(prefix))
                 {
                     out.push(r.to_string());
                 } else {
-                    collect_refs(x, out);
+                    collect_refs(x, prefix, out);
                 }
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, prefix, out)),
         _ => {}
     }
 }
 
-/// The names reachable from `roots` through `$ref`s, roots included.
-fn reachable(components: &Map<String, Value>, roots: &[String]) -> BTreeSet<String> {
+/// The names reachable from `roots` through `$ref`s under `prefix`, roots included.
+fn reachable(components: &Map<String, Value>, roots: &[String], prefix: &str) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     let mut stack: Vec<String> = roots.to_vec();
     while let Some(name) = stack.pop() {
@@ -50,7 +64,7 @@ fn reachable(components: &Map<String, Value>, roots: &[String]) -> BTreeSet<Stri
         }
         if let Some(s) = components.get(&name) {
             let mut refs = Vec::new();
-            collect_refs(s, &mut refs);
+            collect_refs(s, prefix, &mut refs);
             stack.extend(refs.into_iter().filter(|r| !seen.contains(r)));
         }
     }
@@ -255,7 +269,7 @@ pub fn group_version_document(server: &ApiServer, group: &str, version: &str) ->
         resource_paths(rt, &schema, &mut paths);
     }
     let mut components = Map::new();
-    for name in reachable(&builtins.components, &roots) {
+    for name in reachable(&builtins.components, &roots, V3_SCHEMAS) {
         if let Some(s) = builtins.components.get(&name) {
             components.insert(name, s.clone());
         }
@@ -271,10 +285,18 @@ pub fn group_version_document(server: &ApiServer, group: &str, version: &str) ->
     }))
 }
 
-/// The `/openapi/v3` index: one entry per served group/version, with a content hash.
+/// The `/openapi/v3` index: kube-apiserver's documents testenv serves, and one entry per
+/// group/version of custom resources, each with a content hash.
 pub fn index_document(server: &ApiServer) -> Value {
     let table = server.resources();
+    let upstream = upstream();
     let mut paths = Map::new();
+    for (key, (_, hash)) in &upstream.v3 {
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+        );
+    }
     for (group, versions) in table.groups() {
         for version in versions {
             let key = if group.is_empty() {
@@ -282,6 +304,9 @@ pub fn index_document(server: &ApiServer) -> Value {
             } else {
                 format!("apis/{group}/{version}")
             };
+            if upstream.v3.contains_key(&key) {
+                continue;
+            }
             let hash = group_version_document(server, &group, &version)
                 .map(|d| content_hash(&serde_json::to_vec(&d).unwrap_or_default()))
                 .unwrap_or_default();
@@ -294,34 +319,266 @@ pub fn index_document(server: &ApiServer) -> Value {
     json!({"paths": paths})
 }
 
+/// kube-apiserver's documents as stored: `{"v3": {"api/v1": document, ...}, "v2": document}`.
+const UPSTREAM_GZ: &[u8] = include_bytes!("../data/openapi-kube-apiserver.json.gz");
+
+/// kube-apiserver's documents, decoded once, with each v3 document's bytes and hash.
+struct Upstream {
+    v3: BTreeMap<String, (bytes::Bytes, String)>,
+    v2: bytes::Bytes,
+    v2_protobuf: bytes::Bytes,
+}
+
+fn upstream() -> &'static Upstream {
+    static UPSTREAM: OnceLock<Upstream> = OnceLock::new();
+    UPSTREAM.get_or_init(|| {
+        let stored = stored_upstream_documents();
+        let v3 = stored["v3"]
+            .as_object()
+            .map(|docs| {
+                docs.iter()
+                    .map(|(key, doc)| {
+                        let bytes = serde_json::to_vec(doc).unwrap_or_default();
+                        let hash = content_hash(&bytes);
+                        (key.clone(), (bytes::Bytes::from(bytes), hash))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let v2 = bytes::Bytes::from(serde_json::to_vec(&stored["v2"]).unwrap_or_default());
+        let v2_protobuf = bytes::Bytes::from(stored_upstream_v2_protobuf());
+        Upstream {
+            v3,
+            v2,
+            v2_protobuf,
+        }
+    })
+}
+
+/// The stored copy of kube-apiserver's documents (`{"v3": {...}, "v2": {...}}`), as
+/// [`prune_upstream`] made it. The copy is compiled in: if it does not decode, the build is
+/// broken, and testenv serves empty documents rather than fail every request.
+pub fn stored_upstream_documents() -> Value {
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(UPSTREAM_GZ)
+        .read_to_end(&mut text)
+        .ok()
+        .and_then(|_| serde_json::from_slice(&text).ok())
+        .unwrap_or_else(|| json!({"v3": {}, "v2": {}}))
+}
+
+/// Compresses documents for storage as `data/openapi-kube-apiserver.json.gz`, pretty-printed so
+/// that `zdiff` of two copies shows which schema changed.
+pub fn encode_upstream_documents(documents: &Value) -> Vec<u8> {
+    let text = serde_json::to_vec_pretty(documents).unwrap_or_default();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(&text);
+    gz.finish().unwrap_or_default()
+}
+
+/// Whether testenv serves `path` (an OpenAPI path such as `/api/v1/namespaces/{namespace}/pods`
+/// or `/apis/apps/v1/watch/deployments`): the roots, the served groups and group-versions, and
+/// the operations of the served resources and their subresources.
+pub fn serves_path(table: &ResourceTable, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let served_version = |group: &str, version: &str| {
+        table
+            .groups()
+            .iter()
+            .any(|(g, vs)| g == group && vs.iter().any(|v| v == version))
+    };
+    let (group, version, rest) = match segments.as_slice() {
+        ["api"] | ["apis"] | ["version"] => return true,
+        ["apis", group] => return table.groups().iter().any(|(g, _)| g == group),
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return false,
+    };
+    if !served_version(group, version) {
+        return false;
+    }
+    let (watch, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
+    let rest = match rest {
+        ["namespaces", "{namespace}", rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let resource = |plural: &str| table.get(group, version, plural);
+    match rest {
+        [] => !watch,
+        [plural] => resource(plural).is_some_and(|rt| !(watch && rt.is_review())),
+        [plural, "{name}"] => resource(plural).is_some_and(|rt| !rt.is_review()),
+        // Namespaces' `finalize` is served beside the table's subresources (as discovery lists it).
+        ["namespaces", "{name}", "finalize"] => !watch && group.is_empty(),
+        [plural, "{name}", sub] => {
+            !watch && resource(plural).is_some_and(|rt| rt.subresources.iter().any(|s| s == sub))
+        }
+        _ => false,
+    }
+}
+
+/// kube-apiserver's documents pruned to what testenv serves: each v3 document of `v3` (keyed as
+/// the `/openapi/v3` index keys them) whose root testenv serves, and the v2 document, each with
+/// the paths [`serves_path`] keeps and the schemas those reach.
+pub fn prune_upstream(v3: &BTreeMap<String, Value>, v2: &Value) -> Value {
+    let table = ResourceTable::builtin();
+    let prune = |doc: &Value, schemas_pointer: &str, prefix: &str| -> Value {
+        let mut doc = doc.clone();
+        let paths: Map<String, Value> = doc["paths"]
+            .as_object()
+            .map(|paths| {
+                paths
+                    .iter()
+                    .filter(|(path, _)| serves_path(&table, path))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut roots = Vec::new();
+        collect_refs(&Value::Object(paths.clone()), prefix, &mut roots);
+        let all = doc
+            .pointer(schemas_pointer)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let kept: Map<String, Value> = reachable(&all, &roots, prefix)
+            .into_iter()
+            .filter_map(|name| all.get(&name).map(|s| (name, s.clone())))
+            .collect();
+        doc["paths"] = Value::Object(paths);
+        if let Some(schemas) = doc.pointer_mut(schemas_pointer) {
+            *schemas = Value::Object(kept);
+        }
+        doc
+    };
+    let v3: Map<String, Value> = v3
+        .iter()
+        .filter(|(key, _)| serves_path(&table, key))
+        .map(|(key, doc)| (key.clone(), prune(doc, "/components/schemas", V3_SCHEMAS)))
+        .collect();
+    json!({"v3": v3, "v2": prune(v2, "/definitions", V2_DEFINITIONS)})
+}
+
 /// The media type of gnostic's protobuf OpenAPI v2 document, which client-go asks for.
 pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
-/// A length-delimited protobuf field.
-fn proto_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
-    out.push((field << 3) | 2);
-    let mut len = bytes.len();
+/// A varint on the wire.
+fn proto_varint(out: &mut Vec<u8>, mut value: u64) {
     loop {
-        let b = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
+        let b = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
             out.push(b);
             break;
         }
         out.push(b | 0x80);
     }
+}
+
+/// A length-delimited protobuf field.
+fn proto_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    proto_varint(out, u64::from(field << 3 | 2));
+    proto_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
-/// `openapi_v2.Document{swagger: "2.0", info: {title: "Kubernetes", version}}` in protobuf.
-pub fn v2_protobuf(version: &str) -> Vec<u8> {
-    let mut info = Vec::new();
-    proto_bytes(&mut info, 1, b"Kubernetes");
-    proto_bytes(&mut info, 2, version.as_bytes());
-    let mut doc = Vec::new();
-    proto_bytes(&mut doc, 1, b"2.0");
-    proto_bytes(&mut doc, 2, &info);
-    doc
+/// Writes one field as it was read.
+fn proto_field(out: &mut Vec<u8>, field: u32, value: WireValue<'_>) {
+    let tag = |wire: u8| u64::from(field << 3 | u32::from(wire));
+    match value {
+        WireValue::Bytes(b) => proto_bytes(out, field, b),
+        WireValue::Varint(v) => {
+            proto_varint(out, tag(0));
+            proto_varint(out, v);
+        }
+        WireValue::Fixed64(v) => {
+            proto_varint(out, tag(1));
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        WireValue::Fixed32(v) => {
+            proto_varint(out, tag(5));
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// The entries of a gnostic `Paths` (field 2, `NamedPathItem`) or `Definitions` (field 1,
+/// `NamedSchema`) message whose name (field 1 of the entry) `keep` accepts; other fields as read.
+fn keep_named(
+    message: &[u8],
+    entries: u32,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<u8>, crate::protobuf::ProtobufError> {
+    let mut out = Vec::new();
+    let mut fields = FieldReader::new(message, "openapi_v2.Paths");
+    while let Some((number, value)) = fields.next_field()? {
+        if let (true, WireValue::Bytes(entry)) = (number == entries, value) {
+            let mut name = "";
+            let mut entry_fields = FieldReader::new(entry, "openapi_v2.Named");
+            while let Some((n, v)) = entry_fields.next_field()? {
+                if let (1, WireValue::Bytes(b)) = (n, v) {
+                    name = std::str::from_utf8(b).unwrap_or("");
+                }
+            }
+            if !keep(name) {
+                continue;
+            }
+        }
+        proto_field(&mut out, number, value);
+    }
+    Ok(out)
+}
+
+/// kube-apiserver's protobuf `/openapi/v2` (gnostic's `openapi_v2.Document`) pruned to the paths
+/// and definitions `pruned` (its JSON form, from [`prune_upstream`]) keeps; every kept entry keeps
+/// kube-apiserver's bytes.
+pub fn prune_upstream_v2_protobuf(
+    document: &[u8],
+    pruned: &Value,
+) -> Result<Vec<u8>, crate::protobuf::ProtobufError> {
+    let has = |pointer: &'static str| {
+        move |name: &str| {
+            pruned
+                .pointer(pointer)
+                .is_some_and(|m| m.get(name).is_some())
+        }
+    };
+    let (paths, definitions) = (has("/paths"), has("/definitions"));
+    let mut out = Vec::new();
+    let mut fields = FieldReader::new(document, "openapi_v2.Document");
+    while let Some((number, value)) = fields.next_field()? {
+        match (number, value) {
+            // Document.paths: Paths.path (2) entries.
+            (8, WireValue::Bytes(b)) => proto_bytes(&mut out, 8, &keep_named(b, 2, &paths)?),
+            // Document.definitions: Definitions.additional_properties (1) entries.
+            (9, WireValue::Bytes(b)) => proto_bytes(&mut out, 9, &keep_named(b, 1, &definitions)?),
+            (number, value) => proto_field(&mut out, number, value),
+        }
+    }
+    Ok(out)
+}
+
+/// kube-apiserver's protobuf `/openapi/v2` as stored (pruned by [`prune_upstream_v2_protobuf`]).
+const UPSTREAM_V2_PROTOBUF_GZ: &[u8] = include_bytes!("../data/openapi-v2-kube-apiserver.pb.gz");
+
+/// The stored protobuf `/openapi/v2`, decompressed (empty if the compiled-in copy is broken).
+pub fn stored_upstream_v2_protobuf() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    match flate2::read::GzDecoder::new(UPSTREAM_V2_PROTOBUF_GZ).read_to_end(&mut bytes) {
+        Ok(_) => bytes,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Compresses the protobuf document for storage as `data/openapi-v2-kube-apiserver.pb.gz`.
+pub fn encode_upstream_v2_protobuf(document: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(document);
+    gz.finish().unwrap_or_default()
 }
 
 /// FNV-1a over the document, as a hex string (stable across runs, changes with content).
@@ -338,26 +595,23 @@ fn content_hash(bytes: &[u8]) -> String {
 pub fn serve(server: &ApiServer, route: &Route, accept: &str) -> Response<Body> {
     match route {
         Route::OpenApiV2 => {
-            let version = &server.options.git_version;
             if accept.contains(OPENAPI_V2_PROTOBUF) {
                 // Go's mime parser rejects the '@' of the protobuf media type; kube-openapi
                 // answers octet-stream as well.
                 crate::server::bytes_response(
                     200,
                     "application/octet-stream",
-                    bytes::Bytes::from(v2_protobuf(version)),
+                    upstream().v2_protobuf.clone(),
                 )
             } else {
-                json_response(
-                    200,
-                    "application/json",
-                    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": version},
-                        "paths": {}, "definitions": {}}),
-                )
+                crate::server::bytes_response(200, "application/json", upstream().v2.clone())
             }
         }
         Route::OpenApiV3Index => json_response(200, "application/json", index_document(server)),
         Route::OpenApiV3(rest) => {
+            if let Some((bytes, _)) = upstream().v3.get(rest.trim_matches('/')) {
+                return crate::server::bytes_response(200, "application/json", bytes.clone());
+            }
             let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
             let doc = match segs.as_slice() {
                 ["api", version] => group_version_document(server, "", version),
@@ -380,18 +634,111 @@ mod tests {
     #[test]
     fn reachability_follows_refs() {
         let s = builtin_schemas();
-        let r = reachable(&s.components, &["io.k8s.api.core.v1.Service".to_string()]);
+        let r = reachable(
+            &s.components,
+            &["io.k8s.api.core.v1.Service".to_string()],
+            V3_SCHEMAS,
+        );
         assert!(r.contains("io.k8s.api.core.v1.ServicePort"));
         assert!(r.contains("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
         assert!(!r.contains("io.k8s.api.core.v1.PodSpec"));
     }
 
+    /// A `NamedPathItem` or `NamedSchema`: its name and an opaque value.
+    fn named(name: &str, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        proto_bytes(&mut out, 1, name.as_bytes());
+        proto_bytes(&mut out, 2, value);
+        out
+    }
+
     #[test]
-    fn v2_document_is_a_gnostic_protobuf_document() {
-        assert_eq!(
-            v2_protobuf("v1"),
-            b"\x0a\x032.0\x12\x10\x0a\x0aKubernetes\x12\x02v1".to_vec()
+    fn protobuf_v2_keeps_the_named_entries_the_json_form_keeps_and_every_other_field() {
+        let mut paths = Vec::new();
+        proto_bytes(&mut paths, 2, &named("/api/v1/pods", b"\x0a\x01p"));
+        proto_bytes(&mut paths, 2, &named("/apis/batch/v1/jobs", b"\x0a\x01j"));
+        let mut definitions = Vec::new();
+        proto_bytes(
+            &mut definitions,
+            1,
+            &named("io.k8s.api.core.v1.Pod", b"\x12\x01s"),
         );
+        proto_bytes(
+            &mut definitions,
+            1,
+            &named("io.k8s.api.batch.v1.Job", b"\x12\x01t"),
+        );
+        let mut document = Vec::new();
+        proto_bytes(&mut document, 1, b"2.0");
+        proto_bytes(&mut document, 8, &paths);
+        proto_bytes(&mut document, 9, &definitions);
+        proto_field(&mut document, 20, WireValue::Varint(300));
+        let pruned = json!({"paths": {"/api/v1/pods": {}},
+            "definitions": {"io.k8s.api.core.v1.Pod": {}}});
+        let mut want_paths = Vec::new();
+        proto_bytes(&mut want_paths, 2, &named("/api/v1/pods", b"\x0a\x01p"));
+        let mut want_definitions = Vec::new();
+        proto_bytes(
+            &mut want_definitions,
+            1,
+            &named("io.k8s.api.core.v1.Pod", b"\x12\x01s"),
+        );
+        let mut want = Vec::new();
+        proto_bytes(&mut want, 1, b"2.0");
+        proto_bytes(&mut want, 8, &want_paths);
+        proto_bytes(&mut want, 9, &want_definitions);
+        proto_field(&mut want, 20, WireValue::Varint(300));
+        assert_eq!(
+            prune_upstream_v2_protobuf(&document, &pruned).unwrap(),
+            want
+        );
+        assert!(prune_upstream_v2_protobuf(b"\x42\x05ab", &pruned).is_err());
+    }
+
+    #[test]
+    fn paths_are_served_when_their_resource_and_subresource_are() {
+        let table = ResourceTable::builtin();
+        for served in [
+            "/api/",
+            "/api/v1/",
+            "/apis/apps/",
+            "/api/v1/namespaces/{namespace}/pods/{name}/status",
+            "/api/v1/watch/namespaces/{namespace}/services",
+            "/api/v1/namespaces/{name}/finalize",
+            "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            "version",
+        ] {
+            assert!(serves_path(&table, served), "{served}");
+        }
+        for unserved in [
+            "/apis/batch/v1/jobs",
+            "/apis/batch/",
+            "/api/v1/namespaces/{namespace}/pods/{name}/eviction",
+            "/api/v1/watch/namespaces/{namespace}/pods/{name}/status",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews/{name}",
+            "/apis/authorization.k8s.io/v1/watch/selfsubjectaccessreviews",
+            "/logs/",
+            ".well-known/openid-configuration",
+        ] {
+            assert!(!serves_path(&table, unserved), "{unserved}");
+        }
+    }
+
+    #[test]
+    fn the_stored_documents_decode_and_hold_the_core_group() {
+        let stored = stored_upstream_documents();
+        assert!(
+            stored
+                .pointer("/v3/api~1v1/components/schemas/io.k8s.api.core.v1.Service")
+                .is_some()
+        );
+        assert!(
+            stored
+                .pointer("/v2/definitions/io.k8s.api.core.v1.Service")
+                .is_some()
+        );
+        assert!(!stored_upstream_v2_protobuf().is_empty());
     }
 
     #[test]

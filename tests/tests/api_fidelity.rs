@@ -9,6 +9,10 @@
 //!
 //! The test fails on a difference `tests/fidelity/known.yaml` gives no reason for, printing the
 //! first differing step's minimal diff.
+//!
+//! `testenv_serves_kube_apiservers_openapi_documents` holds testenv's compiled-in copy of
+//! kube-apiserver's OpenAPI documents to what the real kube-apiserver serves;
+//! `SVCPLANE_OPENAPI_WRITE=1` rewrites the copy (`testenv/data/openapi-kube-apiserver.json.gz`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -137,6 +141,131 @@ async fn testenv_answers_as_kube_apiserver() {
             .map(|o| o.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    );
+}
+
+/// GETs `path` as JSON, or panics saying which request failed.
+async fn get_json(client: &kube::Client, path: &str) -> serde_json::Value {
+    let request = http::Request::get(path)
+        .header("accept", "application/json")
+        .body(Vec::new())
+        .expect("a request");
+    client
+        .request::<serde_json::Value>(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// GETs `path` as `accept`, the body's bytes.
+async fn get_bytes(client: &kube::Client, path: &str, accept: &str) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    let request = http::Request::get(path)
+        .header("accept", accept)
+        .body(kube::client::Body::empty())
+        .expect("a request");
+    let response = client
+        .send(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
+    response
+        .into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .to_bytes()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testenv_serves_kube_apiservers_openapi_documents() {
+    let Some(cluster) =
+        real::start_or_skip("openapi_documents", RealClusterOptions::default()).await
+    else {
+        return;
+    };
+    let real = cluster.client();
+    let table = testenv::resources::ResourceTable::builtin();
+    let index = get_json(&real, "/openapi/v3").await;
+    let mut v3 = std::collections::BTreeMap::new();
+    for (key, entry) in index["paths"].as_object().expect("an index of documents") {
+        if !testenv::openapi::serves_path(&table, key) {
+            continue;
+        }
+        let url = entry["serverRelativeURL"].as_str().expect("a document URL");
+        v3.insert(key.clone(), get_json(&real, url).await);
+    }
+    let v2 = get_json(&real, "/openapi/v2").await;
+    let expected = testenv::openapi::prune_upstream(&v3, &v2);
+    let v2_protobuf = get_bytes(&real, "/openapi/v2", testenv::openapi::OPENAPI_V2_PROTOBUF).await;
+    let expected_protobuf =
+        testenv::openapi::prune_upstream_v2_protobuf(&v2_protobuf, &expected["v2"])
+            .expect("kube-apiserver's protobuf /openapi/v2 decodes");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testenv/data");
+    if flag("SVCPLANE_OPENAPI_WRITE") {
+        std::fs::write(
+            data.join("openapi-kube-apiserver.json.gz"),
+            testenv::openapi::encode_upstream_documents(&expected),
+        )
+        .expect("the stored documents written");
+        std::fs::write(
+            data.join("openapi-v2-kube-apiserver.pb.gz"),
+            testenv::openapi::encode_upstream_v2_protobuf(&expected_protobuf),
+        )
+        .expect("the stored protobuf document written");
+        eprintln!("wrote {}; rebuild testenv to serve them", data.display());
+        return;
+    }
+    let stored = testenv::openapi::stored_upstream_documents();
+    let differing: Vec<String> = expected["v3"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, doc)| stored["v3"].get(key.as_str()) != Some(doc))
+        .map(|(key, _)| format!("v3 {key}"))
+        .chain((stored["v2"] != expected["v2"]).then(|| "v2".to_string()))
+        .chain(
+            (testenv::openapi::stored_upstream_v2_protobuf() != expected_protobuf)
+                .then(|| "v2 protobuf".to_string()),
+        )
+        .chain(
+            stored["v3"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(key, _)| expected["v3"].get(key.as_str()).is_none())
+                .map(|(key, _)| format!("v3 {key} (no longer served)")),
+        )
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "testenv's copy of kube-apiserver's OpenAPI documents is stale ({}); rerun with \
+         SVCPLANE_OPENAPI_WRITE=1 and rebuild",
+        differing.join(", ")
+    );
+    // testenv serves the copy as kube-apiserver serves the originals.
+    let env = TestEnv::start().await.expect("testenv starts");
+    let testenv = env.client();
+    let served_index = get_json(&testenv, "/openapi/v3").await;
+    for (key, doc) in expected["v3"].as_object().expect("v3 documents") {
+        let url = served_index["paths"][key]["serverRelativeURL"]
+            .as_str()
+            .unwrap_or_else(|| panic!("testenv's /openapi/v3 lists no {key}"));
+        assert_eq!(&get_json(&testenv, url).await, doc, "/openapi/v3/{key}");
+    }
+    assert_eq!(get_json(&testenv, "/openapi/v2").await, expected["v2"]);
+    assert_eq!(
+        get_bytes(
+            &testenv,
+            "/openapi/v2",
+            testenv::openapi::OPENAPI_V2_PROTOBUF
+        )
+        .await,
+        expected_protobuf
     );
 }
 
