@@ -187,7 +187,12 @@ pub fn render(
     match preferred_as(accept) {
         Some((kind, _)) if kind == "Table" => {
             let printer = printer_for_server(server, rt);
-            let (objects, meta) = split_body(body, is_list);
+            let (mut objects, meta) = split_body(body, is_list);
+            // A row's object is encoded whole, with its type (list items carry none); kubectl's
+            // `--sort-by` decodes it.
+            for object in &mut objects {
+                with_type(object, &rt.kind, &rt.api_version());
+            }
             let table = build_table(
                 &printer,
                 &table_api_version(accept),
@@ -216,6 +221,19 @@ pub fn render(
             }
         }
         _ => (json_ct, body),
+    }
+}
+
+/// `object` with `kind` and `apiVersion` first, as Go encodes a typed object, unless it has them.
+fn with_type(object: &mut Value, kind: &str, api_version: &str) {
+    if let Value::Object(fields) = object
+        && !fields.contains_key("kind")
+    {
+        let mut typed = Map::new();
+        typed.insert("kind".into(), Value::String(kind.into()));
+        typed.insert("apiVersion".into(), Value::String(api_version.into()));
+        typed.extend(std::mem::take(fields));
+        *fields = typed;
     }
 }
 

@@ -29,9 +29,26 @@ pub fn answer(kind: &str, mut review: Value) -> Result<Value, ApiError> {
             }
             json!({"allowed": true})
         }
+        // What kube-apiserver's RBAC resolver lists for the user: the rules of the bootstrap
+        // roles bound to its groups (cluster-admin to system:masters; system:basic-user,
+        // system:discovery and system:public-info-viewer to system:authenticated). RBAC visits
+        // the bindings in its cache's order; kubectl sorts what it prints.
         "SelfSubjectRulesReview" => json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "resourceRules": [
+                {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+                {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
+                {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["selfsubjectreviews"]},
+            ],
+            "nonResourceRules": [
+                {"verbs": ["*"], "nonResourceURLs": ["*"]},
+                {"verbs": ["get"], "nonResourceURLs":
+                    ["/healthz", "/livez", "/readyz", "/version", "/version/"]},
+                {"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*",
+                    "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version",
+                    "/version/"]},
+            ],
             "incomplete": false,
         }),
         _ => return Err(ApiError::internal(format!("{kind} is not a review kind"))),

@@ -1,13 +1,15 @@
-//! The API differential: scenarios of HTTP requests (data files under `tests/fidelity/`) replayed
-//! against testenv and against the real kube-apiserver, answers compared after normalising what
-//! must differ between two servers (uids, timestamps, resourceVersion values but not their order,
-//! generated name suffixes, allocated ClusterIPs and NodePorts).
+//! The API differential: scenarios of HTTP requests and kubectl commands (data files under
+//! `tests/fidelity/`) replayed against testenv and against the real kube-apiserver, answers
+//! compared after normalising what must differ between two servers (uids, timestamps,
+//! resourceVersion values but not their order, generated name suffixes, allocated ClusterIPs and
+//! NodePorts, ages, the servers' addresses).
 //!
-//! Each scenario runs in its own namespace (`{ns}` in paths and bodies), created first on both
-//! servers. A step's answer is compared on its status code, the headers clients read
-//! (`Content-Type`, `Warning`, `Location`) and the body. `tests/fidelity/known.yaml` gives the
-//! reason for each difference that remains (deliberate, or not fixed yet); the test fails on any
-//! other.
+//! Each scenario runs in its own namespace (`{ns}` in paths, bodies and kubectl's arguments),
+//! created first on both servers. An HTTP step's answer is compared on its status code, the headers
+//! clients read (`Content-Type`, `Warning`, `Location`) and the body; a kubectl step's on its exit
+//! status and what it printed (JSON output as a value, text line by line with the columns' widths
+//! ignored). `tests/fidelity/known.yaml` gives the reason for each difference that remains
+//! (deliberate, or not fixed yet); the test fails on any other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -36,15 +38,25 @@ pub struct Scenario {
     pub file: String,
 }
 
-/// One request and how to read its answer.
-#[derive(Debug, Clone, Deserialize)]
+/// One request (or kubectl command) and how to read its answer.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// `GET` unless given.
     #[serde(default = "get")]
     pub method: String,
-    /// The path, `{ns}` and captured `{vars}` substituted; may carry a query string.
+    /// The path, `{ns}` and captured `{vars}` substituted; may carry a query string. Empty for a
+    /// kubectl step.
+    #[serde(default)]
     pub path: String,
+    /// A kubectl command instead of a request: its arguments, `{ns}` and `{vars}` substituted;
+    /// `--namespace={ns}` is added unless the arguments choose a namespace.
+    pub kubectl: Option<Vec<String>>,
+    /// kubectl's standard input (for `-f -`), `{ns}` and `{vars}` substituted.
+    pub stdin: Option<String>,
+    /// The kubectl build to run: `1.27` runs `kubectl.1.27` from beside the `kubectl` on PATH;
+    /// that `kubectl` when not given.
+    pub kubectl_version: Option<String>,
     /// More query parameters.
     #[serde(default)]
     pub query: BTreeMap<String, String>,
@@ -100,6 +112,14 @@ pub fn load(dir: &Path) -> Vec<Scenario> {
         let mut scenarios: Vec<Scenario> =
             serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for s in &mut scenarios {
+            for step in &s.steps {
+                assert!(
+                    step.kubectl.is_some() == step.path.is_empty(),
+                    "{}: scenario {}: each step has either a path or a kubectl command",
+                    file.display(),
+                    s.name
+                );
+            }
             s.file = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -158,14 +178,29 @@ struct Memory {
     uids: HashMap<String, usize>,
 }
 
+/// One server under comparison: a client for HTTP steps, a kubeconfig for kubectl steps.
+#[derive(Clone)]
+pub struct Side {
+    /// The client.
+    pub client: kube::Client,
+    /// A kubeconfig file for the same server and user.
+    pub kubeconfig: PathBuf,
+}
+
 /// Runs a scenario's steps on one server.
-async fn run_on(client: &kube::Client, ns: &str, scenario: &Scenario) -> Vec<Option<Answer>> {
+async fn run_on(side: &Side, ns: &str, scenario: &Scenario) -> Vec<Option<Answer>> {
     let mut memory = Memory::default();
     let mut answers = Vec::new();
     for step in &scenario.steps {
+        if let Some(args) = &step.kubectl {
+            let raw = run_kubectl(side, ns, step, args, &memory).await;
+            let answer = normalise_kubectl(raw, &mut memory);
+            answers.push(step.compare.then_some(answer));
+            continue;
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let raw = loop {
-            let raw = send(client, ns, step, &memory).await;
+            let raw = send(&side.client, ns, step, &memory).await;
             match step.until {
                 Some(code) if raw.code != code && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -327,6 +362,230 @@ async fn send(client: &kube::Client, ns: &str, step: &Step, memory: &Memory) -> 
         location,
         body,
     }
+}
+
+/// The kubectl binary of `version` (`kubectl.VERSION` beside the `kubectl` on PATH), or the
+/// `kubectl` on PATH; an error says which one is missing.
+pub fn kubectl_binary(version: Option<&str>) -> Result<PathBuf, String> {
+    let on_path = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| "kubectl is not on PATH".to_string())?;
+    let Some(version) = version else {
+        return Ok(on_path);
+    };
+    // PATH may hold a symbolic link to the directory where the versioned builds live.
+    let dir = std::fs::canonicalize(&on_path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let versioned = dir.join(format!("kubectl.{version}"));
+    if versioned.is_file() {
+        Ok(versioned)
+    } else {
+        Err(format!("{} is missing", versioned.display()))
+    }
+}
+
+/// The kubectl builds `scenarios` run (`None`: the one on PATH).
+pub fn kubectl_versions(scenarios: &[Scenario]) -> std::collections::BTreeSet<Option<String>> {
+    scenarios
+        .iter()
+        .flat_map(|s| &s.steps)
+        .filter(|step| step.kubectl.is_some())
+        .map(|step| step.kubectl_version.clone())
+        .collect()
+}
+
+/// Whether kubectl's arguments choose the namespace themselves.
+fn names_a_namespace(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        matches!(a.as_str(), "-n" | "--namespace" | "-A" | "--all-namespaces")
+            || a.starts_with("--namespace=")
+    })
+}
+
+/// Runs one kubectl step: the exit status as the code, what it printed as the body.
+async fn run_kubectl(
+    side: &Side,
+    ns: &str,
+    step: &Step,
+    args: &[String],
+    memory: &Memory,
+) -> Answer {
+    let failed = |message: String| Answer {
+        code: 0,
+        content_type: String::new(),
+        warnings: vec![],
+        location: None,
+        body: Value::String(message),
+    };
+    let binary = match kubectl_binary(step.kubectl_version.as_deref()) {
+        Ok(b) => b,
+        Err(e) => return failed(e),
+    };
+    let mut args: Vec<String> = args.iter().map(|a| substitute(a, ns, memory)).collect();
+    if !names_a_namespace(&args) {
+        args.push(format!("--namespace={ns}"));
+    }
+    let mut command = tokio::process::Command::new(&binary);
+    command
+        .args(&args)
+        .arg(format!("--kubeconfig={}", side.kubeconfig.display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("{}: {e}", binary.display())),
+    };
+    if let Some(mut input) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let text = step.stdin.as_deref().map(|t| substitute(t, ns, memory));
+        // kubectl may exit before reading its input (a bad flag): a broken pipe is its answer.
+        let _ = input.write_all(text.unwrap_or_default().as_bytes()).await;
+    }
+    let output = match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await
+    {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return failed(format!("{}: {e}", binary.display())),
+        Err(_) => return failed("kubectl did not finish within 60 s".into()),
+    };
+    Answer {
+        code: u16::try_from(output.status.code().unwrap_or(-1).rem_euclid(256)).unwrap_or(255),
+        content_type: String::new(),
+        warnings: vec![],
+        location: None,
+        body: serde_json::json!({
+            "stdout": String::from_utf8_lossy(&output.stdout),
+            "stderr": String::from_utf8_lossy(&output.stderr),
+        }),
+    }
+}
+
+/// kubectl's output as compared: JSON output as a normalised value, text as lines with uids,
+/// times, ages, resourceVersions and the server's address replaced and runs of spaces (the
+/// columns' widths, which follow the cells) folded to one.
+fn normalise_kubectl(mut answer: Answer, memory: &mut Memory) -> Answer {
+    for stream in ["stdout", "stderr"] {
+        let Some(text) = answer
+            .body
+            .get(stream)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let value = match serde_json::from_str::<Value>(&text) {
+            Ok(mut v) if text.trim_start().starts_with('{') => {
+                normalise_value(&mut v, memory, false);
+                v
+            }
+            _ => Value::Array(
+                text.lines()
+                    .map(|line| Value::String(normalise_kubectl_line(line, memory)))
+                    .collect(),
+            ),
+        };
+        answer.body[stream] = value;
+    }
+    answer
+}
+
+fn normalise_kubectl_line(line: &str, memory: &mut Memory) -> String {
+    let line = rewrite_resource_versions(&rewrite_message(line, memory));
+    line.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(|word| {
+            if is_age(word) {
+                "<age>".to_string()
+            } else if let Some(rest) = word.strip_prefix("https://127.0.0.1:") {
+                let port_end = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                format!("https://<server>{}", &rest[port_end..])
+            } else {
+                rewrite_uuids(word)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Replaces the value of each `resourceVersion` an object quoted in `text` carries (`"N"`, also
+/// with escaped quotes) with `<rv>`.
+fn rewrite_resource_versions(text: &str) -> String {
+    const KEY: &str = "resourceVersion";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(KEY) {
+        let after = at + KEY.len();
+        out.push_str(&rest[..after]);
+        rest = &rest[after..];
+        // The separator: quotes (escaped or not), a colon and spaces, then the digits.
+        let separator = rest
+            .bytes()
+            .take_while(|b| matches!(b, b'"' | b'\\' | b':' | b' '))
+            .count();
+        let digits = rest[separator..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        if separator > 0 && digits > 0 {
+            out.push_str(&rest[..separator]);
+            out.push_str("<rv>");
+            rest = &rest[separator + digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// kubectl's human durations (`5s`, `2m3s`, `4h`, `3d12h`, `2y45d`) and `<invalid>`.
+fn is_age(word: &str) -> bool {
+    if word == "<invalid>" {
+        return true;
+    }
+    let mut parts = 0;
+    let mut rest = word;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit = rest[digits..].chars().next();
+        if digits == 0 || !matches!(unit, Some('s' | 'm' | 'h' | 'd' | 'y')) {
+            return false;
+        }
+        rest = &rest[digits + 1..];
+        parts += 1;
+    }
+    (1..=2).contains(&parts)
+}
+
+/// Replaces each uid (8-4-4-4-12 hex digits) in `text` with `<uid>`.
+fn rewrite_uuids(text: &str) -> String {
+    const SHAPE: &[u8] = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let matches = bytes.len() >= i + SHAPE.len()
+            && SHAPE.iter().zip(&bytes[i..]).all(|(want, got)| match want {
+                b'x' => got.is_ascii_hexdigit(),
+                other => other == got,
+            });
+        if matches {
+            out.push_str("<uid>");
+            i += SHAPE.len();
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8().max(1);
+        }
+    }
+    out
 }
 
 /// `299 - "a", 299 - "b"` as the warnings' texts (kube-apiserver may fold several into one
@@ -791,23 +1050,15 @@ pub fn namespace_of(scenario: &Scenario) -> String {
 }
 
 /// Runs `scenario` on both servers (at the same time) and compares.
-pub async fn run(testenv: &kube::Client, real: &kube::Client, scenario: &Scenario) -> Outcome {
+pub async fn run(testenv: &Side, real: &Side, scenario: &Scenario) -> Outcome {
     let ns = namespace_of(scenario);
     let create_ns = Step {
         method: "POST".into(),
         path: "/api/v1/namespaces".into(),
-        query: BTreeMap::new(),
-        headers: BTreeMap::new(),
         body: Some(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns}})),
-        raw: None,
-        watch: None,
         compare: false,
-        until: None,
-        capture: BTreeMap::new(),
-        ignore: vec![],
-        only: vec![],
-        resources: vec![],
+        ..Step::default()
     };
     let mut with_ns = scenario.clone();
     with_ns.steps.insert(0, create_ns);
@@ -819,7 +1070,10 @@ pub async fn run(testenv: &kube::Client, real: &kube::Client, scenario: &Scenari
             let d = diff(x, y, 12);
             if !d.is_empty() {
                 let step = &with_ns.steps[i];
-                diff_lines.push(format!("step {i}: {} {}", step.method, step.path));
+                match &step.kubectl {
+                    Some(args) => diff_lines.push(format!("step {i}: kubectl {}", args.join(" "))),
+                    None => diff_lines.push(format!("step {i}: {} {}", step.method, step.path)),
+                }
                 diff_lines.extend(d.into_iter().map(|l| format!("  {l}")));
                 break;
             }
@@ -874,6 +1128,52 @@ pub fn replace_section(doc: &str, section: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn kubectl_tables_compare_without_ages_uids_widths_or_the_server_s_port() {
+        let mut memory = Memory::default();
+        assert_eq!(
+            normalise_kubectl_line(
+                "web    ClusterIP   None    <none>   80/TCP   2m3s",
+                &mut memory
+            ),
+            "web ClusterIP None <none> 80/TCP <age>"
+        );
+        assert_eq!(
+            normalise_kubectl_line(
+                "uid 0b5f6a52-4f43-4a7a-9d38-2c1d4a3a9e11 at https://127.0.0.1:41234/api/v1",
+                &mut memory
+            ),
+            "uid <uid> at https://<server>/api/v1"
+        );
+        assert_eq!(
+            rewrite_resource_versions(
+                r#"{\"resourceVersion\":\"241\",\"x\":1} resourceVersion: "7""#
+            ),
+            r#"{\"resourceVersion\":\"<rv>\",\"x\":1} resourceVersion: "<rv>""#
+        );
+        for age in ["5s", "10m", "3h4m", "2y45d", "<invalid>"] {
+            assert!(is_age(age), "{age}");
+        }
+        for not_age in ["80/TCP", "s5", "1", "5x", "1h2m3s", "v1"] {
+            assert!(!is_age(not_age), "{not_age}");
+        }
+    }
+
+    #[test]
+    fn kubectl_json_output_is_normalised_as_a_value() {
+        let answer = Answer {
+            code: 0,
+            content_type: String::new(),
+            warnings: vec![],
+            location: None,
+            body: json!({"stdout": "{\"metadata\": {\"uid\": \"u1\", \"creationTimestamp\": \"2026-12-03T10:00:00Z\"}}\n",
+                "stderr": "Warning: a\n"}),
+        };
+        let normalised = normalise_kubectl(answer, &mut Memory::default());
+        assert_eq!(normalised.body["stdout"]["metadata"]["uid"], "<uid-1>");
+        assert_eq!(normalised.body["stderr"], json!(["Warning: a"]));
+    }
 
     #[test]
     fn timestamps_inside_messages_are_normalised() {
