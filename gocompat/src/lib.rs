@@ -2,6 +2,7 @@
 //! One home for compatibility with Go's and the Kubernetes Go libraries' output: what a user
 //! reads must look as upstream's would, and never like Rust's `Debug`.
 
+pub mod base64;
 pub mod errors;
 pub mod hash_order;
 pub mod ip;

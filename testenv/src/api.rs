@@ -294,39 +294,86 @@ fn check_list_options(req: &ApiRequest) -> Result<(), ApiError> {
 }
 
 /// Checks and fills apiVersion/kind against the resource the URL names.
+///
+/// For a built-in resource, a body of another type is refused as kube-apiserver's codec refuses
+/// it: the body is decoded as the type it names (a type it does not know: "no kind is
+/// registered"; a decode error: that error), and what decodes cannot be converted to the URL's
+/// internal type ("unknown conversion"); only a type that converts to the same internal type
+/// (another version or group of the same kind) reaches the create handler's API version check.
 fn check_type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     let want_av = rt.api_version();
-    match obj.get("apiVersion").and_then(Value::as_str) {
-        Some(av) if !av.is_empty() && av != want_av => {
-            // A version of the kind's own group that is not served: kube-apiserver's codec finds
-            // no type registered for it, and the create handler says so in the decoder's words.
-            let (group, version) = av.rsplit_once('/').unwrap_or(("", av));
-            if group == rt.group && rt.is_builtin() {
-                let kind = obj.get("kind").and_then(Value::as_str).unwrap_or(&rt.kind);
-                return Err(ApiError::bad_request(format!(
-                    "{kind} in version {} cannot be handled as a {}: no kind {} is registered for version {} in scheme \"pkg/runtime/scheme.go:110\"",
-                    crate::meta::go_quote(version),
-                    rt.kind,
-                    crate::meta::go_quote(kind),
-                    crate::meta::go_quote(av),
-                )));
-            }
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({want_av})"
-            )));
-        }
-        _ => obj["apiVersion"] = json!(want_av),
+    let text = |key: &str| {
+        obj.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let av = text("apiVersion").unwrap_or_else(|| want_av.clone());
+    let kind = text("kind").unwrap_or_else(|| rt.kind.clone());
+    if av == want_av && kind == rt.kind {
+        obj["apiVersion"] = json!(want_av);
+        obj["kind"] = json!(rt.kind);
+        return Ok(());
     }
-    match obj.get("kind").and_then(Value::as_str) {
-        Some(k) if !k.is_empty() && k != rt.kind => {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                rt.kind
-            )));
+    let mismatched_version = || {
+        ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({want_av})"
+        ))
+    };
+    if !rt.is_builtin() {
+        if av != want_av {
+            return Err(mismatched_version());
         }
-        _ => obj["kind"] = json!(rt.kind),
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            rt.kind
+        )));
     }
-    Ok(())
+    let (group, version) = av.rsplit_once('/').unwrap_or(("", av.as_str()));
+    let cannot_handle = |why: String| {
+        ApiError::bad_request(format!(
+            "{kind} in version {} cannot be handled as a {}: {why}",
+            crate::meta::go_quote(version),
+            rt.kind
+        ))
+    };
+    let registered = crate::schemas::builtin_schemas()
+        .schema_name(group, version, &kind)
+        .is_some()
+        || crate::openapi::is_upstream_kind(group, version, &kind);
+    if !registered {
+        return Err(cannot_handle(format!(
+            "no kind {} is registered for version {} in scheme \"pkg/runtime/scheme.go:110\"",
+            crate::meta::go_quote(&kind),
+            crate::meta::go_quote(&av),
+        )));
+    }
+    if kind == rt.kind && internal_package(group) == internal_package(&rt.group) {
+        return Err(mismatched_version());
+    }
+    let as_named = ResourceType {
+        group: group.to_string(),
+        version: version.to_string(),
+        kind: kind.clone(),
+        ..rt.clone()
+    };
+    if let Err(e) = crate::decode::decode_builtin_object(&as_named, None, &mut obj.clone()) {
+        return Err(cannot_handle(e));
+    }
+    Err(cannot_handle(format!(
+        "converting ({version}.{kind}) to ({}.{}): unknown conversion",
+        internal_package(&rt.group),
+        rt.kind
+    )))
+}
+
+/// The Go package of a group's internal types in kube-apiserver (`core` for the core group and
+/// for events.k8s.io, whose Event is core's; otherwise the group's first label).
+fn internal_package(group: &str) -> &str {
+    match group {
+        "" | "events.k8s.io" => "core",
+        other => other.split('.').next().unwrap_or(other),
+    }
 }
 
 /// Everything but metadata and status: a change here bumps metadata.generation.
@@ -768,6 +815,9 @@ impl ApiServer {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
         apply_admission_defaults(&rt.group, &rt.kind, &mut obj);
+        if rt.group.is_empty() && rt.kind == "Node" {
+            crate::defaults::taint_new_node_not_ready(&mut obj);
+        }
         if rt.group.is_empty() && rt.kind == "Service" {
             crate::admission::add_warnings(&crate::defaults::service_warnings(&obj));
         }
@@ -875,8 +925,10 @@ impl ApiServer {
         obj: &mut Value,
         expected: Option<u64>,
     ) -> Result<(), CommitError> {
-        if rt.group.is_empty() && rt.kind == "Event" {
-            crate::defaults::fill_event_zero_values(obj);
+        match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Event") => crate::defaults::fill_event_zero_values(obj),
+            ("", "Node") => crate::defaults::fill_node_zero_values(obj),
+            _ => {}
         }
         let mut state = self.store.write();
         let rv = state.next_resource_version();

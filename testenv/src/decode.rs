@@ -251,6 +251,17 @@ impl Walk<'_> {
                     }
                 }
             }
+            // A `[]byte` field: encoding/json decodes the string as padded standard base64.
+            Value::String(text) if schema.get("format").and_then(Value::as_str) == Some("byte") => {
+                match gocompat::base64::std_canonical(text) {
+                    // Stored as Go writes the bytes back.
+                    Some(canonical) => *text = canonical,
+                    None => {
+                        let at = gocompat::base64::std_decode_error(text).unwrap_or(0);
+                        self.type_error = Some(format!("illegal base64 data at input byte {at}"));
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -365,6 +365,34 @@ pub fn apply_admission_defaults(group: &str, kind: &str, obj: &mut Value) {
     }
 }
 
+/// kube-apiserver's TaintNodesByCondition admission on a Node's create: the
+/// `node.kubernetes.io/not-ready:NoSchedule` taint (unless one of that key and effect is there),
+/// so that nothing is scheduled before the Node is seen Ready; the node lifecycle controller
+/// (or, beside testenv, the node simulator) removes it then. It runs after the field manager:
+/// nobody owns the taint.
+pub fn taint_new_node_not_ready(node: &mut Value) {
+    let Some(node) = node.as_object_mut() else {
+        return;
+    };
+    let Some(spec) = node
+        .entry("spec")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    else {
+        return;
+    };
+    let taints = spec.entry("taints").or_insert_with(|| json!([]));
+    let Some(taints) = taints.as_array_mut() else {
+        return;
+    };
+    let already = taints
+        .iter()
+        .any(|t| t["key"] == crate::nodesim::NOT_READY_TAINT && t["effect"] == "NoSchedule");
+    if !already {
+        taints.push(json!({"key": crate::nodesim::NOT_READY_TAINT, "effect": "NoSchedule"}));
+    }
+}
+
 /// Applies the defaulting of a kind, if testenv has one.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
@@ -418,9 +446,82 @@ pub fn fill_event_zero_values(obj: &mut Value) {
     }
 }
 
+/// A Node as Go's encoder writes it: `spec` is a struct (never left out), and so are the status's
+/// `daemonEndpoints` and `nodeInfo`, whose fields have no `omitempty`. Filled in as the object is
+/// stored, for the same reason as [`fill_event_zero_values`]: nobody owns the zero values.
+pub fn fill_node_zero_values(obj: &mut Value) {
+    let Some(node) = obj.as_object_mut() else {
+        return;
+    };
+    node.entry("spec").or_insert_with(|| json!({}));
+    let Some(status) = node
+        .entry("status")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    else {
+        return;
+    };
+    let daemon = status.entry("daemonEndpoints").or_insert_with(|| json!({}));
+    if let Some(daemon) = daemon.as_object_mut() {
+        let kubelet = daemon.entry("kubeletEndpoint").or_insert_with(|| json!({}));
+        if let Some(kubelet) = kubelet.as_object_mut() {
+            kubelet.entry("Port").or_insert(json!(0));
+        }
+    }
+    let info = status.entry("nodeInfo").or_insert_with(|| json!({}));
+    if let Some(info) = info.as_object_mut() {
+        for key in [
+            "machineID",
+            "systemUUID",
+            "bootID",
+            "kernelVersion",
+            "osImage",
+            "containerRuntimeVersion",
+            "kubeletVersion",
+            "kubeProxyVersion",
+            "operatingSystem",
+            "architecture",
+        ] {
+            info.entry(key).or_insert(json!(""));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_node_is_tainted_not_ready_once() {
+        let mut node = json!({"metadata": {"name": "n"}});
+        taint_new_node_not_ready(&mut node);
+        taint_new_node_not_ready(&mut node);
+        assert_eq!(
+            node["spec"]["taints"],
+            json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}])
+        );
+        let mut other = json!({"spec": {"taints": [{"key": "node.kubernetes.io/not-ready",
+            "effect": "NoExecute"}]}});
+        taint_new_node_not_ready(&mut other);
+        assert_eq!(other["spec"]["taints"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn nodes_carry_the_zero_values_go_writes() {
+        let mut node = json!({"metadata": {"name": "n"},
+            "status": {"nodeInfo": {"kubeletVersion": "v1.34.10"}}});
+        fill_node_zero_values(&mut node);
+        assert_eq!(
+            node["status"]["daemonEndpoints"],
+            json!({"kubeletEndpoint": {"Port": 0}})
+        );
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.34.10");
+        assert_eq!(node["status"]["nodeInfo"]["bootID"], "");
+        assert_eq!(
+            node["status"]["nodeInfo"].as_object().map(|m| m.len()),
+            Some(10)
+        );
+    }
 
     #[test]
     fn empty_parent_ref_fields_of_an_ip_address_are_dropped() {

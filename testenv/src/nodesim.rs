@@ -202,8 +202,8 @@ async fn register_node(api: &Api<Node>, node: &SimNode) -> Result<(), NodeSimErr
     untaint_ready_node(api, registered).await.map_err(err)
 }
 
-/// Removes the `node.kubernetes.io/not-ready:NoSchedule` taint that kube-apiserver's
-/// TaintNodesByCondition admission puts on a new Node (testenv puts none), as
+/// Removes the `node.kubernetes.io/not-ready:NoSchedule` taint that the TaintNodesByCondition
+/// admission of kube-apiserver and testenv puts on a new Node, as
 /// kube-controller-manager's node lifecycle controller does once the Node reports Ready. The
 /// simulator's nodes are Ready from the start and no node lifecycle controller runs beside them
 /// (without kubelets renewing Node leases it would mark them Unknown), so the simulator plays its

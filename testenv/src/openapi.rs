@@ -319,11 +319,13 @@ pub fn index_document(server: &ApiServer) -> Value {
     json!({"paths": paths})
 }
 
-/// kube-apiserver's documents as stored: `{"v3": {"api/v1": document, ...}, "v2": document}`.
+/// kube-apiserver's documents as stored: `{"v3": {"api/v1": document, ...}, "v2": document,
+/// "kinds": [[group, version, kind], ...]}`.
 const UPSTREAM_GZ: &[u8] = include_bytes!("../data/openapi-kube-apiserver.json.gz");
 
 /// kube-apiserver's documents, decoded once, with each v3 document's bytes and hash.
 struct Upstream {
+    kinds: BTreeSet<(String, String, String)>,
     v3: BTreeMap<String, (bytes::Bytes, String)>,
     v2: bytes::Bytes,
     v2_protobuf: bytes::Bytes,
@@ -347,7 +349,17 @@ fn upstream() -> &'static Upstream {
             .unwrap_or_default();
         let v2 = bytes::Bytes::from(serde_json::to_vec(&stored["v2"]).unwrap_or_default());
         let v2_protobuf = bytes::Bytes::from(stored_upstream_v2_protobuf());
+        let kinds = stored["kinds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|gvk| {
+                let part = |i: usize| gvk.get(i).and_then(Value::as_str).map(str::to_string);
+                Some((part(0)?, part(1)?, part(2)?))
+            })
+            .collect();
         Upstream {
+            kinds,
             v3,
             v2,
             v2_protobuf,
@@ -459,7 +471,26 @@ pub fn prune_upstream(v3: &BTreeMap<String, Value>, v2: &Value) -> Value {
         .filter(|(key, _)| serves_path(&table, key))
         .map(|(key, doc)| (key.clone(), prune(doc, "/components/schemas", V3_SCHEMAS)))
         .collect();
-    json!({"v3": v3, "v2": prune(v2, "/definitions", V2_DEFINITIONS)})
+    // Every kind kube-apiserver serves, before pruning: its codec decodes these (and refuses
+    // others as "not registered") whichever resource a body is sent to.
+    let mut kinds: Vec<Value> = v2["definitions"]
+        .as_object()
+        .into_iter()
+        .flat_map(|definitions| definitions.values())
+        .filter_map(|d| d["x-kubernetes-group-version-kind"].as_array())
+        .flatten()
+        .map(|gvk| json!([gvk["group"], gvk["version"], gvk["kind"]]))
+        .collect();
+    kinds.sort_by_key(Value::to_string);
+    kinds.dedup();
+    json!({"v3": v3, "v2": prune(v2, "/definitions", V2_DEFINITIONS), "kinds": kinds})
+}
+
+/// Whether kube-apiserver serves `kind` in `group`/`version` (its codec decodes such a body).
+pub fn is_upstream_kind(group: &str, version: &str, kind: &str) -> bool {
+    upstream()
+        .kinds
+        .contains(&(group.to_string(), version.to_string(), kind.to_string()))
 }
 
 /// The media type of gnostic's protobuf OpenAPI v2 document, which client-go asks for.

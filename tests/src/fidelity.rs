@@ -497,7 +497,7 @@ fn normalise_kubectl(mut answer: Answer, memory: &mut Memory) -> Answer {
 }
 
 fn normalise_kubectl_line(line: &str, memory: &mut Memory) -> String {
-    let line = rewrite_resource_versions(&rewrite_message(line, memory));
+    let line = rewrite_message(line, memory);
     line.split(' ')
         .filter(|w| !w.is_empty())
         .map(|word| {
@@ -894,8 +894,8 @@ fn rewrite_message(message: &str, memory: &mut Memory) -> String {
             out.replace_range(open..open + close + 1, " (<current-rv>)");
         }
     }
-    // Timestamps of objects a message quotes (RFC 3339, seconds).
-    out = rewrite_timestamps(&out);
+    // Timestamps and resourceVersions of objects a message quotes (RFC 3339, seconds).
+    out = rewrite_resource_versions(&rewrite_timestamps(&out));
     // Whole digit runs that are known resourceVersions.
     let mut result = String::new();
     let mut digits = String::new();

@@ -252,6 +252,7 @@ async fn testenv_serves_kube_apiservers_openapi_documents() {
         .filter(|(key, doc)| stored["v3"].get(key.as_str()) != Some(doc))
         .map(|(key, _)| format!("v3 {key}"))
         .chain((stored["v2"] != expected["v2"]).then(|| "v2".to_string()))
+        .chain((stored["kinds"] != expected["kinds"]).then(|| "kinds".to_string()))
         .chain(
             (testenv::openapi::stored_upstream_v2_protobuf() != expected_protobuf)
                 .then(|| "v2 protobuf".to_string()),
