@@ -4,9 +4,16 @@
 //! writes. testenv has none of kube-apiserver's other families (etcd, admission, watch cache…).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
 
 use crate::api::{ApiRequest, Verb};
+use crate::server::{ApiServer, Body};
 
 /// One series' labels, in the order client_golang writes them (sorted by name).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,6 +79,54 @@ impl RequestMetrics {
     pub fn render(&self) -> String {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         render(&counts)
+    }
+}
+
+/// A watch's response body, which counts the request when it is done: when the stream ends or the
+/// client goes away (hyper then drops the body), as kube-apiserver counts a watch once its handler
+/// returns.
+pub struct CountedWhenDone {
+    body: Body,
+    server: Arc<ApiServer>,
+    labels: Option<RequestLabels>,
+}
+
+impl CountedWhenDone {
+    /// Wraps `body`; `labels` are counted on `server` when it is done.
+    pub fn new(body: Body, server: Arc<ApiServer>, labels: RequestLabels) -> Self {
+        Self {
+            body,
+            server,
+            labels: Some(labels),
+        }
+    }
+}
+
+impl hyper::body::Body for CountedWhenDone {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for CountedWhenDone {
+    fn drop(&mut self) {
+        if let Some(labels) = self.labels.take() {
+            self.server.request_metrics.observe(labels);
+        }
     }
 }
 

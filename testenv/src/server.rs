@@ -284,14 +284,25 @@ impl ApiServer {
             user_agent: user_agent.clone(),
         };
         let response = self.respond(&api_req, &accept).await;
-        let response = self.once_durable(verb, response).await;
-        self.log(
-            &method,
-            &path,
-            Some(&api_req),
-            response.status().as_u16(),
-            &user_agent,
-        );
+        let mut response = self.once_durable(verb, response).await;
+        let code = response.status().as_u16();
+        if verb == Verb::Watch && response.status().is_success() {
+            // kube-apiserver counts a watch in apiserver_request_total when it ends (its
+            // instrumentation wraps the whole handler), so a watch still open is not counted.
+            let labels = crate::request_metrics::RequestLabels::of(&api_req, code);
+            let body = std::mem::replace(
+                response.body_mut(),
+                http_body_util::Empty::<Bytes>::new().boxed(),
+            );
+            *response.body_mut() = BoxBody::new(crate::request_metrics::CountedWhenDone::new(
+                body,
+                Arc::clone(&self),
+                labels,
+            ));
+            self.log_operation(&method, &path, Some(&api_req), code, &user_agent);
+            return response;
+        }
+        self.log(&method, &path, Some(&api_req), code, &user_agent);
         response
     }
 
@@ -436,6 +447,7 @@ impl ApiServer {
         response
     }
 
+    /// Counts a request in `/metrics` and records it in the operation log.
     fn log(
         &self,
         method: &Method,
@@ -448,6 +460,18 @@ impl ApiServer {
             self.request_metrics
                 .observe(crate::request_metrics::RequestLabels::of(r, code));
         }
+        self.log_operation(method, path, req, code, user_agent);
+    }
+
+    /// Records a request in the operation log.
+    fn log_operation(
+        &self,
+        method: &Method,
+        path: &str,
+        req: Option<&ApiRequest>,
+        code: u16,
+        user_agent: &str,
+    ) {
         let fields = match req {
             Some(r) => OperationFields {
                 verb: r.verb.as_str(),

@@ -418,3 +418,72 @@ async fn metrics_count_requests_as_kube_apiserver_labels_them() {
         assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
     }
 }
+
+/// A watch is counted when it ends, as kube-apiserver's instrumentation counts it once the
+/// handler returns: an open watch is not in `apiserver_request_total` yet.
+#[tokio::test]
+async fn metrics_count_a_watch_when_it_ends() {
+    let env = TestEnv::start().await.unwrap();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let metrics = || async {
+        let resp = client
+            .get(format!("{}/metrics", env.url()).parse().unwrap())
+            .await
+            .unwrap();
+        String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
+    };
+    let watch_line = r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="namespace",subresource="",verb="WATCH",version="v1"} 1"#;
+    let open = client
+        .get(
+            format!(
+                "{}/api/v1/namespaces/default/configmaps?watch=true",
+                env.url()
+            )
+            .parse()
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    assert!(
+        !metrics().await.contains(r#"verb="WATCH""#),
+        "an open watch is counted"
+    );
+    drop(open);
+    // The server notices the closed connection when it next writes or polls it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = metrics().await;
+        if text.lines().any(|l| l == watch_line) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed watch is not counted:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A watch that ends by its own timeout is counted too.
+    let (code, _, _) = send(
+        &env,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let text = metrics().await;
+    assert!(
+        text.contains(&watch_line.replace("} 1", "} 2")),
+        "the timed-out watch is not counted:\n{text}"
+    );
+}
