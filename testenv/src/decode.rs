@@ -2,6 +2,8 @@
 //! have are dropped (and named, for `fieldValidation=Strict|Warn`), duplicate keys are found, and
 //! a value of the wrong JSON type is a 400 naming the Go struct field, as `encoding/json` words it.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use crate::resources::ResourceType;
@@ -137,6 +139,21 @@ fn is_map(schema: &Value) -> bool {
     schema.get("additionalProperties").is_some() && schema.get("properties").is_none()
 }
 
+/// The fields Go declares as `omitempty` strings, per schema (`scripts/gen-omitempty-strings`
+/// reads them from the Go structs): encoding/json drops them when empty, so `"clusterIP": ""` is
+/// neither stored nor returned.
+fn is_omitempty_string(schema: &str, field: &str) -> bool {
+    static FIELDS: std::sync::OnceLock<HashMap<String, Vec<String>>> = std::sync::OnceLock::new();
+    FIELDS
+        .get_or_init(|| {
+            let data: Value =
+                serde_json::from_str(include_str!("omitempty_strings.json")).unwrap_or(Value::Null);
+            serde_json::from_value(data["schemas"].clone()).unwrap_or_default()
+        })
+        .get(schema)
+        .is_some_and(|fields| fields.iter().any(|f| f == field))
+}
+
 impl Walk<'_> {
     /// Walks an object of the component schema `name`. `path` is the field path for unknown
     /// fields (`spec.ports[0]`), `go_path` the one `encoding/json` names (`spec.ports`).
@@ -182,6 +199,7 @@ impl Walk<'_> {
                 .is_some_and(|r| r.iter().any(|k| k == key.as_str()));
             let empty = match map.get(&key) {
                 Some(Value::Null) => true,
+                Some(Value::String(text)) => text.is_empty() && is_omitempty_string(name, &key),
                 Some(Value::Array(items)) => items.is_empty(),
                 Some(Value::Object(m)) => m.is_empty() && is_map(prop),
                 _ => false,
