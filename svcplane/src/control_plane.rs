@@ -153,6 +153,8 @@ pub fn in_process_admission(
         ] {
             chain.register_in_process(group, plural, step.clone());
         }
+        // Status writes of Services: kube-apiserver's registry validates the load balancer's.
+        chain.register_in_process_subresource("", "services", "status", step.clone());
         uninstall_configurations(client.clone()).await?;
         readmit_kubernetes_service(&client, &registry).await?;
         Ok(tokio::spawn(async move {

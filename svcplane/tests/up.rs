@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
 use common::{Answer, assert_upstream_exposition, free_port, http_get};
 use up_process::spawn_up;
@@ -433,5 +433,53 @@ async fn an_invalid_service_gets_the_api_servers_own_422_with_no_webhook_named()
         "{spec:?}"
     );
     assert_eq!(spec.ip_families.unwrap(), ["IPv4"]);
+    // The registry's other rules, with kube-apiserver's messages: a Service's load-balancer
+    // status, Endpoints ports, EndpointSlice address types.
+    let refused = |result: Result<serde_json::Value, kube::Error>| match result {
+        Err(kube::Error::Api(status)) if status.code == 422 => status.message,
+        other => panic!("not refused with a 422: {other:?}"),
+    };
+    let status_patch =
+        serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "not-an-ip"}]}}});
+    let message = refused(
+        services
+            .patch_status("web", &PatchParams::default(), &Patch::Merge(&status_patch))
+            .await
+            .map(|s| serde_json::to_value(s).unwrap()),
+    );
+    assert_eq!(
+        message,
+        "Service \"web\" is invalid: status.loadBalancer.ingress: Forbidden: may only be used when `spec.type` is 'LoadBalancer'"
+    );
+    let endpoints: Api<Endpoints> = Api::default_namespaced(client.clone());
+    let bad_endpoints = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "manual"},
+        "subsets": [{"addresses": [{"ip": "10.1.0.1"}], "ports": [{"port": 99999, "protocol": "FOO"}]}]
+    }))
+    .unwrap();
+    assert_eq!(
+        refused(
+            endpoints
+                .create(&PostParams::default(), &bad_endpoints)
+                .await
+                .map(|e| serde_json::to_value(e).unwrap())
+        ),
+        "Endpoints \"manual\" is invalid: [subsets[0].ports[0].port: Invalid value: 99999: must be between 1 and 65535, inclusive, subsets[0].ports[0].protocol: Unsupported value: \"FOO\": supported values: \"SCTP\", \"TCP\", \"UDP\"]"
+    );
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::default_namespaced(client.clone());
+    let bad_slice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "manual-1"}, "addressType": "FOO", "endpoints": []
+    }))
+    .unwrap();
+    assert_eq!(
+        refused(
+            slices
+                .create(&PostParams::default(), &bad_slice)
+                .await
+                .map(|e| serde_json::to_value(e).unwrap())
+        ),
+        "EndpointSlice.discovery.k8s.io \"manual-1\" is invalid: addressType: Unsupported value: \"FOO\": supported values: \"FQDN\", \"IPv4\", \"IPv6\""
+    );
     assert_eq!(up.terminate().status.code(), Some(0));
 }

@@ -112,11 +112,14 @@ enum Phase {
     Validating,
 }
 
+/// Where an in-process step runs: group, plural and subresource ("" for the main resource).
+type InProcessKey = (String, String, String);
+
 /// Runs the in-process steps and calls the webhooks registered in the store.
 pub struct AdmissionChain {
     services: RwLock<BTreeMap<(String, String, u16), SocketAddr>>,
-    /// In-process steps by (group, plural).
-    in_process: RwLock<BTreeMap<(String, String), Arc<dyn InProcessAdmission>>>,
+    /// In-process steps by resource.
+    in_process: RwLock<BTreeMap<InProcessKey, Arc<dyn InProcessAdmission>>>,
 }
 
 impl AdmissionChain {
@@ -136,21 +139,38 @@ impl AdmissionChain {
         plural: &str,
         step: Arc<dyn InProcessAdmission>,
     ) {
+        self.register_in_process_subresource(group, plural, "", step);
+    }
+
+    /// As [`Self::register_in_process`], for writes of one subresource of `group`/`plural`
+    /// (e.g. `status`, which kube-apiserver's registry validates with rules of its own).
+    pub fn register_in_process_subresource(
+        &self,
+        group: &str,
+        plural: &str,
+        subresource: &str,
+        step: Arc<dyn InProcessAdmission>,
+    ) {
         self.in_process
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((group.to_string(), plural.to_string()), step);
+            .insert(
+                (
+                    group.to_string(),
+                    plural.to_string(),
+                    subresource.to_string(),
+                ),
+                step,
+            );
     }
 
     fn in_process_step(&self, attrs: &AdmissionAttributes) -> Option<Arc<dyn InProcessAdmission>> {
-        if attrs.subresource.is_some() {
-            return None;
-        }
         let rt = &attrs.resource;
+        let subresource = attrs.subresource.clone().unwrap_or_default();
         self.in_process
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(rt.group.clone(), rt.plural.clone()))
+            .get(&(rt.group.clone(), rt.plural.clone(), subresource))
             .cloned()
     }
 

@@ -37,6 +37,23 @@ pub fn default_service(svc: &mut Value) {
             }
         }
     }
+    // SetDefaults_Service: a LoadBalancer's ingress with an IP gets the VIP mode.
+    let load_balancer = svc.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+    if load_balancer
+        && let Some(ingress) = svc
+            .pointer_mut("/status/loadBalancer/ingress")
+            .and_then(Value::as_array_mut)
+    {
+        for entry in ingress.iter_mut().filter_map(Value::as_object_mut) {
+            let has_ip = entry
+                .get("ip")
+                .and_then(Value::as_str)
+                .is_some_and(|ip| !ip.is_empty());
+            if has_ip && entry.get("ipMode").is_none_or(Value::is_null) {
+                entry.insert("ipMode".into(), json!("VIP"));
+            }
+        }
+    }
     let Some(spec) = obj_mut(svc, "spec") else {
         return;
     };

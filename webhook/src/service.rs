@@ -13,8 +13,9 @@ use crate::field::{FieldError, FieldPath, FieldValue};
 use crate::ip::{validate_cidr, validate_ip, validate_non_special_ip};
 use crate::meta::{NameRule, validate_object_meta, validate_object_meta_update};
 use crate::names::{
-    is_dns1123_label, is_qualified_name, is_valid_port_name, is_valid_port_num,
-    validate_dns1123_label, validate_dns1123_subdomain, validate_labels, validate_qualified_name,
+    is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_port_name,
+    is_valid_port_num, validate_dns1123_label, validate_dns1123_subdomain, validate_labels,
+    validate_qualified_name,
 };
 
 /// Annotation that may carry load-balancer source ranges when the field is empty.
@@ -807,4 +808,115 @@ fn validate_upgrade_downgrade_ip_families(o: &SpecView<'_>, n: &SpecView<'_>) ->
         errs.push(FieldError::invalid(path, ips_value(), changed));
     }
     errs
+}
+
+/// `ValidateLoadBalancerStatus` of a status update (`services/status`), after the API server's
+/// defaulting (which gives every ingress with an `ip` an `ipMode`, so "must be specified when
+/// `ip` is set" cannot arise): ingress only on a LoadBalancer; each ingress's IP, IP mode and
+/// hostname.
+pub fn validate_service_status(svc: &Service) -> Vec<FieldError> {
+    let ingress_path = FieldPath::new("status")
+        .child("loadBalancer")
+        .child("ingress");
+    let ingresses = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_deref())
+        .unwrap_or(&[]);
+    let type_ = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        .unwrap_or("");
+    if type_ != "LoadBalancer" && !ingresses.is_empty() {
+        return vec![FieldError::forbidden(
+            ingress_path,
+            "may only be used when `spec.type` is 'LoadBalancer'",
+        )];
+    }
+    let mut errs = Vec::new();
+    for (i, ingress) in ingresses.iter().enumerate() {
+        let path = ingress_path.index(i);
+        let ip = ingress.ip.as_deref().unwrap_or("");
+        if !ip.is_empty() {
+            errs.extend(validate_ip(ip, &path.child("ip")));
+        }
+        match ingress.ip_mode.as_deref() {
+            Some(_) if ip.is_empty() => errs.push(FieldError::forbidden(
+                path.child("ipMode"),
+                "may not be specified when `ip` is not set",
+            )),
+            Some(mode) if !matches!(mode, "Proxy" | "VIP") => errs.push(FieldError::not_supported(
+                path.child("ipMode"),
+                FieldValue::Str(mode.to_owned()),
+                &["Proxy", "VIP"],
+            )),
+            _ => {}
+        }
+        let hostname = ingress.hostname.as_deref().unwrap_or("");
+        if !hostname.is_empty() {
+            for msg in is_dns1123_subdomain(hostname) {
+                errs.push(FieldError::invalid(
+                    path.child("hostname"),
+                    FieldValue::Str(hostname.to_owned()),
+                    msg,
+                ));
+            }
+            if parse_ip_sloppy(hostname).is_some() {
+                errs.push(FieldError::invalid(
+                    path.child("hostname"),
+                    FieldValue::Str(hostname.to_owned()),
+                    "must be a DNS name, not an IP address",
+                ));
+            }
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn messages(svc: serde_json::Value) -> Vec<String> {
+        let svc: Service = serde_json::from_value(svc).unwrap();
+        validate_service_status(&svc)
+            .iter()
+            .map(|e| e.message(crate::field::ValueRendering::default()))
+            .collect()
+    }
+
+    // kube-apiserver 1.34's answers to the same status patches (services/status).
+    #[test]
+    fn load_balancer_status_is_refused_as_upstream_refuses_it() {
+        assert_eq!(
+            messages(json!({"spec": {"type": "ClusterIP"},
+                "status": {"loadBalancer": {"ingress": [{"ip": "not-an-ip"}]}}})),
+            [
+                "status.loadBalancer.ingress: Forbidden: may only be used when `spec.type` is 'LoadBalancer'"
+            ]
+        );
+        assert_eq!(
+            messages(json!({"spec": {"type": "LoadBalancer"},
+                "status": {"loadBalancer": {"ingress": [
+                    {"ip": "not-an-ip", "ipMode": "VIP"},
+                    {"hostname": "10.0.0.1", "ipMode": "VIP"},
+                    {"ip": "10.0.0.2", "ipMode": "Foo"},
+                    {"hostname": "Bad_Host"}]}}})),
+            [
+                "status.loadBalancer.ingress[0].ip: Invalid value: \"not-an-ip\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                "status.loadBalancer.ingress[1].ipMode: Forbidden: may not be specified when `ip` is not set",
+                "status.loadBalancer.ingress[1].hostname: Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address",
+                "status.loadBalancer.ingress[2].ipMode: Unsupported value: \"Foo\": supported values: \"Proxy\", \"VIP\"",
+                "status.loadBalancer.ingress[3].hostname: Invalid value: \"Bad_Host\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            ]
+        );
+        assert!(
+            messages(json!({"spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.3", "ipMode": "VIP"}]}}}))
+            .is_empty()
+        );
+    }
 }

@@ -269,9 +269,11 @@ async fn endpoint_addresses_are_checked_and_cluster_ips_warned_about() {
     .await
     .unwrap();
     let slices: Api<EndpointSlice> = Api::namespaced(env.client(), "default");
+    // As the API server hands a slice to admission: defaulted (port name and protocol).
     let slice = |name: &str, address: &str| -> EndpointSlice {
         serde_json::from_value(json!({"metadata": {"name": name}, "addressType": "IPv4",
-            "endpoints": [{"addresses": [address]}], "ports": [{"port": 80}]}))
+            "endpoints": [{"addresses": [address]}],
+            "ports": [{"name": "", "port": 80, "protocol": "TCP"}]}))
         .unwrap()
     };
     let err = match slices

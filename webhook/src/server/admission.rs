@@ -16,7 +16,7 @@ use crate::admission_review::{
     AdmissionRequest, AdmissionResponse, Operation, ReviewDecodeError, decode_request,
 };
 use crate::endpoints::{
-    validate_container_ports, validate_endpoint_address, validate_endpoint_slice_addresses,
+    validate_container_ports, validate_endpoint_slice, validate_endpoint_subsets,
 };
 use crate::field::{FieldError, FieldPath, FieldValue, ValueRendering};
 use crate::ip::LOOPBACK_DETAIL;
@@ -154,7 +154,15 @@ impl AdmissionHandler {
     pub async fn answer(&self, phase: Phase, request: &AdmissionRequest) -> ReviewAnswer {
         let kind = request.kind.kind.as_str();
         let operation = format!("{kind}/{}", request.operation.as_str());
+        let status_update = request.sub_resource.as_deref() == Some("status");
         let response = match (phase, request.kind.group.as_str(), kind) {
+            (Phase::Validate, "", "Service") if status_update => {
+                self.validate_service_status(request)
+            }
+            // A status update allocates nothing.
+            (Phase::Mutate, "", "Service") if status_update => {
+                AdmissionResponse::allow(&request.uid)
+            }
             (Phase::Validate, "", "Service") => self.validate_service(request),
             (Phase::Mutate, "", "Service") => self.mutate_service(request).await,
             (Phase::Validate, "", "Endpoints") => self.validate_endpoints(request),
@@ -189,6 +197,26 @@ impl AdmissionHandler {
             }
             UnknownKindPolicy::Deny => AdmissionResponse::deny(&request.uid, bad_request(&text)),
         }
+    }
+
+    /// `ValidateServiceStatusUpdate` beyond ObjectMeta: the load balancer's status.
+    fn validate_service_status(&self, request: &AdmissionRequest) -> AdmissionResponse {
+        let svc = match decode_object::<Service>(request, "Service") {
+            Ok(svc) => svc,
+            Err(status) => return AdmissionResponse::deny(&request.uid, *status),
+        };
+        let errs = crate::service::validate_service_status(&svc);
+        if errs.is_empty() {
+            return AdmissionResponse::allow(&request.uid);
+        }
+        let status = invalid_status(
+            "Service",
+            "",
+            &request.object_name(),
+            &errs,
+            self.policy.rendering,
+        );
+        AdmissionResponse::deny(&request.uid, status)
     }
 
     fn validate_service(&self, request: &AdmissionRequest) -> AdmissionResponse {
@@ -382,9 +410,18 @@ impl AdmissionHandler {
             Ok(e) => e,
             Err(status) => return AdmissionResponse::deny(&request.uid, *status),
         };
-        let mut errs = Vec::new();
+        let subsets = endpoints.subsets.as_deref().unwrap_or(&[]);
+        let mut errs = validate_endpoint_subsets(subsets);
+        // On an update that leaves the subsets as they were, their errors are ignored, as
+        // upstream's ValidateEndpoints ignores them ("older versions considered the data valid").
+        if !errs.is_empty()
+            && let Some(old) = decode_old_object::<Endpoints>(request)
+            && old.subsets.as_deref().unwrap_or(&[]) == subsets
+        {
+            errs.clear();
+        }
         let mut addresses = Vec::new();
-        for (i, subset) in endpoints.subsets.iter().flatten().enumerate() {
+        for (i, subset) in subsets.iter().enumerate() {
             let subset_path = FieldPath::new("subsets").index(i);
             for (list, field) in [
                 (&subset.addresses, "addresses"),
@@ -392,7 +429,6 @@ impl AdmissionHandler {
             ] {
                 for (j, address) in list.iter().flatten().enumerate() {
                     let path = subset_path.child(field).index(j);
-                    errs.extend(validate_endpoint_address(address, &path));
                     addresses.push((path.child("ip").to_string(), address.ip.clone()));
                 }
             }
@@ -412,7 +448,8 @@ impl AdmissionHandler {
             Ok(s) => s,
             Err(status) => return AdmissionResponse::deny(&request.uid, *status),
         };
-        let mut errs = validate_endpoint_slice_addresses(&slice);
+        let old = decode_old_object::<EndpointSlice>(request);
+        let mut errs = validate_endpoint_slice(&slice, old.as_ref());
         let mut addresses = Vec::new();
         if matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
             for (i, endpoint) in slice.endpoints.iter().enumerate() {
@@ -600,6 +637,14 @@ fn decode_old<T: DeserializeOwned>(
     decode_value(request.old_object.as_ref(), "oldObject", kind)
 }
 
+/// An update's old object, if the review carries one that decodes.
+fn decode_old_object<T: DeserializeOwned>(request: &AdmissionRequest) -> Option<T> {
+    if request.operation != Operation::Update {
+        return None;
+    }
+    decode_old(request, "").ok()
+}
+
 fn decode_pair<T: DeserializeOwned>(
     request: &AdmissionRequest,
     kind: &str,
@@ -734,7 +779,9 @@ mod tests {
             ("", "Endpoints"),
             name,
             json!({"metadata": {"name": name, "namespace": "default"},
-                "subsets": [{"addresses": [{"ip": ip}], "ports": [{"port": 6443}]}]}),
+                // As the API server hands it over: defaulted (the protocol).
+                "subsets": [{"addresses": [{"ip": ip}],
+                    "ports": [{"port": 6443, "protocol": "TCP"}]}]}),
         )
     }
 
@@ -745,7 +792,7 @@ mod tests {
             json!({"metadata": {"name": service, "namespace": "default",
                     "labels": {"kubernetes.io/service-name": service}},
                 "addressType": "IPv4", "endpoints": [{"addresses": [ip]}],
-                "ports": [{"port": 6443}]}),
+                "ports": [{"name": "", "port": 6443, "protocol": "TCP"}]}),
         )
     }
 
