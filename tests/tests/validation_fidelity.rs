@@ -2275,10 +2275,14 @@ fn a_dual_stack_refusal_naming_the_other_requested_address_is_upstream_s_map_ord
         json!({"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9", "fd00::20"],
             "ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}),
     );
-    let kube = "failed to allocate IP fd00::20: the provided network does not match the current range";
-    let ours = "failed to allocate IP 10.96.0.9: the provided network does not match the current range";
+    let kube =
+        "failed to allocate IP fd00::20: the provided network does not match the current range";
+    let ours =
+        "failed to allocate IP 10.96.0.9: the provided network does not match the current range";
     assert!(both_families_refused_in_another_order(&case, kube, ours));
     assert!(!both_families_refused_in_another_order(&case, ours, ours));
     let elsewhere = "failed to allocate IP 10.96.0.5: provided IP is already allocated";
-    assert!(!both_families_refused_in_another_order(&case, elsewhere, ours));
+    assert!(!both_families_refused_in_another_order(
+        &case, elsewhere, ours
+    ));
 }
