@@ -304,12 +304,15 @@ fn docs_section(
     s.push_str(fidelity::DOCS_HEADING);
     s.push_str("\n\n");
     s.push_str(
-        "The scenarios of `tests/fidelity/*.yaml` (HTTP requests, one namespace each) sent to \
-         testenv and to kube-apiserver 1.34 (etcd, no webhooks; kube-controller-manager's garbage \
-         collector for the `gc` scenarios), answers compared on status code, `Content-Type`, \
-         `Warning`, `Location` and body after normalising uids, timestamps, resourceVersion \
-         values (not their order), generated name suffixes and allocated ClusterIPs, IP families \
-         and NodePorts. Regenerate this section with\n\n    \
+        "The scenarios of `tests/fidelity/*.yaml` (HTTP requests and kubectl commands, one \
+         namespace each) sent to testenv and to kube-apiserver 1.34 (etcd, no webhooks; \
+         kube-controller-manager's garbage collector for the `gc` scenarios). HTTP answers are \
+         compared on status code, `Content-Type`, `Warning`, `Location` and body; kubectl's \
+         (`kubectl.yaml`: kubectl 1.32 on PATH, and 1.27, 1.28 and 1.33 beside it) on exit \
+         status and output, JSON as a value and text line by line with column widths and ages \
+         aside. Normalised on both sides: uids, timestamps, resourceVersion values (not their \
+         order), generated name suffixes, allocated ClusterIPs, IP families and NodePorts, the \
+         servers' addresses. Regenerate this section with\n\n    \
          SVCPLANE_FIDELITY_DOCS=1 cargo test -p svcplane-tests --test api_fidelity -- --nocapture\n\n",
     );
     s.push_str(&format!(
@@ -337,8 +340,8 @@ fn docs_section(
          without a Service registry (svcplane supplies it), so it allocates no ClusterIPs or \
          NodePorts, sets no IP families and validates no Services; the comparison drops \
          `spec.clusterIP(s)`, `spec.ipFamilies`, `spec.ipFamilyPolicy` and `ports[].nodePort` of \
-         Services on both sides. kubectl's output is not compared yet (HTTP only); server-side \
-         tables, which `kubectl get` prints, are.\n\n",
+         Services on both sides (kubectl's scenarios use headless and ExternalName Services, \
+         whose printed columns do not depend on allocation).\n\n",
     );
     if let Ok(history) = std::fs::read_to_string(dir.join("scores.md")) {
         s.push_str(history.trim_end());
