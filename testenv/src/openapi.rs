@@ -3,17 +3,16 @@
 //! `kubectl explain` shows what kube-apiserver shows (enums, defaults, list types) and
 //! `kubectl apply` finds the strategic-merge metadata it needs; `/openapi/v2` (JSON) likewise.
 //!
-//! The built-in group-versions are served from kube-apiserver 1.34's own documents
-//! (`data/openapi-kube-apiserver.json.gz`), pruned to the paths testenv serves and the schemas
-//! those reach ([`prune_upstream`]); `tests/tests/openapi_documents.rs` fetches them from the real
-//! kube-apiserver, checks the stored copy against them and rewrites it on request. The documents
-//! of custom resources' group-versions are built here from their CRDs, with the built-in schemas
-//! of k8s-openapi's `schemars` impls ([`crate::schemas`]).
+//! The built-in group-versions, and `/openapi/v2` in JSON and in the gnostic protobuf form
+//! client-go fetches, are served from kube-apiserver 1.34's own documents (`data/`), pruned to
+//! the paths testenv serves and the schemas those reach ([`prune_upstream`],
+//! [`prune_upstream_v2_protobuf`]). `testenv_serves_kube_apiservers_openapi_documents` (in
+//! `tests/tests/api_fidelity.rs`) fetches them from the real kube-apiserver, checks the stored
+//! copy against them and rewrites it on request. The documents of custom resources'
+//! group-versions are built here from their CRDs, with the built-in schemas of k8s-openapi's
+//! `schemars` impls ([`crate::schemas`]).
 //!
-//! Not served: the protobuf form of `/openapi/v2` (gnostic's `openapi_v2.Document`) carries only
-//! `swagger` and `info`. client-go asks for that form; kubectl 1.27 and 1.28 then build client-side
-//! apply patches from their compiled-in types (the same patches, for built-in kinds), and
-//! `kubectl explain --output plaintext-openapiv2` finds no fields.
+//! Not served: custom resources in `/openapi/v2` (kube-apiserver merges their schemas in).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -367,7 +366,7 @@ fn upstream() -> &'static Upstream {
     })
 }
 
-/// The stored copy of kube-apiserver's documents (`{"v3": {...}, "v2": {...}}`), as
+/// The stored copy of kube-apiserver's documents (`{"v3": {...}, "v2": {...}, "kinds": [...]}`), as
 /// [`prune_upstream`] made it. The copy is compiled in: if it does not decode, the build is
 /// broken, and testenv serves empty documents rather than fail every request.
 pub fn stored_upstream_documents() -> Value {

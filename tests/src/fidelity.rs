@@ -566,26 +566,7 @@ fn is_age(word: &str) -> bool {
 
 /// Replaces each uid (8-4-4-4-12 hex digits) in `text` with `<uid>`.
 fn rewrite_uuids(text: &str) -> String {
-    const SHAPE: &[u8] = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let matches = bytes.len() >= i + SHAPE.len()
-            && SHAPE.iter().zip(&bytes[i..]).all(|(want, got)| match want {
-                b'x' => got.is_ascii_hexdigit(),
-                other => other == got,
-            });
-        if matches {
-            out.push_str("<uid>");
-            i += SHAPE.len();
-        } else {
-            let c = text[i..].chars().next().unwrap_or_default();
-            out.push(c);
-            i += c.len_utf8().max(1);
-        }
-    }
-    out
+    replace_shaped(text, b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", "<uid>")
 }
 
 /// `299 - "a", 299 - "b"` as the warnings' texts (kube-apiserver may fold several into one
@@ -920,12 +901,18 @@ fn rewrite_message(message: &str, memory: &mut Memory) -> String {
 
 /// Replaces every `YYYY-MM-DDTHH:MM:SSZ` in `text` with `<time>`.
 fn rewrite_timestamps(text: &str) -> String {
-    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:ddZ";
+    replace_shaped(text, b"dddd-dd-ddTdd:dd:ddZ", "<time>")
+}
+
+/// Replaces every run of `text` that has `shape` (`d` a decimal digit, `x` a hex digit, any
+/// other byte itself) with `replacement`.
+fn replace_shaped(text: &str, shape: &[u8], replacement: &str) -> String {
     let bytes = text.as_bytes();
     let matches_at = |i: usize| {
-        bytes.len() >= i + SHAPE.len()
-            && SHAPE.iter().zip(&bytes[i..]).all(|(want, got)| match want {
+        bytes.len() >= i + shape.len()
+            && shape.iter().zip(&bytes[i..]).all(|(want, got)| match want {
                 b'd' => got.is_ascii_digit(),
+                b'x' => got.is_ascii_hexdigit(),
                 other => other == got,
             })
     };
@@ -933,8 +920,8 @@ fn rewrite_timestamps(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if matches_at(i) {
-            out.push_str("<time>");
-            i += SHAPE.len();
+            out.push_str(replacement);
+            i += shape.len();
         } else {
             let c = text[i..].chars().next().unwrap_or_default();
             out.push(c);

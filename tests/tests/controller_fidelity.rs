@@ -545,24 +545,53 @@ fn fingerprint(slices: &[Value], endpoints: &[Value]) -> Vec<String> {
     out
 }
 
-/// The selecting, non-ExternalName Services of a case after `steps` steps: each must have a
-/// slice before the case counts as settled.
+/// The Services of a case after `steps` steps that must have a slice before the case counts as
+/// settled: the selecting, non-ExternalName ones, and the selector-less ones whose Endpoints
+/// have an address and no `skip-mirror` label (the mirroring controller's; found by CI, where
+/// kube-controller-manager on testenv was compared before it had mirrored one).
 fn expected_services(case: &Case, steps: usize) -> Vec<String> {
-    let mut services: BTreeMap<String, bool> = BTreeMap::new();
+    let mut selecting: BTreeMap<String, bool> = BTreeMap::new();
+    let mut mirrorable: BTreeMap<String, bool> = BTreeMap::new();
+    let has_address = |subsets: &Value| {
+        subsets.as_array().into_iter().flatten().any(|subset| {
+            ["addresses", "notReadyAddresses"]
+                .iter()
+                .any(|list| subset[*list].as_array().is_some_and(|a| !a.is_empty()))
+        })
+    };
     for action in case
         .initial
         .iter()
         .chain(case.steps.iter().take(steps).flatten())
     {
-        if let Action::CreateService(s) = action {
-            let selecting = !s["spec"]["selector"].is_null() && s["spec"]["type"] != "ExternalName";
-            services.insert(
-                s["metadata"]["name"].as_str().unwrap_or("").into(),
-                selecting,
-            );
+        match action {
+            Action::CreateService(s) => {
+                let name = s["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let external = s["spec"]["type"] == "ExternalName";
+                let selects = !s["spec"]["selector"].is_null();
+                selecting.insert(name, !external && selects);
+            }
+            Action::CreateEndpoints(e) => {
+                let name = e["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let skipped =
+                    e["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true";
+                mirrorable.insert(name, !skipped && has_address(&e["subsets"]));
+            }
+            Action::PatchEndpoints { name, subsets } => {
+                if let Some(m) = mirrorable.get_mut(name)
+                    && *m
+                {
+                    *m = has_address(subsets);
+                }
+            }
+            _ => {}
         }
     }
-    services.into_iter().filter(|s| s.1).map(|s| s.0).collect()
+    selecting
+        .iter()
+        .filter(|(name, selects)| **selects || mirrorable.get(*name).copied().unwrap_or(false))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Waits until every side has been quiet for [`QUIET`] and has a slice for every expected

@@ -14,7 +14,8 @@ use crate::ip::{
 };
 use crate::names::{
     is_dns1123_subdomain, is_valid_label_value, is_valid_port_name, is_valid_port_num,
-    validate_dns1123_label, validate_labels, validate_qualified_name,
+    validate_dns1123_label, validate_fully_qualified_domain_name, validate_labels,
+    validate_qualified_name,
 };
 
 /// The protocols an endpoint port may have (`sets.List`: sorted).
@@ -216,9 +217,19 @@ fn validate_slice_endpoint_fields(endpoint: &Endpoint, path: &FieldPath) -> Vec<
 /// `validateHints`: at most 8 zones and 8 nodes, each named once, zones as label values and
 /// nodes as node names.
 fn validate_hints(hints: &EndpointHints, path: &FieldPath) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+    let zones: Vec<&str> = hints
+        .for_zones
+        .iter()
+        .flatten()
+        .map(|z| z.name.as_str())
+        .collect();
+    let nodes: Vec<&str> = hints
+        .for_nodes
+        .iter()
+        .flatten()
+        .map(|n| n.name.as_str())
+        .collect();
     let zones_path = path.child("forZones");
-    let zones = hints.for_zones.as_deref().unwrap_or(&[]);
     if zones.len() > MAX_HINTS {
         return vec![FieldError::too_many(
             zones_path,
@@ -226,27 +237,8 @@ fn validate_hints(hints: &EndpointHints, path: &FieldPath) -> Vec<FieldError> {
             MAX_HINTS as i64,
         )];
     }
-    let mut seen: Vec<&str> = Vec::new();
-    for (i, zone) in zones.iter().enumerate() {
-        let name_path = zones_path.index(i).child("name");
-        if seen.contains(&zone.name.as_str()) {
-            errs.push(FieldError::duplicate(
-                name_path.clone(),
-                FieldValue::Str(zone.name.clone()),
-            ));
-        } else {
-            seen.push(&zone.name);
-        }
-        for msg in is_valid_label_value(&zone.name) {
-            errs.push(FieldError::invalid(
-                name_path.clone(),
-                FieldValue::Str(zone.name.clone()),
-                msg,
-            ));
-        }
-    }
+    let mut errs = validate_hint_names(&zones, &zones_path, is_valid_label_value);
     let nodes_path = path.child("forNodes");
-    let nodes = hints.for_nodes.as_deref().unwrap_or(&[]);
     if nodes.len() > MAX_HINTS {
         errs.push(FieldError::too_many(
             nodes_path,
@@ -255,23 +247,29 @@ fn validate_hints(hints: &EndpointHints, path: &FieldPath) -> Vec<FieldError> {
         ));
         return errs;
     }
-    let mut seen: Vec<&str> = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let name_path = nodes_path.index(i).child("name");
-        if seen.contains(&node.name.as_str()) {
-            errs.push(FieldError::duplicate(
-                name_path.clone(),
-                FieldValue::Str(node.name.clone()),
-            ));
-        } else {
-            seen.push(&node.name);
+    errs.extend(validate_hint_names(
+        &nodes,
+        &nodes_path,
+        is_dns1123_subdomain,
+    ));
+    errs
+}
+
+/// One list of hints (`path[i].name`): each name once, and of the form `check` accepts.
+fn validate_hint_names(
+    names: &[&str],
+    path: &FieldPath,
+    check: fn(&str) -> Vec<String>,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let name_path = path.index(i).child("name");
+        let value = || FieldValue::Str((*name).to_owned());
+        if names[..i].contains(name) {
+            errs.push(FieldError::duplicate(name_path.clone(), value()));
         }
-        for msg in is_dns1123_subdomain(&node.name) {
-            errs.push(FieldError::invalid(
-                name_path.clone(),
-                FieldValue::Str(node.name.clone()),
-                msg,
-            ));
+        for msg in check(name) {
+            errs.push(FieldError::invalid(name_path.clone(), value(), msg));
         }
     }
     errs
@@ -297,8 +295,8 @@ pub fn validate_endpoint_address(address: &EndpointAddress, path: &FieldPath) ->
     errs
 }
 
-/// `validateEndpoints` of discovery/v1: each endpoint's addresses (FQDN ones are not checked
-/// here), node name, deprecated topology, hostname and hints.
+/// `validateEndpoints` of discovery/v1: each endpoint's addresses, node name, deprecated
+/// topology, hostname and hints.
 pub fn validate_endpoint_slice_addresses(slice: &EndpointSlice) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let endpoints_path = FieldPath::new("endpoints");
@@ -336,7 +334,8 @@ pub fn validate_endpoint_slice_addresses(slice: &EndpointSlice) -> Vec<FieldErro
                     errs.extend(validate_ipv6_address(address, &path));
                     errs.extend(validate_non_special_ip(address, &path));
                 }
-                // FQDN and unknown types are not address-checked here.
+                "FQDN" => errs.extend(validate_fully_qualified_domain_name(address, &path)),
+                // Unknown types fall through unchecked, as upstream's.
                 _ => {}
             }
         }
@@ -445,6 +444,18 @@ mod tests {
                 "ports[1].name: Duplicate value: \"a\"",
                 "endpoints[0].nodeName: Invalid value: \"Bad_Node\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
                 "endpoints[0].hints.forZones[1].name: Duplicate value: \"z\"",
+            ]
+        );
+        let fqdn: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "f"}, "addressType": "FQDN",
+            "endpoints": [{"addresses": ["db.example.com."]}, {"addresses": ["db"]},
+                {"addresses": ["Db.example"]}]}))
+        .unwrap();
+        assert_eq!(
+            messages(&validate_endpoint_slice(&fqdn, None)),
+            [
+                "endpoints[1].addresses[0]: Invalid value: \"db\": should be a domain with at least two segments separated by dots",
+                "endpoints[2].addresses[0]: Invalid value: \"Db.example\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
             ]
         );
         // An update that leaves the endpoints as they were keeps only the other errors.

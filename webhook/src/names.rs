@@ -251,6 +251,39 @@ fn invalid_each(path: &FieldPath, value: &str, msgs: Vec<String>) -> Vec<FieldEr
 }
 
 /// `ValidateDNS1123Label`: one Invalid cause per message.
+/// `IsFullyQualifiedDomainName`: a DNS subdomain (a trailing dot allowed) of at least two labels;
+/// its first complaint only, as upstream returns.
+pub fn validate_fully_qualified_domain_name(name: &str, path: &FieldPath) -> Vec<FieldError> {
+    if name.is_empty() {
+        return vec![FieldError::required(path.clone(), "")];
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let invalid = |value: &str, detail: String| {
+        vec![FieldError::invalid(
+            path.clone(),
+            FieldValue::Str(value.to_owned()),
+            detail,
+        )]
+    };
+    let errs = is_dns1123_subdomain(name);
+    if !errs.is_empty() {
+        return invalid(name, errs.join(","));
+    }
+    if !name.contains('.') {
+        return invalid(
+            name,
+            "should be a domain with at least two segments separated by dots".to_owned(),
+        );
+    }
+    for label in name.split('.') {
+        let errs = is_dns1123_label(label);
+        if !errs.is_empty() {
+            return invalid(label, errs.join(","));
+        }
+    }
+    Vec::new()
+}
+
 pub fn validate_dns1123_label(value: &str, path: &FieldPath) -> Vec<FieldError> {
     invalid_each(path, value, is_dns1123_label(value))
 }
