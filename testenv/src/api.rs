@@ -94,7 +94,7 @@ impl ApiRequest {
     }
 
     pub(crate) fn collection(&self) -> CollectionKey {
-        CollectionKey::new(&self.resource.group, &self.resource.plural)
+        crate::conversion::storage_collection(&self.resource)
     }
 
     pub(crate) fn ns(&self) -> &str {
@@ -545,11 +545,22 @@ impl ApiServer {
         }
     }
 
-    /// Rewrites apiVersion for the version served (CRDs with several versions share one collection).
-    pub(crate) fn present(&self, rt: &ResourceType, mut obj: Value) -> Value {
+    /// A stored object as `rt` serves it: converted when it is stored as another resource's
+    /// (Events), its apiVersion rewritten for the version served (CRDs with several versions
+    /// share one collection).
+    pub(crate) fn present(&self, rt: &ResourceType, obj: Value) -> Value {
+        let mut obj = crate::conversion::from_storage(rt, obj);
         if obj.get("apiVersion").and_then(Value::as_str) != Some(&rt.api_version()) {
             obj["apiVersion"] = json!(rt.api_version());
         }
+        obj
+    }
+
+    /// The stored object an update or patch through `rt` starts from: as `rt` serves it, without
+    /// the field managers of versions `rt`'s endpoint cannot convert to.
+    fn read_for_write(&self, rt: &ResourceType, current: &StoredObject) -> Value {
+        let mut obj = self.present(rt, current.value());
+        crate::conversion::drop_unconvertible_managers(rt, &mut obj);
         obj
     }
 
@@ -561,6 +572,7 @@ impl ApiServer {
         let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         self.check_field_selector(&req.resource, &fields)?;
+        let fields = crate::conversion::storage_fields(&req.resource, fields);
         let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
         let cont = match req.q("continue") {
             Some(token) => Some(decode_continue(token)?),
@@ -668,7 +680,7 @@ impl ApiServer {
         &self,
         req: &ApiRequest,
     ) -> Result<Option<(Value, Vec<Bytes>)>, ApiError> {
-        if self.needs_version_rewrite(&req.resource) {
+        if self.needs_version_rewrite(&req.resource) || crate::conversion::converts(&req.resource) {
             return Ok(None);
         }
         let (list_rv, objects, next) = self.select(req)?;
@@ -858,12 +870,22 @@ impl ApiServer {
             }
             let name = meta_str(&candidate, "name").unwrap_or("").to_string();
             if !causes.is_empty() {
-                return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &causes));
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    crate::conversion::judged_group(&rt),
+                    &name,
+                    &causes,
+                ));
             }
             if let Some(errs) = self.validate_kind(&rt, &candidate, None)
                 && !errs.is_empty()
             {
-                return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &errs));
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    crate::conversion::judged_group(&rt),
+                    &name,
+                    &errs,
+                ));
             }
             {
                 let m = meta_mut(&mut candidate);
@@ -918,22 +940,38 @@ impl ApiServer {
         Err(ApiError::internal("could not generate a unique name"))
     }
 
-    /// Stamps the next resourceVersion into `obj` and stores it.
+    /// Stamps the next resourceVersion into `obj` and stores it. An object stored as another
+    /// resource's is converted, and `obj` becomes what its own resource then reads back.
     pub(crate) fn commit_put(
         &self,
         rt: &ResourceType,
         obj: &mut Value,
         expected: Option<u64>,
     ) -> Result<(), CommitError> {
+        if crate::conversion::converts(rt) {
+            let mut stored = crate::conversion::to_storage(rt, std::mem::take(obj));
+            let result = self.put_stamped(rt, &mut stored, expected);
+            *obj = crate::conversion::from_storage(rt, stored);
+            return result;
+        }
         match (rt.group.as_str(), rt.kind.as_str()) {
             ("", "Event") => crate::defaults::fill_event_zero_values(obj),
             ("", "Node") => crate::defaults::fill_node_zero_values(obj),
             _ => {}
         }
+        self.put_stamped(rt, obj, expected)
+    }
+
+    fn put_stamped(
+        &self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        expected: Option<u64>,
+    ) -> Result<(), CommitError> {
         let mut state = self.store.write();
         let rv = state.next_resource_version();
         meta_mut(obj).insert("resourceVersion".into(), json!(rv.to_string()));
-        state.put(&CollectionKey::new(&rt.group, &rt.plural), obj, expected)?;
+        state.put(&crate::conversion::storage_collection(rt), obj, expected)?;
         Ok(())
     }
 
@@ -948,11 +986,19 @@ impl ApiServer {
         let mut state = self.store.write();
         let rv = state.next_resource_version();
         meta_mut(obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        // Watchers of the stored resource see the final state in its own form.
+        let converted;
+        let final_state = if crate::conversion::converts(rt) {
+            converted = crate::conversion::to_storage(rt, obj.clone());
+            &converted
+        } else {
+            &*obj
+        };
         state.remove(
-            &CollectionKey::new(&rt.group, &rt.plural),
+            &crate::conversion::storage_collection(rt),
             &ns,
             &name,
-            obj,
+            final_state,
             expected,
         )?;
         Ok(())
@@ -1018,7 +1064,7 @@ impl ApiServer {
             {
                 return Err(ApiError::conflict(rt, &name));
             }
-            let old = current.value();
+            let old = self.read_for_write(rt, &current);
             let new = self.merge_for_write(req, &old, body.clone());
             match self
                 .write_update(
@@ -1152,12 +1198,24 @@ impl ApiServer {
             causes.extend(validate_kube_finalizer_names(metadata));
         }
         if !causes.is_empty() {
-            return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &causes).into());
+            return Err(ApiError::invalid(
+                &rt.kind,
+                crate::conversion::judged_group(&rt),
+                &name,
+                &causes,
+            )
+            .into());
         }
         if let Some(errs) = self.validate_kind(&rt, &new, Some(old))
             && !errs.is_empty()
         {
-            return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &errs).into());
+            return Err(ApiError::invalid(
+                &rt.kind,
+                crate::conversion::judged_group(&rt),
+                &name,
+                &errs,
+            )
+            .into());
         }
         if let Some(deleting) = meta(old).and_then(|m| m.get("deletionTimestamp")) {
             // Finalizers may only be removed from a deleting object, never added back.
@@ -1314,7 +1372,7 @@ impl ApiServer {
             {
                 return Err(ApiError::conflict(&rt, &name));
             }
-            let old = current.value();
+            let old = self.read_for_write(&rt, &current);
             let patched = match patch_type {
                 PatchType::Merge => patch::merge_patch(&old, &patch_value)?,
                 PatchType::Json => patch::json_patch(&old, &patch_value, strict_decode)?,
@@ -1542,7 +1600,7 @@ impl ApiServer {
                 .read()
                 .get(&req.collection(), req.ns(), name)
                 .ok_or_else(|| ApiError::not_found(&rt, name))?;
-            let mut obj = current.value();
+            let mut obj = self.present(&rt, current.value());
             check_delete_preconditions(&rt, name, preconditions, &current)?;
             let attrs = AdmissionAttributes {
                 operation: Operation::Delete,
@@ -1890,7 +1948,7 @@ impl ApiServer {
     ) -> Result<(), ApiError> {
         for _ in 0..16 {
             let current = self.current(req)?;
-            let old = current.value();
+            let old = self.read_for_write(&req.resource, &current);
             let mut new = old.clone();
             mutate(&mut new);
             match self

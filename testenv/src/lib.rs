@@ -16,6 +16,7 @@
 pub mod admission;
 pub mod api;
 mod binding;
+mod conversion;
 mod crd;
 mod decode;
 pub mod defaults;
@@ -210,6 +211,7 @@ impl TestEnv {
     ) -> Result<Self, TestEnvError> {
         let server = ApiServer::new(store, options.server.clone());
         server.load_crds_from_store();
+        server.move_events_stored_apart();
         if options.system_namespaces {
             server.ensure_namespaces(SYSTEM_NAMESPACES).await;
         }
@@ -438,6 +440,34 @@ impl ApiServer {
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
             let _ = self.commit_put(&rt, &mut obj, None);
+        }
+    }
+
+    /// Moves the `events.k8s.io` Events a data directory of an older testenv kept in a collection
+    /// of their own into the core Events they are now stored as (see `conversion`).
+    fn move_events_stored_apart(&self) {
+        let Some(rt) = self.resources().get("events.k8s.io", "v1", "events") else {
+            return;
+        };
+        let apart = store::CollectionKey::new("events.k8s.io", "events");
+        let core = conversion::storage_collection(&rt);
+        let mut state = self.store.write();
+        let objects: Vec<_> = state.list(&apart, None, None).cloned().collect();
+        let stamp = |v: &mut serde_json::Value, rv: u64| {
+            api::meta_mut(v).insert("resourceVersion".into(), json!(rv.to_string()));
+        };
+        for old in objects {
+            let mut moved = conversion::to_storage(&rt, old.value());
+            stamp(&mut moved, state.next_resource_version());
+            if let Err(e) = state.put(&core, &moved, None) {
+                // Kept where it was: a core Event of the same name holds its place.
+                tracing::warn!(namespace = %old.namespace, name = %old.name, error = %e,
+                    "an events.k8s.io Event stored apart could not be moved to the core Events");
+                continue;
+            }
+            let mut final_state = old.value();
+            stamp(&mut final_state, state.next_resource_version());
+            let _ = state.remove(&apart, &old.namespace, &old.name, &final_state, 0);
         }
     }
 

@@ -272,7 +272,8 @@ pub fn render_watch_object(
     rt: &ResourceType,
     object: &Bytes,
 ) -> Bytes {
-    if preferred_as(accept).is_none() {
+    // Plain JSON goes out as stored, unless the resource is stored as another's (Events).
+    if preferred_as(accept).is_none() && !crate::conversion::converts(rt) {
         return object.clone();
     }
     let Ok(value) = serde_json::from_slice::<Value>(object) else {

@@ -407,6 +407,15 @@ impl FieldSelector {
             .map(|(_, _, v)| v.as_str())
     }
 
+    /// The selector with each field renamed by `rename` (a field of one API version as the
+    /// stored object's field).
+    pub fn renamed(mut self, rename: impl Fn(&str) -> String) -> Self {
+        for (field, _, _) in &mut self.terms {
+            *field = rename(field);
+        }
+        self
+    }
+
     /// Whether the object's field values (looked up by `get`) satisfy every term; a missing field is "".
     pub fn matches(&self, mut get: impl FnMut(&str) -> Option<String>) -> bool {
         self.terms.iter().all(|(field, equal, value)| {

@@ -124,7 +124,7 @@ pub fn start(
             .filter(|s| !s.is_empty())
     };
     let filter = WatchFilter {
-        collection: CollectionKey::new(&req.resource.group, &req.resource.plural),
+        collection: crate::conversion::storage_collection(&req.resource),
         namespace: req.namespace.clone(),
         name: req.name.clone(),
         labels: LabelSelector::parse(q("labelSelector").unwrap_or(""))
@@ -133,6 +133,10 @@ pub fn start(
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
     server.check_field_selector(&req.resource, &filter.fields)?;
+    let filter = WatchFilter {
+        fields: crate::conversion::storage_fields(&req.resource, filter.fields),
+        ..filter
+    };
     let bookmarks = q("allowWatchBookmarks").is_some_and(|b| b == "true");
     let send_initial = q("sendInitialEvents").is_some_and(|b| b == "true");
     let timeout = q("timeoutSeconds")

@@ -114,7 +114,7 @@ async fn crud_on_every_builtin_kind() {
             "Event",
             "events",
             true,
-            json!({"reason": "Test", "action": "Testing", "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "t", "reportingInstance": "t"}),
+            json!({"reason": "Test", "action": "Testing", "type": "Normal", "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "t", "reportingInstance": "t"}),
         ),
         (
             "admissionregistration.k8s.io",
