@@ -376,6 +376,15 @@ fn internal_package(group: &str) -> &str {
     }
 }
 
+/// The 422 of an object `rt`'s registry refuses, naming the kind it judges.
+fn invalid_object(
+    rt: &ResourceType,
+    name: &str,
+    causes: &[crate::status::StatusCause],
+) -> ApiError {
+    ApiError::invalid(&rt.kind, crate::conversion::judged_group(rt), name, causes)
+}
+
 /// Everything but metadata and status: a change here bumps metadata.generation.
 fn spec_part(obj: &Value) -> Value {
     let mut o = obj.clone();
@@ -870,22 +879,12 @@ impl ApiServer {
             }
             let name = meta_str(&candidate, "name").unwrap_or("").to_string();
             if !causes.is_empty() {
-                return Err(ApiError::invalid(
-                    &rt.kind,
-                    crate::conversion::judged_group(&rt),
-                    &name,
-                    &causes,
-                ));
+                return Err(invalid_object(&rt, &name, &causes));
             }
             if let Some(errs) = self.validate_kind(&rt, &candidate, None)
                 && !errs.is_empty()
             {
-                return Err(ApiError::invalid(
-                    &rt.kind,
-                    crate::conversion::judged_group(&rt),
-                    &name,
-                    &errs,
-                ));
+                return Err(invalid_object(&rt, &name, &errs));
             }
             {
                 let m = meta_mut(&mut candidate);
@@ -1198,24 +1197,12 @@ impl ApiServer {
             causes.extend(validate_kube_finalizer_names(metadata));
         }
         if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                &rt.kind,
-                crate::conversion::judged_group(&rt),
-                &name,
-                &causes,
-            )
-            .into());
+            return Err(invalid_object(&rt, &name, &causes).into());
         }
         if let Some(errs) = self.validate_kind(&rt, &new, Some(old))
             && !errs.is_empty()
         {
-            return Err(ApiError::invalid(
-                &rt.kind,
-                crate::conversion::judged_group(&rt),
-                &name,
-                &errs,
-            )
-            .into());
+            return Err(invalid_object(&rt, &name, &errs).into());
         }
         if let Some(deleting) = meta(old).and_then(|m| m.get("deletionTimestamp")) {
             // Finalizers may only be removed from a deleting object, never added back.

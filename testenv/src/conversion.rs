@@ -53,24 +53,12 @@ pub fn to_storage(rt: &ResourceType, obj: Value) -> Value {
     let Value::Object(event) = obj else {
         return obj;
     };
-    let mut core = Map::new();
-    for (key, value) in event {
-        match key.as_str() {
-            "apiVersion" => {
-                core.insert(key, json!("v1"));
-            }
-            "series" => {
-                core.insert(key, core_series(value));
-            }
-            _ => {
-                let name = EVENT_FIELDS
-                    .iter()
-                    .find(|(v1, _)| *v1 == key)
-                    .map_or(key.clone(), |(_, core)| (*core).to_string());
-                core.insert(name, value);
-            }
-        }
-    }
+    let mut core = convert_fields(event, "v1", core_series, |key| {
+        EVENT_FIELDS
+            .iter()
+            .find(|(v1, _)| *v1 == key)
+            .map(|(_, core)| *core)
+    });
     drop_zero(&mut core, &["message", "count"]);
     let mut core = Value::Object(core);
     crate::defaults::fill_event_zero_values(&mut core);
@@ -86,24 +74,12 @@ pub fn from_storage(rt: &ResourceType, obj: Value) -> Value {
     let Value::Object(core) = obj else {
         return obj;
     };
-    let mut event = Map::new();
-    for (key, value) in core {
-        match key.as_str() {
-            "apiVersion" => {
-                event.insert(key, json!(rt.api_version()));
-            }
-            "series" => {
-                event.insert(key, events_v1_series(value));
-            }
-            _ => {
-                let name = EVENT_FIELDS
-                    .iter()
-                    .find(|(_, core)| *core == key)
-                    .map_or(key.clone(), |(v1, _)| (*v1).to_string());
-                event.insert(name, value);
-            }
-        }
-    }
+    let mut event = convert_fields(core, &rt.api_version(), events_v1_series, |key| {
+        EVENT_FIELDS
+            .iter()
+            .find(|(_, core)| *core == key)
+            .map(|(v1, _)| *v1)
+    });
     // Go's encoding of events/v1.Event: empty strings and a zero count are `omitempty`; the two
     // structs are always written, the times as null when zero.
     drop_zero(
@@ -168,6 +144,27 @@ pub fn storage_fields(rt: &ResourceType, fields: FieldSelector) -> FieldSelector
             format!("{core}.{rest}")
         }
     })
+}
+
+/// `object`'s fields in another version: `apiVersion` set, `series` rewritten by `series`, and
+/// each other field under the name `rename` gives it (its own when none).
+fn convert_fields(
+    object: Map<String, Value>,
+    api_version: &str,
+    series: fn(Value) -> Value,
+    rename: impl Fn(&str) -> Option<&'static str>,
+) -> Map<String, Value> {
+    object
+        .into_iter()
+        .map(|(key, value)| match key.as_str() {
+            "apiVersion" => (key, json!(api_version)),
+            "series" => (key, series(value)),
+            _ => match rename(&key) {
+                Some(name) => (name.to_string(), value),
+                None => (key, value),
+            },
+        })
+        .collect()
 }
 
 /// A core `EventSeries` (both fields `omitempty`) from an `events.k8s.io/v1` one.

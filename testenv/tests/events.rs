@@ -91,6 +91,21 @@ async fn an_event_written_through_one_api_is_read_changed_and_deleted_through_th
     env.stop().await;
 }
 
+/// The first two ADDED events of a watch, each as `seen` reads it.
+async fn first_two_added<K>(
+    watch: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
+    seen: impl Fn(K) -> (String, String),
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(WatchEvent::Added(e)) = watch.try_next().await.unwrap() {
+        out.push(seen(e));
+        if out.len() == 2 {
+            break;
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_watch_through_either_api_sees_events_written_through_both() {
     let env = TestEnv::start().await.unwrap();
@@ -121,34 +136,20 @@ async fn a_watch_through_either_api_sees_events_written_through_both() {
         .await
         .unwrap();
 
-    let mut seen_by_core = Vec::new();
-    while let Some(WatchEvent::Added(e)) = core_watch.try_next().await.unwrap() {
-        seen_by_core.push((e.metadata.name.unwrap(), e.message.unwrap_or_default()));
-        if seen_by_core.len() == 2 {
-            break;
-        }
-    }
-    assert_eq!(
-        seen_by_core,
-        [
-            ("two".to_string(), "synced".to_string()),
-            ("three".to_string(), "started".to_string())
-        ]
-    );
-    let mut seen_by_v1 = Vec::new();
-    while let Some(WatchEvent::Added(e)) = v1_watch.try_next().await.unwrap() {
-        seen_by_v1.push((e.metadata.name.unwrap(), e.note.unwrap_or_default()));
-        if seen_by_v1.len() == 2 {
-            break;
-        }
-    }
-    assert_eq!(
-        seen_by_v1,
-        [
-            ("two".to_string(), "synced".to_string()),
-            ("three".to_string(), "started".to_string())
-        ]
-    );
+    let expected = [
+        ("two".to_string(), "synced".to_string()),
+        ("three".to_string(), "started".to_string()),
+    ];
+    let by_core = first_two_added(&mut core_watch, |e: CoreEvent| {
+        (e.metadata.name.unwrap(), e.message.unwrap_or_default())
+    })
+    .await;
+    assert_eq!(by_core, expected);
+    let by_v1 = first_two_added(&mut v1_watch, |e: Event| {
+        (e.metadata.name.unwrap(), e.note.unwrap_or_default())
+    })
+    .await;
+    assert_eq!(by_v1, expected);
     env.stop().await;
 }
 
