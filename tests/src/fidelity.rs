@@ -109,6 +109,13 @@ pub fn load(dir: &Path) -> Vec<Scenario> {
     let mut names = std::collections::HashSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("scenario file");
+        let booleans = yaml11_booleans(&text);
+        assert!(
+            booleans.is_empty(),
+            "{}: quote these words, which YAML 1.1 reads as booleans: {}",
+            file.display(),
+            booleans.join(", ")
+        );
         let mut scenarios: Vec<Scenario> =
             serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for s in &mut scenarios {
@@ -142,6 +149,30 @@ pub fn load(dir: &Path) -> Vec<Scenario> {
         all.extend(scenarios);
     }
     all
+}
+
+/// The unquoted words of `text` that YAML 1.1 reads as booleans (`n`, `y`, `on`, `off`, ...), as
+/// `line N: word`. A body that says `note: n` sends `false`; both servers then refuse it alike and
+/// the scenario compares two 400s instead of what it was written for.
+fn yaml11_booleans(text: &str) -> Vec<String> {
+    const WORDS: [&str; 16] = [
+        "y", "Y", "n", "N", "yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+        "OFF",
+    ];
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        let line = line.trim_start().strip_prefix("- ").unwrap_or(line);
+        for piece in line.split([':', ',', '{', '}', '[', ']']) {
+            let word = piece.trim();
+            if WORDS.contains(&word) {
+                found.push(format!("line {}: {word}", i + 1));
+            }
+        }
+    }
+    found
 }
 
 /// The reasons for the differences that remain: scenario name → reason.
@@ -1160,6 +1191,12 @@ mod tests {
         let normalised = normalise_kubectl(answer, &mut Memory::default());
         assert_eq!(normalised.body["stdout"]["metadata"]["uid"], "<uid-1>");
         assert_eq!(normalised.body["stderr"], json!(["Warning: a"]));
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_in_scenarios_are_found() {
+        let text = "- name: s\n  steps:\n  - body: {note: n, 'y': '1'}\n    # on\n  - on\n  - body: {k: 'off'}\n";
+        assert_eq!(yaml11_booleans(text), ["line 3: n", "line 5: on"]);
     }
 
     #[test]
