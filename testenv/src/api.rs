@@ -565,6 +565,46 @@ impl ApiServer {
         obj
     }
 
+    /// The registry's validation of a create (`old` is `None`) or an update: the generic
+    /// ObjectMeta checks and the kind's own, in kube-apiserver's order for the kind; the first
+    /// that finds anything answers with its 422.
+    fn validate_write(
+        &self,
+        rt: &ResourceType,
+        obj: &Value,
+        old: Option<&Value>,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let meta = || {
+            let metadata = obj.get("metadata").unwrap_or(&Value::Null);
+            let write = if old.is_some() {
+                MetaWrite::Update
+            } else {
+                MetaWrite::Create
+            };
+            let rule = name_rule(&rt.group, &rt.kind, obj);
+            let mut causes = validate_object_meta(&rule, rt.namespaced, metadata, write);
+            if rt.has_kube_finalizer_rule() {
+                causes.extend(validate_kube_finalizer_names(metadata));
+            }
+            causes
+        };
+        let kind = || self.validate_kind(rt, obj, old).unwrap_or_default();
+        let checks: [&dyn Fn() -> Vec<crate::status::StatusCause>; 2] =
+            if crate::validation::judges_kind_first(rt) {
+                [&kind, &meta]
+            } else {
+                [&meta, &kind]
+            };
+        for check in checks {
+            let causes = check();
+            if !causes.is_empty() {
+                return Err(invalid_object(rt, name, &causes));
+            }
+        }
+        Ok(())
+    }
+
     /// The stored object an update or patch through `rt` starts from: as `rt` serves it, without
     /// the field managers of versions `rt`'s endpoint cannot convert to.
     fn read_for_write(&self, rt: &ResourceType, current: &StoredObject) -> Value {
@@ -867,25 +907,8 @@ impl ApiServer {
                 };
                 meta_mut(&mut candidate).insert("name".into(), json!(name));
             }
-            let metadata = candidate.get("metadata").unwrap_or(&Value::Null);
-            let mut causes = validate_object_meta(
-                &name_rule(&rt.group, &rt.kind, &candidate),
-                rt.namespaced,
-                metadata,
-                MetaWrite::Create,
-            );
-            if rt.has_kube_finalizer_rule() {
-                causes.extend(validate_kube_finalizer_names(metadata));
-            }
             let name = meta_str(&candidate, "name").unwrap_or("").to_string();
-            if !causes.is_empty() {
-                return Err(invalid_object(&rt, &name, &causes));
-            }
-            if let Some(errs) = self.validate_kind(&rt, &candidate, None)
-                && !errs.is_empty()
-            {
-                return Err(invalid_object(&rt, &name, &errs));
-            }
+            self.validate_write(&rt, &candidate, None, &name)?;
             {
                 let m = meta_mut(&mut candidate);
                 m.insert("uid".into(), json!(names::uid()));
@@ -1186,24 +1209,7 @@ impl ApiServer {
         if rt.namespaced {
             meta_mut(&mut new).insert("namespace".into(), json!(req.ns()));
         }
-        let metadata = new.get("metadata").unwrap_or(&Value::Null);
-        let mut causes = validate_object_meta(
-            &name_rule(&rt.group, &rt.kind, &new),
-            rt.namespaced,
-            metadata,
-            MetaWrite::Update,
-        );
-        if rt.has_kube_finalizer_rule() {
-            causes.extend(validate_kube_finalizer_names(metadata));
-        }
-        if !causes.is_empty() {
-            return Err(invalid_object(&rt, &name, &causes).into());
-        }
-        if let Some(errs) = self.validate_kind(&rt, &new, Some(old))
-            && !errs.is_empty()
-        {
-            return Err(invalid_object(&rt, &name, &errs).into());
-        }
+        self.validate_write(&rt, &new, Some(old), &name)?;
         if let Some(deleting) = meta(old).and_then(|m| m.get("deletionTimestamp")) {
             // Finalizers may only be removed from a deleting object, never added back.
             meta_mut(&mut new).insert("deletionTimestamp".into(), deleting.clone());

@@ -14,13 +14,14 @@ const ACTION_LENGTH_LIMIT: usize = 128;
 const REASON_LENGTH_LIMIT: usize = 128;
 const NOTE_LENGTH_LIMIT: usize = 1024;
 
-/// Causes for a create; `event` is in core/v1 form, `strict` when written through
-/// `events.k8s.io/v1`.
-pub fn validate_create(event: &Value, strict: bool) -> Vec<StatusCause> {
-    let mut causes = legacy(event, strict);
-    if !strict {
+/// Causes for a create; `event` is in core/v1 form. `strict` (written through
+/// `events.k8s.io/v1`) carries the ObjectMeta causes, which come after the legacy ones.
+pub fn validate_create(event: &Value, strict: Option<Vec<StatusCause>>) -> Vec<StatusCause> {
+    let mut causes = legacy(event, strict.is_some());
+    let Some(meta) = strict else {
         return causes;
-    }
+    };
+    causes.extend(meta);
     causes.extend(series(event));
     if is_zero_time(event.get("eventTime")) {
         causes.push(required("eventTime"));
@@ -47,12 +48,17 @@ pub fn validate_create(event: &Value, strict: bool) -> Vec<StatusCause> {
     causes
 }
 
-/// Causes for an update of `old` to `new` (both in core/v1 form).
-pub fn validate_update(new: &Value, old: &Value, strict: bool) -> Vec<StatusCause> {
-    let mut causes = legacy(new, strict);
-    if !strict {
+/// Causes for an update of `old` to `new` (both in core/v1 form); `strict` as for a create.
+pub fn validate_update(
+    new: &Value,
+    old: &Value,
+    strict: Option<Vec<StatusCause>>,
+) -> Vec<StatusCause> {
+    let mut causes = legacy(new, strict.is_some());
+    let Some(meta) = strict else {
         return causes;
-    }
+    };
+    causes.extend(meta);
     if new.get("series") != old.get("series") {
         causes.extend(series(new));
     }
@@ -315,13 +321,13 @@ mod tests {
         let event = json!({"metadata": {"namespace": "ns"},
             "involvedObject": {"kind": "Pod", "name": "p", "namespace": "other"}});
         assert_eq!(
-            messages(&validate_create(&event, false)),
+            messages(&validate_create(&event, None)),
             ["involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"]
         );
         let in_default =
             json!({"metadata": {"namespace": "default"}, "involvedObject": {"kind": "Node"}});
-        assert!(validate_create(&in_default, false).is_empty());
-        assert!(validate_create(&strict_event(), true).is_empty());
+        assert!(validate_create(&in_default, None).is_empty());
+        assert!(validate_create(&strict_event(), Some(Vec::new())).is_empty());
     }
 
     #[test]
@@ -333,7 +339,7 @@ mod tests {
         event["source"] = json!({"component": "kubelet"});
         event["series"] = json!({"count": 1});
         assert_eq!(
-            messages(&validate_create(&event, true)),
+            messages(&validate_create(&event, Some(Vec::new()))),
             [
                 "series.count: Invalid value: \"\": should be at least 2",
                 "series.lastObservedTime: Required value",
@@ -348,7 +354,7 @@ mod tests {
         reported["action"] = json!("");
         reported["reason"] = json!("x".repeat(129));
         assert_eq!(
-            messages(&validate_create(&reported, true)),
+            messages(&validate_create(&reported, Some(Vec::new()))),
             [
                 "reportingController: Required value",
                 "reportingController: Invalid value: \"\": name part must be non-empty",
@@ -369,7 +375,7 @@ mod tests {
         new["related"] = json!({"kind": "Node", "name": "n"});
         new["eventTime"] = json!("2025-01-01T00:00:01.5Z");
         assert_eq!(
-            messages(&validate_update(&new, &old, true)),
+            messages(&validate_update(&new, &old, Some(Vec::new()))),
             [
                 r#"involvedObject: Invalid value: {"Kind":"Pod","Namespace":"ns","Name":"q","UID":"","APIVersion":"","ResourceVersion":"","FieldPath":""}: field is immutable"#,
                 "reason: Invalid value: \"Other\": field is immutable",
@@ -379,9 +385,9 @@ mod tests {
                 r#"related: Invalid value: {"Kind":"Node","Namespace":"","Name":"n","UID":"","APIVersion":"","ResourceVersion":"","FieldPath":""}: field is immutable"#,
             ]
         );
-        assert!(validate_update(&new, &old, false).is_empty());
+        assert!(validate_update(&new, &old, None).is_empty());
         let mut below_a_microsecond = old.clone();
         below_a_microsecond["eventTime"] = json!("2025-01-01T00:00:00.0000004Z");
-        assert!(validate_update(&below_a_microsecond, &old, true).is_empty());
+        assert!(validate_update(&below_a_microsecond, &old, Some(Vec::new())).is_empty());
     }
 }
